@@ -1,0 +1,64 @@
+// natter's only script: live-socket resume and close codes, Enter to send, local times, scroll
+// and member-list upkeep. Everything works without it except live updates.
+"use strict";
+(() => {
+  const $ = (s) => document.querySelector(s);
+  const lastSeq = () => Math.max(0, ...[...document.querySelectorAll("#messages [data-seq]")].map((e) => +e.dataset.seq));
+  // Every (re)connect resumes after the newest message shown (DESIGN.md §6).
+  htmx.createWebSocket = (url) => {
+    const u = new URL(url, location.href);
+    u.searchParams.set("after", lastSeq());
+    return new WebSocket(u);
+  };
+  htmx.config.wsReconnectDelay = (n) => Math.random() * Math.min(10000, 500 * 2 ** n);
+  let downSince = 0, downTimer = 0, retries = 0;
+  const status = (text) => { const s = $("#room-status"); if (s) s.textContent = text; };
+  const showDown = () => { const s = (Date.now() - downSince) / 1000; status(s > 30 ? "offline: messages will appear when the connection is back" : "reconnecting…"); };
+  document.addEventListener("htmx:wsOpen", () => { downSince = retries = 0; clearInterval(downTimer); status(""); });
+  document.addEventListener("htmx:wsClose", (e) => {
+    const code = e.detail.event.code;
+    if (code === 4401) return location.assign("/");
+    if (code === 4409) return location.reload();
+    if (code === 4404) return status("You left this room.");
+    if (code === 1000) return;
+    if (!downSince) { downSince = Date.now(); downTimer = setInterval(showDown, 1000); }
+    // The ws extension retries only after 1006/1011/1012/1013; Caddy closes with 1001.
+    if (code === 1001) setTimeout(() => e.detail.socketWrapper.reconnect(), htmx.config.wsReconnectDelay(retries++));
+  });
+  // The message list scrolls in a column-reverse box, so it opens at the newest message even
+  // without JS and scrollTop 0 means "at the bottom". Follow new messages only from there.
+  const scroller = () => $(".scroller");
+  let atBottom = true;
+  document.addEventListener("htmx:wsBeforeMessage", () => { const s = scroller(); atBottom = !s || Math.abs(s.scrollTop) < 48; });
+  document.addEventListener("htmx:wsAfterMessage", () => { const s = scroller(); if (s && atBottom) s.scrollTop = 0; });
+  // Member entries are upserts: drop a stale copy before an appended one lands.
+  document.addEventListener("htmx:oobBeforeSwap", (e) => {
+    if (e.detail.target.id !== "members") return;
+    e.detail.fragment.querySelectorAll?.("li[id]").forEach((li) => document.getElementById(li.id)?.remove());
+  });
+  // Times arrive in UTC; show them in the reader's zone.
+  const day = (d) => { const t = new Date(); t.setHours(0, 0, 0, 0); const n = Math.round((t - new Date(d).setHours(0, 0, 0, 0)) / 864e5); return n === 0 ? "Today" : n === 1 ? "Yesterday" : d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short", year: n > 300 ? "numeric" : undefined }); };
+  const localise = (root) => root.querySelectorAll?.("time[datetime]").forEach((t) => {
+    const d = new Date(t.getAttribute("datetime")); if (isNaN(d)) return;
+    const full = d.toLocaleString(undefined, { dateStyle: "full", timeStyle: "short" });
+    if (t.dataset.style === "day") { t.textContent = day(d); return; }
+    t.title = full;
+    t.textContent = t.dataset.style === "short" ? d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  });
+  document.addEventListener("htmx:load", (e) => localise(e.detail.elt));
+  document.addEventListener("htmx:oobAfterSwap", (e) => localise(e.detail.target));
+  // Enter sends, Shift+Enter is a new line, Escape leaves the composer.
+  document.addEventListener("keydown", (e) => {
+    if (e.target.id !== "composer-body") return;
+    if (e.key === "Escape") e.target.blur();
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); if (e.target.value.trim()) e.target.form.requestSubmit(); }
+  });
+  document.addEventListener("click", (e) => {
+    const b = e.target.closest("[data-copy]"); if (!b) return;
+    navigator.clipboard?.writeText($(b.dataset.copy).textContent.trim()).then(() => { b.textContent = "Copied"; setTimeout(() => (b.textContent = "Copy code"), 1500); });
+  });
+  document.addEventListener("DOMContentLoaded", () => {
+    localise(document);
+    document.querySelectorAll("[data-copy]").forEach((b) => (b.hidden = !navigator.clipboard));
+  });
+})();

@@ -1,0 +1,233 @@
+//! Who is asking: server-side sessions behind a random cookie, CSRF tokens, client addresses,
+//! and the extractors handlers use (`MaybeSession`, `Session`, `CurrentUser`).
+
+pub mod csrf;
+pub mod oidc;
+
+use std::net::IpAddr;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use poem::{FromRequest, Request, RequestBody, web::Data};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    State,
+    config::Config,
+    error::AppError,
+    store::{User, now_ms},
+};
+
+/// A fresh 256-bit secret from the CSPRNG.
+pub fn random_token() -> [u8; 32] {
+    rand::random()
+}
+
+/// Cookie-safe text for a token.
+pub fn encode_token(token: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(token)
+}
+
+/// The token inside a cookie value, if it is one.
+pub fn decode_token(text: &str) -> Option<[u8; 32]> {
+    URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok()
+}
+
+/// What the database keeps instead of a token: a stolen table holds no usable cookie.
+pub fn hash_token(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "natter_session";
+/// Binds a sign-in in progress to the browser that started it.
+pub const LOGIN_COOKIE: &str = "natter_login";
+/// Carries the CSRF secret for forms shown before signing in.
+pub const PRE_SESSION_COOKIE: &str = "natter_pre";
+
+/// A cookie's name as sent: with the `__Host-` prefix when cookies are `Secure`, which pins it to
+/// this exact host and path `/` so a sibling subdomain cannot plant one.
+pub fn cookie_name(config: &Config, base: &str) -> String {
+    if config.secure_cookies() {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure over https.
+pub fn set_cookie(config: &Config, base: &str, value: &str, max_age_secs: u64) -> String {
+    let secure = if config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}",
+        cookie_name(config, base)
+    )
+}
+
+/// A `Set-Cookie` value that deletes the cookie.
+pub fn clear_cookie(config: &Config, base: &str) -> String {
+    set_cookie(config, base, "", 0)
+}
+
+/// The value of the named cookie in the request (last one wins).
+pub fn read_cookie(req: &Request, config: &Config, base: &str) -> Option<String> {
+    let name = cookie_name(config, base);
+    let mut found = None;
+    for header in req.headers().get_all(poem::http::header::COOKIE) {
+        let Ok(header) = header.to_str() else {
+            continue;
+        };
+        for pair in header.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                found = Some(v.trim_matches('"').to_string());
+            }
+        }
+    }
+    found
+}
+
+/// The address of the person asking: the peer, unless the peer is a trusted proxy, in which case
+/// the address it reports (`X-Real-IP`, else the last `X-Forwarded-For` hop).
+pub fn client_ip(req: &Request, config: &Config) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
+    let peer = match peer {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    if !config.trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    header("x-real-ip")
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| {
+            header("x-forwarded-for")
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .or(Some(peer))
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token_hash: Vec<u8>,
+    csrf_secret: Vec<u8>,
+    pub user: User,
+}
+
+impl Session {
+    /// A CSRF token for one form or page, masked afresh each time (BREACH).
+    pub fn csrf(&self) -> String {
+        csrf::mask(&self.csrf_secret)
+    }
+
+    /// Whether `presented` (a form field or `X-CSRF-Token`) carries this session's secret.
+    pub fn verify_csrf(&self, presented: &str) -> bool {
+        csrf::verify(&self.csrf_secret, presented)
+    }
+
+    /// Loads the session named by the request's cookie, sliding its expiry at most once a
+    /// minute.
+    pub async fn load(state: &State, req: &Request) -> Result<Option<Session>, AppError> {
+        let Some(token) =
+            read_cookie(req, &state.config, SESSION_COOKIE).and_then(|v| decode_token(&v))
+        else {
+            return Ok(None);
+        };
+        let hash = hash_token(&token);
+        let now = now_ms();
+        let Some(record) = state.store.session(&hash, now).await? else {
+            return Ok(None);
+        };
+        if now - record.last_seen_at > 60_000 {
+            let expires = now + state.config.session_lifetime().as_millis() as i64;
+            state.store.touch_session(&hash, now, expires).await?;
+        }
+        Ok(Some(Session {
+            token_hash: record.token_hash,
+            csrf_secret: record.csrf_token,
+            user: record.user,
+        }))
+    }
+}
+
+fn app_state(req: &Request) -> Result<&State, AppError> {
+    req.data::<State>()
+        .ok_or_else(|| AppError::Internal("application state missing".into()))
+}
+
+/// The session, if the browser has one.
+pub struct MaybeSession(pub Option<Session>);
+
+impl<'a> FromRequest<'a> for MaybeSession {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = app_state(req)?;
+        Ok(MaybeSession(Session::load(state, req).await?))
+    }
+}
+
+/// Where a signed-out request should come back to after signing in: GET page paths only.
+fn return_path(req: &Request) -> Option<String> {
+    if req.method() != poem::http::Method::GET {
+        return None;
+    }
+    let uri = req.original_uri();
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    crate::domain::safe_return_path(path).filter(|p| p != "/")
+}
+
+impl<'a> FromRequest<'a> for Session {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = app_state(req)?;
+        match Session::load(state, req).await? {
+            Some(session) => Ok(session),
+            None => Err(AppError::SignInRequired {
+                next: return_path(req),
+            }
+            .into()),
+        }
+    }
+}
+
+/// A signed-in person who has chosen a username: what every page but sign-out and the username
+/// form requires.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub session: Session,
+    pub id: i64,
+    pub username: String,
+}
+
+impl CurrentUser {
+    pub fn from_session(session: Session) -> Result<Self, AppError> {
+        let username = session
+            .user
+            .username
+            .clone()
+            .ok_or(AppError::UsernameRequired)?;
+        Ok(CurrentUser {
+            id: session.user.id,
+            username,
+            session,
+        })
+    }
+}
+
+impl<'a> FromRequest<'a> for CurrentUser {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let session = Session::from_request(req, body).await?;
+        Ok(CurrentUser::from_session(session)?)
+    }
+}
+
+/// Shorthand for handlers: the shared state.
+pub type AppData<'a> = Data<&'a State>;

@@ -1,0 +1,403 @@
+//! `GET /rooms/{code}/ws?after={seq}`: the live socket of a room page.
+//!
+//! Checked before the upgrade, in this order: Origin (403), session (401), membership (404),
+//! `after` (400). Then: subscribe to the hub, send the member list, replay what the page missed
+//! (`seq > after`) from the store, and forward live events, keeping `last_sent` so that every
+//! message goes out exactly once and in order (gaps are filled from the store).
+
+use std::time::{Duration, Instant};
+
+use async_broadcast::RecvError;
+use futures_util::{SinkExt, StreamExt};
+use poem::{
+    Request, Response, handler,
+    http::{StatusCode, header},
+    web::{Path, Query},
+};
+use serde::Deserialize;
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        Message as WsMessage, Utf8Bytes,
+        handshake::derive_accept_key,
+        protocol::{CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode},
+    },
+};
+
+use super::{Event, close};
+use crate::{
+    State,
+    auth::{AppData, CurrentUser, Session},
+    domain::RoomCode,
+    error::AppError,
+    store::{Member, Room},
+    web::room,
+};
+
+/// A socket may be this far behind (in messages) and still catch up over the socket; further
+/// behind, it is told to reload (4409).
+const MAX_REPLAY: i64 = 500;
+/// Messages per replay frame.
+const REPLAY_CHUNK: i64 = 100;
+/// A client that cannot take a frame for this long is closed (it reconnects and resumes).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// A client silent (no pong, no frame) for this long is gone.
+const SILENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Small buffers: an idle socket should cost a few KiB, not tungstenite's default ~260 KiB.
+/// Clients send nothing but control frames, so 4 KiB messages are plenty.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(4096))
+        .max_frame_size(Some(4096))
+}
+
+#[derive(Deserialize)]
+pub struct SocketQuery {
+    after: Option<String>,
+}
+
+fn refuse(status: StatusCode, text: &'static str) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(text)
+}
+
+#[handler]
+pub async fn connect(
+    state: AppData<'_>,
+    req: &Request,
+    Path(raw): Path<String>,
+    Query(query): Query<SocketQuery>,
+) -> poem::Result<Response> {
+    let origin_ok = req
+        .headers()
+        .get(header::ORIGIN)
+        .is_some_and(|o| o.as_bytes() == state.config.public_origin().as_bytes());
+    if !origin_ok {
+        return Ok(refuse(
+            StatusCode::FORBIDDEN,
+            "cross-origin socket refused\n",
+        ));
+    }
+    let Some(user) = Session::load(&state, req)
+        .await?
+        .and_then(|s| CurrentUser::from_session(s).ok())
+    else {
+        return Ok(refuse(StatusCode::UNAUTHORIZED, "sign in first\n"));
+    };
+    let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
+    let Some(room) = state
+        .store
+        .room_for_member(code, user.id)
+        .await
+        .map_err(AppError::from)?
+    else {
+        return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n"));
+    };
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(a) => match a.parse::<i64>() {
+            Ok(a) if a >= 0 => Some(a),
+            _ => {
+                return Ok(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "after must be a non-negative integer\n",
+                ));
+            }
+        },
+    };
+    let headers = req.headers();
+    let upgrade_ok = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| upgrade_ok)
+    else {
+        return Ok(refuse(
+            StatusCode::BAD_REQUEST,
+            "this address only speaks WebSocket\n",
+        ));
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = req
+        .take_upgrade()
+        .map_err(|_| AppError::BadRequest("the connection cannot be upgraded"))?;
+    let state = (*state).clone();
+    let task_state = state.clone();
+    state.tasks.spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config())).await;
+        Live {
+            state: task_state,
+            room,
+            user,
+            ws,
+        }
+        .run(after)
+        .await;
+    });
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .finish())
+}
+
+type Ws = WebSocketStream<poem::Upgraded>;
+
+/// Why the loop ended: what (if anything) to tell the client.
+enum End {
+    Close(u16, &'static str),
+    /// The client went away or broke the protocol: nothing to say.
+    Gone,
+}
+
+struct Live {
+    state: State,
+    room: Room,
+    user: CurrentUser,
+    ws: Ws,
+}
+
+impl Live {
+    async fn run(mut self, after: Option<i64>) {
+        let chat = self.state.chat.clone();
+        let members = match self.state.store.members(self.room.id).await {
+            Ok(members) => members,
+            Err(e) => {
+                tracing::warn!(error = %e, "socket could not load members");
+                return self.close(1011, "try again").await;
+            }
+        };
+        let me = members
+            .iter()
+            .find(|m| m.user_id == self.user.id)
+            .cloned()
+            .unwrap_or(Member {
+                user_id: self.user.id,
+                username: self.user.username.clone(),
+                joined_at: 0,
+            });
+        let (hub, mut rx) = chat.subscribe(self.room.id, members.len());
+        let (conn, mut kicked) = chat.register(
+            self.user.id,
+            self.room.id,
+            self.user.session.token_hash.clone(),
+        );
+        hub.came_online(&me, conn);
+
+        let end = match self.start(&members, &hub, after).await {
+            Ok(last_sent) => self.forward(&mut rx, &mut kicked, last_sent, &hub).await,
+            Err(end) => end,
+        };
+
+        chat.unregister(conn);
+        hub.went_offline(&me, conn);
+        drop(rx);
+        chat.release(hub);
+        if let End::Close(code, reason) = end {
+            self.close(code, reason).await;
+        }
+    }
+
+    /// Sends the member list and the messages after `after`; returns the last seq sent.
+    async fn start(
+        &mut self,
+        members: &[Member],
+        hub: &super::Hub,
+        after: Option<i64>,
+    ) -> Result<i64, End> {
+        let (online, count) = hub.snapshot();
+        let list = maud::html! {
+            (room::member_list(members, |id| online.contains(&id)))
+            (room::member_summary(online.len(), count))
+            (room::room_status(""))
+        };
+        self.send(Utf8Bytes::from(list.into_string())).await?;
+        let latest = self
+            .state
+            .store
+            .last_seq(self.room.id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(self.room.last_seq);
+        let last_sent = after.map_or(latest, |a| a.min(latest));
+        if latest - last_sent > MAX_REPLAY {
+            let notice = maud::html! {
+                p #room-status.room-status role="status" aria-live="polite" hx-swap-oob="true" {
+                    "You were away for a while. " a href={ "/rooms/" (self.room.code) } { "Reload to see everything." }
+                }
+            };
+            self.send(Utf8Bytes::from(notice.into_string())).await?;
+            return Err(End::Close(close::TOO_FAR_BEHIND, "too far behind"));
+        }
+        self.catch_up(last_sent, latest).await
+    }
+
+    /// Sends messages `(from, upto]` from the store in order; returns the last seq sent.
+    async fn catch_up(&mut self, from: i64, upto: i64) -> Result<i64, End> {
+        let mut last_sent = from;
+        while last_sent < upto {
+            let batch = self
+                .state
+                .store
+                .messages_between(self.room.id, last_sent, upto, REPLAY_CHUNK)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "socket could not read messages");
+                    End::Close(1011, "try again")
+                })?;
+            let Some(last) = batch.last() else { break };
+            let new_last = last.seq;
+            self.send(Utf8Bytes::from(
+                room::messages_append(None, &batch).into_string(),
+            ))
+            .await?;
+            last_sent = new_last;
+        }
+        Ok(last_sent)
+    }
+
+    async fn forward(
+        &mut self,
+        rx: &mut async_broadcast::Receiver<Event>,
+        kicked: &mut tokio::sync::oneshot::Receiver<u16>,
+        mut last_sent: i64,
+        hub: &super::Hub,
+    ) -> End {
+        let shutdown = self.state.shutdown.clone();
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        let mut heard = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return End::Close(close::RESTART, "server restarting"),
+                code = &mut *kicked => {
+                    return match code {
+                        Ok(close::SIGNED_OUT) => End::Close(close::SIGNED_OUT, "signed out"),
+                        Ok(close::LEFT) => End::Close(close::LEFT, "left the room"),
+                        Ok(code) => End::Close(code, ""),
+                        Err(_) => End::Close(1011, ""),
+                    };
+                }
+                event = rx.recv() => match event {
+                    Ok(Event::Message { seq, frame }) => {
+                        if seq <= last_sent {
+                            continue;
+                        }
+                        if seq > last_sent + 1 {
+                            // A gap: the missing messages are committed (commit order is seq
+                            // order), so read them before sending this one.
+                            if let Err(end) = self.catch_up(last_sent, seq - 1).await {
+                                return end;
+                            }
+                        }
+                        if let Err(end) = self.send(frame).await {
+                            return end;
+                        }
+                        last_sent = seq;
+                    }
+                    Ok(Event::Members { frame }) => {
+                        if let Err(end) = self.send(frame).await {
+                            return end;
+                        }
+                    }
+                    Err(RecvError::Overflowed(missed)) => {
+                        tracing::debug!(missed, "socket fell behind its hub; resyncing from the store");
+                        let latest = match self.state.store.last_seq(self.room.id).await {
+                            Ok(Some(latest)) => latest,
+                            _ => return End::Close(1011, "try again"),
+                        };
+                        if latest - last_sent > MAX_REPLAY {
+                            return End::Close(close::TOO_FAR_BEHIND, "too far behind");
+                        }
+                        last_sent = match self.catch_up(last_sent, latest).await {
+                            Ok(s) => s,
+                            Err(end) => return end,
+                        };
+                        // Presence changes may have been dropped too: send a fresh list.
+                        if let Err(end) = self.resend_members(hub).await {
+                            return end;
+                        }
+                    }
+                    Err(RecvError::Closed) => return End::Close(close::RESTART, "closing"),
+                },
+                incoming = self.ws.next() => match incoming {
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return End::Gone,
+                    Some(Ok(_)) => heard = Instant::now(),
+                },
+                _ = ping.tick() => {
+                    if heard.elapsed() > SILENT_LIMIT {
+                        return End::Gone;
+                    }
+                    if let Err(end) = self.send_message(WsMessage::Ping(Default::default())).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn resend_members(&mut self, hub: &super::Hub) -> Result<(), End> {
+        let members = self
+            .state
+            .store
+            .members(self.room.id)
+            .await
+            .map_err(|_| End::Close(1011, "try again"))?;
+        let (online, count) = hub.snapshot();
+        let list = maud::html! {
+            (room::member_list(&members, |id| online.contains(&id)))
+            (room::member_summary(online.len(), count))
+        };
+        self.send(Utf8Bytes::from(list.into_string())).await
+    }
+
+    async fn send(&mut self, frame: Utf8Bytes) -> Result<(), End> {
+        self.send_message(WsMessage::Text(frame)).await
+    }
+
+    async fn send_message(&mut self, message: WsMessage) -> Result<(), End> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.ws.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => {
+                tracing::debug!("socket could not take a frame for 10 s; closing");
+                Err(End::Gone)
+            }
+        }
+    }
+
+    async fn close(mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            if self.ws.send(WsMessage::Close(Some(frame))).await.is_ok() {
+                // Wait for the client's answering close so the TCP connection ends cleanly.
+                while let Some(Ok(message)) = self.ws.next().await {
+                    if message.is_close() {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}

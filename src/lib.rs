@@ -1,0 +1,192 @@
+//! natter: real-time group chat for the browser.
+//!
+//! `serve` runs the whole thing; `build` and `app` give tests the exact same application on a
+//! port of their choosing.
+
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod limits;
+pub mod store;
+pub mod web;
+
+use std::{sync::Arc, time::Duration};
+
+use poem::{EndpointExt, Server, listener::TcpListener};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::oidc::Provider,
+    chat::Chat,
+    config::Config,
+    limits::Limiter,
+    store::{Backend, Store},
+};
+
+/// Everything a request handler may need, shared by all of them. Passed explicitly (poem
+/// `Data`), never global.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    /// The OpenID Connect provider, when an OAuth client is configured.
+    pub provider: Option<Provider>,
+    pub chat: Chat,
+    pub limits: Limiters,
+    /// Cancelled when the server begins shutting down: sockets close with 1012.
+    pub shutdown: CancellationToken,
+    /// Tracks socket tasks so shutdown can wait for them to say goodbye.
+    pub tasks: TaskTracker,
+}
+
+/// The rate limiters, one per budget.
+pub struct Limiters {
+    pub posts: Limiter<i64>,
+    pub rooms: Limiter<i64>,
+    pub join_fails: Limiter<i64>,
+    pub sign_ins: Limiter<std::net::IpAddr>,
+}
+
+pub type State = Arc<AppState>;
+
+/// Connects to the database, applies migrations and assembles the shared state.
+pub async fn build(config: Config) -> Result<State, String> {
+    let pool_size = match config.database_url.starts_with("sqlite:") {
+        true => 8,
+        false => 16,
+    };
+    let (store, commits) = Store::connect(&config.database_url, pool_size)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the database {}: {e}",
+                redact(&config.database_url)
+            )
+        })?;
+    let provider = match &config.oauth {
+        Some(oauth) => Some(Provider::new(oauth, &config.redirect_url())?),
+        None => None,
+    };
+    let limits = Limiters {
+        posts: Limiter::new(config.limits.posts),
+        rooms: Limiter::new(config.limits.rooms),
+        join_fails: Limiter::new(config.limits.join_fails),
+        sign_ins: Limiter::new(config.limits.sign_ins),
+    };
+    let shutdown = CancellationToken::new();
+    let chat = Chat::new(store.clone(), commits, shutdown.clone());
+    Ok(Arc::new(AppState {
+        config,
+        store,
+        provider,
+        chat,
+        limits,
+        shutdown,
+        tasks: TaskTracker::new(),
+    }))
+}
+
+/// The whole HTTP application over `state`.
+pub fn app(state: State) -> impl poem::Endpoint + 'static {
+    web::routes().data(state.clone()).around(move |ep, req| {
+        let state = state.clone();
+        async move { web::middleware::around(&state, ep, req).await }
+    })
+}
+
+/// Runs natter until SIGINT/SIGTERM, then shuts down gracefully: stop accepting, close sockets
+/// with 1012, finish in-flight requests, exit within 10 s.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let bind = config.bind;
+    let state = build(config).await?;
+    let listener = TcpListener::bind(bind);
+    run(state, listener, shutdown_signal()).await
+}
+
+/// Serves `state` on `listener` until `stop` completes.
+pub async fn run(
+    state: State,
+    listener: impl poem::listener::Listener + 'static,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    if state.store.backend() == Backend::Sqlite {
+        tracing::info!(
+            "database is SQLite: run a single natter instance on it (use PostgreSQL for several)"
+        );
+    }
+    if state.config.dev_login {
+        tracing::warn!(
+            "development sign-in is ON: anyone who can reach {} can sign in as anyone",
+            state.config.public_origin()
+        );
+    }
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let shutdown = state.shutdown.clone();
+    let server_stop = async move {
+        stop.await;
+        tracing::info!("shutting down: closing sockets with 1012, finishing requests");
+        shutdown.cancel();
+    };
+    let result = Server::new(listener)
+        .name("natter")
+        .run_with_graceful_shutdown(
+            app(state.clone()),
+            server_stop,
+            Some(Duration::from_secs(8)),
+        )
+        .await;
+    // Sockets were told to close when `shutdown` was cancelled; give them a moment to finish.
+    state.tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), state.tasks.wait()).await;
+    housekeeping.abort();
+    state.store.close().await;
+    result.map_err(|e| format!("server error: {e}"))
+}
+
+/// Periodic cleanups: expired sessions, idle rate-limit entries.
+async fn housekeeping(state: State) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.store.purge_expired(store::now_ms()).await {
+            tracing::warn!(error = %e, "could not purge expired sessions");
+        }
+        state.limits.posts.sweep();
+        state.limits.rooms.sweep();
+        state.limits.join_fails.sweep();
+        state.limits.sign_ins.sweep();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

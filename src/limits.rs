@@ -1,0 +1,125 @@
+//! In-memory rate limits (per instance: with n instances a user gets n times the budget, which
+//! the README says).
+//!
+//! Each limiter is a GCRA ("generic cell rate algorithm"): per key one instant, the theoretical
+//! arrival time. It allows `count` events in a burst and then one per `per / count`, the same
+//! long-run rate as "count per period" without the double burst of fixed windows.
+
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use crate::config::RateLimit;
+
+/// One budget, e.g. "20 posts per 10 s per user".
+#[derive(Debug)]
+pub struct Limiter<K> {
+    /// Time one event costs.
+    interval: Duration,
+    /// How far ahead of now the arrival time may run: the burst allowance.
+    tolerance: Duration,
+    /// A std mutex: held only for a map lookup, never across an `.await`.
+    state: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Eq + Hash + Clone> Limiter<K> {
+    pub fn new(rate: RateLimit) -> Self {
+        let interval = rate.per / rate.count;
+        Self {
+            interval,
+            tolerance: rate.per.saturating_sub(interval),
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Spends one unit of `key`'s budget, or says how long until one is free.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        self.check_at(key, Instant::now(), true)
+    }
+
+    /// Whether `key` could spend a unit now, without spending it (for "failed joins": only a
+    /// failure is charged, but an exhausted budget refuses every attempt).
+    pub fn peek(&self, key: &K) -> Result<(), Duration> {
+        self.check_at(key, Instant::now(), false)
+    }
+
+    fn check_at(&self, key: &K, now: Instant, spend: bool) -> Result<(), Duration> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let tat = state.get(key).copied().filter(|t| *t > now).unwrap_or(now);
+        let ahead = tat - now;
+        if ahead > self.tolerance {
+            return Err(ahead - self.tolerance);
+        }
+        if spend {
+            if state.len() > 100_000 {
+                // Keep memory bounded under a flood of distinct keys: forget whoever is idle.
+                state.retain(|_, t| *t > now);
+            }
+            state.insert(key.clone(), tat + self.interval);
+        }
+        Ok(())
+    }
+
+    /// Forgets keys whose budget is full again.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.retain(|_, t| *t > now);
+    }
+}
+
+/// Seconds for a `Retry-After` header: rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_the_burst_then_refuses_until_time_passes() {
+        let limiter = Limiter::new(RateLimit::new(3, Duration::from_secs(3)));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check_at(&1, t0, true).is_ok());
+        }
+        let wait = limiter.check_at(&1, t0, true).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+        // Another key has its own budget.
+        assert!(limiter.check_at(&2, t0, true).is_ok());
+        // One interval later one more is allowed.
+        assert!(
+            limiter
+                .check_at(&1, t0 + Duration::from_secs(1), true)
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .check_at(&1, t0 + Duration::from_secs(1), true)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn peeking_spends_nothing() {
+        let limiter = Limiter::new(RateLimit::new(1, Duration::from_secs(60)));
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(limiter.check_at(&"k", t0, false).is_ok());
+        }
+        assert!(limiter.check_at(&"k", t0, true).is_ok());
+        assert!(limiter.check_at(&"k", t0, false).is_err());
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,178 @@
+//! All SQL lives here. One `Store` API over two backends: SQLite (embedded, one instance) and
+//! PostgreSQL (one or many instances). Where the SQL is identical it is written once and compiled
+//! for both pools by the `on!` macros; where it differs it is written twice, side by side.
+//!
+//! Queries are runtime-checked (`sqlx::query_as`), not compile-time checked: a `query!` macro is
+//! tied to one database type, and natter must speak two. Every query runs in the test suite on
+//! both backends instead.
+
+mod rooms;
+mod users;
+mod writer;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+pub use rooms::{JoinOutcome, Member, Message, MessagePage, Room, RoomSummary};
+pub use users::{PendingLogin, SessionRecord, User};
+pub use writer::{NewPost, PostOutcome, Posted};
+
+/// Which database natter runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database failure. Shown to people only as "something went wrong" with a request id.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the post writer has stopped")]
+    WriterGone,
+    /// The transaction holding this post failed as a whole.
+    #[error("post batch failed: {0}")]
+    Batch(std::sync::Arc<StoreError>),
+}
+
+impl StoreError {
+    /// True when a UNIQUE constraint refused the write (e.g. a username someone else took).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+enum Db {
+    /// SQLite allows one writer at a time. All writes go through `write` (one connection), so
+    /// natter's own writers queue in the pool instead of failing with `SQLITE_BUSY`; reads use
+    /// `read` concurrently (WAL).
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool for reads; the body is compiled once
+/// per backend, so the same SQL text serves both.
+macro_rules! on_read {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite { read: $pool, .. } => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like `on_read!`, with the pool that may write.
+macro_rules! on_write {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite { write: $pool, .. } => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+pub(crate) use {on_read, on_write};
+
+/// The handle every part of natter uses to reach the database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+    writer: writer::PostWriter,
+}
+
+impl Store {
+    /// Opens the database named by `url` (creating a SQLite file if missing), applies the
+    /// migrations and starts the post writer. `pool_size` bounds the connections it may open.
+    /// The receiver yields every batch of posts the writer commits, in commit order: what the
+    /// live side publishes.
+    pub async fn connect(
+        url: &str,
+        pool_size: u32,
+    ) -> Result<(Self, mpsc::Receiver<Vec<Message>>)> {
+        let db = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // A post acknowledged is a post on disk; the writer batches posts so this
+                // costs one fsync per batch, not per post.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            sqlx::migrate!("migrations/sqlite").run(&write).await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(pool_size.max(1))
+                .connect_with(options)
+                .await?;
+            Db::Sqlite { read, write }
+        } else {
+            let options = PgConnectOptions::from_str(url)?.application_name("natter");
+            let pool = PgPoolOptions::new()
+                .max_connections(pool_size.max(2))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Db::Postgres(pool)
+        };
+        let (committed, commits) = mpsc::channel(1024);
+        let writer = writer::PostWriter::start(db.clone(), committed);
+        Ok((Self { db, writer }, commits))
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The PostgreSQL pool, for the cross-instance listener.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.db {
+            Db::Postgres(pool) => Some(pool),
+            Db::Sqlite { .. } => None,
+        }
+    }
+
+    /// One round trip to the database: what `/readyz` reports.
+    pub async fn ping(&self) -> Result<()> {
+        on_read!(&self.db, pool => sqlx::query("SELECT 1").execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Closes the pools (after the server has finished its in-flight requests).
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: how every time is stored (the same type on both backends).
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}

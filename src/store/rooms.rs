@@ -1,0 +1,301 @@
+//! Rooms, memberships and reading messages. Posting lives in `writer.rs`.
+
+use sqlx::FromRow;
+
+use super::{Result, Store, on_read, on_write};
+use crate::domain::{RoomCode, RoomName};
+
+/// A room as stored. Pages reach it through the viewer's membership (`room_for_member`), so a
+/// non-member simply finds nothing.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Room {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub created_at: i64,
+    /// The newest event's sequence number (0: nothing posted yet).
+    pub last_seq: i64,
+}
+
+impl Room {
+    /// The name people gave it, or its code when it has none.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.code
+        } else {
+            &self.name
+        }
+    }
+}
+
+/// One person in a room.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: i64,
+    pub username: String,
+    pub joined_at: i64,
+}
+
+/// A message as shown: the same struct feeds the page, the older-messages fragment and the
+/// live WebSocket fragment.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Message {
+    pub room_id: i64,
+    pub seq: i64,
+    pub user_id: i64,
+    pub author: String,
+    pub body: String,
+    pub created_at: i64,
+    pub edited_at: Option<i64>,
+}
+
+/// A room in "my rooms", with its latest message for the preview.
+#[derive(Debug, Clone, FromRow)]
+pub struct RoomSummary {
+    pub code: String,
+    pub name: String,
+    pub last_seq: i64,
+    pub last_activity_at: i64,
+    pub last_author: Option<String>,
+    /// The first 200 characters of the latest message.
+    pub last_body: Option<String>,
+}
+
+impl RoomSummary {
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.code
+        } else {
+            &self.name
+        }
+    }
+}
+
+/// A slice of a room's history in ascending `seq` order.
+#[derive(Debug, Clone, Default)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    /// Whether messages older than the first one exist.
+    pub has_older: bool,
+}
+
+/// What joining did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    Joined,
+    AlreadyMember,
+}
+
+/// The columns of `Message`, for `concat!` into static SQL.
+macro_rules! message_columns {
+    () => {
+        "m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, m.body, m.created_at, m.edited_at"
+    };
+}
+
+impl Store {
+    /// Creates a room with its creator as first member. A taken code comes back as a unique
+    /// violation; the caller draws another.
+    pub async fn create_room(
+        &self,
+        code: RoomCode,
+        name: &RoomName,
+        user_id: i64,
+        now: i64,
+    ) -> Result<Room> {
+        on_write!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let room = sqlx::query_as::<_, Room>(
+                "INSERT INTO rooms (code, name, created_by, created_at, last_activity_at) \
+                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_at, last_seq",
+            )
+            .bind(code.canonical())
+            .bind(name.as_str())
+            .bind(user_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO members (room_id, user_id, joined_at) VALUES ($1, $2, $3)")
+                .bind(room.id)
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(room)
+        })
+    }
+
+    /// The room with this code, whoever asks (the invitation page shows its name).
+    pub async fn room_by_code(&self, code: RoomCode) -> Result<Option<Room>> {
+        let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
+            "SELECT id, code, name, created_at, last_seq FROM rooms WHERE code = $1",
+        )
+        .bind(code.canonical())
+        .fetch_optional(pool)
+        .await)?;
+        Ok(room)
+    }
+
+    /// The room with this code if `user_id` is a member: the one access check for every room
+    /// route and socket.
+    pub async fn room_for_member(&self, code: RoomCode, user_id: i64) -> Result<Option<Room>> {
+        let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
+            "SELECT r.id, r.code, r.name, r.created_at, r.last_seq \
+             FROM rooms r JOIN members mb ON mb.room_id = r.id AND mb.user_id = $2 \
+             WHERE r.code = $1",
+        )
+        .bind(code.canonical())
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(room)
+    }
+
+    /// Whether `user_id` is (still) a member of the room.
+    pub async fn is_member(&self, room_id: i64, user_id: i64) -> Result<bool> {
+        let found: Option<i64> = on_read!(&self.db, pool => sqlx::query_scalar(
+            "SELECT user_id FROM members WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(found.is_some())
+    }
+
+    pub async fn join_room(&self, room_id: i64, user_id: i64, now: i64) -> Result<JoinOutcome> {
+        let done = on_write!(&self.db, pool => sqlx::query(
+            "INSERT INTO members (room_id, user_id, joined_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (room_id, user_id) DO NOTHING",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(if done == 1 {
+            JoinOutcome::Joined
+        } else {
+            JoinOutcome::AlreadyMember
+        })
+    }
+
+    /// Removes the membership; `false` if there was none.
+    pub async fn leave_room(&self, room_id: i64, user_id: i64) -> Result<bool> {
+        let done = on_write!(&self.db, pool => sqlx::query(
+            "DELETE FROM members WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    /// A room's members by name.
+    pub async fn members(&self, room_id: i64) -> Result<Vec<Member>> {
+        let members = on_read!(&self.db, pool => sqlx::query_as::<_, Member>(
+            "SELECT mb.user_id, COALESCE(u.username, '') AS username, mb.joined_at \
+             FROM members mb JOIN users u ON u.id = mb.user_id \
+             WHERE mb.room_id = $1 ORDER BY u.username_key",
+        )
+        .bind(room_id)
+        .fetch_all(pool)
+        .await)?;
+        Ok(members)
+    }
+
+    pub async fn member(&self, room_id: i64, user_id: i64) -> Result<Option<Member>> {
+        let member = on_read!(&self.db, pool => sqlx::query_as::<_, Member>(
+            "SELECT mb.user_id, COALESCE(u.username, '') AS username, mb.joined_at \
+             FROM members mb JOIN users u ON u.id = mb.user_id \
+             WHERE mb.room_id = $1 AND mb.user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(member)
+    }
+
+    /// The rooms a user belongs to, most recently active first.
+    pub async fn my_rooms(&self, user_id: i64) -> Result<Vec<RoomSummary>> {
+        let rooms = on_read!(&self.db, pool => sqlx::query_as::<_, RoomSummary>(
+            "SELECT r.code, r.name, r.last_seq, r.last_activity_at, \
+                    u.username AS last_author, SUBSTR(m.body, 1, 200) AS last_body \
+             FROM members mb \
+             JOIN rooms r ON r.id = mb.room_id \
+             LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq \
+             LEFT JOIN users u ON u.id = m.user_id \
+             WHERE mb.user_id = $1 \
+             ORDER BY r.last_activity_at DESC, r.id DESC LIMIT 500",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rooms)
+    }
+
+    /// Up to `limit` messages with `seq < before` (all of the newest when `before` is `None`),
+    /// in ascending order.
+    pub async fn messages_before(
+        &self,
+        room_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<MessagePage> {
+        let before = before.unwrap_or(i64::MAX);
+        let mut messages = on_read!(&self.db, pool => sqlx::query_as::<_, Message>(concat!(
+            "SELECT ", message_columns!(), " FROM messages m JOIN users u ON u.id = m.user_id \
+             WHERE m.room_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
+        ))
+        .bind(room_id)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await)?;
+        let has_older = messages.len() as i64 > limit;
+        messages.truncate(limit as usize);
+        messages.reverse();
+        Ok(MessagePage {
+            messages,
+            has_older,
+        })
+    }
+
+    /// Up to `limit` messages with `after < seq <= upto`, in ascending order: what a socket
+    /// replays on (re)connect and fills gaps with.
+    pub async fn messages_between(
+        &self,
+        room_id: i64,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>> {
+        let messages = on_read!(&self.db, pool => sqlx::query_as::<_, Message>(concat!(
+            "SELECT ", message_columns!(), " FROM messages m JOIN users u ON u.id = m.user_id \
+             WHERE m.room_id = $1 AND m.seq > $2 AND m.seq <= $3 ORDER BY m.seq LIMIT $4"
+        ))
+        .bind(room_id)
+        .bind(after)
+        .bind(upto)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+        Ok(messages)
+    }
+
+    /// The room's newest sequence number.
+    pub async fn last_seq(&self, room_id: i64) -> Result<Option<i64>> {
+        let seq = on_read!(&self.db, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT last_seq FROM rooms WHERE id = $1",
+        )
+        .bind(room_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(seq)
+    }
+}

@@ -1,0 +1,240 @@
+//! Users, sessions and sign-ins in progress.
+
+use sqlx::FromRow;
+
+use super::{Result, Store, StoreError, on_read, on_write};
+use crate::domain::Username;
+
+/// A person who signed in at least once.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    /// `None` until chosen on the first visit after signing in.
+    pub username: Option<String>,
+    pub created_at: i64,
+}
+
+/// A signed-in browser: the row behind the session cookie, with its user.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRecord {
+    pub token_hash: Vec<u8>,
+    pub csrf_token: Vec<u8>,
+    pub last_seen_at: i64,
+    #[sqlx(flatten)]
+    pub user: User,
+}
+
+/// A sign-in started in this browser and not finished yet.
+#[derive(Debug, Clone, FromRow)]
+pub struct PendingLogin {
+    pub state: String,
+    pub pkce_verifier: String,
+    pub return_to: Option<String>,
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// Finds the user behind a provider identity, or creates them; refreshes the email either
+    /// way (identity is (provider, subject), never the email).
+    pub async fn sign_in_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+        email: &str,
+        now: i64,
+    ) -> Result<User> {
+        let user = on_write!(&self.db, pool => sqlx::query_as::<_, User>(
+            "INSERT INTO users (provider, subject, email, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (provider, subject) DO UPDATE SET email = excluded.email \
+             RETURNING id, email, username, created_at",
+        )
+        .bind(provider)
+        .bind(subject)
+        .bind(email)
+        .bind(now)
+        .fetch_one(pool)
+        .await)?;
+        Ok(user)
+    }
+
+    /// Sets the username once. `Ok(false)` when the user already has one; a unique violation
+    /// (someone else holds the name in any case) comes back as an error the caller turns into
+    /// "taken".
+    pub async fn choose_username(&self, user_id: i64, name: &Username) -> Result<bool> {
+        let done = on_write!(&self.db, pool => sqlx::query(
+            "UPDATE users SET username = $1, username_key = $2 WHERE id = $3 AND username IS NULL",
+        )
+        .bind(name.as_str())
+        .bind(name.key())
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    /// Whether a username (in any case) is taken.
+    pub async fn username_taken(&self, name: &Username) -> Result<bool> {
+        let found: Option<i64> = on_read!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM users WHERE username_key = $1",
+        )
+        .bind(name.key())
+        .fetch_optional(pool)
+        .await)?;
+        Ok(found.is_some())
+    }
+
+    pub async fn user(&self, id: i64) -> Result<Option<User>> {
+        let user = on_read!(&self.db, pool => sqlx::query_as::<_, User>(
+            "SELECT id, email, username, created_at FROM users WHERE id = $1",
+        )
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(user)
+    }
+
+    pub async fn create_session(
+        &self,
+        token_hash: &[u8],
+        user_id: i64,
+        csrf_token: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        on_write!(&self.db, pool => sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(csrf_token)
+        .bind(now)
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The live session with this token hash, if it has not expired.
+    pub async fn session(&self, token_hash: &[u8], now: i64) -> Result<Option<SessionRecord>> {
+        let record = on_read!(&self.db, pool => sqlx::query_as::<_, SessionRecord>(
+            "SELECT s.token_hash, s.csrf_token, s.last_seen_at, u.id, u.email, u.username, u.created_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(record)
+    }
+
+    /// Slides the session's expiry forward (called at most once a minute per session).
+    pub async fn touch_session(&self, token_hash: &[u8], now: i64, expires_at: i64) -> Result<()> {
+        on_write!(&self.db, pool => sqlx::query(
+            "UPDATE sessions SET last_seen_at = $2, expires_at = $3 WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
+        on_write!(&self.db, pool => sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Ends every session of a user ("sign out everywhere"); returns their token hashes so
+    /// their open sockets can be closed.
+    pub async fn delete_user_sessions(&self, user_id: i64) -> Result<Vec<Vec<u8>>> {
+        let hashes = on_write!(&self.db, pool => sqlx::query_scalar::<_, Vec<u8>>(
+            "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?;
+        Ok(hashes)
+    }
+
+    /// How many live sessions a user has (shown on the profile).
+    pub async fn session_count(&self, user_id: i64, now: i64) -> Result<i64> {
+        let n = on_read!(&self.db, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND expires_at > $2",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(pool)
+        .await)?;
+        Ok(n)
+    }
+
+    pub async fn create_pending_login(
+        &self,
+        token_hash: &[u8],
+        login: &PendingLogin,
+        expires_at: i64,
+    ) -> Result<()> {
+        on_write!(&self.db, pool => sqlx::query(
+            "INSERT INTO pending_logins (token_hash, state, pkce_verifier, return_to, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(&login.state)
+        .bind(&login.pkce_verifier)
+        .bind(&login.return_to)
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Removes and returns the sign-in this browser started, unless it expired: each can be
+    /// finished once.
+    pub async fn take_pending_login(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<PendingLogin>> {
+        let login = on_write!(&self.db, pool => sqlx::query_as::<_, PendingLogin>(
+            "DELETE FROM pending_logins WHERE token_hash = $1 \
+             RETURNING state, pkce_verifier, return_to, expires_at",
+        )
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(login.filter(|l| l.expires_at > now))
+    }
+
+    /// Deletes expired sessions and abandoned sign-ins; run periodically.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64> {
+        let sessions = on_write!(&self.db, pool => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        let logins = on_write!(&self.db, pool => sqlx::query("DELETE FROM pending_logins WHERE expires_at <= $1")
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(sessions + logins)
+    }
+}
+
+impl From<StoreError> for std::io::Error {
+    fn from(e: StoreError) -> Self {
+        std::io::Error::other(e)
+    }
+}

@@ -1,0 +1,216 @@
+//! The post writer: one task that commits posts in batches.
+//!
+//! Every post takes the next number of its room's sequence inside the posting transaction
+//! (`UPDATE rooms SET last_seq = last_seq + 1 … RETURNING last_seq`). The room row stays locked
+//! until commit, so commit order equals `seq` order within a room, on both backends and across
+//! instances: once seq N is committed, everything below N is too. Sockets rely on that to fill
+//! gaps from the store.
+//!
+//! Batching: SQLite runs with `synchronous=FULL`, so each commit is an fsync. Posts that arrive
+//! while a batch commits wait in the channel and go together into the next transaction (a
+//! savepoint each, one commit), so a thousand concurrent posters cost a handful of fsyncs.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Db, Message, Result, StoreError, now_ms, on_write};
+use crate::domain::MessageBody;
+
+/// The most posts committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub room_id: i64,
+    pub user_id: i64,
+    /// The poster's username, copied into the returned `Message` for rendering.
+    pub author: String,
+    pub body: MessageBody,
+    /// The composer's random id: the same id posts once.
+    pub client_id: Option<String>,
+}
+
+/// A committed post.
+pub type Posted = Message;
+
+/// What became of a post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostOutcome {
+    Posted(Posted),
+    /// The same `client_id` was posted before (double click, resubmitted form): this is its seq.
+    AlreadyPosted(i64),
+    /// The poster is not (or no longer) a member of the room.
+    NotMember,
+}
+
+struct Job {
+    post: NewPost,
+    reply: oneshot::Sender<Result<PostOutcome>>,
+}
+
+/// Handle to the writer task.
+#[derive(Clone, Debug)]
+pub(super) struct PostWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("room_id", &self.post.room_id)
+            .finish()
+    }
+}
+
+impl PostWriter {
+    /// Starts the writer task. Each committed batch's messages go to `committed` in seq order.
+    pub(super) fn start(db: Db, committed: mpsc::Sender<Vec<Message>>) -> Self {
+        // Bounded: when the database falls behind, posters wait here instead of piling up.
+        let (jobs, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let posted = commit_batch(&db, std::mem::take(&mut batch)).await;
+                // Published only after the commit: nobody sees a message that could vanish.
+                if !posted.is_empty() && committed.send(posted).await.is_err() {
+                    tracing::debug!("nobody publishes committed posts any more");
+                }
+            }
+        });
+        Self { jobs }
+    }
+
+    pub(super) async fn submit(&self, post: NewPost) -> Result<PostOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { post, reply })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// Commits the jobs in one transaction, answers each poster, and returns what was posted.
+async fn commit_batch(db: &Db, jobs: Vec<Job>) -> Vec<Message> {
+    let now = now_ms();
+    let result: Result<Vec<Result<PostOutcome>>> = on_write!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let post = &job.post;
+            if let Some(client_id) = &post.client_id {
+                let seen: Option<i64> = sqlx::query_scalar(
+                    "SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $3",
+                )
+                .bind(post.room_id)
+                .bind(post.user_id)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(seq) = seen {
+                    outcomes.push(Ok(PostOutcome::AlreadyPosted(seq)));
+                    continue;
+                }
+            }
+            // A savepoint per post: one failing post (say, a client_id raced in from another
+            // instance) rolls back alone, without losing its batch-mates.
+            sqlx::query("SAVEPOINT post").execute(&mut *tx).await?;
+            let seq: Option<i64> = sqlx::query_scalar(
+                "UPDATE rooms SET last_seq = last_seq + 1, last_activity_at = $2 \
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $3) \
+                 RETURNING last_seq",
+            )
+            .bind(post.room_id)
+            .bind(now)
+            .bind(post.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(seq) = seq else {
+                sqlx::query("RELEASE SAVEPOINT post").execute(&mut *tx).await?;
+                outcomes.push(Ok(PostOutcome::NotMember));
+                continue;
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(post.room_id)
+            .bind(seq)
+            .bind(post.user_id)
+            .bind(post.body.as_str())
+            .bind(&post.client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {
+                    sqlx::query("RELEASE SAVEPOINT post").execute(&mut *tx).await?;
+                    outcomes.push(Ok(PostOutcome::Posted(Message {
+                        room_id: post.room_id,
+                        seq,
+                        user_id: post.user_id,
+                        author: post.author.clone(),
+                        body: post.body.as_str().to_string(),
+                        created_at: now,
+                        edited_at: None,
+                    })));
+                }
+                Err(e) => {
+                    // Undo the sequence bump too: seqs stay gap-free.
+                    sqlx::query("ROLLBACK TO SAVEPOINT post").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE SAVEPOINT post").execute(&mut *tx).await?;
+                    let raced = e.as_database_error().is_some_and(|d| d.is_unique_violation());
+                    let seen: Option<i64> = if raced {
+                        sqlx::query_scalar(
+                            "SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $3",
+                        )
+                        .bind(post.room_id)
+                        .bind(post.user_id)
+                        .bind(&post.client_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    } else {
+                        None
+                    };
+                    outcomes.push(match seen {
+                        Some(seq) => Ok(PostOutcome::AlreadyPosted(seq)),
+                        None => Err(StoreError::from(e)),
+                    });
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }.await);
+
+    match result {
+        Ok(outcomes) => {
+            let mut posted = Vec::new();
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                if let Ok(PostOutcome::Posted(m)) = &outcome {
+                    posted.push(m.clone());
+                }
+                let _ = job.reply.send(outcome);
+            }
+            posted
+        }
+        Err(e) => {
+            tracing::error!(error = %e, posts = jobs.len(), "post batch failed");
+            let shared = Arc::new(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Batch(shared.clone())));
+            }
+            Vec::new()
+        }
+    }
+}
+
+impl super::Store {
+    /// Stores a message (through the batching writer) and returns what happened. Only after
+    /// this returns `Posted` is the message durable and may be published.
+    pub async fn post_message(&self, post: NewPost) -> Result<PostOutcome> {
+        self.writer.submit(post).await
+    }
+}

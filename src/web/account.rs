@@ -1,0 +1,650 @@
+//! Signing in and out, choosing a username, the profile.
+
+use maud::{Markup, html};
+use poem::{
+    Request, Response, handler,
+    http::{StatusCode, header},
+    web::Query,
+};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::{
+    GuestForm, NoFields, SessionForm, UserForm,
+    layout::{self, Nav, Page, csrf_field, field_error, respond, see_other},
+};
+use crate::{
+    State,
+    auth::{
+        self, AppData, CurrentUser, LOGIN_COOKIE, MaybeSession, PRE_SESSION_COOKIE, SESSION_COOKIE,
+        Session, oidc::SignInError,
+    },
+    domain::{Email, Username, safe_return_path},
+    error::AppError,
+    store::{PendingLogin, now_ms},
+};
+
+#[derive(Deserialize, Default)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+impl NextQuery {
+    fn path(&self) -> Option<String> {
+        self.next.as_deref().and_then(safe_return_path)
+    }
+}
+
+fn with_next(base: &str, next: Option<&str>) -> String {
+    match next {
+        Some(next) => format!(
+            "{base}?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        ),
+        None => base.to_string(),
+    }
+}
+
+/// `GET /`: the landing page, or home for the signed in.
+#[handler]
+pub async fn landing(
+    state: AppData<'_>,
+    req: &Request,
+    MaybeSession(session): MaybeSession,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let next = query.path();
+    if let Some(session) = session {
+        let to = match session.user.username {
+            None => with_next("/username", next.as_deref()),
+            Some(_) => next.unwrap_or_else(|| "/home".into()),
+        };
+        return see_other(&to, false);
+    }
+    let (pre_csrf, cookie) = pre_session_csrf(&state, req);
+    let content = html! {
+        section.hero aria-labelledby="landing-title" {
+            h1 #landing-title { "Rooms for the people you talk to." }
+            p.lede { "natter is a calm, fast group chat. Sign in, open a room, share its code, and talk in real time." }
+            @if let Some(provider) = &state.provider {
+                a.button.primary.large href=(with_next("/auth/login", next.as_deref())) {
+                    "Sign in with " (provider.name)
+                }
+            }
+            @if state.config.dev_login {
+                (dev_sign_in_form(&pre_csrf, "", None, next.as_deref()))
+            }
+            @if state.provider.is_none() && !state.config.dev_login {
+                div.card.notice {
+                    h2 { "Sign-in is not configured yet" }
+                    p {
+                        "Set " code { "NATTER_OAUTH_CLIENT_ID" } " and " code { "NATTER_OAUTH_CLIENT_SECRET" }
+                        " to sign in with Google (or any OpenID Connect provider), or start natter with "
+                        code { "--dev-login" } " on your own machine to try it. The README explains both."
+                    }
+                }
+            }
+        }
+    };
+    let page = Page {
+        title: "Welcome",
+        nav: Nav::Guest,
+        body_class: "page-landing",
+        content,
+    };
+    let mut response = respond(StatusCode::OK, page.render());
+    if let Some(cookie) = cookie {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie.parse().expect("cookie header"));
+    }
+    response
+}
+
+/// The CSRF token for a signed-out form, and the pre-session cookie to set if the browser has
+/// none yet.
+fn pre_session_csrf(state: &State, req: &Request) -> (String, Option<String>) {
+    let existing = auth::read_cookie(req, &state.config, PRE_SESSION_COOKIE)
+        .and_then(|v| auth::decode_token(&v));
+    let (token, cookie) = match existing {
+        Some(token) => (token, None),
+        None => {
+            let token = auth::random_token();
+            let cookie = auth::set_cookie(
+                &state.config,
+                PRE_SESSION_COOKIE,
+                &auth::encode_token(&token),
+                86_400,
+            );
+            (token, Some(cookie))
+        }
+    };
+    (
+        auth::csrf::mask(&auth::csrf::pre_session_secret(&token)),
+        cookie,
+    )
+}
+
+fn dev_sign_in_form(csrf: &str, email: &str, error: Option<&str>, next: Option<&str>) -> Markup {
+    html! {
+        section.card.dev-sign-in aria-labelledby="dev-title" {
+            h2 #dev-title { span.badge { "Development" } " Sign in with any email" }
+            p.muted { "This form exists because natter runs with development sign-in on this machine. There is no password: never enable it on a server." }
+            form method="post" action="/auth/dev" novalidate {
+                (csrf_field(csrf))
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
+                label for="dev-email" { "Email" }
+                input #dev-email type="email" name="email" value=(email) autocomplete="email" required
+                    aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "dev-email-error")];
+                (field_error("dev-email-error", error))
+                button.button type="submit" { "Sign in" }
+            }
+        }
+    }
+}
+
+/// `GET /auth/dev`: the development sign-in form on its own page.
+#[handler]
+pub async fn dev_form(
+    state: AppData<'_>,
+    req: &Request,
+    Query(query): Query<NextQuery>,
+) -> poem::Result<Response> {
+    if !state.config.dev_login {
+        return Err(AppError::NotFound.into());
+    }
+    let (csrf, cookie) = pre_session_csrf(&state, req);
+    let page = Page {
+        title: "Development sign-in",
+        nav: Nav::Guest,
+        body_class: "page-narrow",
+        content: dev_sign_in_form(&csrf, "", None, query.path().as_deref()),
+    };
+    let mut response = respond(StatusCode::OK, page.render());
+    if let Some(cookie) = cookie {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie.parse().expect("cookie header"));
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct DevSignIn {
+    #[serde(default)]
+    email: String,
+    next: Option<String>,
+}
+
+/// `POST /auth/dev`: sign in as whoever the email says (loopback development only).
+#[handler]
+pub async fn dev_sign_in(
+    state: AppData<'_>,
+    req: &Request,
+    GuestForm { form }: GuestForm<DevSignIn>,
+) -> poem::Result<Response> {
+    if !state.config.dev_login {
+        return Err(AppError::NotFound.into());
+    }
+    limit_sign_ins(&state, req)?;
+    let next = form.next.as_deref().and_then(safe_return_path);
+    match Email::parse(&form.email) {
+        Ok(email) => {
+            Ok(finish_sign_in(&state, req, "dev", email.as_str(), email.as_str(), next).await?)
+        }
+        Err(invalid) => {
+            let (csrf, _) = pre_session_csrf(&state, req);
+            let page = Page {
+                title: "Development sign-in",
+                nav: Nav::Guest,
+                body_class: "page-narrow",
+                content: dev_sign_in_form(&csrf, &form.email, Some(invalid.0), next.as_deref()),
+            };
+            Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, page.render()))
+        }
+    }
+}
+
+fn limit_sign_ins(state: &State, req: &Request) -> Result<(), AppError> {
+    let ip = auth::client_ip(req, &state.config).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    state
+        .limits
+        .sign_ins
+        .check(&ip)
+        .map_err(|retry_after| AppError::RateLimited { retry_after })
+}
+
+/// `GET /auth/login`: off to the provider, remembering (in a row bound to this browser) the
+/// state, the PKCE verifier and where to come back to.
+#[handler]
+pub async fn login(
+    state: AppData<'_>,
+    req: &Request,
+    Query(query): Query<NextQuery>,
+) -> poem::Result<Response> {
+    let Some(provider) = &state.provider else {
+        return Err(AppError::NotFound.into());
+    };
+    limit_sign_ins(&state, req)?;
+    let authorization = provider.authorize();
+    let token = auth::random_token();
+    let pending = PendingLogin {
+        state: authorization.state,
+        pkce_verifier: authorization.pkce_verifier,
+        return_to: query.path(),
+        expires_at: now_ms() + 10 * 60 * 1000,
+    };
+    state
+        .store
+        .create_pending_login(&auth::hash_token(&token), &pending, pending.expires_at)
+        .await
+        .map_err(AppError::from)?;
+    Ok(Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, authorization.url.as_str())
+        .header(
+            header::SET_COOKIE,
+            auth::set_cookie(
+                &state.config,
+                LOGIN_COOKIE,
+                &auth::encode_token(&token),
+                600,
+            ),
+        )
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /auth/callback`: finish the provider sign-in. Every failure ends on a page with a way
+/// to try again; the detail is logged.
+#[handler]
+pub async fn callback(
+    state: AppData<'_>,
+    req: &Request,
+    Query(params): Query<Callback>,
+) -> poem::Result<Response> {
+    let Some(provider) = &state.provider else {
+        return Err(AppError::NotFound.into());
+    };
+    limit_sign_ins(&state, req)?;
+    let clear = auth::clear_cookie(&state.config, LOGIN_COOKIE);
+    let pending = match auth::read_cookie(req, &state.config, LOGIN_COOKIE)
+        .and_then(|v| auth::decode_token(&v))
+    {
+        Some(token) => state
+            .store
+            .take_pending_login(&auth::hash_token(&token), now_ms())
+            .await
+            .map_err(AppError::from)?,
+        None => None,
+    };
+    let problem =
+        |status, title, text: &str| with_cookie(sign_in_problem(status, title, text), &clear);
+    if let Some(error) = params.error {
+        tracing::info!(%error, "provider reported a sign-in error");
+        let text = if error == "access_denied" {
+            "You cancelled the sign-in, so natter did not sign you in."
+        } else {
+            "The sign-in provider could not complete the sign-in."
+        };
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "Sign-in did not finish",
+            text,
+        ));
+    }
+    let Some(pending) = pending else {
+        tracing::info!("callback without a pending sign-in in this browser");
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is not valid here",
+            "It expired, was already used, or was started in another browser.",
+        ));
+    };
+    let state_matches = params
+        .state
+        .as_deref()
+        .is_some_and(|s| bool::from(s.as_bytes().ct_eq(pending.state.as_bytes())));
+    let Some(code) = params.code.filter(|_| state_matches) else {
+        tracing::warn!("callback with a missing or mismatched state");
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "Sign-in could not be verified",
+            "The answer from the sign-in provider did not match the sign-in this browser started.",
+        ));
+    };
+    match provider.finish(&code, &pending.pkce_verifier).await {
+        Ok(identity) => {
+            let response = finish_sign_in(
+                &state,
+                req,
+                &provider.id,
+                &identity.subject,
+                &identity.email,
+                pending.return_to,
+            )
+            .await?;
+            Ok(with_cookie(response, &clear))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "sign-in failed");
+            let (status, title, text) = match error {
+                SignInError::EmailUnverified => (
+                    StatusCode::FORBIDDEN,
+                    "Your email is not verified",
+                    format!(
+                        "{} says your email address is not verified yet. Verify it there, then sign in again.",
+                        provider.name
+                    ),
+                ),
+                SignInError::Unreachable(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "The sign-in provider is not answering",
+                    format!(
+                        "natter could not reach {}. Please try again in a moment.",
+                        provider.name
+                    ),
+                ),
+                SignInError::TokenRefused(_) | SignInError::BadUserinfo(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "Sign-in did not finish",
+                    format!("{} did not confirm the sign-in.", provider.name),
+                ),
+            };
+            Ok(problem(status, title, &text))
+        }
+    }
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn sign_in_problem(status: StatusCode, title: &str, text: &str) -> Response {
+    let page = Page {
+        title,
+        nav: Nav::Guest,
+        body_class: "page-narrow",
+        content: html! {
+            section.card aria-labelledby="problem-title" {
+                h1 #problem-title { (title) }
+                p { (text) }
+                p { a.button.primary href="/" { "Try again" } }
+            }
+        },
+    };
+    respond(status, page.render())
+}
+
+/// Creates the user on first sign-in and a fresh session (never reusing one the browser
+/// brought: no session fixation), then goes on: choose a username, or where they were going.
+async fn finish_sign_in(
+    state: &State,
+    req: &Request,
+    provider: &str,
+    subject: &str,
+    email: &str,
+    return_to: Option<String>,
+) -> Result<Response, AppError> {
+    let now = now_ms();
+    let user = state
+        .store
+        .sign_in_identity(provider, subject, email, now)
+        .await?;
+    if let Some(old) =
+        auth::read_cookie(req, &state.config, SESSION_COOKIE).and_then(|v| auth::decode_token(&v))
+    {
+        state.store.delete_session(&auth::hash_token(&old)).await?;
+    }
+    let token = auth::random_token();
+    let lifetime = state.config.session_lifetime();
+    state
+        .store
+        .create_session(
+            &auth::hash_token(&token),
+            user.id,
+            &auth::random_token(),
+            now,
+            now + lifetime.as_millis() as i64,
+        )
+        .await?;
+    tracing::info!(user_id = user.id, provider, "signed in");
+    let to = match user.username {
+        None => with_next("/username", return_to.as_deref()),
+        Some(_) => return_to.unwrap_or_else(|| "/home".into()),
+    };
+    Ok(Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, to)
+        .header(
+            header::SET_COOKIE,
+            auth::set_cookie(
+                &state.config,
+                SESSION_COOKIE,
+                &auth::encode_token(&token),
+                lifetime.as_secs(),
+            ),
+        )
+        .finish())
+}
+
+/// `POST /auth/logout`: deletes this session (its cookie is worthless from now on) and closes
+/// its sockets.
+#[handler]
+pub async fn logout(
+    state: AppData<'_>,
+    SessionForm { session, htmx, .. }: SessionForm<NoFields>,
+) -> poem::Result<Response> {
+    state
+        .store
+        .delete_session(&session.token_hash)
+        .await
+        .map_err(AppError::from)?;
+    state.chat.end_sessions(&[session.token_hash]).await;
+    Ok(with_cookie(
+        see_other("/", htmx),
+        &auth::clear_cookie(&state.config, SESSION_COOKIE),
+    ))
+}
+
+/// `POST /auth/logout/everywhere`: ends every session of this person.
+#[handler]
+pub async fn logout_everywhere(
+    state: AppData<'_>,
+    UserForm { user, htmx, .. }: UserForm<NoFields>,
+) -> poem::Result<Response> {
+    let ended = state
+        .store
+        .delete_user_sessions(user.id)
+        .await
+        .map_err(AppError::from)?;
+    tracing::info!(
+        user_id = user.id,
+        sessions = ended.len(),
+        "signed out everywhere"
+    );
+    state.chat.end_sessions(&ended).await;
+    Ok(with_cookie(
+        see_other("/", htmx),
+        &auth::clear_cookie(&state.config, SESSION_COOKIE),
+    ))
+}
+
+fn username_page(csrf: &str, typed: &str, error: Option<&str>, next: Option<&str>) -> Markup {
+    let content = html! {
+        section.card aria-labelledby="username-title" {
+            h1 #username-title { "Choose your username" }
+            p { "This is how people in your rooms will see you. You can't change it later." }
+            form method="post" action="/username" novalidate {
+                (csrf_field(csrf))
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
+                label for="username" { "Username" }
+                input #username type="text" name="username" value=(typed) required
+                    minlength=(Username::MIN) maxlength=(Username::MAX)
+                    autocomplete="username" autocapitalize="none" spellcheck="false" autofocus
+                    aria-invalid=[error.map(|_| "true")]
+                    aria-describedby={ "username-help" @if error.is_some() { " username-error" } };
+                p.help #username-help { "3–24 letters, digits, underscore, dash or dot." }
+                (field_error("username-error", error))
+                button.button.primary type="submit" { "Continue" }
+            }
+        }
+    };
+    Page {
+        title: "Choose your username",
+        nav: Nav::Newcomer { csrf },
+        body_class: "page-narrow",
+        content,
+    }
+    .render()
+}
+
+/// `GET /username`: the form, only until a username is chosen.
+#[handler]
+pub async fn username_form(session: Session, Query(query): Query<NextQuery>) -> Response {
+    if session.user.username.is_some() {
+        return see_other(&query.path().unwrap_or_else(|| "/home".into()), false);
+    }
+    respond(
+        StatusCode::OK,
+        username_page(&session.csrf(), "", None, query.path().as_deref()),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ChooseUsername {
+    #[serde(default)]
+    username: String,
+    next: Option<String>,
+}
+
+/// `POST /username`: claim a name. Refused names come back with the reason and what was typed
+/// (422); when two people race for one name the unique index picks the winner.
+#[handler]
+pub async fn choose_username(
+    state: AppData<'_>,
+    SessionForm {
+        session,
+        form,
+        htmx,
+    }: SessionForm<ChooseUsername>,
+) -> poem::Result<Response> {
+    let next = form.next.as_deref().and_then(safe_return_path);
+    let done = || see_other(next.as_deref().unwrap_or("/home"), htmx);
+    if session.user.username.is_some() {
+        return Ok(done());
+    }
+    let refuse = |reason: &str| {
+        respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            username_page(
+                &session.csrf(),
+                &form.username,
+                Some(reason),
+                next.as_deref(),
+            ),
+        )
+    };
+    let name = match Username::parse(&form.username) {
+        Ok(name) => name,
+        Err(invalid) => return Ok(refuse(invalid.0)),
+    };
+    match state.store.choose_username(session.user.id, &name).await {
+        Ok(_) => {
+            tracing::info!(user_id = session.user.id, "username chosen");
+            Ok(done())
+        }
+        Err(e) if e.is_unique_violation() => {
+            Ok(refuse("That username is taken. Please choose another."))
+        }
+        Err(e) => Err(AppError::from(e).into()),
+    }
+}
+
+/// `GET /profile`: who you are here, and the sign-out-everywhere button.
+#[handler]
+pub async fn profile(state: AppData<'_>, user: CurrentUser) -> poem::Result<Response> {
+    let sessions = state
+        .store
+        .session_count(user.id, now_ms())
+        .await
+        .map_err(AppError::from)?;
+    let rooms = state
+        .store
+        .my_rooms(user.id)
+        .await
+        .map_err(AppError::from)?;
+    let csrf = user.session.csrf();
+    let content = html! {
+        section.card.profile aria-labelledby="profile-title" {
+            h1 #profile-title { (user.username) }
+            dl.facts {
+                dt { "Username" } dd { (user.username) }
+                dt { "Email" } dd { (user.session.user.email) }
+                dt { "Member since" } dd { (layout::time(user.session.user.created_at, false)) }
+                dt { "Rooms" } dd { (rooms.len()) }
+            }
+        }
+        section.card aria-labelledby="sessions-title" {
+            h2 #sessions-title { "Sessions" }
+            p {
+                "You are signed in on " (sessions) " "
+                (if sessions == 1 { "browser or device" } else { "browsers or devices" }) "."
+            }
+            form method="post" action="/auth/logout/everywhere" {
+                (csrf_field(&csrf))
+                button.button.danger type="submit" { "Sign out everywhere" }
+            }
+        }
+    };
+    let page = Page {
+        title: "Profile",
+        nav: Nav::Member {
+            username: &user.username,
+            user_id: user.id,
+            csrf: &csrf,
+        },
+        body_class: "page-narrow",
+        content,
+    };
+    Ok(respond(StatusCode::OK, page.render()))
+}
+
+/// `GET /me.css`: the viewer's own messages get an accent. Messages are rendered once for
+/// everyone with `data-author`; this tiny per-user stylesheet is the only per-viewer part.
+#[handler]
+pub async fn me_css(user: CurrentUser) -> Response {
+    let css = format!(
+        ".message[data-author=\"{id}\"]{{--message-accent:var(--accent)}}\
+         .message[data-author=\"{id}\"] .author::after{{content:\" (you)\";color:var(--muted);font-weight:400}}\
+         .member[data-user=\"{id}\"] .member-name::after{{content:\" (you)\";color:var(--muted)}}",
+        id = user.id
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/css; charset=utf-8")
+        .header(header::CACHE_CONTROL, "private, max-age=86400")
+        .body(css)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_carried_encoded() {
+        assert_eq!(
+            with_next("/username", Some("/rooms/ABCD-EFGH?x=1&y=2")),
+            "/username?next=%2Frooms%2FABCD-EFGH%3Fx%3D1%26y%3D2"
+        );
+        assert_eq!(with_next("/username", None), "/username");
+    }
+}

@@ -1,0 +1,195 @@
+//! What wraps every request: a request id and log span, the canonical-host redirect, the
+//! same-origin check on state changes, error pages, and security headers.
+
+use std::{sync::Arc, time::Instant};
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    error::ResponseError,
+    http::{HeaderValue, Method, StatusCode, header},
+};
+use tracing::Instrument;
+
+use super::layout::{self, Nav, Page};
+use crate::{
+    State,
+    error::{AppError, error_text},
+};
+
+/// The id quoted on error pages and in every log line of the request.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Paths proxies and scrapers call by address: never redirected to the public host.
+fn is_machine_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/api/")
+}
+
+pub async fn around<E: Endpoint>(
+    state: &State,
+    ep: Arc<E>,
+    mut req: Request,
+) -> poem::Result<Response> {
+    let id = format!("{:016x}", rand::random::<u64>());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", id = %id);
+    async move {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let htmx = super::is_htmx(&req);
+        let mut response = if let Some(redirect) = host_redirect(state, &req) {
+            redirect
+        } else if needs_origin_check(&method, &path) && !same_origin(state, &req) {
+            error_page(
+                state,
+                AppError::Forbidden(
+                    "This request did not come from a natter page, so it was refused.",
+                )
+                .into(),
+                htmx,
+                &id,
+            )
+        } else {
+            match ep.call(req).await {
+                Ok(response) => response.into_response(),
+                Err(error) => error_page(state, error, htmx, &id),
+            }
+        };
+        secure_headers(&mut response, &id);
+        let status = response.status().as_u16();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if path != "/healthz" {
+            tracing::info!(%method, %path, status, ms = format!("{ms:.1}"), "request");
+        }
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Redirects page requests made under another host name to the public URL, so forms and sockets
+/// (whose Origin must match it) work.
+fn host_redirect(state: &State, req: &Request) -> Option<Response> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) || is_machine_path(req.uri().path()) {
+        return None;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    if host.eq_ignore_ascii_case(&state.config.public_host()) {
+        return None;
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = format!("{}{path}", state.config.public_origin());
+    Some(
+        Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, location)
+            .finish(),
+    )
+}
+
+fn needs_origin_check(method: &Method, path: &str) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && !path.starts_with("/api/")
+}
+
+/// Whether a state-changing request comes from natter's own pages: `Origin` (or, failing that,
+/// `Referer`) must be the public origin. Browsers send `Origin` on every cross-site POST, so
+/// a forged form from another site always fails here, before any CSRF token is looked at.
+fn same_origin(state: &State, req: &Request) -> bool {
+    let expected = state.config.public_origin();
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        return origin.as_bytes() == expected.as_bytes();
+    }
+    req.headers()
+        .get(header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok())
+        .is_some_and(|r| r.origin().ascii_serialization() == expected)
+}
+
+fn secure_headers(response: &mut Response, id: &str) {
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CSP));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if let Ok(id) = HeaderValue::from_str(id) {
+        headers.insert("x-request-id", id);
+    }
+}
+
+/// Turns an error into what the person sees: a redirect for "sign in first", otherwise a page in
+/// the layout with the request id.
+pub fn error_page(state: &State, error: poem::Error, htmx: bool, id: &str) -> Response {
+    let app_error = error.downcast_ref::<AppError>();
+    match app_error {
+        Some(AppError::SignInRequired { next }) => {
+            let location = match next {
+                Some(next) => format!(
+                    "/?next={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                ),
+                None => "/".to_string(),
+            };
+            return layout::see_other(&location, htmx);
+        }
+        Some(AppError::UsernameRequired) => return layout::see_other("/username", htmx),
+        _ => {}
+    }
+    let status = match app_error {
+        Some(e) => e.status(),
+        None => error.status(),
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %error, status = status.as_u16(), "request failed");
+    } else {
+        tracing::debug!(error = %error, status = status.as_u16(), "request refused");
+    }
+    let text = error_text(status, app_error);
+    let mut response = layout::respond(status, page(text.title, &text.message, id));
+    if let Some(AppError::RateLimited { retry_after }) = app_error {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::limits::retry_after_secs(*retry_after)),
+        );
+    }
+    let _ = state;
+    response
+}
+
+/// The error page itself.
+pub fn page(title: &str, message: &str, id: &str) -> maud::Markup {
+    Page {
+        title,
+        nav: Nav::Guest,
+        body_class: "page-narrow",
+        content: maud::html! {
+            section.card.error-card aria-labelledby="error-title" {
+                h1 #error-title { (title) }
+                p { (message) }
+                p { a.button href="/" { "Go to natter's start page" } }
+                p.muted.small { "Request id: " code { (id) } }
+            }
+        },
+    }
+    .render()
+}

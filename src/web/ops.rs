@@ -1,0 +1,39 @@
+//! Endpoints for operators and proxies: liveness and readiness.
+
+use poem::{Response, handler, http::StatusCode};
+
+use crate::auth::AppData;
+
+/// `GET /healthz`: the process is alive and serving (what Caddy health-checks).
+#[handler]
+pub fn healthz() -> Response {
+    Response::builder()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
+}
+
+/// `GET /readyz`: the database answers; 503 otherwise.
+#[handler]
+pub async fn readyz(state: AppData<'_>) -> Response {
+    let check = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    match check {
+        Ok(Ok(())) => Response::builder()
+            .content_type("text/plain; charset=utf-8")
+            .body("ready\n"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            not_ready()
+        }
+        Err(_) => {
+            tracing::warn!("readiness check timed out");
+            not_ready()
+        }
+    }
+}
+
+fn not_ready() -> Response {
+    Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .content_type("text/plain; charset=utf-8")
+        .body("database unavailable\n")
+}

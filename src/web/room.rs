@@ -1,0 +1,636 @@
+//! The room: its page, older messages, posting, leaving, and the fragments the live socket
+//! sends. Each thing on screen has one maud function, used by the page, the htmx answers and the
+//! WebSocket frames alike.
+
+use maud::{Markup, html};
+use poem::{
+    Request, Response, handler,
+    http::{StatusCode, header},
+    web::{Path, Query},
+};
+use serde::Deserialize;
+
+use super::{
+    NoFields, UserForm, is_htmx,
+    layout::{self, Nav, Page, csrf_field, respond, see_other},
+};
+use crate::{
+    State,
+    auth::{AppData, CurrentUser},
+    domain::{MessageBody, RoomCode},
+    error::AppError,
+    store::{Member, Message, NewPost, PostOutcome, Room, RoomSummary},
+};
+
+/// Messages per page of history.
+pub const PAGE_SIZE: i64 = 50;
+
+/// Consecutive messages of one person within this many milliseconds share one name line.
+const GROUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// Parses the code in a room URL. A valid code spelled another way (`abcd-efgh`, `ABCDEFGH`)
+/// answers 308 to the canonical URL; an invalid one is simply not found.
+pub fn room_code(raw: &str, req: &Request) -> Result<Result<RoomCode, Response>, AppError> {
+    let code = RoomCode::parse(raw).map_err(|_| AppError::NotFound)?;
+    if code.canonical() == raw {
+        return Ok(Ok(code));
+    }
+    let path = req.uri().path().replacen(raw, &code.canonical(), 1);
+    let location = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    Ok(Err(Response::builder()
+        .status(StatusCode::PERMANENT_REDIRECT)
+        .header(header::LOCATION, location)
+        .finish()))
+}
+
+/// The room behind a URL code, if the user is a member: the one access check for room routes.
+async fn member_room(state: &State, code: RoomCode, user: &CurrentUser) -> Result<Room, AppError> {
+    state
+        .store
+        .room_for_member(code, user.id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+fn utc_day(ms: i64) -> Option<time::Date> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(|t| t.date())
+}
+
+/// Messages in order, each grouped under the previous one when the same person wrote it within
+/// a few minutes, with a day divider wherever the (UTC) date changes. `previous` is the message
+/// just before the first, if known.
+pub fn message_items(previous: Option<&Message>, messages: &[Message]) -> Markup {
+    html! {
+        @for (i, m) in messages.iter().enumerate() {
+            @let prev = if i == 0 { previous } else { messages.get(i - 1) };
+            @let new_day = prev.is_none_or(|p| utc_day(p.created_at) != utc_day(m.created_at));
+            @let continued = !new_day && prev.is_some_and(|p| {
+                p.user_id == m.user_id && p.seq + 1 == m.seq && m.created_at - p.created_at < GROUP_WINDOW_MS
+            });
+            @if new_day { (day_divider(m.created_at)) }
+            (message(m, continued))
+        }
+    }
+}
+
+fn day_divider(ms: i64) -> Markup {
+    let Some(day) = utc_day(ms) else {
+        return html! {};
+    };
+    let label = day
+        .format(time::macros::format_description!(
+            "[weekday repr:long], [day padding:none] [month repr:long] [year]"
+        ))
+        .unwrap_or_default();
+    html! {
+        div.day-divider role="separator" aria-label=(label) {
+            time datetime=(day.to_string()) data-style="day" { (label) }
+        }
+    }
+}
+
+/// One message. Rendered once and shared by every viewer: nothing in it depends on who looks
+/// (own messages are marked by `/me.css` through `data-author`).
+pub fn message(m: &Message, continued: bool) -> Markup {
+    html! {
+        article.message.continued[continued] id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) {
+            header.message-meta {
+                span.author { (m.author) }
+                " "
+                a.permalink href={ "#msg-" (m.seq) } { (layout::time(m.created_at, true)) }
+            }
+            div.message-body dir="auto" { (linkify(&m.body)) }
+        }
+    }
+}
+
+/// Text with its http(s) URLs as links. Everything is escaped by maud; only the two URL
+/// schemes become links, so `javascript:` stays text.
+fn linkify(text: &str) -> Markup {
+    let mut parts: Vec<(bool, &str)> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = find_url(rest) {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
+            .unwrap_or(tail.len());
+        let url = tail[..end].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '}', '\'']);
+        let scheme_len = if url.starts_with("https://") { 8 } else { 7 };
+        if url.len() <= scheme_len {
+            parts.push((false, &rest[..start + end.max(1)]));
+            rest = &rest[start + end.max(1)..];
+            continue;
+        }
+        parts.push((false, &rest[..start]));
+        parts.push((true, url));
+        rest = &rest[start + url.len()..];
+    }
+    parts.push((false, rest));
+    html! {
+        @for (is_url, part) in parts {
+            @if is_url { a href=(part) rel="noopener nofollow ugc" target="_blank" { (part) } } @else { (part) }
+        }
+    }
+}
+
+fn find_url(text: &str) -> Option<usize> {
+    let http = text.find("http://");
+    let https = text.find("https://");
+    match (http, https) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Messages appended live: the frame the hub renders once per message and sends to every socket.
+pub fn messages_append(previous: Option<&Message>, messages: &[Message]) -> Markup {
+    html! { div #messages hx-swap-oob="beforeend" { (message_items(previous, messages)) } }
+}
+
+/// One member in the list, with presence.
+pub fn member_item(member: &Member, online: bool) -> Markup {
+    html! {
+        li.member id={ "member-" (member.user_id) } data-user=(member.user_id) data-online=(if online { "true" } else { "false" }) {
+            span.presence-dot aria-hidden="true" {}
+            span.member-name { (member.username) }
+            span.visually-hidden { (if online { ", online" } else { ", offline" }) }
+        }
+    }
+}
+
+/// The member list, online members first.
+pub fn member_list(members: &[Member], is_online: impl Fn(i64) -> bool) -> Markup {
+    let mut sorted: Vec<(&Member, bool)> =
+        members.iter().map(|m| (m, is_online(m.user_id))).collect();
+    sorted.sort_by_key(|(_, online)| !online);
+    html! {
+        ul #members.member-list {
+            @for (member, online) in sorted { (member_item(member, online)) }
+        }
+    }
+}
+
+/// "3 online · 12 members".
+pub fn member_summary(online: usize, members: usize) -> Markup {
+    html! {
+        span #member-summary {
+            (online) " online · " (members) (if members == 1 { " member" } else { " members" })
+        }
+    }
+}
+
+/// The live-status line (connection state and notices).
+pub fn room_status(text: &str) -> Markup {
+    html! { p #room-status.room-status role="status" aria-live="polite" { (text) } }
+}
+
+/// The composer. A fresh one carries a new random `client_id`; after a refused post it keeps
+/// the typed text and says why.
+pub fn composer(
+    code: &str,
+    csrf: &str,
+    body: &str,
+    error: Option<&str>,
+    client_id: Option<&str>,
+    focus: bool,
+) -> Markup {
+    let fresh_id;
+    let client_id = match client_id {
+        Some(id) => id,
+        None => {
+            fresh_id = crate::auth::encode_token(&rand::random::<[u8; 16]>());
+            &fresh_id
+        }
+    };
+    let action = format!("/rooms/{code}/messages");
+    html! {
+        form #composer.composer method="post" action=(action) hx-post=(action) hx-target="this" hx-swap="outerHTML" {
+            (csrf_field(csrf))
+            input type="hidden" name="client_id" value=(client_id);
+            label.visually-hidden for="composer-body" { "Message" }
+            textarea #composer-body name="body" rows="1" maxlength=(MessageBody::MAX) required
+                placeholder="Write a message" autocomplete="off" autofocus[focus]
+                aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "composer-error")]
+                { (body) }
+            button.button.primary.send type="submit" { "Send" }
+            @if let Some(error) = error {
+                p #composer-error.field-error role="alert" { (error) }
+            }
+        }
+    }
+}
+
+/// The left rail: my rooms, this one marked.
+fn rooms_rail(rooms: &[RoomSummary], current: &str) -> Markup {
+    html! {
+        nav.rooms-rail aria-label="Your rooms" {
+            h2.rail-title { "Rooms" }
+            ul {
+                @for r in rooms {
+                    li {
+                        a href={ "/rooms/" (r.code) } aria-current=[(r.code == current).then_some("page")] {
+                            span.rail-name { (r.display_name()) }
+                        }
+                    }
+                }
+            }
+            a.rail-home href="/home" { "+ New or join" }
+        }
+    }
+}
+
+/// What the room page shows besides the standard parts.
+struct RoomView<'a> {
+    room: &'a Room,
+    user: &'a CurrentUser,
+    csrf: &'a str,
+    members: &'a [Member],
+    online: &'a std::collections::HashSet<i64>,
+    history: &'a [Message],
+    has_older: bool,
+    rooms: &'a [RoomSummary],
+    composer: Markup,
+    /// The newest seq on the page: where the live socket resumes.
+    live_after: Option<i64>,
+    notice: Option<&'a str>,
+}
+
+fn room_page(v: RoomView) -> Markup {
+    let code = v.room.code.as_str();
+    let online_count = v
+        .members
+        .iter()
+        .filter(|m| v.online.contains(&m.user_id))
+        .count();
+    let content = html! {
+        div.room hx-ext=[v.live_after.map(|_| "ws")]
+            ws-connect=[v.live_after.map(|after| format!("/rooms/{code}/ws?after={after}"))]
+            data-room=(code) {
+            header.room-header {
+                div.room-title {
+                    h1 { bdi { (v.room.display_name()) } }
+                    p.room-code {
+                        span.visually-hidden { "Room code " }
+                        code.code-chip #room-code { (code) }
+                        button.button.small.copy-button type="button" data-copy="#room-code" hidden { "Copy code" }
+                        a.invite-link href={ "/join/" (code) } { "Invitation link" }
+                    }
+                }
+                form.leave-form method="post" action={ "/rooms/" (code) "/leave" } {
+                    (csrf_field(v.csrf))
+                    button.button.subtle type="submit" { "Leave room" }
+                }
+            }
+            div.room-body {
+                (rooms_rail(v.rooms, code))
+                section.conversation aria-label="Conversation" {
+                    (room_status(v.notice.unwrap_or("")))
+                    div.scroller {
+                        div.history {
+                            @if v.has_older {
+                                @if let Some(first) = v.history.first() { (older_link(code, first.seq)) }
+                            }
+                            div #messages role="log" aria-live="polite" aria-label="Messages" {
+                                (message_items(None, v.history))
+                            }
+                            @if v.history.is_empty() {
+                                p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
+                            }
+                        }
+                    }
+                    (v.composer)
+                }
+                aside.members-panel aria-labelledby="members-title" {
+                    details.members-details open {
+                        summary #members-title {
+                            span.visually-hidden { "Members: " }
+                            (member_summary(online_count, v.members.len()))
+                        }
+                        (member_list(v.members, |id| v.online.contains(&id)))
+                    }
+                }
+            }
+        }
+    };
+    Page {
+        title: v.room.display_name(),
+        nav: Nav::Member {
+            username: &v.user.username,
+            user_id: v.user.id,
+            csrf: v.csrf,
+        },
+        body_class: "page-room",
+        content,
+    }
+    .render()
+}
+
+fn older_link(code: &str, before: i64) -> Markup {
+    let href = format!("/rooms/{code}/messages?before={before}");
+    html! {
+        a #load-older.load-older href=(href) hx-get=(href) hx-target="this" hx-swap="outerHTML" {
+            "Load older messages"
+        }
+    }
+}
+
+/// Renders the room page with the given composer, at `status`.
+async fn render_room(
+    state: &State,
+    user: &CurrentUser,
+    room: &Room,
+    composer: Markup,
+    status: StatusCode,
+    notice: Option<&str>,
+) -> Result<Response, AppError> {
+    let members = state.store.members(room.id).await?;
+    let page = state
+        .store
+        .messages_before(room.id, None, PAGE_SIZE)
+        .await?;
+    let rooms = state.store.my_rooms(user.id).await?;
+    let online = state.chat.online(room.id);
+    let csrf = user.session.csrf();
+    let live_after = Some(page.messages.last().map_or(0, |m| m.seq));
+    let markup = room_page(RoomView {
+        room,
+        user,
+        csrf: &csrf,
+        members: &members,
+        online: &online,
+        history: &page.messages,
+        has_older: page.has_older,
+        rooms: &rooms,
+        composer,
+        live_after,
+        notice,
+    });
+    Ok(respond(status, markup))
+}
+
+/// `GET /rooms/{code}`.
+#[handler]
+pub async fn show(
+    state: AppData<'_>,
+    req: &Request,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+) -> poem::Result<Response> {
+    let code = match room_code(&raw, req)? {
+        Ok(code) => code,
+        Err(redirect) => return Ok(redirect),
+    };
+    let room = member_room(&state, code, &user).await?;
+    let composer = composer(&room.code, &user.session.csrf(), "", None, None, false);
+    Ok(render_room(&state, &user, &room, composer, StatusCode::OK, None).await?)
+}
+
+#[derive(Deserialize)]
+pub struct OlderQuery {
+    before: Option<String>,
+}
+
+/// `GET /rooms/{code}/messages?before={seq}`: older history, as a fragment for htmx (the next
+/// "Load older" link, plus the messages prepended out of band) or as a page without JS.
+#[handler]
+pub async fn older(
+    state: AppData<'_>,
+    req: &Request,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    Query(q): Query<OlderQuery>,
+) -> poem::Result<Response> {
+    let code = match room_code(&raw, req)? {
+        Ok(code) => code,
+        Err(redirect) => return Ok(redirect),
+    };
+    let room = member_room(&state, code, &user).await?;
+    let before = match q.before.as_deref() {
+        None => None,
+        Some(b) => Some(
+            b.parse::<i64>()
+                .ok()
+                .filter(|b| *b >= 0)
+                .ok_or(AppError::BadRequest("`before` must be a message number."))?,
+        ),
+    };
+    let page = state
+        .store
+        .messages_before(room.id, before, PAGE_SIZE)
+        .await
+        .map_err(AppError::from)?;
+    let code = room.code.as_str();
+    if is_htmx(req) {
+        let markup = html! {
+            @if page.has_older { @if let Some(first) = page.messages.first() { (older_link(code, first.seq)) } }
+            div #messages hx-swap-oob="afterbegin" { (message_items(None, &page.messages)) }
+        };
+        return Ok(respond(StatusCode::OK, markup));
+    }
+    let csrf = user.session.csrf();
+    let content = html! {
+        section.card.history-page aria-labelledby="history-title" {
+            h1 #history-title { "Earlier in " bdi { (room.display_name()) } }
+            p { a href={ "/rooms/" (code) } { "Back to the latest messages" } }
+            @if page.has_older { @if let Some(first) = page.messages.first() {
+                p { a href={ "/rooms/" (code) "/messages?before=" (first.seq) } { "Load older messages" } }
+            } }
+            div.messages-static { (message_items(None, &page.messages)) }
+            @if page.messages.is_empty() { p.muted { "Nothing earlier." } }
+            @if let Some(last) = page.messages.last() {
+                p { a href={ "/rooms/" (code) "/messages?before=" (last.seq + PAGE_SIZE + 1) } { "Newer messages" } }
+            }
+        }
+    };
+    let page = Page {
+        title: room.display_name(),
+        nav: Nav::Member {
+            username: &user.username,
+            user_id: user.id,
+            csrf: &csrf,
+        },
+        body_class: "page-narrow",
+        content,
+    };
+    Ok(respond(StatusCode::OK, page.render()))
+}
+
+#[derive(Deserialize)]
+pub struct PostForm {
+    #[serde(default)]
+    body: String,
+    client_id: Option<String>,
+}
+
+/// `POST /rooms/{code}/messages`: post a message. htmx gets a fresh composer (the message itself
+/// arrives over the socket like everyone else's); without JS, 303 back to the room at the new
+/// message. Refusals keep the typed text: 422 invalid, 429 too fast, 503 database down.
+#[handler]
+pub async fn post_message(
+    state: AppData<'_>,
+    Path(raw): Path<String>,
+    UserForm { user, form, htmx }: UserForm<PostForm>,
+) -> poem::Result<Response> {
+    let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
+    let room = member_room(&state, code, &user).await?;
+    let client_id = form.client_id.as_deref().filter(|id| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    });
+    // Ok(seq) when stored (or stored before: a double submit), else why not, with the text kept.
+    let outcome: Result<i64, (StatusCode, String, Option<u64>)> = match state
+        .limits
+        .posts
+        .check(&user.id)
+    {
+        Err(wait) => {
+            let secs = crate::limits::retry_after_secs(wait);
+            Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "You are sending messages very fast. Wait {secs} seconds, then send again."
+                ),
+                Some(secs),
+            ))
+        }
+        Ok(()) => match MessageBody::parse(&form.body) {
+            Err(invalid) => Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                invalid.0.to_string(),
+                None,
+            )),
+            Ok(body) => {
+                let post = NewPost {
+                    room_id: room.id,
+                    user_id: user.id,
+                    author: user.username.clone(),
+                    body,
+                    client_id: client_id.map(str::to_string),
+                };
+                match state.store.post_message(post).await {
+                    Ok(PostOutcome::Posted(m)) => Ok(m.seq),
+                    Ok(PostOutcome::AlreadyPosted(seq)) => Ok(seq),
+                    Ok(PostOutcome::NotMember) => return Err(AppError::NotFound.into()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "post failed");
+                        let why = "natter could not save your message just now (database unavailable). It is still here: try sending again in a moment.";
+                        Err((StatusCode::SERVICE_UNAVAILABLE, why.to_string(), Some(5)))
+                    }
+                }
+            }
+        },
+    };
+    let csrf = user.session.csrf();
+    match outcome {
+        Ok(_) if htmx => Ok(respond(
+            StatusCode::OK,
+            composer(&room.code, &csrf, "", None, None, true),
+        )),
+        Ok(seq) => Ok(see_other(&format!("/rooms/{}#msg-{seq}", room.code), false)),
+        Err((status, why, retry_after)) => {
+            let composer = composer(&room.code, &csrf, &form.body, Some(&why), client_id, true);
+            let mut response = if htmx {
+                respond(status, composer)
+            } else {
+                render_room(&state, &user, &room, composer, status, None).await?
+            };
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.into());
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// `POST /rooms/{code}/leave`: leave the room; its open sockets for this person close (4404).
+#[handler]
+pub async fn leave(
+    state: AppData<'_>,
+    Path(raw): Path<String>,
+    UserForm { user, htmx, .. }: UserForm<NoFields>,
+) -> poem::Result<Response> {
+    let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
+    let room = member_room(&state, code, &user).await?;
+    if state
+        .store
+        .leave_room(room.id, user.id)
+        .await
+        .map_err(AppError::from)?
+    {
+        state.chat.member_left(room.id, user.id).await;
+    }
+    Ok(see_other("/home", htmx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: i64, user_id: i64, at: i64, body: &str) -> Message {
+        Message {
+            room_id: 1,
+            seq,
+            user_id,
+            author: format!("u{user_id}"),
+            body: body.into(),
+            created_at: at,
+            edited_at: None,
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_everywhere() {
+        for body in [
+            "<script>alert(1)</script>",
+            "\"><img src=x onerror=alert(1)>",
+            "<div hx-swap-oob=\"true\" id=\"messages\">x</div>",
+        ] {
+            let html = message(&msg(1, 1, 0, body), false).into_string();
+            assert!(
+                !html.contains("<script>")
+                    && !html.contains("<img")
+                    && !html.contains("<div hx-swap-oob"),
+                "{html}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_http_urls_become_links() {
+        let html = linkify(
+            "see https://example.org/a?b=1&c=<2>, or javascript:alert(1) and http://x.org.",
+        )
+        .into_string();
+        assert!(html.contains(r#"<a href="https://example.org/a?b=1&amp;c=" rel="noopener nofollow ugc" target="_blank">"#), "{html}");
+        assert!(html.contains(r#"<a href="http://x.org" rel"#), "{html}");
+        assert!(!html.contains("href=\"javascript"), "{html}");
+        assert_eq!(linkify("http:// nothing").into_string(), "http:// nothing");
+    }
+
+    #[test]
+    fn consecutive_messages_group_and_days_divide() {
+        let day = 86_400_000;
+        let items = message_items(
+            None,
+            &[
+                msg(1, 1, 0, "a"),
+                msg(2, 1, 1000, "b"),
+                msg(3, 2, 2000, "c"),
+                msg(4, 2, day, "d"),
+            ],
+        )
+        .into_string();
+        assert_eq!(items.matches("day-divider").count(), 2, "{items}");
+        assert_eq!(items.matches("message continued").count(), 1, "{items}");
+    }
+}
