@@ -14,7 +14,11 @@ pub mod web;
 
 use std::{sync::Arc, time::Duration};
 
-use poem::{EndpointExt, Server, listener::TcpListener};
+use poem::{
+    EndpointExt, Server,
+    listener::{Acceptor, TcpAcceptor},
+    web::{LocalAddr, RemoteAddr},
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -100,16 +104,19 @@ pub fn app(state: State) -> impl poem::Endpoint + 'static {
 pub async fn serve(config: Config) -> Result<(), String> {
     let bind = config.bind;
     let state = build(config).await?;
-    let listener = TcpListener::bind(bind);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     run(state, listener, shutdown_signal()).await
 }
 
 /// Serves `state` on `listener` until `stop` completes.
 pub async fn run(
     state: State,
-    listener: impl poem::listener::Listener + 'static,
+    listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    let acceptor = TcpAcceptor::from_tokio(listener).map_err(|e| format!("cannot listen: {e}"))?;
     if state.store.backend() == Backend::Sqlite {
         tracing::info!(
             "database is SQLite: run a single natter instance on it (use PostgreSQL for several)"
@@ -128,7 +135,7 @@ pub async fn run(
         tracing::info!("shutting down: closing sockets with 1012, finishing requests");
         shutdown.cancel();
     };
-    let result = Server::new(listener)
+    let result = Server::new_with_acceptor(NoDelay(acceptor))
         .name("natter")
         .run_with_graceful_shutdown(
             app(state.clone()),
@@ -142,6 +149,36 @@ pub async fn run(
     housekeeping.abort();
     state.store.close().await;
     result.map_err(|e| format!("server error: {e}"))
+}
+
+/// Accepts connections with Nagle's algorithm off (a live frame must leave at once, not wait
+/// for an ACK), and rides out accept errors such as running out of file descriptors instead of
+/// stopping the server.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+        loop {
+            match self.0.accept().await {
+                Ok(accepted) => {
+                    let _ = accepted.0.set_nodelay(true);
+                    return Ok(accepted);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
 }
 
 /// Periodic cleanups: expired sessions, idle rate-limit entries.

@@ -1,0 +1,8 @@
+//! natter's integration tests: the real server on a random port, real databases (SQLite and
+//! PostgreSQL), the fake OIDC provider, real WebSocket clients. One binary so it builds once.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod accounts;
+mod security;
