@@ -126,6 +126,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     pub session_days: u32,
     pub limits: Limits,
+    /// Events queued per socket in a room's hub before the socket must resync from the store.
+    pub hub_capacity: usize,
 }
 
 const GOOGLE_AUTH_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
@@ -282,6 +284,15 @@ impl Config {
             }
         }
 
+        let hub_capacity = match get("NATTER_HUB_CAPACITY") {
+            None => 256,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=65_536).contains(n))
+                .ok_or("NATTER_HUB_CAPACITY must be a number from 1 to 65536")?,
+        };
+
         Ok(Self {
             bind,
             public_url,
@@ -293,6 +304,7 @@ impl Config {
             trusted_proxies,
             session_days,
             limits,
+            hub_capacity,
         })
     }
 
@@ -382,6 +394,7 @@ const KNOWN: &[&str] = &[
     "NATTER_LIMIT_ROOMS",
     "NATTER_LIMIT_JOIN_FAILS",
     "NATTER_LIMIT_SIGN_INS",
+    "NATTER_HUB_CAPACITY",
 ];
 
 const HELP: &str = "natter: real-time group chat

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod store;
 pub mod web;
 
@@ -38,6 +39,7 @@ pub struct AppState {
     pub provider: Option<Provider>,
     pub chat: Chat,
     pub limits: Limiters,
+    pub metrics: Arc<metrics::Metrics>,
     /// Cancelled when the server begins shutting down: sockets close with 1012.
     pub shutdown: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for them to say goodbye.
@@ -79,13 +81,20 @@ pub async fn build(config: Config) -> Result<State, String> {
         sign_ins: Limiter::new(config.limits.sign_ins),
     };
     let shutdown = CancellationToken::new();
-    let chat = Chat::new(store.clone(), commits, shutdown.clone());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let chat = Chat::new(
+        commits,
+        config.hub_capacity,
+        metrics.clone(),
+        shutdown.clone(),
+    );
     Ok(Arc::new(AppState {
         config,
         store,
         provider,
         chat,
         limits,
+        metrics,
         shutdown,
         tasks: TaskTracker::new(),
     }))

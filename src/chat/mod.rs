@@ -14,6 +14,7 @@ use std::{
         Arc, Mutex, Weak,
         atomic::{AtomicU64, Ordering},
     },
+    time::Instant,
 };
 
 use async_broadcast::{InactiveReceiver, Receiver, Sender};
@@ -22,19 +23,21 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    store::{Member, Message, Store},
+    metrics::Metrics,
+    store::{Committed, Member, Message},
     web::room,
 };
-
-/// Events a hub queues per subscriber before the oldest are dropped and that subscriber
-/// resyncs from the store.
-const HUB_CAPACITY: usize = 256;
 
 /// What a hub broadcasts: pre-rendered frames, shared (reference-counted) by every socket.
 #[derive(Clone, Debug)]
 pub enum Event {
-    /// A message frame; `seq` orders and deduplicates.
-    Message { seq: i64, frame: Utf8Bytes },
+    /// A message frame; `seq` orders and deduplicates; `committed` dates it for the latency
+    /// histogram.
+    Message {
+        seq: i64,
+        frame: Utf8Bytes,
+        committed: Instant,
+    },
     /// A member-list change (presence, a join, a leave).
     Members { frame: Utf8Bytes },
 }
@@ -58,8 +61,8 @@ struct HubState {
 }
 
 impl Hub {
-    fn new(room_id: i64, member_count: usize) -> Self {
-        let (mut tx, rx) = async_broadcast::broadcast(HUB_CAPACITY);
+    fn new(room_id: i64, member_count: usize, capacity: usize) -> Self {
+        let (mut tx, rx) = async_broadcast::broadcast(capacity);
         // Never wait for slow receivers: drop their oldest event and let them resync.
         tx.set_overflow(true);
         tx.set_await_active(false);
@@ -89,13 +92,17 @@ impl Hub {
     }
 
     /// Renders and broadcasts committed messages of this room, in order.
-    fn publish(&self, messages: &[Message]) {
+    fn publish(&self, messages: &[Message], committed: Instant) {
         let mut previous = self.state().last.clone();
         for m in messages {
             let prev = previous.as_ref().filter(|p| p.seq + 1 == m.seq);
             let frame =
                 Utf8Bytes::from(room::messages_append(prev, std::slice::from_ref(m)).into_string());
-            self.broadcast(Event::Message { seq: m.seq, frame });
+            self.broadcast(Event::Message {
+                seq: m.seq,
+                frame,
+                committed,
+            });
             previous = Some(m.clone());
         }
         self.state().last = previous;
@@ -163,7 +170,8 @@ pub struct Chat {
 }
 
 struct Inner {
-    store: Store,
+    metrics: Arc<Metrics>,
+    hub_capacity: usize,
     hubs: Mutex<HashMap<i64, Weak<Hub>>>,
     conns: Mutex<HashMap<u64, Conn>>,
     next_conn: AtomicU64,
@@ -184,13 +192,15 @@ pub mod close {
 impl Chat {
     /// Starts the publisher, which delivers every batch the post writer commits.
     pub fn new(
-        store: Store,
-        commits: mpsc::Receiver<Vec<Message>>,
+        commits: mpsc::Receiver<Committed>,
+        hub_capacity: usize,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
         let chat = Chat {
             inner: Arc::new(Inner {
-                store,
+                metrics,
+                hub_capacity,
                 hubs: Mutex::new(HashMap::new()),
                 conns: Mutex::new(HashMap::new()),
                 next_conn: AtomicU64::new(1),
@@ -200,27 +210,24 @@ impl Chat {
         chat
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
-    async fn publisher(
-        self,
-        mut commits: mpsc::Receiver<Vec<Message>>,
-        shutdown: CancellationToken,
-    ) {
+    async fn publisher(self, mut commits: mpsc::Receiver<Committed>, shutdown: CancellationToken) {
         loop {
             let batch = tokio::select! {
                 batch = commits.recv() => batch,
                 _ = shutdown.cancelled() => None,
             };
             let Some(batch) = batch else { return };
-            self.publish(&batch);
+            let posted = batch.messages.len() as u64;
+            self.inner
+                .metrics
+                .messages_posted
+                .fetch_add(posted, Ordering::Relaxed);
+            self.publish(&batch.messages, batch.at);
         }
     }
 
     /// Delivers committed messages (in seq order per room) to the rooms' hubs on this instance.
-    pub fn publish(&self, batch: &[Message]) {
+    pub fn publish(&self, batch: &[Message], committed: Instant) {
         let mut start = 0;
         while start < batch.len() {
             let room_id = batch[start].room_id;
@@ -229,7 +236,7 @@ impl Chat {
                 .position(|m| m.room_id != room_id)
                 .map_or(batch.len(), |n| start + n);
             if let Some(hub) = self.hub(room_id) {
-                hub.publish(&batch[start..end]);
+                hub.publish(&batch[start..end], committed);
             }
             start = end;
         }
@@ -247,7 +254,7 @@ impl Chat {
         let hub = match hubs.get(&room_id).and_then(Weak::upgrade) {
             Some(hub) => hub,
             None => {
-                let hub = Arc::new(Hub::new(room_id, member_count));
+                let hub = Arc::new(Hub::new(room_id, member_count, self.inner.hub_capacity));
                 hubs.insert(room_id, Arc::downgrade(&hub));
                 hub
             }

@@ -5,7 +5,10 @@
 //! (`seq > after`) from the store, and forward live events, keeping `last_sent` so that every
 //! message goes out exactly once and in order (gaps are filled from the store).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
 
 use async_broadcast::RecvError;
 use futures_util::{SinkExt, StreamExt};
@@ -193,6 +196,8 @@ impl Live {
                 joined_at: 0,
             });
         let (hub, mut rx) = chat.subscribe(self.room.id, members.len());
+        self.state.metrics.socket_upgrades.fetch_add(1, Relaxed);
+        self.state.metrics.sockets_open.fetch_add(1, Relaxed);
         let (conn, mut kicked) = chat.register(
             self.user.id,
             self.room.id,
@@ -207,6 +212,7 @@ impl Live {
 
         chat.unregister(conn);
         hub.went_offline(&me, conn);
+        self.state.metrics.sockets_open.fetch_sub(1, Relaxed);
         drop(rx);
         chat.release(hub);
         if let End::Close(code, reason) = end {
@@ -296,13 +302,14 @@ impl Live {
                     };
                 }
                 event = rx.recv() => match event {
-                    Ok(Event::Message { seq, frame }) => {
+                    Ok(Event::Message { seq, frame, committed }) => {
                         if seq <= last_sent {
                             continue;
                         }
                         if seq > last_sent + 1 {
                             // A gap: the missing messages are committed (commit order is seq
                             // order), so read them before sending this one.
+                            self.state.metrics.gap_fills.fetch_add(1, Relaxed);
                             if let Err(end) = self.catch_up(last_sent, seq - 1).await {
                                 return end;
                             }
@@ -310,6 +317,7 @@ impl Live {
                         if let Err(end) = self.send(frame).await {
                             return end;
                         }
+                        self.state.metrics.delivered(committed.elapsed());
                         last_sent = seq;
                     }
                     Ok(Event::Members { frame }) => {
@@ -319,6 +327,7 @@ impl Live {
                     }
                     Err(RecvError::Overflowed(missed)) => {
                         tracing::debug!(missed, "socket fell behind its hub; resyncing from the store");
+                        self.state.metrics.resyncs.fetch_add(1, Relaxed);
                         let latest = match self.state.store.last_seq(self.room.id).await {
                             Ok(Some(latest)) => latest,
                             _ => return End::Close(1011, "try again"),

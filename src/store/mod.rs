@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 pub use rooms::{JoinOutcome, Member, Message, MessagePage, Room, RoomSummary};
 pub use users::{PendingLogin, SessionRecord, User};
-pub use writer::{NewPost, PostOutcome, Posted};
+pub use writer::{Committed, NewPost, PostOutcome, Posted};
 
 /// Which database natter runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +101,7 @@ impl Store {
     /// migrations and starts the post writer. `pool_size` bounds the connections it may open.
     /// The receiver yields every batch of posts the writer commits, in commit order: what the
     /// live side publishes.
-    pub async fn connect(
-        url: &str,
-        pool_size: u32,
-    ) -> Result<(Self, mpsc::Receiver<Vec<Message>>)> {
+    pub async fn connect(url: &str, pool_size: u32) -> Result<(Self, mpsc::Receiver<Committed>)> {
         let db = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)

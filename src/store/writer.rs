@@ -35,6 +35,13 @@ pub struct NewPost {
 /// A committed post.
 pub type Posted = Message;
 
+/// Posts one transaction committed, in seq order, and when it committed.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub at: std::time::Instant,
+    pub messages: Vec<Message>,
+}
+
 /// What became of a post.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostOutcome {
@@ -66,15 +73,17 @@ impl std::fmt::Debug for Job {
 
 impl PostWriter {
     /// Starts the writer task. Each committed batch's messages go to `committed` in seq order.
-    pub(super) fn start(db: Db, committed: mpsc::Sender<Vec<Message>>) -> Self {
+    pub(super) fn start(db: Db, committed: mpsc::Sender<Committed>) -> Self {
         // Bounded: when the database falls behind, posters wait here instead of piling up.
         let (jobs, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let posted = commit_batch(&db, std::mem::take(&mut batch)).await;
+                let messages = commit_batch(&db, std::mem::take(&mut batch)).await;
                 // Published only after the commit: nobody sees a message that could vanish.
-                if !posted.is_empty() && committed.send(posted).await.is_err() {
+                let at = std::time::Instant::now();
+                if !messages.is_empty() && committed.send(Committed { at, messages }).await.is_err()
+                {
                     tracing::debug!("nobody publishes committed posts any more");
                 }
             }

@@ -45,7 +45,6 @@ pub async fn around<E: Endpoint>(
             redirect
         } else if needs_origin_check(&method, &path) && !same_origin(state, &req) {
             error_page(
-                state,
                 AppError::Forbidden(
                     "This request did not come from a natter page, so it was refused.",
                 )
@@ -56,11 +55,12 @@ pub async fn around<E: Endpoint>(
         } else {
             match ep.call(req).await {
                 Ok(response) => response.into_response(),
-                Err(error) => error_page(state, error, htmx, &id),
+                Err(error) => error_page(error, htmx, &id),
             }
         };
         secure_headers(&mut response, &id);
         let status = response.status().as_u16();
+        state.metrics.http_response(status);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if path != "/healthz" {
             tracing::info!(%method, %path, status, ms = format!("{ms:.1}"), "request");
@@ -139,7 +139,7 @@ fn secure_headers(response: &mut Response, id: &str) {
 
 /// Turns an error into what the person sees: a redirect for "sign in first", otherwise a page in
 /// the layout with the request id.
-pub fn error_page(state: &State, error: poem::Error, htmx: bool, id: &str) -> Response {
+pub fn error_page(error: poem::Error, htmx: bool, id: &str) -> Response {
     let app_error = error.downcast_ref::<AppError>();
     match app_error {
         Some(AppError::SignInRequired { next }) => {
@@ -172,7 +172,6 @@ pub fn error_page(state: &State, error: poem::Error, htmx: bool, id: &str) -> Re
             HeaderValue::from(crate::limits::retry_after_secs(*retry_after)),
         );
     }
-    let _ = state;
     response
 }
 

@@ -53,6 +53,7 @@ pub fn routes() -> Route {
         .at("/rooms/:code/leave", post(room::leave))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
+        .at("/metrics", get(ops::metrics))
         .at("/assets/:name", get(assets::serve))
 }
 

@@ -37,3 +37,11 @@ fn not_ready() -> Response {
         .content_type("text/plain; charset=utf-8")
         .body("database unavailable\n")
 }
+
+/// `GET /metrics`: Prometheus text format.
+#[handler]
+pub fn metrics(state: AppData<'_>) -> Response {
+    Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}

@@ -5,4 +5,6 @@
 mod common;
 
 mod accounts;
+mod live;
+mod rooms;
 mod security;

@@ -1,0 +1,168 @@
+//! Counters for `/metrics` (Prometheus text format). Plain atomics: updating one costs a few
+//! nanoseconds and no lock, so they can sit on the delivery hot path.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
+
+/// Upper bounds (seconds) of the post→delivery latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub sockets_open: AtomicI64,
+    pub socket_upgrades: AtomicU64,
+    pub messages_posted: AtomicU64,
+    /// Message frames written to sockets (one per message per socket).
+    pub deliveries: AtomicU64,
+    /// Sockets that fell behind their hub and caught up from the store.
+    pub resyncs: AtomicU64,
+    /// Gaps filled from the store (a later message arrived before an earlier one).
+    pub gap_fills: AtomicU64,
+    /// HTTP responses by status code (index = code - 100).
+    http: HttpCounts,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+struct HttpCounts([AtomicU64; 500]);
+
+impl Default for HttpCounts {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl Metrics {
+    pub fn http_response(&self, status: u16) {
+        if let Some(slot) = self.http.0.get(usize::from(status).wrapping_sub(100)) {
+            slot.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Records the time from a post's commit to its frame leaving for one socket.
+    pub fn delivered(&self, latency: Duration) {
+        self.deliveries.fetch_add(1, Relaxed);
+        let secs = latency.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.latency_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_micros
+            .fetch_add(latency.as_micros() as u64, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut counter = |name: &str, help: &str, kind: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        counter(
+            "natter_sockets_open",
+            "Open live sockets.",
+            "gauge",
+            self.sockets_open.load(Relaxed).to_string(),
+        );
+        counter(
+            "natter_socket_upgrades_total",
+            "Live sockets opened.",
+            "counter",
+            self.socket_upgrades.load(Relaxed).to_string(),
+        );
+        counter(
+            "natter_messages_posted_total",
+            "Messages committed by this instance.",
+            "counter",
+            self.messages_posted.load(Relaxed).to_string(),
+        );
+        counter(
+            "natter_deliveries_total",
+            "Message frames sent to sockets.",
+            "counter",
+            self.deliveries.load(Relaxed).to_string(),
+        );
+        counter(
+            "natter_resyncs_total",
+            "Sockets that overflowed their queue and resynced from the store.",
+            "counter",
+            self.resyncs.load(Relaxed).to_string(),
+        );
+        counter(
+            "natter_gap_fills_total",
+            "Message gaps filled from the store.",
+            "counter",
+            self.gap_fills.load(Relaxed).to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP natter_http_responses_total HTTP responses by status code.\n# TYPE natter_http_responses_total counter"
+        );
+        for (i, n) in self.http.0.iter().enumerate() {
+            let n = n.load(Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "natter_http_responses_total{{status=\"{}\"}} {n}",
+                    i + 100
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP natter_delivery_latency_seconds Time from a post's commit to its frame being written to a socket.\n# TYPE natter_delivery_latency_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += n.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "natter_delivery_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "natter_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "natter_delivery_latency_seconds_sum {}",
+            self.latency_sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "natter_delivery_latency_seconds_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.http_response(200);
+        m.http_response(200);
+        m.http_response(404);
+        m.delivered(Duration::from_micros(700));
+        m.delivered(Duration::from_secs(10));
+        let text = m.render();
+        assert!(
+            text.contains("natter_http_responses_total{status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("natter_http_responses_total{status=\"404\"} 1"));
+        assert!(text.contains("natter_delivery_latency_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(text.contains("natter_delivery_latency_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("natter_deliveries_total 2"));
+    }
+}

@@ -1,0 +1,320 @@
+//! Rooms over plain HTTP: create, join by code or invitation, the room page, history, posting
+//! (with and without htmx), limits, leaving.
+
+use crate::both;
+use crate::common::{TestApp, hostile_inputs, seqs_in};
+
+/// Posts a message without JS (form post); returns the answer.
+async fn post(b: &crate::common::Browser, code: &str, body: &str) -> crate::common::Answer {
+    b.post_form(
+        &format!("/rooms/{code}"),
+        &format!("/rooms/{code}/messages"),
+        &[("body", body), ("client_id", &random_id())],
+    )
+    .await
+}
+
+fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+both! {
+    async fn creating_a_room_lands_in_it_with_a_short_unique_code(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let r = ada.post_form("/home", "/rooms", &[("name", "Book club")]).await;
+        assert_eq!(r.status, 303);
+        let code = r.location().trim_start_matches("/rooms/").to_string();
+        assert_eq!(code.len(), 9);
+        assert_eq!(&code[4..5], "-");
+        let page = ada.get(&r.location()).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("Book club"));
+        assert!(page.body.contains(&code));
+        assert!(page.body.contains(&format!("/join/{code}")), "invitation link shown");
+        assert!(page.body.contains("id=\"member-"), "member list");
+        assert!(page.body.contains("1 online · 1 member") || page.body.contains("0 online · 1 member"), "{}", page.body);
+        let home = ada.get("/home").await;
+        assert!(home.body.contains("Book club") && home.body.contains(&code), "listed in my rooms");
+        // Without a name the room is shown by its code.
+        let unnamed = app.create_room(&ada, "   ").await;
+        assert!(ada.get(&format!("/rooms/{unnamed}")).await.body.contains(&format!("<h1><bdi>{unnamed}</bdi></h1>")));
+    }
+
+    async fn room_codes_stay_unique_under_many_creations(app: TestApp) {
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_ROOMS", "1000/1h")]).await;
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let csrf = ada.csrf_from("/home").await;
+        let answers = futures_util::future::join_all((0..200).map(|i| {
+            let name = format!("room {i}");
+            let csrf = csrf.clone();
+            let ada = &ada;
+            async move { ada.post("/rooms", &[("name", name.as_str()), ("csrf", csrf.as_str())]).await }
+        }))
+        .await;
+        let codes: std::collections::HashSet<String> = answers.iter().map(|a| { assert_eq!(a.status, 303); a.location() }).collect();
+        assert_eq!(codes.len(), 200);
+    }
+
+    async fn joining_by_code_forgives_case_spaces_and_dashes(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Lobby").await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        let typed = format!(" {} {} ", code[..4].to_lowercase(), code[5..].to_lowercase());
+        let r = bob.post_form("/home", "/rooms/join", &[("code", &typed)]).await;
+        assert_eq!((r.status, r.location()), (303, format!("/rooms/{code}")));
+        let page = bob.get(&format!("/rooms/{code}")).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains(">ada<") && page.body.contains(">bob<"), "both members listed");
+        // Joining again is harmless.
+        assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", &code)]).await.status, 303);
+    }
+
+    async fn a_wrong_code_re_renders_home_and_guessing_is_limited(app: TestApp) {
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        for typed in ["ZZZZ-ZZZZ", "nonsense", "<script>alert(1)</script>"] {
+            let r = bob.post_form("/home", "/rooms/join", &[("code", typed)]).await;
+            assert_eq!(r.status, 422, "{typed}");
+            assert!(r.body.contains("no room with that code"), "{}", r.body);
+            assert!(!r.body.contains("<script>alert"), "typed text is escaped");
+        }
+        for _ in 0..7 {
+            assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZY")]).await.status, 422);
+        }
+        let limited = bob.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZX")]).await;
+        assert_eq!(limited.status, 429);
+        assert!(limited.header("retry-after").is_some());
+        assert!(limited.body.contains("Too many wrong codes") && limited.body.contains("ZZZZ-ZZZX"), "typed code kept");
+        // While limited even a right code is refused: codes cannot be probed.
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Real").await;
+        assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", &code)]).await.status, 429);
+        assert_eq!(bob.get(&format!("/join/{code}")).await.status, 429);
+    }
+
+    async fn an_invitation_link_brings_a_signed_out_friend_through_sign_in_and_back(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Picnic").await;
+        let friend = app.browser();
+        let invite = friend.get(&format!("/join/{code}")).await;
+        assert_eq!(invite.status, 200);
+        assert!(invite.body.contains("Sign in to join"));
+        assert!(!invite.body.contains("Picnic"), "the name is for signed-in people");
+        let next = format!("/join/{code}");
+        let signed = friend.post_form(&format!("/?next=%2Fjoin%2F{code}"), "/auth/dev", &[("email", "friend@example.org"), ("next", &next)]).await;
+        assert_eq!(signed.location(), format!("/username?next=%2Fjoin%2F{code}"));
+        let chosen = friend.post_form("/username", "/username", &[("username", "friend"), ("next", &next)]).await;
+        assert_eq!(chosen.location(), next);
+        let page = friend.get(&next).await;
+        assert!(page.body.contains("Join <bdi>Picnic</bdi>?"), "{}", page.body);
+        assert_eq!(friend.get(&format!("/rooms/{code}")).await.status, 404, "not a member until they join");
+        let joined = friend.post_form(&next, "/rooms/join", &[("code", &code)]).await;
+        assert_eq!(joined.location(), format!("/rooms/{code}"));
+        // Members following the link go straight in.
+        assert_eq!(friend.get(&next).await.location(), format!("/rooms/{code}"));
+        assert_eq!(ada.get(&next).await.location(), format!("/rooms/{code}"));
+        // A link with an unknown code is a 404 page.
+        assert_eq!(friend.get("/join/ZZZZ-ZZZZ").await.status, 404);
+    }
+
+    async fn non_members_get_not_found_for_everything_in_a_room(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Private").await;
+        post(&ada, &code, "secret plans").await;
+        let eve = app.signed_in("eve@example.org", "eve").await;
+        assert_eq!(eve.get(&format!("/rooms/{code}")).await.status, 404);
+        assert_eq!(eve.get(&format!("/rooms/{code}/messages?before=100")).await.status, 404);
+        let csrf = eve.csrf_from("/home").await;
+        let r = eve.post(&format!("/rooms/{code}/messages"), &[("body", "hi"), ("csrf", &csrf)]).await;
+        assert_eq!(r.status, 404);
+        assert_eq!(eve.post(&format!("/rooms/{code}/leave"), &[("csrf", &csrf)]).await.status, 404);
+        assert!(!ada.get(&format!("/rooms/{code}")).await.body.contains("eve"), "nothing was posted by eve");
+    }
+
+    async fn other_spellings_of_a_room_url_redirect_to_the_canonical_one(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Canon").await;
+        let lower = code.to_lowercase().replace('-', "");
+        let r = ada.get(&format!("/rooms/{lower}")).await;
+        assert_eq!((r.status, r.location()), (308, format!("/rooms/{code}")));
+        assert_eq!(ada.get("/rooms/not-a-valid-code").await.status, 404);
+    }
+
+    async fn posting_without_javascript_redirects_to_the_new_message(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Plain").await;
+        let r = post(&ada, &code, "first line\r\nsecond line").await;
+        assert_eq!((r.status, r.location()), (303, format!("/rooms/{code}#msg-1")));
+        let page = ada.get(&format!("/rooms/{code}")).await;
+        assert!(page.body.contains("id=\"msg-1\""));
+        assert!(page.body.contains("first line\nsecond line"), "line breaks kept");
+        assert!(page.body.contains("<time datetime=\""), "machine-readable time");
+        assert!(page.body.contains("ws-connect=\"/rooms/") && page.body.contains("/ws?after=1\""), "live socket resumes after the last message shown");
+    }
+
+    async fn posting_with_htmx_answers_a_fresh_composer(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Htmx").await;
+        let page = ada.get(&format!("/rooms/{code}")).await;
+        let csrf = page.csrf().unwrap();
+        let client_id = crate::common::extract_attr(&page.body, "name=\"client_id\" value=\"").unwrap();
+        let origin = app.base.clone();
+        let r = ada.post_with(&format!("/rooms/{code}/messages"), &[("body", "via htmx"), ("client_id", &client_id)],
+            &[("origin", &origin), ("hx-request", "true"), ("x-csrf-token", &csrf)]).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.starts_with("<form class=\"composer\" id=\"composer\""), "{}", r.body);
+        assert!(!r.body.contains("via htmx"), "the message itself comes over the socket, not in the answer");
+        assert!(!r.body.contains(&client_id), "a fresh client_id");
+        // The same client_id again (double click) posts nothing new.
+        let again = ada.post_with(&format!("/rooms/{code}/messages"), &[("body", "via htmx"), ("client_id", &client_id)],
+            &[("origin", &origin), ("hx-request", "true"), ("x-csrf-token", &csrf)]).await;
+        assert_eq!(again.status, 200);
+        let page = ada.get(&format!("/rooms/{code}")).await;
+        assert_eq!(seqs_in(&page.body), vec![1]);
+    }
+
+    async fn a_resubmitted_form_posts_once(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Twice").await;
+        let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
+        let fields = [("body", "only once"), ("client_id", "resubmit-1"), ("csrf", csrf.as_str())];
+        let path = format!("/rooms/{code}/messages");
+        let (a, b) = tokio::join!(ada.post(&path, &fields), ada.post(&path, &fields));
+        assert_eq!((a.status, b.status), (303, 303));
+        assert_eq!(a.location(), b.location(), "the second answers as if it had succeeded");
+        let page = ada.get(&format!("/rooms/{code}")).await;
+        assert_eq!(page.body.matches("only once").count(), 1);
+    }
+
+    async fn bad_messages_are_refused_with_the_reason_and_the_text_kept(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Strict").await;
+        for (body, reason) in [
+            ("", "empty"),
+            ("   \n\t ", "empty"),
+            ("nul\u{0}byte", "control characters"),
+            ("bell\u{7}", "control characters"),
+        ] {
+            let r = post(&ada, &code, body).await;
+            assert_eq!(r.status, 422, "{body:?}");
+            assert!(r.body.contains(reason), "{body:?}: {}", r.body);
+            assert!(r.body.contains("id=\"composer-error\""));
+        }
+        let long = "é".repeat(4001);
+        let r = post(&ada, &code, &long).await;
+        assert_eq!(r.status, 422);
+        assert!(r.body.contains("at most 4000") && r.body.contains(&long), "typed text kept");
+        assert_eq!(post(&ada, &code, &"é".repeat(4000)).await.status, 303);
+        // A body over 64 KiB is refused before it is read.
+        let huge = "x".repeat(65 * 1024);
+        assert_eq!(post(&ada, &code, &huge).await.status, 413);
+    }
+
+    async fn posting_too_fast_is_refused_with_the_text_kept(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Fast").await;
+        let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
+        let path = format!("/rooms/{code}/messages");
+        for i in 0..20 {
+            let body = format!("message {i}");
+            let id = format!("fast-{i}");
+            assert_eq!(ada.post(&path, &[("body", &body), ("client_id", &id), ("csrf", &csrf)]).await.status, 303, "{i}");
+        }
+        let r = ada.post(&path, &[("body", "one too many"), ("client_id", "fast-x"), ("csrf", &csrf)]).await;
+        assert_eq!(r.status, 429);
+        assert!(r.header("retry-after").is_some());
+        assert!(r.body.contains("very fast") && r.body.contains("one too many"), "{}", r.body);
+        let origin = app.base.clone();
+        let htmx = ada.post_with(&path, &[("body", "htmx too"), ("client_id", "fast-y")], &[("origin", &origin), ("hx-request", "true"), ("x-csrf-token", &csrf)]).await;
+        assert_eq!(htmx.status, 429);
+        assert!(htmx.body.starts_with("<form class=\"composer\" id=\"composer\"") && htmx.body.contains("htmx too"));
+    }
+
+    async fn every_hostile_input_is_shown_as_text_or_refused(app: TestApp) {
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_POSTS", "1000/1s"), ("NATTER_LIMIT_ROOMS", "1000/1h"), ("NATTER_LIMIT_JOIN_FAILS", "1000/1s")]).await;
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Hostile").await;
+        for input in hostile_inputs() {
+            let r = post(&ada, &code, &input).await;
+            assert!(r.status == 303 || r.status == 422, "message {input:?}: {}", r.status);
+            let r = ada.post_form("/home", "/rooms", &[("name", &input)]).await;
+            assert!(r.status == 303 || r.status == 422, "room name {input:?}: {}", r.status);
+            let r = ada.post_form("/home", "/rooms/join", &[("code", &input)]).await;
+            assert_eq!(r.status, 422, "room code {input:?}");
+            let q = url::form_urlencoded::byte_serialize(input.as_bytes()).collect::<String>();
+            let r = ada.get(&format!("/rooms/{code}/messages?before={q}")).await;
+            assert!(r.status == 400 || r.status == 200, "before={input:?}: {}", r.status);
+        }
+        let page = ada.get(&format!("/rooms/{code}")).await;
+        for needle in ["<script>alert", "<img src=x", "<svg onload", "<iframe", "<style>body", "<meta http-equiv", "<a href=\"javascript", "<div hx-swap-oob", "hx-get=\"/auth/logout\""] {
+            assert!(!page.body.contains(needle), "{needle} rendered as markup");
+        }
+        assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "shown as text");
+        let home = ada.get("/home").await;
+        assert!(!home.body.contains("<script>alert") && !home.body.contains("<img src=x"));
+    }
+
+    async fn the_room_shows_the_latest_fifty_and_older_pages_load(app: TestApp) {
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_POSTS", "1000/1s")]).await;
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "History").await;
+        let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
+        for i in 1..=120 {
+            let body = format!("number {i}");
+            let id = format!("h{i}");
+            ada.post(&format!("/rooms/{code}/messages"), &[("body", &body), ("client_id", &id), ("csrf", &csrf)]).await;
+        }
+        let page = ada.get(&format!("/rooms/{code}")).await;
+        assert_eq!(seqs_in(&page.body), (71..=120).collect::<Vec<_>>());
+        assert!(page.body.contains(&format!("/rooms/{code}/messages?before=71")), "Load older link");
+        // htmx: the next link plus the older messages prepended out of band.
+        let fragment = ada.get_with(&format!("/rooms/{code}/messages?before=71"), &[("hx-request", "true")]).await;
+        assert_eq!(fragment.status, 200);
+        assert!(fragment.body.starts_with("<a class=\"load-older\" id=\"load-older\""), "{}", &fragment.body[..80.min(fragment.body.len())]);
+        assert!(fragment.body.contains("hx-swap-oob=\"afterbegin\""));
+        assert_eq!(seqs_in(&fragment.body), (21..=70).collect::<Vec<_>>());
+        let last = ada.get_with(&format!("/rooms/{code}/messages?before=21"), &[("hx-request", "true")]).await;
+        assert_eq!(seqs_in(&last.body), (1..=20).collect::<Vec<_>>());
+        assert!(!last.body.contains("load-older"), "no more pages");
+        // Without JS: a full page with links.
+        let plain = ada.get(&format!("/rooms/{code}/messages?before=71")).await;
+        assert!(plain.body.contains("<!DOCTYPE html>") && plain.body.contains("Back to the latest messages"));
+        assert_eq!(seqs_in(&plain.body), (21..=70).collect::<Vec<_>>());
+        assert_eq!(ada.get(&format!("/rooms/{code}/messages?before=-1")).await.status, 400);
+    }
+
+    async fn leaving_removes_the_room(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Exit").await;
+        let r = ada.post_form(&format!("/rooms/{code}"), &format!("/rooms/{code}/leave"), &[]).await;
+        assert_eq!((r.status, r.location().as_str()), (303, "/home"));
+        assert_eq!(ada.get(&format!("/rooms/{code}")).await.status, 404);
+        assert!(!ada.get("/home").await.body.contains(&code));
+        // CSRF applies to leaving, creating and joining.
+        let code = app.create_room(&ada, "Stay").await;
+        for (path, fields) in [(format!("/rooms/{code}/leave"), vec![]), ("/rooms".to_string(), vec![("name", "x")]), ("/rooms/join".to_string(), vec![("code", code.as_str())])] {
+            let mut fields = fields;
+            fields.push(("csrf", "forged"));
+            assert_eq!(ada.post(&path, &fields).await.status, 403, "{path}");
+        }
+        assert_eq!(ada.get(&format!("/rooms/{code}")).await.status, 200);
+    }
+
+    async fn creating_rooms_is_rate_limited(app: TestApp) {
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_ROOMS", "2/1h")]).await;
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        app.create_room(&ada, "one").await;
+        app.create_room(&ada, "two").await;
+        let r = ada.post_form("/home", "/rooms", &[("name", "three")]).await;
+        assert_eq!(r.status, 429);
+        assert!(r.header("retry-after").is_some());
+        assert!(r.body.contains("value=\"three\""), "typed name kept");
+    }
+}
