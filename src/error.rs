@@ -7,7 +7,7 @@ use std::time::Duration;
 use poem::{Response, error::ResponseError, http::StatusCode};
 use thiserror::Error;
 
-use crate::store::StoreError;
+use crate::{actions::Refusal, store::StoreError};
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -28,6 +28,12 @@ pub enum AppError {
     RateLimited { retry_after: Duration },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Input that broke a rule, where no form can be re-rendered.
+    #[error("invalid: {0}")]
+    Invalid(&'static str),
+    /// The database failed (already logged).
+    #[error("service unavailable")]
+    Unavailable,
     /// The database is unreachable or failing.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -44,7 +50,8 @@ impl ResponseError for AppError {
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Store(_) | AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,6 +76,7 @@ pub fn error_text(status: StatusCode, error: Option<&AppError>) -> ErrorText {
         (404, _) => ("Not found", "There is nothing here, or it is not yours to see. If someone gave you a room link, check its code.".into()),
         (405, _) => ("Not allowed", "This address does not accept that kind of request.".into()),
         (413, _) => ("Too large", "That was more than natter accepts in one go. Shorten it and try again.".into()),
+        (422, Some(AppError::Invalid(why))) => ("Please check what you entered", (*why).to_string()),
         (422, _) => ("Please check what you entered", "Something in the form was not valid.".into()),
         (429, Some(AppError::RateLimited { retry_after })) => (
             "Slow down a little",
@@ -81,4 +89,15 @@ pub fn error_text(status: StatusCode, error: Option<&AppError>) -> ErrorText {
         _ => ("Something went wrong", "An unexpected error happened on our side. Please try again.".into()),
     };
     ErrorText { title, message }
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(why) => AppError::Invalid(why),
+            Refusal::TooFast { retry_after, .. } => AppError::RateLimited { retry_after },
+            Refusal::NotFound => AppError::NotFound,
+            Refusal::Unavailable => AppError::Unavailable,
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! `serve` runs the whole thing; `build` and `app` give tests the exact same application on a
 //! port of their choosing.
 
+pub mod actions;
 pub mod auth;
 pub mod chat;
 pub mod config;

@@ -208,6 +208,14 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// The person as an actor in `actions`.
+    pub fn actor(&self) -> crate::actions::Actor<'_> {
+        crate::actions::Actor {
+            id: self.id,
+            username: &self.username,
+        }
+    }
+
     pub fn from_session(session: Session) -> Result<Self, AppError> {
         let username = session
             .user

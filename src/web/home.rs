@@ -14,10 +14,10 @@ use super::{
 };
 use crate::{
     State,
+    actions::{self, Refusal},
     auth::{AppData, CurrentUser, MaybeSession},
     domain::{RoomCode, RoomName},
     error::AppError,
-    store::{JoinOutcome, now_ms},
 };
 
 /// What the home forms show after a refused submission.
@@ -140,50 +140,18 @@ pub async fn create_room(
     state: AppData<'_>,
     UserForm { user, form, htmx }: UserForm<CreateRoom>,
 ) -> poem::Result<Response> {
-    let name = match RoomName::parse(&form.name) {
-        Ok(name) => name,
-        Err(invalid) => {
+    match actions::create_room(&state, user.actor(), &form.name).await {
+        Ok(room) => Ok(see_other(&format!("/rooms/{}", room.code), htmx)),
+        Err(refusal) => {
+            let why = refusal.message();
             let forms = HomeForms {
                 name: &form.name,
-                name_error: Some(invalid.0),
+                name_error: Some(&why),
                 ..Default::default()
             };
-            return Ok(home_page(&state, &user, forms, StatusCode::UNPROCESSABLE_ENTITY).await?);
-        }
-    };
-    if let Err(wait) = state.limits.rooms.check(&user.id) {
-        let why = format!(
-            "You have created many rooms recently. You can create another in {} minutes.",
-            crate::limits::retry_after_secs(wait).div_ceil(60)
-        );
-        let forms = HomeForms {
-            name: &form.name,
-            name_error: Some(&why),
-            ..Default::default()
-        };
-        let mut response = home_page(&state, &user, forms, StatusCode::TOO_MANY_REQUESTS).await?;
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            crate::limits::retry_after_secs(wait).into(),
-        );
-        return Ok(response);
-    }
-    // 40 random bits: a collision is rare, several in a row would mean something is broken.
-    for _ in 0..8 {
-        match state
-            .store
-            .create_room(RoomCode::random(), &name, user.id, now_ms())
-            .await
-        {
-            Ok(room) => {
-                tracing::info!(room_id = room.id, user_id = user.id, "room created");
-                return Ok(see_other(&format!("/rooms/{}", room.code), htmx));
-            }
-            Err(e) if e.is_unique_violation() => continue,
-            Err(e) => return Err(AppError::from(e).into()),
+            refused(&state, &user, forms, &refusal).await
         }
     }
-    Err(AppError::Internal("no free room code after 8 tries".into()).into())
 }
 
 #[derive(Deserialize)]
@@ -192,75 +160,46 @@ pub struct JoinRoom {
     code: String,
 }
 
-/// `POST /rooms/join`: join by code. Wrong codes are counted per person so codes cannot be
-/// guessed: over the limit every attempt is refused for a while.
+/// `POST /rooms/join`: join by code; a wrong code re-renders home with the reason (422).
 #[handler]
 pub async fn join_room(
     state: AppData<'_>,
     UserForm { user, form, htmx }: UserForm<JoinRoom>,
 ) -> poem::Result<Response> {
-    if let Err(wait) = state.limits.join_fails.peek(&user.id) {
-        let why = format!(
-            "Too many wrong codes. Wait {} seconds, then try again.",
-            crate::limits::retry_after_secs(wait)
-        );
-        let forms = HomeForms {
-            code: &form.code,
-            code_error: Some(&why),
-            ..Default::default()
-        };
-        let mut response = home_page(&state, &user, forms, StatusCode::TOO_MANY_REQUESTS).await?;
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            crate::limits::retry_after_secs(wait).into(),
-        );
-        return Ok(response);
-    }
-    let room = match RoomCode::parse(&form.code) {
-        Ok(code) => state
-            .store
-            .room_by_code(code)
-            .await
-            .map_err(AppError::from)?,
-        Err(_) => None,
-    };
-    let Some(room) = room else {
-        let _ = state.limits.join_fails.check(&user.id);
-        let forms = HomeForms {
-            code: &form.code,
-            code_error: Some("There is no room with that code. Check it and try again."),
-            ..Default::default()
-        };
-        return Ok(home_page(&state, &user, forms, StatusCode::UNPROCESSABLE_ENTITY).await?);
-    };
-    join_and_enter(&state, &user, room.id, &room.code, htmx).await
-}
-
-async fn join_and_enter(
-    state: &State,
-    user: &CurrentUser,
-    room_id: i64,
-    code: &str,
-    htmx: bool,
-) -> poem::Result<Response> {
-    if state
-        .store
-        .join_room(room_id, user.id, now_ms())
-        .await
-        .map_err(AppError::from)?
-        == JoinOutcome::Joined
-    {
-        tracing::info!(room_id, user_id = user.id, "joined room");
-        if let Some(member) = state
-            .store
-            .member(room_id, user.id)
-            .await
-            .map_err(AppError::from)?
-        {
-            state.chat.member_joined(room_id, &member).await;
+    match actions::join_by_code(&state, user.actor(), &form.code).await {
+        Ok(room) => Ok(see_other(&format!("/rooms/{}", room.code), htmx)),
+        Err(refusal) => {
+            let why = refusal.message();
+            let forms = HomeForms {
+                code: &form.code,
+                code_error: Some(&why),
+                ..Default::default()
+            };
+            refused(&state, &user, forms, &refusal).await
         }
     }
-    Ok(see_other(&format!("/rooms/{code}"), htmx))
+}
+
+/// Home again, with the refused form showing why and what was typed.
+async fn refused(
+    state: &State,
+    user: &CurrentUser,
+    forms: HomeForms<'_>,
+    refusal: &Refusal,
+) -> poem::Result<Response> {
+    let status = match refusal {
+        Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Refusal::NotFound => StatusCode::NOT_FOUND,
+        Refusal::Unavailable => return Err(AppError::Unavailable.into()),
+    };
+    let mut response = home_page(state, user, forms, status).await?;
+    if let Some(secs) = refusal.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
+    }
+    Ok(response)
 }
 
 /// `GET /join/{code}`: the invitation link. Signed out: a page asking to sign in first (and
@@ -289,18 +228,12 @@ pub async fn invitation(
         ));
     };
     let user = CurrentUser::from_session(session)?;
-    if let Err(wait) = state.limits.join_fails.peek(&user.id) {
-        return Err(AppError::RateLimited { retry_after: wait }.into());
-    }
-    let Some(room) = state
-        .store
-        .room_by_code(code)
+    let room = actions::find_by_code(&state, user.actor(), &raw)
         .await
-        .map_err(AppError::from)?
-    else {
-        let _ = state.limits.join_fails.check(&user.id);
-        return Err(AppError::NotFound.into());
-    };
+        .map_err(|r| match r {
+            Refusal::Invalid(_) => AppError::NotFound,
+            other => AppError::from(other),
+        })?;
     if code.canonical() != raw {
         return Ok(see_other(&path, false));
     }

@@ -16,10 +16,11 @@ use super::{
 };
 use crate::{
     State,
+    actions::{self, Refusal},
     auth::{AppData, CurrentUser},
     domain::{MessageBody, RoomCode},
     error::AppError,
-    store::{Member, Message, NewPost, PostOutcome, Room, RoomSummary},
+    store::{Member, Message, Room, RoomSummary},
 };
 
 /// Messages per page of history.
@@ -48,11 +49,7 @@ pub fn room_code(raw: &str, req: &Request) -> Result<Result<RoomCode, Response>,
 
 /// The room behind a URL code, if the user is a member: the one access check for room routes.
 async fn member_room(state: &State, code: RoomCode, user: &CurrentUser) -> Result<Room, AppError> {
-    state
-        .store
-        .room_for_member(code, user.id)
-        .await?
-        .ok_or(AppError::NotFound)
+    Ok(actions::member_room(state, user.actor(), code).await?)
 }
 
 fn utc_day(ms: i64) -> Option<time::Date> {
@@ -478,78 +475,66 @@ pub async fn post_message(
 ) -> poem::Result<Response> {
     let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
     let room = member_room(&state, code, &user).await?;
-    let client_id = form.client_id.as_deref().filter(|id| {
-        !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    });
-    // Ok(seq) when stored (or stored before: a double submit), else why not, with the text kept.
-    let outcome: Result<i64, (StatusCode, String, Option<u64>)> = match state
-        .limits
-        .posts
-        .check(&user.id)
-    {
-        Err(wait) => {
-            let secs = crate::limits::retry_after_secs(wait);
-            Err((
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "You are sending messages very fast. Wait {secs} seconds, then send again."
-                ),
-                Some(secs),
-            ))
+    let client_id = form
+        .client_id
+        .as_deref()
+        .filter(|id| actions::valid_client_id(id));
+    let outcome = actions::post(&state, user.actor(), &room, &form.body, client_id).await;
+    let csrf = user.session.csrf();
+    let refusal = match outcome {
+        Ok(_) if htmx => {
+            return Ok(respond(
+                StatusCode::OK,
+                composer(&room.code, &csrf, "", None, None, true),
+            ));
         }
-        Ok(()) => match MessageBody::parse(&form.body) {
-            Err(invalid) => Err((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                invalid.0.to_string(),
-                None,
-            )),
-            Ok(body) => {
-                let post = NewPost {
-                    room_id: room.id,
-                    user_id: user.id,
-                    author: user.username.clone(),
-                    body,
-                    client_id: client_id.map(str::to_string),
-                };
-                match state.store.post_message(post).await {
-                    Ok(PostOutcome::Posted(m)) => Ok(m.seq),
-                    Ok(PostOutcome::AlreadyPosted(seq)) => Ok(seq),
-                    Ok(PostOutcome::NotMember) => return Err(AppError::NotFound.into()),
-                    Err(e) => {
-                        tracing::error!(error = %e, "post failed");
-                        let why = "natter could not save your message just now (database unavailable). It is still here: try sending again in a moment.";
-                        Err((StatusCode::SERVICE_UNAVAILABLE, why.to_string(), Some(5)))
-                    }
-                }
+        Ok(seq) => return Ok(see_other(&format!("/rooms/{}#msg-{seq}", room.code), false)),
+        Err(Refusal::NotFound) => return Err(AppError::NotFound.into()),
+        Err(refusal) => refusal,
+    };
+    let status = match refusal {
+        Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let why = refusal.message();
+    let composer = composer(&room.code, &csrf, &form.body, Some(&why), client_id, true);
+    let mut response = if htmx {
+        respond(status, composer)
+    } else {
+        match render_room(&state, &user, &room, composer.clone(), status, None).await {
+            Ok(page) => page,
+            // The database is down: still give the typed text back, in a page of its own.
+            Err(_) => respond(status, composer_only_page(&user, &room, &csrf, composer)),
+        }
+    };
+    if let Some(secs) = refusal.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
+    }
+    Ok(response)
+}
+
+/// The composer alone, for when the room itself cannot be read.
+fn composer_only_page(user: &CurrentUser, room: &Room, csrf: &str, composer: Markup) -> Markup {
+    Page {
+        title: room.display_name(),
+        nav: Nav::Member {
+            username: &user.username,
+            user_id: user.id,
+            csrf,
+        },
+        body_class: "page-narrow",
+        content: html! {
+            section.card aria-labelledby="unsent-title" {
+                h1 #unsent-title { "Your message was not sent yet" }
+                (composer)
+                p { a href={ "/rooms/" (room.code) } { "Back to the room" } }
             }
         },
-    };
-    let csrf = user.session.csrf();
-    match outcome {
-        Ok(_) if htmx => Ok(respond(
-            StatusCode::OK,
-            composer(&room.code, &csrf, "", None, None, true),
-        )),
-        Ok(seq) => Ok(see_other(&format!("/rooms/{}#msg-{seq}", room.code), false)),
-        Err((status, why, retry_after)) => {
-            let composer = composer(&room.code, &csrf, &form.body, Some(&why), client_id, true);
-            let mut response = if htmx {
-                respond(status, composer)
-            } else {
-                render_room(&state, &user, &room, composer, status, None).await?
-            };
-            if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, secs.into());
-            }
-            Ok(response)
-        }
     }
+    .render()
 }
 
 /// `POST /rooms/{code}/leave`: leave the room; its open sockets for this person close (4404).
@@ -561,14 +546,9 @@ pub async fn leave(
 ) -> poem::Result<Response> {
     let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
     let room = member_room(&state, code, &user).await?;
-    if state
-        .store
-        .leave_room(room.id, user.id)
+    actions::leave(&state, user.actor(), &room)
         .await
-        .map_err(AppError::from)?
-    {
-        state.chat.member_left(room.id, user.id).await;
-    }
+        .map_err(AppError::from)?;
     Ok(see_other("/home", htmx))
 }
 
