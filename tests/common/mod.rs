@@ -247,6 +247,10 @@ async fn create_pg_database(admin_url: &str) -> Result<(String, String), String>
         .await
         .map_err(err)?;
     }
+    // The lock guards only the template; copies run in parallel.
+    let _ = sqlx::query("SELECT pg_advisory_unlock(72160)")
+        .execute(&mut *conn)
+        .await;
     let name = format!("natter_test_{:016x}", rand::random::<u64>());
     let created = sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
@@ -254,9 +258,6 @@ async fn create_pg_database(admin_url: &str) -> Result<(String, String), String>
     .execute(&mut *conn)
     .await
     .map_err(err);
-    let _ = sqlx::query("SELECT pg_advisory_unlock(72160)")
-        .execute(&mut *conn)
-        .await;
     drop(conn);
     pool.close().await;
     created?;
