@@ -83,12 +83,14 @@ pub async fn build(config: Config) -> Result<State, String> {
     };
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(metrics::Metrics::default());
-    let chat = Chat::new(
+    let chat = Chat::start(
+        store.clone(),
         commits,
         config.hub_capacity,
         metrics.clone(),
         shutdown.clone(),
-    );
+    )
+    .await;
     Ok(Arc::new(AppState {
         config,
         store,

@@ -1,11 +1,15 @@
 //! Live delivery: one hub per active room, presence, and closing sockets on sign-out or leave.
 //!
-//! Messages reach hubs after they are committed: the post writer hands every committed batch, in
-//! commit (= seq) order, to the publisher task here, which renders each message **once** into
-//! shared bytes and broadcasts them to the room's sockets. Each socket keeps the last seq it
-//! sent and fills gaps from the store, so a socket never loses, repeats or reorders a message
-//! whatever happens to the queue (DESIGN.md §6).
+//! Messages reach hubs after they are committed. One publisher task per instance takes, in
+//! order: the batches this instance's post writer commits, and (with PostgreSQL) hints from
+//! other instances that a room has newer messages. It renders each message **once** into shared
+//! bytes and broadcasts them to the room's sockets, reading any gap from the store first. Each
+//! socket in turn keeps the last seq it sent and fills its own gaps from the store, so a socket
+//! never loses, repeats or reorders a message whatever happens to queues, notifications or
+//! instances (DESIGN.md §6, §7).
 
+mod bus;
+mod hub;
 pub mod socket;
 
 use std::{
@@ -14,18 +18,19 @@ use std::{
         Arc, Mutex, Weak,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
-use async_broadcast::{InactiveReceiver, Receiver, Sender};
+use async_broadcast::Receiver;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
+pub use hub::Hub;
+
 use crate::{
     metrics::Metrics,
-    store::{Committed, Member, Message},
-    web::room,
+    store::{Committed, Member, Message, Store, now_ms},
 };
 
 /// What a hub broadcasts: pre-rendered frames, shared (reference-counted) by every socket.
@@ -33,148 +38,9 @@ use crate::{
 pub enum Event {
     /// A message frame; `seq` orders and deduplicates; `committed` dates it for the latency
     /// histogram.
-    Message {
-        seq: i64,
-        frame: Utf8Bytes,
-        committed: Instant,
-    },
+    Message { seq: i64, frame: Utf8Bytes, committed: Instant },
     /// A member-list change (presence, a join, a leave).
     Members { frame: Utf8Bytes },
-}
-
-/// The broadcast point of one active room on this instance.
-pub struct Hub {
-    room_id: i64,
-    tx: Sender<Event>,
-    /// Keeps the channel open while no socket is subscribed for a moment.
-    _keep_open: InactiveReceiver<Event>,
-    /// A std mutex: held for bookkeeping only, never across an `.await`.
-    state: Mutex<HubState>,
-}
-
-struct HubState {
-    /// Who is online: the user's open sockets (connection ids) on this instance.
-    online: HashMap<i64, HashSet<u64>>,
-    member_count: usize,
-    /// The last message published: the next one groups under it when it follows directly.
-    last: Option<Message>,
-}
-
-impl Hub {
-    fn new(room_id: i64, member_count: usize, capacity: usize) -> Self {
-        let (mut tx, rx) = async_broadcast::broadcast(capacity);
-        // Never wait for slow receivers: drop their oldest event and let them resync.
-        tx.set_overflow(true);
-        tx.set_await_active(false);
-        Self {
-            room_id,
-            tx,
-            _keep_open: rx.deactivate(),
-            state: Mutex::new(HubState {
-                online: HashMap::new(),
-                member_count,
-                last: None,
-            }),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn broadcast(&self, event: Event) {
-        // Overflow mode never reports Full; Inactive means nobody listens, which is fine.
-        let _ = self.tx.try_broadcast(event);
-    }
-
-    fn subscribe(&self) -> Receiver<Event> {
-        self.tx.new_receiver()
-    }
-
-    /// Renders and broadcasts committed messages of this room, in order.
-    fn publish(&self, messages: &[Message], committed: Instant) {
-        let mut previous = self.state().last.clone();
-        for m in messages {
-            let prev = previous.as_ref().filter(|p| p.seq + 1 == m.seq);
-            let frame =
-                Utf8Bytes::from(room::messages_append(prev, std::slice::from_ref(m)).into_string());
-            self.broadcast(Event::Message {
-                seq: m.seq,
-                frame,
-                committed,
-            });
-            previous = Some(m.clone());
-        }
-        self.state().last = previous;
-    }
-
-    /// Who is online here now.
-    pub fn online(&self) -> HashSet<i64> {
-        self.state().online.keys().copied().collect()
-    }
-
-    fn presence_frame(member: &Member, online: bool, state: &HubState) -> Utf8Bytes {
-        let markup = maud::html! {
-            (room::member_item(member, online))
-            (room::member_summary(state.online.len(), state.member_count))
-        };
-        Utf8Bytes::from(markup.into_string())
-    }
-
-    /// A socket of `member` opened: announce them online if it is their first.
-    fn came_online(&self, member: &Member, conn: u64) {
-        let mut state = self.state();
-        let sockets = state.online.entry(member.user_id).or_default();
-        sockets.insert(conn);
-        if sockets.len() == 1 {
-            let frame = Self::presence_frame(member, true, &state);
-            drop(state);
-            self.broadcast(Event::Members { frame });
-        }
-    }
-
-    /// A socket closed: announce them offline if it was their last (and they are still a member).
-    fn went_offline(&self, member: &Member, conn: u64) {
-        let mut state = self.state();
-        let Some(sockets) = state.online.get_mut(&member.user_id) else {
-            return;
-        };
-        if !sockets.remove(&conn) || !sockets.is_empty() {
-            return;
-        }
-        state.online.remove(&member.user_id);
-        let frame = Self::presence_frame(member, false, &state);
-        drop(state);
-        self.broadcast(Event::Members { frame });
-    }
-
-    /// The member list and counts as this instance knows them, for a (re)connecting socket.
-    fn snapshot(&self) -> (HashSet<i64>, usize) {
-        let state = self.state();
-        (state.online.keys().copied().collect(), state.member_count)
-    }
-}
-
-/// One open socket, as far as kicking it goes.
-struct Conn {
-    user_id: i64,
-    room_id: i64,
-    session: Vec<u8>,
-    kick: oneshot::Sender<u16>,
-}
-
-/// The live side of natter. Cheap to clone.
-#[derive(Clone)]
-pub struct Chat {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    metrics: Arc<Metrics>,
-    hub_capacity: usize,
-    hubs: Mutex<HashMap<i64, Weak<Hub>>>,
-    conns: Mutex<HashMap<u64, Conn>>,
-    next_conn: AtomicU64,
 }
 
 /// Close codes natter's sockets use (DESIGN.md §6).
@@ -189,56 +55,282 @@ pub mod close {
     pub const RESTART: u16 = 1012;
 }
 
+/// Work for the publisher: news from other instances (and resync requests).
+#[derive(Debug)]
+pub enum Job {
+    /// Messages up to `seq` are committed in the room.
+    Upto { room_id: i64, seq: i64 },
+    /// Someone's presence in the room changed: recompute it from the shared view.
+    Presence { room_id: i64, user_id: i64 },
+    Joined { room_id: i64, user_id: i64 },
+    Left { room_id: i64, user_id: i64 },
+    SessionsEnded(Vec<Vec<u8>>),
+    /// Bring every active hub up to date from the store (messages and presence).
+    Resync,
+    /// Bring one room's hub up to date (its first socket just opened here).
+    Room(i64),
+}
+
+/// How often active rooms are checked against the store with PostgreSQL, in case a
+/// notification was lost.
+const POLL_EVERY: Duration = Duration::from_secs(3);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+/// The most messages a hub reads from the store to close a gap before broadcasting; sockets
+/// further behind catch up (or reload) on their own.
+const MAX_GAP: i64 = 500;
+
+/// One open socket, as far as closing it from elsewhere goes.
+struct Conn {
+    user_id: i64,
+    room_id: i64,
+    session: Vec<u8>,
+    kick: oneshot::Sender<u16>,
+}
+
+/// The live side of natter. Cheap to clone.
+#[derive(Clone)]
+pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    metrics: Arc<Metrics>,
+    hub_capacity: usize,
+    hubs: Mutex<HashMap<i64, Weak<Hub>>>,
+    conns: Mutex<HashMap<u64, Conn>>,
+    next_conn: AtomicU64,
+    /// With PostgreSQL: how this instance talks to the others.
+    bus: Option<bus::Bus>,
+    /// Presence changes this instance decides itself (its own sockets) go through the publisher
+    /// like everyone else's, so a hub's presence is only ever changed from one task.
+    jobs: mpsc::Sender<Job>,
+}
+
 impl Chat {
-    /// Starts the publisher, which delivers every batch the post writer commits.
-    pub fn new(
+    /// Starts the publisher (and, with PostgreSQL, the listener, poll and heartbeat).
+    pub async fn start(
+        store: Store,
         commits: mpsc::Receiver<Committed>,
         hub_capacity: usize,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
+        let bus = store.postgres_pool().map(|_| bus::Bus::new(store.clone()));
+        let (jobs, job_rx) = mpsc::channel(4096);
         let chat = Chat {
             inner: Arc::new(Inner {
+                store: store.clone(),
                 metrics,
                 hub_capacity,
                 hubs: Mutex::new(HashMap::new()),
                 conns: Mutex::new(HashMap::new()),
                 next_conn: AtomicU64::new(1),
+                bus: bus.clone(),
+                jobs: jobs.clone(),
             }),
         };
-        tokio::spawn(chat.clone().publisher(commits, shutdown));
+        if let Some(bus) = &bus {
+            if let Err(e) = store.heartbeat(&bus.instance, now_ms()).await {
+                tracing::warn!(error = %e, "could not register this instance");
+            }
+            tracing::info!(instance = %bus.instance, "sharing live updates with other instances through PostgreSQL");
+            tokio::spawn(bus::listen(store.clone(), bus.instance.clone(), jobs, shutdown.clone()));
+            tokio::spawn(chat.clone().heartbeat(shutdown.clone()));
+        }
+        tokio::spawn(chat.clone().publisher(commits, job_rx, shutdown));
         chat
     }
 
-    async fn publisher(self, mut commits: mpsc::Receiver<Committed>, shutdown: CancellationToken) {
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The one task that changes what hubs broadcast.
+    async fn publisher(self, mut commits: mpsc::Receiver<Committed>, mut jobs: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let batch = tokio::select! {
-                batch = commits.recv() => batch,
-                _ = shutdown.cancelled() => None,
-            };
-            let Some(batch) = batch else { return };
-            let posted = batch.messages.len() as u64;
-            self.inner
-                .metrics
-                .messages_posted
-                .fetch_add(posted, Ordering::Relaxed);
-            self.publish(&batch.messages, batch.at);
+            tokio::select! {
+                batch = commits.recv() => {
+                    let Some(batch) = batch else { return };
+                    self.publish_committed(batch).await;
+                }
+                job = jobs.recv() => {
+                    let Some(job) = job else { return };
+                    self.handle(job).await;
+                }
+                _ = poll.tick(), if self.inner.bus.is_some() => self.resync(None).await,
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
 
-    /// Delivers committed messages (in seq order per room) to the rooms' hubs on this instance.
-    pub fn publish(&self, batch: &[Message], committed: Instant) {
-        let mut start = 0;
-        while start < batch.len() {
-            let room_id = batch[start].room_id;
-            let end = batch[start..]
-                .iter()
-                .position(|m| m.room_id != room_id)
-                .map_or(batch.len(), |n| start + n);
+    async fn publish_committed(&self, batch: Committed) {
+        let posted = batch.messages.len() as u64;
+        self.inner.metrics.messages_posted.fetch_add(posted, Ordering::Relaxed);
+        let mut newest: Vec<(i64, i64)> = Vec::new();
+        for run in batch.messages.chunk_by(|a, b| a.room_id == b.room_id) {
+            let room_id = run[0].room_id;
             if let Some(hub) = self.hub(room_id) {
-                hub.publish(&batch[start..end], committed);
+                self.deliver(&hub, run, batch.at).await;
             }
-            start = end;
+            newest.retain(|(r, _)| *r != room_id);
+            newest.push((room_id, run[run.len() - 1].seq));
+        }
+        if let Some(bus) = self.inner.bus.clone() {
+            // Off the publishing path: other instances learn a moment later, this one is done.
+            tokio::spawn(async move { bus.committed(&newest).await });
+        }
+    }
+
+    /// Broadcasts `messages` (one room, ascending seq) on `hub`, first reading from the store
+    /// whatever the hub is missing before them.
+    async fn deliver(&self, hub: &Hub, messages: &[Message], committed: Instant) {
+        let published = hub.published();
+        let Some(first) = messages.iter().find(|m| m.seq > published) else { return };
+        if first.seq > published + 1 {
+            self.catch_up_hub(hub, first.seq - 1).await;
+        }
+        hub.publish(messages, committed);
+    }
+
+    /// Reads and broadcasts the hub's missing messages up to `upto`.
+    async fn catch_up_hub(&self, hub: &Hub, upto: i64) {
+        let from = hub.published().max(upto - MAX_GAP);
+        if upto <= from {
+            return;
+        }
+        match self.store().messages_between(hub.room_id, from, upto, MAX_GAP).await {
+            Ok(missing) => {
+                let now = Instant::now();
+                let ms = now_ms();
+                // Dated by their creation: they come from another instance or a lost hint.
+                let committed = missing
+                    .first()
+                    .and_then(|m| now.checked_sub(Duration::from_millis((ms - m.created_at).max(0) as u64)))
+                    .unwrap_or(now);
+                hub.publish(&missing, committed);
+            }
+            Err(e) => tracing::warn!(error = %e, room_id = hub.room_id, "could not read missed messages"),
+        }
+    }
+
+    async fn handle(&self, job: Job) {
+        match job {
+            Job::Upto { room_id, seq } => {
+                if let Some(hub) = self.hub(room_id)
+                    && seq > hub.published()
+                {
+                    self.catch_up_hub(&hub, seq).await;
+                }
+            }
+            Job::Presence { room_id, user_id } => self.refresh_presence(room_id, user_id).await,
+            Job::Joined { room_id, user_id } => {
+                if let Some(hub) = self.hub(room_id)
+                    && let Ok(Some(member)) = self.store().member(room_id, user_id).await
+                {
+                    hub.member_joined(&member);
+                }
+            }
+            Job::Left { room_id, user_id } => self.left_here(room_id, user_id),
+            Job::SessionsEnded(sessions) => {
+                self.kick(close::SIGNED_OUT, |c| sessions.contains(&c.session));
+            }
+            Job::Resync => self.resync(None).await,
+            Job::Room(room_id) => self.resync(Some(room_id)).await,
+        }
+    }
+
+    /// Brings active hubs (or just `only`) up to date from the store: messages by cursor, and
+    /// presence from the shared view. Runs after a listener reconnect, when a room's first
+    /// socket opens, and periodically as the safety net for lost notifications.
+    async fn resync(&self, only: Option<i64>) {
+        let hubs: Vec<Arc<Hub>> = {
+            let hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
+            match only {
+                Some(room_id) => hubs.get(&room_id).and_then(Weak::upgrade).into_iter().collect(),
+                None => hubs.values().filter_map(Weak::upgrade).collect(),
+            }
+        };
+        if hubs.is_empty() || self.inner.bus.is_none() {
+            return;
+        }
+        let ids: Vec<i64> = hubs.iter().map(|h| h.room_id).collect();
+        if let Ok(seqs) = self.store().last_seqs(&ids).await {
+            for (room_id, seq) in seqs {
+                if let Some(hub) = hubs.iter().find(|h| h.room_id == room_id)
+                    && seq > hub.published()
+                {
+                    self.catch_up_hub(hub, seq).await;
+                }
+            }
+        }
+        let Ok(online) = self.store().online_in(&ids, now_ms()).await else { return };
+        for hub in &hubs {
+            let now: HashSet<i64> = online.iter().filter(|(r, _)| *r == hub.room_id).map(|(_, u)| *u).collect();
+            let known = hub.online();
+            for user_id in now.symmetric_difference(&known) {
+                self.refresh_presence(hub.room_id, *user_id).await;
+            }
+        }
+    }
+
+    /// Recomputes one person's presence in a room from the shared view and broadcasts a change.
+    async fn refresh_presence(&self, room_id: i64, user_id: i64) {
+        let Some(hub) = self.hub(room_id) else { return };
+        let online = match &self.inner.bus {
+            Some(_) => match self.store().online_in(&[room_id], now_ms()).await {
+                Ok(rows) => rows.iter().any(|(_, u)| *u == user_id),
+                Err(_) => return,
+            },
+            None => hub.has_local(user_id),
+        };
+        match self.store().member(room_id, user_id).await {
+            Ok(Some(member)) => hub.set_online(&member, online),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not refresh presence"),
+        }
+    }
+
+    async fn heartbeat(self, shutdown: CancellationToken) {
+        let Some(bus) = self.inner.bus.clone() else { return };
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        let mut beats = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => {
+                    // Our sockets are closing with 1012; take our presence rows with us.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = self.store().retire_instance(&bus.instance).await;
+                    return;
+                }
+            }
+            if let Err(e) = self.store().heartbeat(&bus.instance, now_ms()).await {
+                tracing::warn!(error = %e, "instance heartbeat failed");
+            }
+            beats += 1;
+            if beats.is_multiple_of(4)
+                && let Ok(n) = self.store().sweep_dead_instances(now_ms()).await
+                && n > 0
+            {
+                tracing::info!(instances = n, "removed instances that stopped beating");
+            }
+        }
+    }
+
+    /// Delivers committed messages to hubs directly, in seq order per room (tests use it to
+    /// simulate racing publishers).
+    pub fn publish(&self, batch: &[Message], committed: Instant) {
+        for run in batch.chunk_by(|a, b| a.room_id == b.room_id) {
+            if let Some(hub) = self.hub(run[0].room_id) {
+                hub.publish(run, committed);
+            }
         }
     }
 
@@ -249,13 +341,17 @@ impl Chat {
 
     /// The room's hub (created if this is its first socket) and a receiver on it. Subscribing
     /// comes before reading the store, so nothing committed in between is missed.
-    fn subscribe(&self, room_id: i64, member_count: usize) -> (Arc<Hub>, Receiver<Event>) {
+    fn subscribe(&self, room_id: i64, member_count: usize, last_seq: i64) -> (Arc<Hub>, Receiver<Event>) {
         let mut hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
         let hub = match hubs.get(&room_id).and_then(Weak::upgrade) {
             Some(hub) => hub,
             None => {
-                let hub = Arc::new(Hub::new(room_id, member_count, self.inner.hub_capacity));
+                let hub = Arc::new(Hub::new(room_id, member_count, last_seq, self.inner.hub_capacity));
                 hubs.insert(room_id, Arc::downgrade(&hub));
+                if self.inner.bus.is_some() {
+                    // Learn who is online on other instances.
+                    let _ = self.inner.jobs.try_send(Job::Room(room_id));
+                }
                 hub
             }
         };
@@ -273,46 +369,61 @@ impl Chat {
         }
     }
 
-    /// Who is online in the room (on this instance).
-    pub fn online(&self, room_id: i64) -> HashSet<i64> {
-        self.hub(room_id).map(|h| h.online()).unwrap_or_default()
+    /// Who is online in the room, as far as this instance knows (its hub), or from the shared
+    /// view when this instance has no socket in the room.
+    pub async fn online(&self, room_id: i64) -> HashSet<i64> {
+        if let Some(hub) = self.hub(room_id) {
+            return hub.online();
+        }
+        match &self.inner.bus {
+            Some(_) => self
+                .store()
+                .online_in(&[room_id], now_ms())
+                .await
+                .map(|rows| rows.into_iter().map(|(_, u)| u).collect())
+                .unwrap_or_default(),
+            None => HashSet::new(),
+        }
     }
 
-    /// Records an open socket so sign-out and leaving can close it.
-    fn register(
-        &self,
-        user_id: i64,
-        room_id: i64,
-        session: Vec<u8>,
-    ) -> (u64, oneshot::Receiver<u16>) {
+    /// A socket of `member` opened: record it (shared presence too) and announce them.
+    async fn socket_opened(&self, hub: &Hub, member: &Member, session: Vec<u8>) -> (u64, oneshot::Receiver<u16>) {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (kick, kicked) = oneshot::channel();
-        let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.insert(
-            id,
-            Conn {
-                user_id,
-                room_id,
-                session,
-                kick,
-            },
-        );
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Conn { user_id: member.user_id, room_id: hub.room_id, session, kick });
+        let first_here = hub.came_online(member, id);
+        if first_here && let Some(bus) = &self.inner.bus {
+            if let Err(e) = self.store().set_present(&bus.instance, hub.room_id, member.user_id, true).await {
+                tracing::warn!(error = %e, "could not record presence");
+            }
+            bus.presence(hub.room_id, member.user_id).await;
+        }
         (id, kicked)
     }
 
-    fn unregister(&self, id: u64) {
-        let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.remove(&id);
+    /// A socket closed: forget it and, if it was the person's last here, update presence.
+    async fn socket_closed(&self, hub: &Hub, member: &Member, id: u64) {
+        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let shared = self.inner.bus.is_some();
+        let last_here = hub.went_offline(member, id, !shared);
+        if last_here && let Some(bus) = &self.inner.bus {
+            if let Err(e) = self.store().set_present(&bus.instance, hub.room_id, member.user_id, false).await {
+                tracing::warn!(error = %e, "could not clear presence");
+            }
+            bus.presence(hub.room_id, member.user_id).await;
+            // They may still be online elsewhere: the shared view decides.
+            let _ = self.inner.jobs.send(Job::Presence { room_id: hub.room_id, user_id: member.user_id }).await;
+        }
     }
 
-    /// Closes every socket matching `which` with `code`.
+    /// Closes every socket on this instance matching `which` with `code`.
     fn kick(&self, code: u16, which: impl Fn(&Conn) -> bool) -> usize {
         let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        let ids: Vec<u64> = conns
-            .iter()
-            .filter(|(_, c)| which(c))
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<u64> = conns.iter().filter(|(_, c)| which(c)).map(|(id, _)| *id).collect();
         for id in &ids {
             if let Some(conn) = conns.remove(id) {
                 let _ = conn.kick.send(code);
@@ -321,47 +432,37 @@ impl Chat {
         ids.len()
     }
 
-    /// Sessions were deleted (sign-out): their sockets close with 4401.
+    /// Sessions were deleted (sign-out): their sockets close with 4401, on every instance.
     pub async fn end_sessions(&self, sessions: &[Vec<u8>]) {
-        let closed = self.kick(close::SIGNED_OUT, |c| sessions.contains(&c.session));
-        if closed > 0 {
-            tracing::debug!(closed, "closed sockets of ended sessions");
+        self.kick(close::SIGNED_OUT, |c| sessions.contains(&c.session));
+        if let Some(bus) = &self.inner.bus {
+            bus.sessions_ended(sessions).await;
         }
     }
 
-    /// Someone joined: their entry is appended to every open member list.
+    /// Someone joined: their entry is appended to every open member list, on every instance.
     pub async fn member_joined(&self, room_id: i64, member: &Member) {
-        let Some(hub) = self.hub(room_id) else { return };
-        let frame = {
-            let mut state = hub.state();
-            state.member_count += 1;
-            let online = state.online.contains_key(&member.user_id);
-            let markup = maud::html! {
-                ul #members hx-swap-oob="beforeend" { (room::member_item(member, online)) }
-                (room::member_summary(state.online.len(), state.member_count))
-            };
-            Utf8Bytes::from(markup.into_string())
-        };
-        hub.broadcast(Event::Members { frame });
+        if let Some(hub) = self.hub(room_id) {
+            hub.member_joined(member);
+        }
+        if let Some(bus) = &self.inner.bus {
+            bus.joined(room_id, member.user_id).await;
+        }
     }
 
     /// Someone left: their sockets to the room close with 4404 and their entry disappears from
-    /// every open member list.
+    /// every open member list, on every instance.
     pub async fn member_left(&self, room_id: i64, user_id: i64) {
-        self.kick(close::LEFT, |c| {
-            c.user_id == user_id && c.room_id == room_id
-        });
-        let Some(hub) = self.hub(room_id) else { return };
-        let frame = {
-            let mut state = hub.state();
-            state.member_count = state.member_count.saturating_sub(1);
-            state.online.remove(&user_id);
-            let markup = maud::html! {
-                li id={ "member-" (user_id) } hx-swap-oob="delete" {}
-                (room::member_summary(state.online.len(), state.member_count))
-            };
-            Utf8Bytes::from(markup.into_string())
-        };
-        hub.broadcast(Event::Members { frame });
+        self.left_here(room_id, user_id);
+        if let Some(bus) = &self.inner.bus {
+            bus.left(room_id, user_id).await;
+        }
+    }
+
+    fn left_here(&self, room_id: i64, user_id: i64) {
+        self.kick(close::LEFT, |c| c.user_id == user_id && c.room_id == room_id);
+        if let Some(hub) = self.hub(room_id) {
+            hub.member_left(user_id);
+        }
     }
 }

@@ -195,23 +195,19 @@ impl Live {
                 username: self.user.username.clone(),
                 joined_at: 0,
             });
-        let (hub, mut rx) = chat.subscribe(self.room.id, members.len());
+        let (hub, mut rx) = chat.subscribe(self.room.id, members.len(), self.room.last_seq);
         self.state.metrics.socket_upgrades.fetch_add(1, Relaxed);
         self.state.metrics.sockets_open.fetch_add(1, Relaxed);
-        let (conn, mut kicked) = chat.register(
-            self.user.id,
-            self.room.id,
-            self.user.session.token_hash.clone(),
-        );
-        hub.came_online(&me, conn);
+        let (conn, mut kicked) = chat
+            .socket_opened(&hub, &me, self.user.session.token_hash.clone())
+            .await;
 
         let end = match self.start(&members, &hub, after).await {
             Ok(last_sent) => self.forward(&mut rx, &mut kicked, last_sent, &hub).await,
             Err(end) => end,
         };
 
-        chat.unregister(conn);
-        hub.went_offline(&me, conn);
+        chat.socket_closed(&hub, &me, conn).await;
         self.state.metrics.sockets_open.fetch_sub(1, Relaxed);
         drop(rx);
         chat.release(hub);

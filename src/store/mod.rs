@@ -6,6 +6,7 @@
 //! tied to one database type, and natter must speak two. Every query runs in the test suite on
 //! both backends instead.
 
+mod presence;
 mod rooms;
 mod users;
 mod writer;
@@ -20,6 +21,7 @@ use sqlx::{
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use presence::INSTANCE_TTL_MS;
 pub use rooms::{JoinOutcome, Member, Message, MessagePage, Room, RoomSummary};
 pub use users::{PendingLogin, SessionRecord, User};
 pub use writer::{Committed, NewPost, PostOutcome, Posted};

@@ -351,7 +351,7 @@ async fn render_room(
         .messages_before(room.id, None, PAGE_SIZE)
         .await?;
     let rooms = state.store.my_rooms(user.id).await?;
-    let online = state.chat.online(room.id);
+    let online = state.chat.online(room.id).await;
     let csrf = user.session.csrf();
     let live_after = Some(page.messages.last().map_or(0, |m| m.seq));
     let markup = room_page(RoomView {
