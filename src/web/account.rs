@@ -72,7 +72,7 @@ pub async fn landing(
                 }
             }
             @if state.config.dev_login {
-                (dev_sign_in_form(&pre_csrf, "", None, next.as_deref()))
+                (dev_sign_in_form(&pre_csrf, "", None, next.as_deref(), false))
             }
             @if state.provider.is_none() && !state.config.dev_login {
                 div.card.notice {
@@ -125,10 +125,22 @@ fn pre_session_csrf(state: &State, req: &Request) -> (String, Option<String>) {
     )
 }
 
-fn dev_sign_in_form(csrf: &str, email: &str, error: Option<&str>, next: Option<&str>) -> Markup {
+/// The development sign-in form; `page` when it is the page's main content (its title is the
+/// page's `h1`), otherwise a section under the landing page's own heading.
+fn dev_sign_in_form(
+    csrf: &str,
+    email: &str,
+    error: Option<&str>,
+    next: Option<&str>,
+    page: bool,
+) -> Markup {
     html! {
         section.card.dev-sign-in aria-labelledby="dev-title" {
-            h2 #dev-title { span.badge { "Development" } " Sign in with any email" }
+            @if page {
+                h1 #dev-title { span.badge { "Development" } " Sign in with any email" }
+            } @else {
+                h2 #dev-title { span.badge { "Development" } " Sign in with any email" }
+            }
             p.muted { "This form exists because natter runs with development sign-in on this machine. There is no password: never enable it on a server." }
             form method="post" action="/auth/dev" novalidate {
                 (csrf_field(csrf))
@@ -158,7 +170,7 @@ pub async fn dev_form(
         title: "Development sign-in",
         nav: Nav::Guest,
         body_class: "page-narrow",
-        content: dev_sign_in_form(&csrf, "", None, query.path().as_deref()),
+        content: dev_sign_in_form(&csrf, "", None, query.path().as_deref(), true),
     };
     let mut response = respond(StatusCode::OK, page.render());
     if let Some(cookie) = cookie {
@@ -198,7 +210,13 @@ pub async fn dev_sign_in(
                 title: "Development sign-in",
                 nav: Nav::Guest,
                 body_class: "page-narrow",
-                content: dev_sign_in_form(&csrf, &form.email, Some(invalid.0), next.as_deref()),
+                content: dev_sign_in_form(
+                    &csrf,
+                    &form.email,
+                    Some(invalid.0),
+                    next.as_deref(),
+                    true,
+                ),
             };
             Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, page.render()))
         }

@@ -303,7 +303,7 @@ fn room_page(v: RoomView) -> Markup {
                     (v.composer)
                 }
                 aside.members-panel aria-labelledby="members-title" {
-                    details.members-details open {
+                    details.members-details {
                         summary #members-title {
                             span.visually-hidden { "Members: " }
                             (member_summary(online_count, v.members.len()))
