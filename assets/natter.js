@@ -25,6 +25,9 @@
     // The ws extension retries only after 1006/1011/1012/1013; Caddy closes with 1001.
     if (code === 1001) setTimeout(() => e.detail.socketWrapper.reconnect(), htmx.config.wsReconnectDelay(retries++));
   });
+  // A post htmx could not deliver leaves the text in the composer; say why.
+  document.addEventListener("htmx:responseError", (e) => status(e.detail.xhr.status === 503 ? "Not sent: natter cannot reach its database. Your text is still here; send it again in a moment." : `Not sent (error ${e.detail.xhr.status}). Your text is still here.`));
+  document.addEventListener("htmx:sendError", () => status("Not sent: the connection is down. Your text is still here."));
   // The message list scrolls in a column-reverse box, so it opens at the newest message even
   // without JS and scrollTop 0 means "at the bottom". Follow new messages only from there.
   const scroller = () => $(".scroller");

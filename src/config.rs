@@ -56,21 +56,7 @@ impl RateLimit {
         let bad = || format!("{text:?} is not a rate like 20/10s (units: ms, s, m, h)");
         let (count, per) = text.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
-        let per = per.trim();
-        let split = per.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (amount, unit) = per.split_at(split);
-        let amount: u64 = if amount.is_empty() {
-            1
-        } else {
-            amount.parse().map_err(|_| bad())?
-        };
-        let per = match unit {
-            "ms" => Duration::from_millis(amount),
-            "s" => Duration::from_secs(amount),
-            "m" => Duration::from_secs(amount * 60),
-            "h" => Duration::from_secs(amount * 3600),
-            _ => return Err(bad()),
-        };
+        let per = parse_duration(per).ok_or_else(bad)?;
         if count == 0 || per.is_zero() {
             return Err(format!(
                 "{text:?}: both the count and the period must be above zero"
@@ -128,6 +114,9 @@ pub struct Config {
     pub limits: Limits,
     /// Events queued per socket in a room's hub before the socket must resync from the store.
     pub hub_capacity: usize,
+    /// On shutdown, how long to keep serving (with `/healthz` failing) before no longer
+    /// accepting connections, so a proxy's health check moves traffic away first.
+    pub drain: Duration,
 }
 
 const GOOGLE_AUTH_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
@@ -293,6 +282,13 @@ impl Config {
                 .ok_or("NATTER_HUB_CAPACITY must be a number from 1 to 65536")?,
         };
 
+        let drain = match get("NATTER_DRAIN") {
+            None => Duration::ZERO,
+            Some(v) => parse_duration(v)
+                .filter(|d| *d <= Duration::from_secs(8))
+                .ok_or("NATTER_DRAIN must be a duration of at most 8s, like 2s or 500ms")?,
+        };
+
         Ok(Self {
             bind,
             public_url,
@@ -305,6 +301,7 @@ impl Config {
             session_days,
             limits,
             hub_capacity,
+            drain,
         })
     }
 
@@ -334,6 +331,25 @@ impl Config {
 
     pub fn session_lifetime(&self) -> Duration {
         Duration::from_secs(u64::from(self.session_days) * 86_400)
+    }
+}
+
+/// `500ms`, `2s`, `10m`, `1h`; a missing number means 1 (`s` = `1s`).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (amount, unit) = text.split_at(split);
+    let amount: u64 = if amount.is_empty() {
+        1
+    } else {
+        amount.parse().ok()?
+    };
+    match unit {
+        "ms" => Some(Duration::from_millis(amount)),
+        "s" => Some(Duration::from_secs(amount)),
+        "m" => Some(Duration::from_secs(amount.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(amount.checked_mul(3600)?)),
+        _ => None,
     }
 }
 
@@ -395,6 +411,7 @@ const KNOWN: &[&str] = &[
     "NATTER_LIMIT_JOIN_FAILS",
     "NATTER_LIMIT_SIGN_INS",
     "NATTER_HUB_CAPACITY",
+    "NATTER_DRAIN",
 ];
 
 const HELP: &str = "natter: real-time group chat

@@ -34,6 +34,10 @@ pub enum AppError {
     /// The database failed (already logged).
     #[error("service unavailable")]
     Unavailable,
+    /// The database failed before a posted form could be handled: the page gives what was
+    /// typed back, ready to send again.
+    #[error("service unavailable (form kept)")]
+    UnavailableKeeping(FormEcho),
     /// The database is unreachable or failing.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -51,7 +55,9 @@ impl ResponseError for AppError {
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Store(_) | AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Store(_) | AppError::Unavailable | AppError::UnavailableKeeping(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +66,14 @@ impl ResponseError for AppError {
     fn as_response(&self) -> Response {
         Response::builder().status(self.status()).finish()
     }
+}
+
+/// A posted form, echoed back when it could not be handled.
+#[derive(Debug, Clone)]
+pub struct FormEcho {
+    /// Where it was posted.
+    pub action: String,
+    pub fields: Vec<(String, String)>,
 }
 
 /// What an error page says.

@@ -41,7 +41,8 @@ pub struct AppState {
     pub chat: Chat,
     pub limits: Limiters,
     pub metrics: Arc<metrics::Metrics>,
-    /// Cancelled when the server begins shutting down: sockets close with 1012.
+    /// Cancelled when the server begins shutting down: sockets close with 1012, `/healthz`
+    /// fails and no new socket is accepted while the instance drains.
     pub shutdown: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for them to say goodbye.
     pub tasks: TaskTracker,
@@ -142,10 +143,17 @@ pub async fn run(
     }
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let shutdown = state.shutdown.clone();
+    let drain = state.config.drain;
     let server_stop = async move {
         stop.await;
-        tracing::info!("shutting down: closing sockets with 1012, finishing requests");
+        tracing::info!(
+            ?drain,
+            "shutting down: closing sockets with 1012, draining, finishing requests"
+        );
         shutdown.cancel();
+        // Keep answering while the proxy's health check notices (/healthz now fails), so no
+        // request is sent to a closed port.
+        tokio::time::sleep(drain).await;
     };
     let result = Server::new_with_acceptor(NoDelay(acceptor))
         .name("natter")

@@ -66,15 +66,18 @@ impl Bus {
     }
 
     pub async fn presence(&self, room_id: i64, user_id: i64) {
-        self.send(format!("{} p {room_id} {user_id}", self.instance)).await;
+        self.send(format!("{} p {room_id} {user_id}", self.instance))
+            .await;
     }
 
     pub async fn joined(&self, room_id: i64, user_id: i64) {
-        self.send(format!("{} j {room_id} {user_id}", self.instance)).await;
+        self.send(format!("{} j {room_id} {user_id}", self.instance))
+            .await;
     }
 
     pub async fn left(&self, room_id: i64, user_id: i64) {
-        self.send(format!("{} l {room_id} {user_id}", self.instance)).await;
+        self.send(format!("{} l {room_id} {user_id}", self.instance))
+            .await;
     }
 
     pub async fn sessions_ended(&self, sessions: &[Vec<u8>]) {
@@ -128,21 +131,42 @@ pub fn parse(payload: &str, own: &str) -> Vec<Job> {
             .split(',')
             .filter_map(|item| {
                 let (room, seq) = item.split_once(':')?;
-                Some(Job::Upto { room_id: room.parse().ok()?, seq: seq.parse().ok()? })
+                Some(Job::Upto {
+                    room_id: room.parse().ok()?,
+                    seq: seq.parse().ok()?,
+                })
             })
             .collect(),
-        "p" => pair(rest).map(|(room_id, user_id)| Job::Presence { room_id, user_id }).into_iter().collect(),
-        "j" => pair(rest).map(|(room_id, user_id)| Job::Joined { room_id, user_id }).into_iter().collect(),
-        "l" => pair(rest).map(|(room_id, user_id)| Job::Left { room_id, user_id }).into_iter().collect(),
-        "s" => vec![Job::SessionsEnded(rest.split(',').filter_map(unhex).collect())],
+        "p" => pair(rest)
+            .map(|(room_id, user_id)| Job::Presence { room_id, user_id })
+            .into_iter()
+            .collect(),
+        "j" => pair(rest)
+            .map(|(room_id, user_id)| Job::Joined { room_id, user_id })
+            .into_iter()
+            .collect(),
+        "l" => pair(rest)
+            .map(|(room_id, user_id)| Job::Left { room_id, user_id })
+            .into_iter()
+            .collect(),
+        "s" => vec![Job::SessionsEnded(
+            rest.split(',').filter_map(unhex).collect(),
+        )],
         _ => Vec::new(),
     }
 }
 
 /// Listens on the channel until shutdown, reconnecting after a lost connection; every
 /// (re)connect is followed by a full resync, since notifications sent meanwhile are gone.
-pub async fn listen(store: Store, own: String, jobs: mpsc::Sender<Job>, shutdown: CancellationToken) {
-    let Some(pool) = store.postgres_pool().cloned() else { return };
+pub async fn listen(
+    store: Store,
+    own: String,
+    jobs: mpsc::Sender<Job>,
+    shutdown: CancellationToken,
+) {
+    let Some(pool) = store.postgres_pool().cloned() else {
+        return;
+    };
     let mut first = true;
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -216,13 +240,26 @@ mod tests {
         assert_eq!(jobs.len(), 2);
         assert!(matches!(jobs[1], Job::Upto { room_id: 2, seq: 7 }));
         assert!(parse("me m 1:5", "me").is_empty());
-        assert!(matches!(parse("x l 3 4", "me")[0], Job::Left { room_id: 3, user_id: 4 }));
-        let Job::SessionsEnded(hashes) = &parse(&format!("x s {},{}", hex(&[1, 255]), hex(&[0])), "me")[0] else {
+        assert!(matches!(
+            parse("x l 3 4", "me")[0],
+            Job::Left {
+                room_id: 3,
+                user_id: 4
+            }
+        ));
+        let Job::SessionsEnded(hashes) =
+            &parse(&format!("x s {},{}", hex(&[1, 255]), hex(&[0])), "me")[0]
+        else {
             panic!()
         };
         assert_eq!(hashes, &vec![vec![1, 255], vec![0]]);
         for garbage in ["", "x", "x m", "x m nope", "x p 1", "x q 1 2", "x s zz"] {
-            assert!(parse(garbage, "me").iter().all(|j| matches!(j, Job::SessionsEnded(h) if h.is_empty())), "{garbage}");
+            assert!(
+                parse(garbage, "me")
+                    .iter()
+                    .all(|j| matches!(j, Job::SessionsEnded(h) if h.is_empty())),
+                "{garbage}"
+            );
         }
     }
 }

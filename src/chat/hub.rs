@@ -87,7 +87,11 @@ impl Hub {
         for m in messages.iter().filter(|m| m.seq > published) {
             let prev = previous.as_ref().filter(|p| p.seq + 1 == m.seq);
             let frame = room::messages_append(prev, std::slice::from_ref(m)).into_string();
-            self.broadcast(Event::Message { seq: m.seq, frame: Utf8Bytes::from(frame), committed });
+            self.broadcast(Event::Message {
+                seq: m.seq,
+                frame: Utf8Bytes::from(frame),
+                committed,
+            });
             newest = m.seq;
             previous = Some(m.clone());
         }

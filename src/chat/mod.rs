@@ -38,7 +38,11 @@ use crate::{
 pub enum Event {
     /// A message frame; `seq` orders and deduplicates; `committed` dates it for the latency
     /// histogram.
-    Message { seq: i64, frame: Utf8Bytes, committed: Instant },
+    Message {
+        seq: i64,
+        frame: Utf8Bytes,
+        committed: Instant,
+    },
     /// A member-list change (presence, a join, a leave).
     Members { frame: Utf8Bytes },
 }
@@ -59,11 +63,23 @@ pub mod close {
 #[derive(Debug)]
 pub enum Job {
     /// Messages up to `seq` are committed in the room.
-    Upto { room_id: i64, seq: i64 },
+    Upto {
+        room_id: i64,
+        seq: i64,
+    },
     /// Someone's presence in the room changed: recompute it from the shared view.
-    Presence { room_id: i64, user_id: i64 },
-    Joined { room_id: i64, user_id: i64 },
-    Left { room_id: i64, user_id: i64 },
+    Presence {
+        room_id: i64,
+        user_id: i64,
+    },
+    Joined {
+        room_id: i64,
+        user_id: i64,
+    },
+    Left {
+        room_id: i64,
+        user_id: i64,
+    },
     SessionsEnded(Vec<Vec<u8>>),
     /// Bring every active hub up to date from the store (messages and presence).
     Resync,
@@ -135,7 +151,12 @@ impl Chat {
                 tracing::warn!(error = %e, "could not register this instance");
             }
             tracing::info!(instance = %bus.instance, "sharing live updates with other instances through PostgreSQL");
-            tokio::spawn(bus::listen(store.clone(), bus.instance.clone(), jobs, shutdown.clone()));
+            tokio::spawn(bus::listen(
+                store.clone(),
+                bus.instance.clone(),
+                jobs,
+                shutdown.clone(),
+            ));
             tokio::spawn(chat.clone().heartbeat(shutdown.clone()));
         }
         tokio::spawn(chat.clone().publisher(commits, job_rx, shutdown));
@@ -151,7 +172,12 @@ impl Chat {
     }
 
     /// The one task that changes what hubs broadcast.
-    async fn publisher(self, mut commits: mpsc::Receiver<Committed>, mut jobs: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+    async fn publisher(
+        self,
+        mut commits: mpsc::Receiver<Committed>,
+        mut jobs: mpsc::Receiver<Job>,
+        shutdown: CancellationToken,
+    ) {
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -172,7 +198,10 @@ impl Chat {
 
     async fn publish_committed(&self, batch: Committed) {
         let posted = batch.messages.len() as u64;
-        self.inner.metrics.messages_posted.fetch_add(posted, Ordering::Relaxed);
+        self.inner
+            .metrics
+            .messages_posted
+            .fetch_add(posted, Ordering::Relaxed);
         let mut newest: Vec<(i64, i64)> = Vec::new();
         for run in batch.messages.chunk_by(|a, b| a.room_id == b.room_id) {
             let room_id = run[0].room_id;
@@ -192,7 +221,9 @@ impl Chat {
     /// whatever the hub is missing before them.
     async fn deliver(&self, hub: &Hub, messages: &[Message], committed: Instant) {
         let published = hub.published();
-        let Some(first) = messages.iter().find(|m| m.seq > published) else { return };
+        let Some(first) = messages.iter().find(|m| m.seq > published) else {
+            return;
+        };
         if first.seq > published + 1 {
             self.catch_up_hub(hub, first.seq - 1).await;
         }
@@ -205,18 +236,26 @@ impl Chat {
         if upto <= from {
             return;
         }
-        match self.store().messages_between(hub.room_id, from, upto, MAX_GAP).await {
+        match self
+            .store()
+            .messages_between(hub.room_id, from, upto, MAX_GAP)
+            .await
+        {
             Ok(missing) => {
                 let now = Instant::now();
                 let ms = now_ms();
                 // Dated by their creation: they come from another instance or a lost hint.
                 let committed = missing
                     .first()
-                    .and_then(|m| now.checked_sub(Duration::from_millis((ms - m.created_at).max(0) as u64)))
+                    .and_then(|m| {
+                        now.checked_sub(Duration::from_millis((ms - m.created_at).max(0) as u64))
+                    })
                     .unwrap_or(now);
                 hub.publish(&missing, committed);
             }
-            Err(e) => tracing::warn!(error = %e, room_id = hub.room_id, "could not read missed messages"),
+            Err(e) => {
+                tracing::warn!(error = %e, room_id = hub.room_id, "could not read missed messages")
+            }
         }
     }
 
@@ -253,7 +292,11 @@ impl Chat {
         let hubs: Vec<Arc<Hub>> = {
             let hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
             match only {
-                Some(room_id) => hubs.get(&room_id).and_then(Weak::upgrade).into_iter().collect(),
+                Some(room_id) => hubs
+                    .get(&room_id)
+                    .and_then(Weak::upgrade)
+                    .into_iter()
+                    .collect(),
                 None => hubs.values().filter_map(Weak::upgrade).collect(),
             }
         };
@@ -270,9 +313,15 @@ impl Chat {
                 }
             }
         }
-        let Ok(online) = self.store().online_in(&ids, now_ms()).await else { return };
+        let Ok(online) = self.store().online_in(&ids, now_ms()).await else {
+            return;
+        };
         for hub in &hubs {
-            let now: HashSet<i64> = online.iter().filter(|(r, _)| *r == hub.room_id).map(|(_, u)| *u).collect();
+            let now: HashSet<i64> = online
+                .iter()
+                .filter(|(r, _)| *r == hub.room_id)
+                .map(|(_, u)| *u)
+                .collect();
             let known = hub.online();
             for user_id in now.symmetric_difference(&known) {
                 self.refresh_presence(hub.room_id, *user_id).await;
@@ -298,7 +347,9 @@ impl Chat {
     }
 
     async fn heartbeat(self, shutdown: CancellationToken) {
-        let Some(bus) = self.inner.bus.clone() else { return };
+        let Some(bus) = self.inner.bus.clone() else {
+            return;
+        };
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         let mut beats = 0u64;
         loop {
@@ -341,12 +392,22 @@ impl Chat {
 
     /// The room's hub (created if this is its first socket) and a receiver on it. Subscribing
     /// comes before reading the store, so nothing committed in between is missed.
-    fn subscribe(&self, room_id: i64, member_count: usize, last_seq: i64) -> (Arc<Hub>, Receiver<Event>) {
+    fn subscribe(
+        &self,
+        room_id: i64,
+        member_count: usize,
+        last_seq: i64,
+    ) -> (Arc<Hub>, Receiver<Event>) {
         let mut hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
         let hub = match hubs.get(&room_id).and_then(Weak::upgrade) {
             Some(hub) => hub,
             None => {
-                let hub = Arc::new(Hub::new(room_id, member_count, last_seq, self.inner.hub_capacity));
+                let hub = Arc::new(Hub::new(
+                    room_id,
+                    member_count,
+                    last_seq,
+                    self.inner.hub_capacity,
+                ));
                 hubs.insert(room_id, Arc::downgrade(&hub));
                 if self.inner.bus.is_some() {
                     // Learn who is online on other instances.
@@ -387,17 +448,34 @@ impl Chat {
     }
 
     /// A socket of `member` opened: record it (shared presence too) and announce them.
-    async fn socket_opened(&self, hub: &Hub, member: &Member, session: Vec<u8>) -> (u64, oneshot::Receiver<u16>) {
+    async fn socket_opened(
+        &self,
+        hub: &Hub,
+        member: &Member,
+        session: Vec<u8>,
+    ) -> (u64, oneshot::Receiver<u16>) {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (kick, kicked) = oneshot::channel();
         self.inner
             .conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Conn { user_id: member.user_id, room_id: hub.room_id, session, kick });
+            .insert(
+                id,
+                Conn {
+                    user_id: member.user_id,
+                    room_id: hub.room_id,
+                    session,
+                    kick,
+                },
+            );
         let first_here = hub.came_online(member, id);
         if first_here && let Some(bus) = &self.inner.bus {
-            if let Err(e) = self.store().set_present(&bus.instance, hub.room_id, member.user_id, true).await {
+            if let Err(e) = self
+                .store()
+                .set_present(&bus.instance, hub.room_id, member.user_id, true)
+                .await
+            {
                 tracing::warn!(error = %e, "could not record presence");
             }
             bus.presence(hub.room_id, member.user_id).await;
@@ -407,23 +485,42 @@ impl Chat {
 
     /// A socket closed: forget it and, if it was the person's last here, update presence.
     async fn socket_closed(&self, hub: &Hub, member: &Member, id: u64) {
-        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         let shared = self.inner.bus.is_some();
         let last_here = hub.went_offline(member, id, !shared);
         if last_here && let Some(bus) = &self.inner.bus {
-            if let Err(e) = self.store().set_present(&bus.instance, hub.room_id, member.user_id, false).await {
+            if let Err(e) = self
+                .store()
+                .set_present(&bus.instance, hub.room_id, member.user_id, false)
+                .await
+            {
                 tracing::warn!(error = %e, "could not clear presence");
             }
             bus.presence(hub.room_id, member.user_id).await;
             // They may still be online elsewhere: the shared view decides.
-            let _ = self.inner.jobs.send(Job::Presence { room_id: hub.room_id, user_id: member.user_id }).await;
+            let _ = self
+                .inner
+                .jobs
+                .send(Job::Presence {
+                    room_id: hub.room_id,
+                    user_id: member.user_id,
+                })
+                .await;
         }
     }
 
     /// Closes every socket on this instance matching `which` with `code`.
     fn kick(&self, code: u16, which: impl Fn(&Conn) -> bool) -> usize {
         let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        let ids: Vec<u64> = conns.iter().filter(|(_, c)| which(c)).map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = conns
+            .iter()
+            .filter(|(_, c)| which(c))
+            .map(|(id, _)| *id)
+            .collect();
         for id in &ids {
             if let Some(conn) = conns.remove(id) {
                 let _ = conn.kick.send(code);
@@ -460,7 +557,9 @@ impl Chat {
     }
 
     fn left_here(&self, room_id: i64, user_id: i64) {
-        self.kick(close::LEFT, |c| c.user_id == user_id && c.room_id == room_id);
+        self.kick(close::LEFT, |c| {
+            c.user_id == user_id && c.room_id == room_id
+        });
         if let Some(hub) = self.hub(room_id) {
             hub.member_left(user_id);
         }

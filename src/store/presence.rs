@@ -11,8 +11,9 @@ pub const INSTANCE_TTL_MS: i64 = 60_000;
 
 impl Store {
     fn pg(&self) -> Result<&PgPool> {
-        self.postgres_pool()
-            .ok_or_else(|| super::StoreError::Sqlx(sqlx::Error::Configuration("not PostgreSQL".into())))
+        self.postgres_pool().ok_or_else(|| {
+            super::StoreError::Sqlx(sqlx::Error::Configuration("not PostgreSQL".into()))
+        })
     }
 
     /// Announces this instance (or renews its heartbeat).
@@ -47,7 +48,13 @@ impl Store {
     }
 
     /// Records that `user_id` has (or no longer has) sockets to the room on this instance.
-    pub async fn set_present(&self, instance: &str, room_id: i64, user_id: i64, present: bool) -> Result<()> {
+    pub async fn set_present(
+        &self,
+        instance: &str,
+        room_id: i64,
+        user_id: i64,
+        present: bool,
+    ) -> Result<()> {
         let sql = if present {
             "INSERT INTO presence (instance_id, room_id, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
         } else {
@@ -78,10 +85,11 @@ impl Store {
 
     /// The newest seq of each of these rooms.
     pub async fn last_seqs(&self, room_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
-        let rows = sqlx::query_as::<_, (i64, i64)>("SELECT id, last_seq FROM rooms WHERE id = ANY($1)")
-            .bind(room_ids)
-            .fetch_all(self.pg()?)
-            .await?;
+        let rows =
+            sqlx::query_as::<_, (i64, i64)>("SELECT id, last_seq FROM rooms WHERE id = ANY($1)")
+                .bind(room_ids)
+                .fetch_all(self.pg()?)
+                .await?;
         Ok(rows)
     }
 

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::layout::{self, Nav, Page};
 use crate::{
     State,
-    error::{AppError, error_text},
+    error::{AppError, FormEcho, error_text},
 };
 
 /// The id quoted on error pages and in every log line of the request.
@@ -165,18 +165,30 @@ pub fn error_page(error: poem::Error, htmx: bool, id: &str) -> Response {
         tracing::debug!(error = %error, status = status.as_u16(), "request refused");
     }
     let text = error_text(status, app_error);
-    let mut response = layout::respond(status, page(text.title, &text.message, id));
-    if let Some(AppError::RateLimited { retry_after }) = app_error {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(crate::limits::retry_after_secs(*retry_after)),
-        );
+    let echo = match app_error {
+        Some(AppError::UnavailableKeeping(echo)) => Some(echo),
+        _ => None,
+    };
+    let mut response = layout::respond(status, page(text.title, &text.message, id, echo));
+    match app_error {
+        Some(AppError::RateLimited { retry_after }) => {
+            let secs = crate::limits::retry_after_secs(*retry_after);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(5u32));
+        }
+        _ => {}
     }
     response
 }
 
-/// The error page itself.
-pub fn page(title: &str, message: &str, id: &str) -> maud::Markup {
+/// The error page itself; with `echo`, the refused form again, ready to resend.
+pub fn page(title: &str, message: &str, id: &str, echo: Option<&FormEcho>) -> maud::Markup {
     Page {
         title,
         nav: Nav::Guest,
@@ -185,10 +197,33 @@ pub fn page(title: &str, message: &str, id: &str) -> maud::Markup {
             section.card.error-card aria-labelledby="error-title" {
                 h1 #error-title { (title) }
                 p { (message) }
+                @if let Some(echo) = echo {
+                    (resend_form(echo))
+                }
                 p { a.button href="/" { "Go to natter's start page" } }
                 p.muted.small { "Request id: " code { (id) } }
             }
         },
     }
     .render()
+}
+
+/// What was typed, back in a form that posts it again (its CSRF token included, so it works
+/// once the database is back). Free text is editable; other fields ride along hidden.
+fn resend_form(echo: &FormEcho) -> maud::Markup {
+    let visible = |name: &str| matches!(name, "body" | "name" | "code" | "username" | "email");
+    maud::html! {
+        form.resend method="post" action=(echo.action) {
+            p { strong { "Nothing was saved." } " Here is what you sent; send it again in a moment." }
+            @for (name, value) in &echo.fields {
+                @if visible(name) {
+                    label for={ "resend-" (name) } { (name) }
+                    textarea id={ "resend-" (name) } name=(name) rows="3" { (value) }
+                } @else {
+                    input type="hidden" name=(name) value=(value);
+                }
+            }
+            button.button.primary type="submit" { "Send again" }
+        }
+    }
 }

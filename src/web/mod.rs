@@ -146,7 +146,27 @@ pub struct SessionForm<T> {
 impl<'a, T: DeserializeOwned> FromRequest<'a> for SessionForm<T> {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
         debug_assert_eq!(req.method(), Method::POST);
-        let session = Session::from_request(req, body).await?;
+        let session = match Session::from_request(req, body).await {
+            Ok(session) => session,
+            Err(e)
+                if e.downcast_ref::<AppError>()
+                    .is_some_and(|e| matches!(e, AppError::Store(_))) =>
+            {
+                // The database is down: nothing can be checked or saved, but what was typed
+                // goes back to the person instead of being lost.
+                let fields = read_form::<Vec<(String, String)>>(req, body)
+                    .await
+                    .map(|(f, _)| f)
+                    .unwrap_or_default();
+                let action = req.original_uri().path().to_string();
+                return Err(AppError::UnavailableKeeping(crate::error::FormEcho {
+                    action,
+                    fields,
+                })
+                .into());
+            }
+            Err(e) => return Err(e),
+        };
         let (form, csrf) = read_form::<T>(req, body).await?;
         if !csrf.is_some_and(|c| session.verify_csrf(&c)) {
             return Err(AppError::Forbidden(CSRF_REFUSED).into());

@@ -4,9 +4,16 @@ use poem::{Response, handler, http::StatusCode};
 
 use crate::auth::AppData;
 
-/// `GET /healthz`: the process is alive and serving (what Caddy health-checks).
+/// `GET /healthz`: the process is alive and serving (what Caddy health-checks); 503 while it
+/// drains on its way out, so the proxy sends new requests elsewhere.
 #[handler]
-pub fn healthz() -> Response {
+pub fn healthz(state: AppData<'_>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .content_type("text/plain; charset=utf-8")
+            .body("draining\n");
+    }
     Response::builder()
         .content_type("text/plain; charset=utf-8")
         .body("ok\n")

@@ -18,6 +18,7 @@ use reqwest::{cookie::CookieStore, header::HeaderMap};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
+#[allow(unused_imports)]
 pub use oidc::{FakeProvider, FakeUser, Mode};
 
 /// The database a test runs on.
@@ -518,6 +519,50 @@ impl Browser {
             .unwrap_or_else(|| panic!("no csrf on {page} ({}): {}", p.status, p.body))
     }
 
+    /// A browser on `base` signed in through development sign-in, with `username` chosen.
+    pub async fn signed_in(base: &str, email: &str, username: &str) -> Browser {
+        let b = Browser::new(base);
+        b.dev_sign_in(email).await;
+        let r = b
+            .post_form("/username", "/username", &[("username", username)])
+            .await;
+        assert_eq!(r.status, 303, "choosing {username}: {}", r.body);
+        b
+    }
+
+    /// Creates a room; returns its code.
+    pub async fn create_room(&self, name: &str) -> String {
+        let r = self.post_form("/home", "/rooms", &[("name", name)]).await;
+        assert_eq!(r.status, 303, "create room: {}", r.body);
+        r.location().trim_start_matches("/rooms/").to_string()
+    }
+
+    /// Joins a room by code.
+    pub async fn join(&self, code: &str) {
+        let r = self
+            .post_form("/home", "/rooms/join", &[("code", code)])
+            .await;
+        assert_eq!(r.status, 303, "join {code}: {}", r.body);
+    }
+
+    /// Posts a message without JS; returns its seq.
+    pub async fn say(&self, code: &str, body: &str) -> i64 {
+        let csrf = self.csrf_from(&format!("/rooms/{code}")).await;
+        let id = format!("{:032x}", rand::random::<u128>());
+        let r = self
+            .post(
+                &format!("/rooms/{code}/messages"),
+                &[("body", body), ("client_id", &id), ("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(r.status, 303, "post: {}", r.body);
+        r.location()
+            .rsplit("#msg-")
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("seq in the redirect")
+    }
+
     /// Development sign-in as `email`.
     pub async fn dev_sign_in(&self, email: &str) -> Answer {
         let r = self.post_form("/", "/auth/dev", &[("email", email)]).await;
@@ -591,6 +636,15 @@ pub struct Socket {
     pub frames: Vec<String>,
 }
 
+/// What a socket did next.
+#[derive(Debug)]
+pub enum Next {
+    Text(String),
+    Closed(Closed),
+    /// Nothing arrived in time.
+    Quiet,
+}
+
 /// How the server ended a socket.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Closed {
@@ -602,17 +656,29 @@ pub enum Closed {
 impl Socket {
     /// The next text frame, or `None` at close/timeout.
     pub async fn next_text(&mut self, within: Duration) -> Option<String> {
+        match self.next_event(within).await {
+            Next::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The next text frame, the close, or `Quiet` after `within`.
+    pub async fn next_event(&mut self, within: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            match tokio::time::timeout(within, self.ws.next()).await {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Ok(Some(Ok(tungstenite::Message::Text(t)))) => {
                     self.frames.push(t.to_string());
-                    return Some(t.to_string());
+                    return Next::Text(t.to_string());
                 }
-                Ok(Some(Ok(tungstenite::Message::Close(_))))
-                | Ok(None)
-                | Ok(Some(Err(_)))
-                | Err(_) => return None,
+                Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
+                    return Next::Closed(
+                        frame.map_or(Closed::Code(1005), |f| Closed::Code(f.code.into())),
+                    );
+                }
                 Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) => return Next::Closed(Closed::Abruptly),
+                Err(_) => return Next::Quiet,
             }
         }
     }
@@ -638,12 +704,18 @@ impl Socket {
         self.frames.iter().flat_map(|f| seqs_in(f)).collect()
     }
 
-    /// Waits for a frame containing `needle`.
+    /// Waits for a frame containing `needle` (one received earlier counts).
     pub async fn wait_for(&mut self, needle: &str, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
         if self.frames.iter().any(|f| f.contains(needle)) {
             return true;
         }
+        self.wait_for_new(needle, within).await
+    }
+
+    /// Waits for a frame containing `needle` among those arriving from now on (for states that
+    /// come and go, like presence counts).
+    pub async fn wait_for_new(&mut self, needle: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next_text(left).await {
@@ -659,14 +731,10 @@ impl Socket {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.ws.next()).await {
-                Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
-                    return frame.map_or(Closed::Code(1005), |f| Closed::Code(f.code.into()));
-                }
-                Ok(Some(Ok(tungstenite::Message::Text(t)))) => self.frames.push(t.to_string()),
-                Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(_))) | Ok(None) => return Closed::Abruptly,
-                Err(_) => panic!("socket still open after {within:?}"),
+            match self.next_event(left).await {
+                Next::Closed(how) => return how,
+                Next::Text(_) => continue,
+                Next::Quiet => panic!("socket still open after {within:?}"),
             }
         }
     }

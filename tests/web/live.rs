@@ -228,7 +228,7 @@ both! {
         assert!(ada.wait_for("2 online · 2 members", WAIT).await, "bob came online");
         assert!(ada.frames.iter().any(|f| f.contains("id=\"member-") && f.contains(">bob<") && f.contains("data-online=\"true\"") && !f.contains("<ul")), "replaced by id, not the whole list");
         bob.close().await;
-        assert!(ada.wait_for("1 online · 2 members", WAIT).await, "bob went offline");
+        assert!(ada.wait_for_new("1 online · 2 members", WAIT).await, "bob went offline");
         let cy = app.signed_in("cyd@example.org", "cyd").await;
         cy.post_form("/home", "/rooms/join", &[("code", &code)]).await;
         assert!(ada.wait_for("hx-swap-oob=\"beforeend\"><li", WAIT).await, "cyd appended");

@@ -1,0 +1,186 @@
+//! natter behind the real `caddy` with the project's Caddyfile (local variant).
+
+use std::time::Duration;
+
+use crate::common::{Browser, Closed, Next, Socket, assert_exactly, seqs_in};
+use crate::multi::{WAIT, pg};
+use crate::procs::{Caddy, Natter};
+
+/// Two natter processes on one PostgreSQL database behind Caddy.
+async fn two_upstreams() -> Option<(Caddy, Natter, Natter, std::sync::Arc<crate::common::TestDb>)> {
+    if !Caddy::available() {
+        return None;
+    }
+    let db = pg().await?;
+    let caddy_port = crate::procs::free_port();
+    let public = format!("http://127.0.0.1:{caddy_port}");
+    let settings = [
+        ("NATTER_TRUSTED_PROXIES", "127.0.0.1"),
+        ("NATTER_LIMIT_POSTS", "100000/1s"),
+        // Long enough for Caddy's 1 s health check to move traffic away on SIGTERM.
+        ("NATTER_DRAIN", "2s"),
+    ];
+    let one = Natter::start(&db.url(), &public, &settings).await;
+    let two = Natter::start(&db.url(), &public, &settings).await;
+    let caddy = Caddy::start_on(caddy_port, &[one.addr(), two.addr()], false, false).await;
+    Some((caddy, one, two, db))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_posting_and_sockets_work_through_caddy_with_two_upstreams() {
+    let Some((caddy, _one, _two, _db)) = two_upstreams().await else {
+        return;
+    };
+    let base = caddy.url();
+    let ada = Browser::signed_in(&base, "ada@example.org", "ada").await;
+    let code = ada.create_room("Proxied").await;
+    let bob = Browser::signed_in(&base, "bob@example.org", "bob").await;
+    bob.join(&code).await;
+    let mut sockets = vec![
+        ada.socket(&code, Some(0)).await.unwrap(),
+        bob.socket(&code, Some(0)).await.unwrap(),
+        bob.socket(&code, Some(0)).await.unwrap(),
+    ];
+    for i in 0..20 {
+        if i % 2 == 0 {
+            ada.say(&code, &format!("ada {i}")).await
+        } else {
+            bob.say(&code, &format!("bob {i}")).await
+        };
+    }
+    for s in &mut sockets {
+        assert_exactly(&s.seqs_until(20, WAIT).await, 1, 20);
+    }
+    // Pages are compressed, assets cached for long.
+    let page = ada
+        .get_with(&format!("/rooms/{code}"), &[("accept-encoding", "gzip")])
+        .await;
+    assert_eq!(page.header("content-encoding"), Some("gzip"));
+    let css = Browser::new(&base).get("/assets/natter.css").await;
+    assert!(css.header("cache-control").is_some());
+    assert!(
+        page.header("strict-transport-security").is_none(),
+        "no HSTS in the local variant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_stopped_mid_conversation_loses_nothing() {
+    let Some((caddy, mut one, _two, _db)) = two_upstreams().await else {
+        return;
+    };
+    let base = caddy.url();
+    let ada = Browser::signed_in(&base, "ada@example.org", "ada").await;
+    let code = ada.create_room("Rolling").await;
+    // Several sockets, spread by Caddy over both upstreams.
+    let mut sockets: Vec<Socket> = Vec::new();
+    for _ in 0..6 {
+        sockets.push(ada.socket(&code, Some(0)).await.unwrap());
+    }
+    for i in 0..10 {
+        ada.say(&code, &format!("before {i}")).await;
+    }
+    one.terminate();
+    // Posting goes on through Caddy, which retries the stopped upstream's requests on the other.
+    let poster = Browser::new(&base);
+    poster.dev_sign_in("ada@example.org").await;
+    let posting = {
+        let code = code.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                poster.say(&code, &format!("during {i}")).await;
+            }
+        })
+    };
+    let total = 30;
+    let followed =
+        futures_util::future::join_all(sockets.into_iter().map(|s| follow(&ada, &code, s, total)))
+            .await;
+    posting.await.unwrap();
+    for seqs in followed {
+        assert_exactly(&seqs, 1, total as i64);
+    }
+    assert!(
+        one.exited(Duration::from_secs(10))
+            .await
+            .is_some_and(|s| s.success()),
+        "the stopped upstream exits 0"
+    );
+}
+
+/// Reads a socket as natter.js would: on a close, reconnect with `?after=` the last seq shown.
+async fn follow(b: &Browser, code: &str, mut socket: Socket, total: usize) -> Vec<i64> {
+    let mut seqs: Vec<i64> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seqs.len() < total && tokio::time::Instant::now() < deadline {
+        match socket.next_event(Duration::from_secs(2)).await {
+            Next::Text(frame) => seqs.extend(seqs_in(&frame)),
+            Next::Closed(_) => {
+                let after = seqs.last().copied().unwrap_or(0);
+                socket = loop {
+                    match b.socket(code, Some(after)).await {
+                        Ok(s) => break s,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                };
+            }
+            Next::Quiet => {}
+        }
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_variant_serves_https_with_caddys_own_certificate() {
+    if !Caddy::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/natter.db", dir.path().display());
+    let caddy_port = crate::procs::free_port();
+    let natter = Natter::start(
+        &db,
+        &format!("https://127.0.0.1:{caddy_port}"),
+        &[
+            ("NATTER_TRUSTED_PROXIES", "127.0.0.1"),
+            ("NATTER_DEV_LOGIN", "0"),
+        ],
+    )
+    .await;
+    let _caddy = Caddy::start_on(caddy_port, &[natter.addr()], true, false).await;
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let landing = client
+        .get(format!("https://127.0.0.1:{caddy_port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(landing.status(), 200);
+    assert!(landing.headers().get("strict-transport-security").is_none());
+    assert!(landing.text().await.unwrap().contains("natter"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caddy_reload_closes_sockets_with_1001_and_they_resume() {
+    if !Caddy::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/natter.db", dir.path().display());
+    let caddy_port = crate::procs::free_port();
+    let public = format!("http://127.0.0.1:{caddy_port}");
+    let natter = Natter::start(&db, &public, &[("NATTER_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, true).await;
+    let ada = Browser::signed_in(&public, "ada@example.org", "ada").await;
+    let code = ada.create_room("Reload").await;
+    ada.say(&code, "one").await;
+    let mut socket = ada.socket(&code, Some(0)).await.unwrap();
+    assert_exactly(&socket.seqs_until(1, WAIT).await, 1, 1);
+    caddy.reload(&[natter.addr()]);
+    assert_eq!(socket.closed(WAIT).await, Closed::Code(1001));
+    ada.say(&code, "two").await;
+    let mut socket = ada.socket(&code, Some(1)).await.unwrap();
+    assert_exactly(&socket.seqs_until(1, WAIT).await, 2, 2);
+}

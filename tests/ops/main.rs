@@ -1,0 +1,11 @@
+//! Operator-facing behaviour: several instances on PostgreSQL, Caddy in front, graceful
+//! restarts, crashes, and the database going away. Uses real processes where it matters
+//! (signals), the real `caddy` binary and the project's Caddyfile.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod caddy;
+mod multi;
+mod procs;
+mod resilience;

@@ -1,0 +1,201 @@
+//! Two natter instances on one PostgreSQL database.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::common::{Backend, Browser, Closed, TestApp, TestDb, assert_exactly};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A fresh PostgreSQL database (or `None` when PostgreSQL is unavailable and not required).
+pub async fn pg() -> Option<Arc<TestDb>> {
+    TestDb::create(Backend::Postgres).await.map(Arc::new)
+}
+
+pub const FAST: &[(&str, &str)] = &[("NATTER_LIMIT_POSTS", "100000/1s")];
+
+/// Posts `n` messages with small random pauses, so two sides interleave.
+async fn post_side(who: &Browser, code: &str, tag: &str, n: usize) {
+    for i in 0..n {
+        who.say(code, &format!("{tag} {i}")).await;
+        if rand::random::<u8>() < 64 {
+            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 5)).await;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_posted_on_either_instance_reach_every_client_once_in_order() {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, FAST).await;
+    let b = TestApp::start_on(db.clone(), None, FAST).await;
+    let ada = a.signed_in("ada@example.org", "ada").await;
+    let code = ada.create_room("Across").await;
+    let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
+    bob.join(&code).await;
+    let ada_on_b = Browser::new(&b.base);
+    ada_on_b.dev_sign_in("ada@example.org").await;
+
+    let bob_on_a = Browser::new(&a.base);
+    bob_on_a.dev_sign_in("bob@example.org").await;
+    let mut sockets = vec![
+        ada.socket(&code, Some(0)).await.unwrap(),
+        ada_on_b.socket(&code, Some(0)).await.unwrap(),
+        bob.socket(&code, Some(0)).await.unwrap(),
+        bob_on_a.socket(&code, Some(0)).await.unwrap(),
+    ];
+    let per_side = 40;
+    tokio::join!(
+        post_side(&ada, &code, "from A", per_side),
+        post_side(&bob, &code, "from B", per_side)
+    );
+    for socket in &mut sockets {
+        assert_exactly(
+            &socket.seqs_until(2 * per_side, WAIT).await,
+            1,
+            2 * per_side as i64,
+        );
+    }
+
+    // Cross-instance latency: posted through A, received by a socket held by B.
+    let mut latencies = Vec::new();
+    for i in 0..200 {
+        let started = Instant::now();
+        let seq = ada.say(&code, &format!("latency {i}")).await;
+        assert!(
+            sockets[2]
+                .wait_for(&format!("id=\"msg-{seq}\""), WAIT)
+                .await
+        );
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "cross-instance post→delivery over {} messages (debug build, HTTP post included): p50 {:?}, p99 {:?}",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_joins_and_leaves_cross_instances() {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, &[]).await;
+    let b = TestApp::start_on(db.clone(), None, &[]).await;
+    let ada = a.signed_in("ada@example.org", "ada").await;
+    let code = ada.create_room("Presence").await;
+    let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
+    bob.join(&code).await;
+    let mut ada_socket = ada.socket(&code, Some(0)).await.unwrap();
+    assert!(ada_socket.wait_for("1 online · 2 members", WAIT).await);
+
+    let bob_socket = bob.socket(&code, Some(0)).await.unwrap();
+    assert!(
+        ada_socket.wait_for("2 online · 2 members", WAIT).await,
+        "bob, on B, shows online for ada on A"
+    );
+    // A page rendered by A shows it too.
+    assert!(
+        ada.get(&format!("/rooms/{code}"))
+            .await
+            .body
+            .contains("2 online · 2 members")
+    );
+    bob_socket.close().await;
+    assert!(
+        ada_socket.wait_for_new("1 online · 2 members", WAIT).await,
+        "bob went offline"
+    );
+
+    let cyd = Browser::signed_in(&b.base, "cyd@example.org", "cyd").await;
+    cyd.join(&code).await;
+    assert!(
+        ada_socket
+            .wait_for("hx-swap-oob=\"beforeend\"><li", WAIT)
+            .await,
+        "cyd's join on B appears on A"
+    );
+    assert!(ada_socket.wait_for("1 online · 3 members", WAIT).await);
+
+    // Bob has a socket on A and leaves through B: A closes it with 4404.
+    let bob_on_a = Browser::new(&a.base);
+    bob_on_a.dev_sign_in("bob@example.org").await;
+    let mut bob_socket = bob_on_a.socket(&code, Some(0)).await.unwrap();
+    assert!(bob_socket.wait_for("id=\"members\"", WAIT).await);
+    let left = bob
+        .post_form(
+            &format!("/rooms/{code}"),
+            &format!("/rooms/{code}/leave"),
+            &[],
+        )
+        .await;
+    assert_eq!(left.status, 303);
+    assert_eq!(bob_socket.closed(WAIT).await, Closed::Code(4404));
+    assert!(ada_socket.wait_for("hx-swap-oob=\"delete\"", WAIT).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_on_one_instance_closes_sockets_on_the_other() {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, &[]).await;
+    let b = TestApp::start_on(db.clone(), None, &[]).await;
+    let ada = a.signed_in("ada@example.org", "ada").await;
+    let code = ada.create_room("Out").await;
+    // The same session (cookie) used on B.
+    let ada_on_b = Browser::new(&b.base);
+    let b_url = url::Url::parse(&b.base).unwrap();
+    for cookie in ada.cookie_header().split("; ") {
+        ada_on_b.jar.add_cookie_str(cookie, &b_url);
+    }
+    let mut socket = ada_on_b.socket(&code, Some(0)).await.unwrap();
+    assert!(socket.wait_for("id=\"members\"", WAIT).await);
+    ada.post_form("/home", "/auth/logout", &[]).await;
+    assert_eq!(socket.closed(WAIT).await, Closed::Code(4401));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_still_arrive_after_the_listener_connection_is_killed() {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, FAST).await;
+    let b = TestApp::start_on(db.clone(), None, FAST).await;
+    let ada = a.signed_in("ada@example.org", "ada").await;
+    let code = ada.create_room("Listener").await;
+    let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
+    bob.join(&code).await;
+    let mut socket = bob.socket(&code, Some(0)).await.unwrap();
+    ada.say(&code, "before").await;
+    assert_exactly(&socket.seqs_until(1, WAIT).await, 1, 1);
+
+    let crate::common::TestDb::Postgres {
+        admin_url, name, ..
+    } = &*db
+    else {
+        unreachable!()
+    };
+    let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
+    )
+    .bind(name)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(
+        killed.len() >= 2,
+        "both instances' listeners were found and killed: {killed:?}"
+    );
+    for i in 0..10 {
+        ada.say(&code, &format!("during {i}")).await;
+    }
+    assert_exactly(&socket.seqs_until(11, WAIT).await, 1, 11);
+    ada.say(&code, "after").await;
+    assert_exactly(&socket.seqs_until(12, WAIT).await, 1, 12);
+    admin.close().await;
+}
