@@ -72,6 +72,10 @@ both! {
     }
 
     async fn a_wrong_code_re_renders_home_and_guessing_is_limited(app: TestApp) {
+        // 10 per hour: the budget cannot refill while the test runs.
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_JOIN_FAILS", "10/1h")]).await;
         let bob = app.signed_in("bob@example.org", "bob").await;
         for typed in ["ZZZZ-ZZZZ", "nonsense", "<script>alert(1)</script>"] {
             let r = bob.post_form("/home", "/rooms/join", &[("code", typed)]).await;
@@ -212,6 +216,10 @@ both! {
     }
 
     async fn posting_too_fast_is_refused_with_the_text_kept(app: TestApp) {
+        // 20 per hour: the budget cannot refill while the test runs, however slow the machine.
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_POSTS", "20/1h")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "Fast").await;
         let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
