@@ -18,6 +18,7 @@ use poem::{
     web::{Path, Query},
 };
 use serde::Deserialize;
+use tracing::Instrument;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -138,20 +139,25 @@ pub async fn connect(
         .map_err(|_| AppError::BadRequest("the connection cannot be upgraded"))?;
     let state = (*state).clone();
     let task_state = state.clone();
-    state.tasks.spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config())).await;
-        Live {
-            state: task_state,
-            room,
-            user,
-            ws,
+    // The socket's log lines carry the upgrade request's id, and who and where.
+    let span = tracing::info_span!("socket", room_id = room.id, user_id = user.id);
+    state.tasks.spawn(
+        async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config())).await;
+            Live {
+                state: task_state,
+                room,
+                user,
+                ws,
+            }
+            .run(after)
+            .await;
         }
-        .run(after)
-        .await;
-    });
+        .instrument(span),
+    );
     Ok(Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
