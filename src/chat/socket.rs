@@ -18,7 +18,6 @@ use poem::{
     web::{Path, Query},
 };
 use serde::Deserialize;
-use tracing::Instrument;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -27,6 +26,7 @@ use tokio_tungstenite::{
         protocol::{CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode},
     },
 };
+use tracing::Instrument;
 
 use super::{Event, close};
 use crate::{
