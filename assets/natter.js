@@ -34,10 +34,15 @@
   let atBottom = true;
   document.addEventListener("htmx:wsBeforeMessage", () => { const s = scroller(); atBottom = !s || Math.abs(s.scrollTop) < 48; });
   document.addEventListener("htmx:wsAfterMessage", () => { const s = scroller(); if (s && atBottom) s.scrollTop = 0; });
-  // Member entries are upserts: drop a stale copy before an appended one lands.
+  // Member entries are upserts: one replaces the entry with its id; someone not listed is
+  // added, unless the list is capped (big rooms) and they are offline.
   document.addEventListener("htmx:oobBeforeSwap", (e) => {
-    if (e.detail.target.id !== "members") return;
-    e.detail.fragment.querySelectorAll?.("li[id]").forEach((li) => document.getElementById(li.id)?.remove());
+    const list = e.detail.target;
+    if (list.id !== "members") return;
+    e.detail.fragment.querySelectorAll?.("li[id]").forEach((li) => {
+      const old = document.getElementById(li.id);
+      if (old) old.remove(); else if (list.hasAttribute("data-capped") && li.dataset.online !== "true") li.remove();
+    });
   });
   // Times arrive in UTC; show them in the reader's zone.
   const day = (d) => { const t = new Date(); t.setHours(0, 0, 0, 0); const n = Math.round((t - new Date(d).setHours(0, 0, 0, 0)) / 864e5); return n === 0 ? "Today" : n === 1 ? "Yesterday" : d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short", year: n > 300 ? "numeric" : undefined }); };

@@ -1,9 +1,16 @@
 //! One room's broadcast point on this instance, and what it knows about the room's members.
+//!
+//! Member-list changes are *upserts* into `#members`: every entry arrives through
+//! `<ul id="members" hx-swap-oob="beforeend">`, and natter.js first removes the entry with the
+//! same id (or drops an offline newcomer when the list is capped). Replacing entries by id
+//! instead would make htmx log an error whenever the entry is not on the page (big rooms show
+//! only the first 200 members; races between joins and list renders), and the target
+//! `#members` always exists.
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Mutex, MutexGuard},
-    time::Instant,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 use async_broadcast::{InactiveReceiver, Receiver, Sender};
@@ -14,6 +21,12 @@ use crate::{
     store::{Member, Message},
     web::room,
 };
+
+/// Above this many members, presence changes are sent in batches: one frame per
+/// `BATCH_WINDOW` with every change, instead of one frame per change to every member (which
+/// is quadratic when a big room fills up).
+const BATCH_ABOVE: usize = 50;
+const BATCH_WINDOW: Duration = Duration::from_millis(250);
 
 /// The broadcast point of one active room on this instance. Sockets subscribe; the publisher
 /// renders each message once and broadcasts the shared frame.
@@ -31,15 +44,32 @@ struct HubState {
     local: HashMap<i64, HashSet<u64>>,
     /// Who is online in the room: on any instance with PostgreSQL, here with SQLite.
     online: HashSet<i64>,
-    member_count: usize,
+    /// The members, by name, loaded when the hub was created and kept up to date by joins and
+    /// leaves: what (re)connecting sockets are shown without asking the database.
+    members: Vec<Member>,
+    /// The rendered member list for (re)connecting sockets, until the next change.
+    list_frame: Option<Utf8Bytes>,
+    /// Presence changes waiting for the next batch (big rooms).
+    pending: HashMap<i64, bool>,
+    flush_scheduled: bool,
     /// The newest seq broadcast here: older or repeated messages are not sent again.
     published: i64,
     /// The last message broadcast: the next one groups under it when it follows directly.
     last: Option<Message>,
 }
 
+impl HubState {
+    fn summary(&self) -> maud::Markup {
+        room::member_summary(self.online.len(), self.members.len())
+    }
+
+    fn member(&self, user_id: i64) -> Option<&Member> {
+        self.members.iter().find(|m| m.user_id == user_id)
+    }
+}
+
 impl Hub {
-    pub(super) fn new(room_id: i64, member_count: usize, last_seq: i64, capacity: usize) -> Self {
+    pub(super) fn new(room_id: i64, members: Vec<Member>, last_seq: i64, capacity: usize) -> Self {
         let (mut tx, rx) = async_broadcast::broadcast(capacity);
         // Never wait for slow receivers: drop their oldest event and let them resync.
         tx.set_overflow(true);
@@ -51,7 +81,10 @@ impl Hub {
             state: Mutex::new(HubState {
                 local: HashMap::new(),
                 online: HashSet::new(),
-                member_count,
+                members,
+                list_frame: None,
+                pending: HashMap::new(),
+                flush_scheduled: false,
                 published: last_seq,
                 last: None,
             }),
@@ -107,49 +140,96 @@ impl Hub {
         self.state().online.clone()
     }
 
-    /// The online set and member count, for a (re)connecting socket's fresh list.
-    pub(super) fn snapshot(&self) -> (HashSet<i64>, usize) {
-        let state = self.state();
-        (state.online.clone(), state.member_count)
+    /// The member list (and status line) for a (re)connecting socket, rendered once per change.
+    pub(super) fn list_frame(&self) -> Utf8Bytes {
+        let mut state = self.state();
+        if let Some(frame) = &state.list_frame {
+            return frame.clone();
+        }
+        let markup = maud::html! {
+            (room::member_list(&state.members, |id| state.online.contains(&id)))
+            (state.summary())
+            (room::room_status(""))
+        };
+        let frame = Utf8Bytes::from(markup.into_string());
+        state.list_frame = Some(frame.clone());
+        frame
     }
 
-    fn presence_frame(member: &Member, online: bool, state: &HubState) -> Utf8Bytes {
-        let markup = maud::html! {
-            (room::member_item(member, online))
-            (room::member_summary(state.online.len(), state.member_count))
+    /// Records a presence change and sends it: at once in small rooms, batched in big ones.
+    fn changed(self: &Arc<Self>, mut state: MutexGuard<'_, HubState>, user_id: i64, online: bool) {
+        state.list_frame = None;
+        if state.members.len() <= BATCH_ABOVE {
+            let frame = state.member(user_id).map(|member| {
+                let markup = maud::html! {
+                    ul #members hx-swap-oob="beforeend" { (room::member_item(member, online)) }
+                    (state.summary())
+                };
+                Utf8Bytes::from(markup.into_string())
+            });
+            drop(state);
+            if let Some(frame) = frame {
+                self.broadcast(Event::Members { frame });
+            }
+            return;
+        }
+        state.pending.insert(user_id, online);
+        if !state.flush_scheduled {
+            state.flush_scheduled = true;
+            let hub = Arc::downgrade(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(BATCH_WINDOW).await;
+                if let Some(hub) = hub.upgrade() {
+                    hub.flush();
+                }
+            });
+        }
+    }
+
+    /// Sends the batched presence changes as one frame.
+    fn flush(&self) {
+        let frame = {
+            let mut state = self.state();
+            state.flush_scheduled = false;
+            let pending = std::mem::take(&mut state.pending);
+            let markup = maud::html! {
+                ul #members hx-swap-oob="beforeend" {
+                    @for (user_id, online) in &pending {
+                        @if let Some(member) = state.member(*user_id) { (room::member_item(member, *online)) }
+                    }
+                }
+                (state.summary())
+            };
+            Utf8Bytes::from(markup.into_string())
         };
-        Utf8Bytes::from(markup.into_string())
+        self.broadcast(Event::Members { frame });
     }
 
     /// A socket of `member` opened here. Returns whether it is their first on this instance.
-    pub(super) fn came_online(&self, member: &Member, conn: u64) -> bool {
+    pub(super) fn came_online(self: &Arc<Self>, member: &Member, conn: u64) -> bool {
         let mut state = self.state();
         let sockets = state.local.entry(member.user_id).or_default();
         sockets.insert(conn);
         let first = sockets.len() == 1;
         if state.online.insert(member.user_id) {
-            let frame = Self::presence_frame(member, true, &state);
-            drop(state);
-            self.broadcast(Event::Members { frame });
+            self.changed(state, member.user_id, true);
         }
         first
     }
 
     /// A socket closed. Returns whether it was their last on this instance. With `decide` (one
     /// instance) that means offline now; otherwise the shared presence decides (`set_online`).
-    pub(super) fn went_offline(&self, member: &Member, conn: u64, decide: bool) -> bool {
+    pub(super) fn went_offline(self: &Arc<Self>, user_id: i64, conn: u64, decide: bool) -> bool {
         let mut state = self.state();
-        let Some(sockets) = state.local.get_mut(&member.user_id) else {
+        let Some(sockets) = state.local.get_mut(&user_id) else {
             return false;
         };
         if !sockets.remove(&conn) || !sockets.is_empty() {
             return false;
         }
-        state.local.remove(&member.user_id);
-        if decide && state.online.remove(&member.user_id) {
-            let frame = Self::presence_frame(member, false, &state);
-            drop(state);
-            self.broadcast(Event::Members { frame });
+        state.local.remove(&user_id);
+        if decide && state.online.remove(&user_id) {
+            self.changed(state, user_id, false);
         }
         true
     }
@@ -159,49 +239,55 @@ impl Hub {
         self.state().local.contains_key(&user_id)
     }
 
-    /// Sets someone's presence from the shared view; broadcasts only a change.
-    pub(super) fn set_online(&self, member: &Member, online: bool) {
+    /// Sets someone's presence from the shared view; sends only a change.
+    pub(super) fn set_online(self: &Arc<Self>, user_id: i64, online: bool) {
         let mut state = self.state();
         // Sockets here outrank a stale shared view.
-        let online = online || state.local.contains_key(&member.user_id);
+        let online = online || state.local.contains_key(&user_id);
         let changed = if online {
-            state.online.insert(member.user_id)
+            state.online.insert(user_id)
         } else {
-            state.online.remove(&member.user_id)
+            state.online.remove(&user_id)
         };
         if changed {
-            let frame = Self::presence_frame(member, online, &state);
-            drop(state);
-            self.broadcast(Event::Members { frame });
+            self.changed(state, user_id, online);
         }
     }
 
-    /// A new member: appended to every open list.
+    /// A new member: added to every open list.
     pub(super) fn member_joined(&self, member: &Member) {
         let frame = {
             let mut state = self.state();
-            state.member_count += 1;
+            if state.member(member.user_id).is_none() {
+                let at = state.members.partition_point(|m| {
+                    m.username.to_lowercase() < member.username.to_lowercase()
+                });
+                state.members.insert(at, member.clone());
+            }
+            state.list_frame = None;
             let online = state.online.contains(&member.user_id);
             let markup = maud::html! {
                 ul #members hx-swap-oob="beforeend" { (room::member_item(member, online)) }
-                (room::member_summary(state.online.len(), state.member_count))
+                (state.summary())
             };
             Utf8Bytes::from(markup.into_string())
         };
         self.broadcast(Event::Members { frame });
     }
 
-    /// A member left: their entry disappears from every open list.
+    /// A member left: their entry disappears from every open list (replaced by a hidden one).
     pub(super) fn member_left(&self, user_id: i64) {
         let frame = {
             let mut state = self.state();
-            state.member_count = state.member_count.saturating_sub(1);
+            state.members.retain(|m| m.user_id != user_id);
             // Their sockets are being closed; each still unregisters itself (and its shared
             // presence row) on the way out.
             state.online.remove(&user_id);
+            state.pending.remove(&user_id);
+            state.list_frame = None;
             let markup = maud::html! {
-                li id={ "member-" (user_id) } hx-swap-oob="delete" {}
-                (room::member_summary(state.online.len(), state.member_count))
+                ul #members hx-swap-oob="beforeend" { (room::departed_item(user_id)) }
+                (state.summary())
             };
             Utf8Bytes::from(markup.into_string())
         };

@@ -339,11 +339,7 @@ impl Chat {
             },
             None => hub.has_local(user_id),
         };
-        match self.store().member(room_id, user_id).await {
-            Ok(Some(member)) => hub.set_online(&member, online),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not refresh presence"),
-        }
+        hub.set_online(user_id, online);
     }
 
     async fn heartbeat(self, shutdown: CancellationToken) {
@@ -390,34 +386,38 @@ impl Chat {
         hubs.get(&room_id).and_then(Weak::upgrade)
     }
 
-    /// The room's hub (created if this is its first socket) and a receiver on it. Subscribing
-    /// comes before reading the store, so nothing committed in between is missed.
-    fn subscribe(
+    /// The room's hub (created, with its members read from the store, if this is its first
+    /// socket here) and a receiver on it. Subscribing comes before reading messages from the
+    /// store, so nothing committed in between is missed.
+    async fn subscribe(
         &self,
-        room_id: i64,
-        member_count: usize,
-        last_seq: i64,
-    ) -> (Arc<Hub>, Receiver<Event>) {
+        room: &crate::store::Room,
+    ) -> Result<(Arc<Hub>, Receiver<Event>), crate::store::StoreError> {
+        if let Some(hub) = self.hub(room.id) {
+            let rx = hub.subscribe();
+            return Ok((hub, rx));
+        }
+        let members = self.store().members(room.id).await?;
         let mut hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
-        let hub = match hubs.get(&room_id).and_then(Weak::upgrade) {
+        let hub = match hubs.get(&room.id).and_then(Weak::upgrade) {
             Some(hub) => hub,
             None => {
                 let hub = Arc::new(Hub::new(
-                    room_id,
-                    member_count,
-                    last_seq,
+                    room.id,
+                    members,
+                    room.last_seq,
                     self.inner.hub_capacity,
                 ));
-                hubs.insert(room_id, Arc::downgrade(&hub));
+                hubs.insert(room.id, Arc::downgrade(&hub));
                 if self.inner.bus.is_some() {
                     // Learn who is online on other instances.
-                    let _ = self.inner.jobs.try_send(Job::Room(room_id));
+                    let _ = self.inner.jobs.try_send(Job::Room(room.id));
                 }
                 hub
             }
         };
         let rx = hub.subscribe();
-        (hub, rx)
+        Ok((hub, rx))
     }
 
     /// Drops the room's hub entry once its last socket is gone.
@@ -450,7 +450,7 @@ impl Chat {
     /// A socket of `member` opened: record it (shared presence too) and announce them.
     async fn socket_opened(
         &self,
-        hub: &Hub,
+        hub: &Arc<Hub>,
         member: &Member,
         session: Vec<u8>,
     ) -> (u64, oneshot::Receiver<u16>) {
@@ -484,14 +484,14 @@ impl Chat {
     }
 
     /// A socket closed: forget it and, if it was the person's last here, update presence.
-    async fn socket_closed(&self, hub: &Hub, member: &Member, id: u64) {
+    async fn socket_closed(&self, hub: &Arc<Hub>, member: &Member, id: u64) {
         self.inner
             .conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         let shared = self.inner.bus.is_some();
-        let last_here = hub.went_offline(member, id, !shared);
+        let last_here = hub.went_offline(member.user_id, id, !shared);
         if last_here && let Some(bus) = &self.inner.bus {
             if let Err(e) = self
                 .store()

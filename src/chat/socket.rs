@@ -185,30 +185,25 @@ struct Live {
 impl Live {
     async fn run(mut self, after: Option<i64>) {
         let chat = self.state.chat.clone();
-        let members = match self.state.store.members(self.room.id).await {
-            Ok(members) => members,
+        let (hub, mut rx) = match chat.subscribe(&self.room).await {
+            Ok(subscribed) => subscribed,
             Err(e) => {
-                tracing::warn!(error = %e, "socket could not load members");
+                tracing::warn!(error = %e, "socket could not join its room's hub");
                 return self.close(1011, "try again").await;
             }
         };
-        let me = members
-            .iter()
-            .find(|m| m.user_id == self.user.id)
-            .cloned()
-            .unwrap_or(Member {
-                user_id: self.user.id,
-                username: self.user.username.clone(),
-                joined_at: 0,
-            });
-        let (hub, mut rx) = chat.subscribe(self.room.id, members.len(), self.room.last_seq);
+        let me = Member {
+            user_id: self.user.id,
+            username: self.user.username.clone(),
+            joined_at: 0,
+        };
         self.state.metrics.socket_upgrades.fetch_add(1, Relaxed);
         self.state.metrics.sockets_open.fetch_add(1, Relaxed);
         let (conn, mut kicked) = chat
             .socket_opened(&hub, &me, self.user.session.token_hash.clone())
             .await;
 
-        let end = match self.start(&members, &hub, after).await {
+        let end = match self.start(&hub, after).await {
             Ok(last_sent) => self.forward(&mut rx, &mut kicked, last_sent, &hub).await,
             Err(end) => end,
         };
@@ -223,27 +218,11 @@ impl Live {
     }
 
     /// Sends the member list and the messages after `after`; returns the last seq sent.
-    async fn start(
-        &mut self,
-        members: &[Member],
-        hub: &super::Hub,
-        after: Option<i64>,
-    ) -> Result<i64, End> {
-        let (online, count) = hub.snapshot();
-        let list = maud::html! {
-            (room::member_list(members, |id| online.contains(&id)))
-            (room::member_summary(online.len(), count))
-            (room::room_status(""))
-        };
-        self.send(Utf8Bytes::from(list.into_string())).await?;
-        let latest = self
-            .state
-            .store
-            .last_seq(self.room.id)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(self.room.last_seq);
+    async fn start(&mut self, hub: &super::Hub, after: Option<i64>) -> Result<i64, End> {
+        self.send(hub.list_frame()).await?;
+        // Everything up to what the hub has published is committed, and anything newer reaches
+        // this socket through the hub (it subscribed first): no need to ask the store.
+        let latest = hub.published().max(self.room.last_seq);
         let last_sent = after.map_or(latest, |a| a.min(latest));
         if latest - last_sent > MAX_REPLAY {
             let notice = maud::html! {
@@ -365,18 +344,7 @@ impl Live {
     }
 
     async fn resend_members(&mut self, hub: &super::Hub) -> Result<(), End> {
-        let members = self
-            .state
-            .store
-            .members(self.room.id)
-            .await
-            .map_err(|_| End::Close(1011, "try again"))?;
-        let (online, count) = hub.snapshot();
-        let list = maud::html! {
-            (room::member_list(&members, |id| online.contains(&id)))
-            (room::member_summary(online.len(), count))
-        };
-        self.send(Utf8Bytes::from(list.into_string())).await
+        self.send(hub.list_frame()).await
     }
 
     async fn send(&mut self, frame: Utf8Bytes) -> Result<(), End> {

@@ -160,16 +160,29 @@ pub fn member_item(member: &Member, online: bool) -> Markup {
     }
 }
 
-/// The member list, online members first.
+/// The most members listed at once; the rest are counted ("and 9,800 more"). Online
+/// members come first, so the cap hides the absent.
+pub const MEMBER_LIST_CAP: usize = 200;
+
+/// The member list, online members first, at most `MEMBER_LIST_CAP` entries.
 pub fn member_list(members: &[Member], is_online: impl Fn(i64) -> bool) -> Markup {
     let mut sorted: Vec<(&Member, bool)> =
         members.iter().map(|m| (m, is_online(m.user_id))).collect();
     sorted.sort_by_key(|(_, online)| !online);
+    let hidden = sorted.len().saturating_sub(MEMBER_LIST_CAP);
     html! {
-        ul #members.member-list {
-            @for (member, online) in sorted { (member_item(member, online)) }
+        ul #members.member-list data-capped[hidden > 0] {
+            @for (member, online) in sorted.iter().take(MEMBER_LIST_CAP) { (member_item(member, *online)) }
+            @if hidden > 0 {
+                li.member-more { "and " (hidden) " more" }
+            }
         }
     }
+}
+
+/// What replaces a departed member's entry: hidden, so it vanishes from every list.
+pub fn departed_item(user_id: i64) -> Markup {
+    html! { li.member id={ "member-" (user_id) } data-online="false" hidden {} }
 }
 
 /// "3 online · 12 members".

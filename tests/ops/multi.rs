@@ -138,7 +138,12 @@ async fn presence_joins_and_leaves_cross_instances() {
         .await;
     assert_eq!(left.status, 303);
     assert_eq!(bob_socket.closed(WAIT).await, Closed::Code(4404));
-    assert!(ada_socket.wait_for("hx-swap-oob=\"delete\"", WAIT).await);
+    assert!(
+        ada_socket
+            .wait_for("data-online=\"false\" hidden", WAIT)
+            .await,
+        "bob's entry is hidden for ada"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

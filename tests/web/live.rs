@@ -212,7 +212,7 @@ both! {
         assert!(ada.wait_for("id=\"members\"", WAIT).await);
         people[1].post_form(&format!("/rooms/{code}"), &format!("/rooms/{code}/leave"), &[]).await;
         assert_eq!(bob.closed(WAIT).await, Closed::Code(4404));
-        assert!(ada.wait_for("hx-swap-oob=\"delete\"", WAIT).await, "bob's entry is removed for ada");
+        assert!(ada.wait_for("data-online=\"false\" hidden", WAIT).await, "bob's entry is hidden for ada");
         assert!(ada.wait_for("1 member", WAIT).await);
         assert_eq!(people[1].socket(&code, Some(0)).await.err(), Some(SocketRefused(404)));
     }
@@ -226,7 +226,10 @@ both! {
         assert!(first.contains("1 online · 2 members"), "{first}");
         let bob = people[1].socket(&code, Some(0)).await.unwrap();
         assert!(ada.wait_for("2 online · 2 members", WAIT).await, "bob came online");
-        assert!(ada.frames.iter().any(|f| f.contains("id=\"member-") && f.contains(">bob<") && f.contains("data-online=\"true\"") && !f.contains("<ul")), "replaced by id, not the whole list");
+        assert!(
+            ada.frames.iter().any(|f| f.starts_with("<ul id=\"members\" hx-swap-oob=\"beforeend\">") && f.matches("<li").count() == 1 && f.contains(">bob<") && f.contains("data-online=\"true\"")),
+            "one upserted entry, not the whole list"
+        );
         bob.close().await;
         assert!(ada.wait_for_new("1 online · 2 members", WAIT).await, "bob went offline");
         let cy = app.signed_in("cyd@example.org", "cyd").await;

@@ -1,0 +1,291 @@
+//! The server under test: a natter process started (and pinned) by the harness, or a running
+//! one; CPU and memory readings from /proc.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::Options;
+
+/// Pins this process to `cpu` (best effort: needs `taskset`).
+pub fn pin_self(cpu: usize) {
+    let _ = Command::new("taskset")
+        .args(["-acp", &cpu.to_string(), &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The natter under test.
+pub struct Server {
+    pub base: String,
+    pub pid: Option<u32>,
+    child: Option<Child>,
+    /// PostgreSQL database to drop afterwards (admin URL, name).
+    pg: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+    pub database_url: String,
+}
+
+/// Settings every benchmark server gets: limits out of the way (the harness measures capacity,
+/// not the per-person budgets), quiet logs.
+pub const BENCH_ENV: &[(&str, &str)] = &[
+    ("NATTER_LIMIT_POSTS", "1000000/1s"),
+    ("NATTER_LIMIT_ROOMS", "1000000/1s"),
+    ("NATTER_LIMIT_JOIN_FAILS", "1000000/1s"),
+    ("NATTER_LIMIT_SIGN_INS", "1000000/1s"),
+    ("NATTER_LOG", "warn"),
+    ("NATTER_DEV_LOGIN", "1"),
+];
+
+impl Server {
+    /// Starts natter (release binary beside this one) on a free port, pinned to CPU 0.
+    pub async fn start(o: &Options) -> Result<Server, String> {
+        if let Some(target) = &o.target {
+            return Ok(Server {
+                base: target.trim_end_matches('/').to_string(),
+                pid: None,
+                child: None,
+                pg: None,
+                _dir: None,
+                database_url: String::new(),
+            });
+        }
+        let (database_url, pg, dir) = match o.db.as_str() {
+            "postgres" => {
+                let (url, name) = create_pg_database(&o.postgres_url).await?;
+                (url, Some((o.postgres_url.clone(), name)), None)
+            }
+            _ => {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                (
+                    format!("sqlite://{}/bench.db", dir.path().display()),
+                    None,
+                    Some(dir),
+                )
+            }
+        };
+        let mut server = Server {
+            base: String::new(),
+            pid: None,
+            child: None,
+            pg,
+            _dir: dir,
+            database_url: database_url.clone(),
+        };
+        server.spawn_on(&database_url, o.pin, &[]).await?;
+        Ok(server)
+    }
+
+    /// A second natter process on the same database (several instances need PostgreSQL).
+    pub async fn another(&self, pin: bool) -> Result<Server, String> {
+        let mut other = Server {
+            base: String::new(),
+            pid: None,
+            child: None,
+            pg: None,
+            _dir: None,
+            database_url: self.database_url.clone(),
+        };
+        other.spawn_on(&self.database_url, pin, &[]).await?;
+        Ok(other)
+    }
+
+    /// Each room's newest seq, by code, from the database.
+    pub async fn room_last_seqs(&self) -> std::collections::HashMap<String, i64> {
+        let rows: Vec<(String, i64)> = if self.database_url.starts_with("sqlite:") {
+            match sqlx::SqlitePool::connect(&self.database_url).await {
+                Ok(pool) => sqlx::query_as("SELECT code, last_seq FROM rooms")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            }
+        } else {
+            match sqlx::PgPool::connect(&self.database_url).await {
+                Ok(pool) => sqlx::query_as("SELECT code, last_seq FROM rooms")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            }
+        };
+        rows.into_iter().collect()
+    }
+
+    /// Starts a natter process on `database_url`.
+    async fn spawn_on(
+        &mut self,
+        database_url: &str,
+        pin: bool,
+        extra: &[(&str, &str)],
+    ) -> Result<(), String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| e.to_string())?
+            .local_addr()
+            .map_err(|e| e.to_string())?
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let exe = std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("natter");
+        if !exe.exists() {
+            return Err(format!(
+                "{} not found: build it with `cargo build --release`",
+                exe.display()
+            ));
+        }
+        let mut cmd = if pin && which("taskset") {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.env("NATTER_BIND", format!("127.0.0.1:{port}"))
+            .env("NATTER_PUBLIC_URL", &base)
+            .env("NATTER_DATABASE_URL", database_url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in BENCH_ENV.iter().chain(extra) {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start natter: {e}"))?;
+        let pid = child.id();
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                self.base = base;
+                self.pid = Some(pid);
+                self.child = Some(child);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err("natter did not become healthy".into())
+    }
+
+    /// The server's CPU time so far (user + system), if it is our child.
+    pub fn cpu(&self) -> Option<Duration> {
+        self.pid.and_then(cpu_of)
+    }
+
+    /// The server's resident memory in bytes.
+    pub fn rss(&self) -> Option<u64> {
+        self.pid.and_then(rss_of)
+    }
+
+    /// Whether the server process is still running.
+    pub fn alive(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// A read-only connection to the server's database, for checks.
+    pub async fn count_messages(&self) -> Option<i64> {
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.ok()?;
+            let n = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+                .fetch_one(&pool)
+                .await
+                .ok();
+            pool.close().await;
+            n
+        } else if !self.database_url.is_empty() {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.ok()?;
+            let n = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+                .fetch_one(&pool)
+                .await
+                .ok();
+            pool.close().await;
+            n
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some((admin, name)) = self.pg.take() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        )))
+                        .execute(&pool)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn which(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn create_pg_database(admin: &str) -> Result<(String, String), String> {
+    let pool = sqlx::PgPool::connect(admin)
+        .await
+        .map_err(|e| format!("PostgreSQL at {admin}: {e}"))?;
+    let name = format!("natter_bench_{:08x}", rand::random::<u32>());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    pool.close().await;
+    let mut url = url::Url::parse(admin).map_err(|e| e.to_string())?;
+    url.set_path(&format!("/{name}"));
+    Ok((url.to_string(), name))
+}
+
+/// CPU time (user + system) of a process.
+pub fn cpu_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks are 100 per second on Linux.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Resident memory of a process, in bytes.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// This process's CPU time.
+pub fn own_cpu() -> Option<Duration> {
+    cpu_of(std::process::id())
+}
