@@ -278,6 +278,7 @@ impl Chat {
             }
             Job::Left { room_id, user_id } => self.left_here(room_id, user_id),
             Job::SessionsEnded(sessions) => {
+                self.store().forget_sessions(&sessions);
                 self.kick(close::SIGNED_OUT, |c| sessions.contains(&c.session));
             }
             Job::Resync => self.resync(None).await,

@@ -96,6 +96,7 @@ pub(crate) use {on_read, on_write};
 pub struct Store {
     db: Db,
     writer: writer::PostWriter,
+    sessions: std::sync::Arc<users::SessionCache>,
 }
 
 impl Store {
@@ -135,7 +136,15 @@ impl Store {
         };
         let (committed, commits) = mpsc::channel(1024);
         let writer = writer::PostWriter::start(db.clone(), committed);
-        Ok((Self { db, writer }, commits))
+        let sessions = Default::default();
+        Ok((
+            Self {
+                db,
+                writer,
+                sessions,
+            },
+            commits,
+        ))
     }
 
     pub fn backend(&self) -> Backend {

@@ -21,6 +21,7 @@ pub struct SessionRecord {
     pub token_hash: Vec<u8>,
     pub csrf_token: Vec<u8>,
     pub last_seen_at: i64,
+    pub expires_at: i64,
     #[sqlx(flatten)]
     pub user: User,
 }
@@ -71,6 +72,8 @@ impl Store {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
+        // Cached sessions still say "no username".
+        self.sessions.forget(|r| r.user.id == user_id);
         Ok(done == 1)
     }
 
@@ -118,10 +121,14 @@ impl Store {
         Ok(())
     }
 
-    /// The live session with this token hash, if it has not expired.
+    /// The live session with this token hash, if it has not expired. Served from a short-lived
+    /// cache when it was read moments ago (every request asks).
     pub async fn session(&self, token_hash: &[u8], now: i64) -> Result<Option<SessionRecord>> {
+        if let Some(record) = self.sessions.get(token_hash, now) {
+            return Ok(Some(record));
+        }
         let record = on_read!(&self.db, pool => sqlx::query_as::<_, SessionRecord>(
-            "SELECT s.token_hash, s.csrf_token, s.last_seen_at, u.id, u.email, u.username, u.created_at \
+            "SELECT s.token_hash, s.csrf_token, s.last_seen_at, s.expires_at, u.id, u.email, u.username, u.created_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
@@ -129,7 +136,16 @@ impl Store {
         .bind(now)
         .fetch_optional(pool)
         .await)?;
+        if let Some(record) = &record {
+            self.sessions.put(record.clone());
+        }
         Ok(record)
+    }
+
+    /// Drops these sessions from the cache (they ended on another instance).
+    pub fn forget_sessions(&self, token_hashes: &[Vec<u8>]) {
+        self.sessions
+            .forget(|r| token_hashes.contains(&r.token_hash));
     }
 
     /// Slides the session's expiry forward (called at most once a minute per session).
@@ -143,10 +159,12 @@ impl Store {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
+        self.sessions.touched(token_hash, now, expires_at);
         Ok(())
     }
 
     pub async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
+        self.sessions.forget(|r| r.token_hash == token_hash);
         on_write!(&self.db, pool => sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(pool)
@@ -158,6 +176,7 @@ impl Store {
     /// Ends every session of a user ("sign out everywhere"); returns their token hashes so
     /// their open sockets can be closed.
     pub async fn delete_user_sessions(&self, user_id: i64) -> Result<Vec<Vec<u8>>> {
+        self.sessions.forget(|r| r.user.id == user_id);
         let hashes = on_write!(&self.db, pool => sqlx::query_scalar::<_, Vec<u8>>(
             "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash",
         )
@@ -236,5 +255,56 @@ impl Store {
 impl From<StoreError> for std::io::Error {
     fn from(e: StoreError) -> Self {
         std::io::Error::other(e)
+    }
+}
+
+/// Sessions read in the last few seconds. Sign-out, sign-out everywhere and choosing a username
+/// remove entries at once (on other instances through the `s` notification), so the cache only
+/// spares reads; it never keeps a session alive that was ended.
+#[derive(Debug, Default)]
+pub(super) struct SessionCache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<Vec<u8>, (SessionRecord, std::time::Instant)>>,
+}
+
+/// How long a read session is trusted without asking the database again.
+const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl SessionCache {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<Vec<u8>, (SessionRecord, std::time::Instant)>,
+    > {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, token_hash: &[u8], now: i64) -> Option<SessionRecord> {
+        let entries = self.lock();
+        let (record, read_at) = entries.get(token_hash)?;
+        (read_at.elapsed() < SESSION_CACHE_TTL && record.expires_at > now).then(|| record.clone())
+    }
+
+    fn put(&self, record: SessionRecord) {
+        let mut entries = self.lock();
+        if entries.len() >= 100_000 {
+            entries.retain(|_, (_, read_at)| read_at.elapsed() < SESSION_CACHE_TTL);
+        }
+        entries.insert(
+            record.token_hash.clone(),
+            (record, std::time::Instant::now()),
+        );
+    }
+
+    fn touched(&self, token_hash: &[u8], now: i64, expires_at: i64) {
+        if let Some((record, _)) = self.lock().get_mut(token_hash) {
+            record.last_seen_at = now;
+            record.expires_at = expires_at;
+        }
+    }
+
+    fn forget(&self, which: impl Fn(&SessionRecord) -> bool) {
+        self.lock().retain(|_, (record, _)| !which(record));
     }
 }
