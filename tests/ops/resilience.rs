@@ -12,25 +12,28 @@ async fn sigterm_closes_sockets_with_1012_and_exits_zero_in_time() {
     let db = format!("sqlite://{}/natter.db", dir.path().display());
     let port = crate::procs::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut natter = Natter::start_on(port, &db, &base, &[]).await;
+    let mut natter = Natter::start_on(port, &db, &base, &[("NATTER_DRAIN", "3s")]).await;
     let ada = Browser::signed_in(&base, "ada@example.org", "ada").await;
     let code = ada.create_room("Restart").await;
     let mut socket = ada.socket(&code, Some(0)).await.unwrap();
     assert!(socket.wait_for("id=\"members\"", WAIT).await);
-    // A request in flight when the signal arrives still completes.
-    let slow = {
-        let ada_page = Browser::new(&base);
-        tokio::spawn(async move { ada_page.get("/healthz").await.status })
-    };
     let started = Instant::now();
     natter.terminate();
     assert_eq!(socket.closed(WAIT).await, Closed::Code(1012));
+    // While it drains, /healthz fails (so a proxy moves traffic away) but pages still answer.
+    let probe = Browser::new(&base);
+    assert!(
+        crate::common::eventually(Duration::from_secs(2), || async {
+            probe.get("/healthz").await.status == 503
+        })
+        .await
+    );
+    assert_eq!(probe.get("/").await.status, 200);
     let status = natter
         .exited(Duration::from_secs(10))
         .await
         .expect("exited within 10 s");
     assert!(status.success(), "exit status {status}");
-    assert_eq!(slow.await.unwrap(), 200);
     eprintln!("SIGTERM to exit: {:?}", started.elapsed());
     // Restarted on the same file, the page resumes where it was.
     let _natter = Natter::start_on(port, &db, &base, &[]).await;
