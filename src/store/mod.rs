@@ -7,6 +7,7 @@
 //! both backends instead.
 
 mod rooms;
+mod tokens;
 mod users;
 mod writer;
 
@@ -21,6 +22,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 pub use rooms::{JoinOutcome, Member, Message, MessagePage, Room, RoomSummary};
+pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};
 pub use writer::{Committed, NewPost, PostOutcome, Posted};
 
