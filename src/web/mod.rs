@@ -58,6 +58,7 @@ pub fn routes() -> Route {
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))
         .at("/assets/:name", get(assets::serve))
+        .nest("/api", crate::api::routes())
 }
 
 /// Whether htmx made this request (it answers with fragments or `HX-Redirect`).

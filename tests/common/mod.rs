@@ -18,6 +18,7 @@ use reqwest::{cookie::CookieStore, header::HeaderMap};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
+#[allow(unused_imports)]
 pub use oidc::{FakeProvider, FakeUser, Mode};
 
 /// The database a test runs on.
