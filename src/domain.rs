@@ -242,6 +242,36 @@ impl RoomName {
     }
 }
 
+/// The label a person gives an API token ("deploy bot"), so they can tell their tokens apart on
+/// the profile page and revoke the right one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenName(String);
+
+impl TokenName {
+    pub const MAX: usize = 60;
+
+    /// One line of 1–60 characters, surrounding spaces forgiven, something visible in it.
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
+        let name = input.trim();
+        if has_forbidden_control(name) || name.contains(['\n', '\t']) {
+            return Err(Invalid(
+                "A token name is one line of text without control characters.",
+            ));
+        }
+        if name.chars().all(is_invisible) {
+            return Err(Invalid("Give the token a name, such as “deploy bot”."));
+        }
+        if name.chars().count() > Self::MAX {
+            return Err(Invalid("A token name has at most 60 characters."));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A chat message's text (DESIGN.md §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBody(String);
@@ -413,6 +443,27 @@ mod tests {
         assert!(RoomName::parse("a\nb").is_err());
         assert!(RoomName::parse("a\0b").is_err());
         assert!(RoomName::parse(&"x".repeat(81)).is_err());
+    }
+
+    #[test]
+    fn token_names_are_short_single_lines() {
+        assert_eq!(
+            TokenName::parse("  deploy bot ").unwrap().as_str(),
+            "deploy bot"
+        );
+        assert!(TokenName::parse(&"é".repeat(60)).is_ok());
+        assert!(TokenName::parse(&"é".repeat(61)).is_err());
+        assert_eq!(
+            TokenName::parse("<script>alert(1)</script>")
+                .unwrap()
+                .as_str(),
+            "<script>alert(1)</script>"
+        );
+        for bad in [
+            "", "   ", "\u{200b}", "\u{feff}", "a\nb", "a\tb", "a\0b", "a\u{1b}b",
+        ] {
+            assert!(TokenName::parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

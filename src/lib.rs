@@ -4,6 +4,7 @@
 //! port of their choosing.
 
 pub mod actions;
+pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod config;

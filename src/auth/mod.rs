@@ -37,6 +37,21 @@ pub fn hash_token(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
 }
 
+/// What every personal access token starts with, so one pasted into a chat or a repository is
+/// recognisable (and secret scanners can look for it).
+pub const API_TOKEN_PREFIX: &str = "ntr_";
+
+/// A fresh personal access token: the secret to hash and store, and its text, shown once.
+pub fn new_api_token() -> ([u8; 32], String) {
+    let token = random_token();
+    (token, format!("{API_TOKEN_PREFIX}{}", encode_token(&token)))
+}
+
+/// The secret inside a token's text, if the text is shaped like one.
+pub fn parse_api_token(text: &str) -> Option<[u8; 32]> {
+    decode_token(text.strip_prefix(API_TOKEN_PREFIX)?)
+}
+
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "natter_session";
 /// Binds a sign-in in progress to the browser that started it.
@@ -239,3 +254,26 @@ impl<'a> FromRequest<'a> for CurrentUser {
 
 /// Shorthand for handlers: the shared state.
 pub type AppData<'a> = Data<&'a State>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_tokens_carry_their_prefix_and_parse_back() {
+        let (secret, text) = new_api_token();
+        assert!(text.starts_with("ntr_"), "{text}");
+        assert_eq!(text.len(), 4 + 43);
+        assert_eq!(parse_api_token(&text), Some(secret));
+        assert_ne!(new_api_token().1, text, "every token is fresh");
+        for bad in [
+            "",
+            "ntr_",
+            "ntr_abc",
+            &text[4..],
+            &format!("xyz_{}", &text[4..]),
+        ] {
+            assert_eq!(parse_api_token(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -8,6 +8,7 @@
 
 mod presence;
 mod rooms;
+mod tokens;
 mod users;
 mod writer;
 
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 
 pub use presence::INSTANCE_TTL_MS;
 pub use rooms::{JoinOutcome, Member, Message, MessagePage, Room, RoomSummary};
+pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};
 pub use writer::{Committed, NewPost, PostOutcome, Posted};
 

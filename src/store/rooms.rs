@@ -15,6 +15,8 @@ pub struct Room {
     pub created_at: i64,
     /// The newest event's sequence number (0: nothing posted yet).
     pub last_seq: i64,
+    /// When the room was created or last posted in.
+    pub last_activity_at: i64,
 }
 
 impl Room {
@@ -54,6 +56,7 @@ pub struct Message {
 pub struct RoomSummary {
     pub code: String,
     pub name: String,
+    pub created_at: i64,
     pub last_seq: i64,
     pub last_activity_at: i64,
     pub last_author: Option<String>,
@@ -107,7 +110,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let room = sqlx::query_as::<_, Room>(
                 "INSERT INTO rooms (code, name, created_by, created_at, last_activity_at) \
-                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_at, last_seq",
+                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_at, last_seq, last_activity_at",
             )
             .bind(code.canonical())
             .bind(name.as_str())
@@ -129,7 +132,7 @@ impl Store {
     /// The room with this code, whoever asks (the invitation page shows its name).
     pub async fn room_by_code(&self, code: RoomCode) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
-            "SELECT id, code, name, created_at, last_seq FROM rooms WHERE code = $1",
+            "SELECT id, code, name, created_at, last_seq, last_activity_at FROM rooms WHERE code = $1",
         )
         .bind(code.canonical())
         .fetch_optional(pool)
@@ -141,7 +144,7 @@ impl Store {
     /// route and socket.
     pub async fn room_for_member(&self, code: RoomCode, user_id: i64) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
-            "SELECT r.id, r.code, r.name, r.created_at, r.last_seq \
+            "SELECT r.id, r.code, r.name, r.created_at, r.last_seq, r.last_activity_at \
              FROM rooms r JOIN members mb ON mb.room_id = r.id AND mb.user_id = $2 \
              WHERE r.code = $1",
         )
@@ -224,7 +227,7 @@ impl Store {
     /// The rooms a user belongs to, most recently active first.
     pub async fn my_rooms(&self, user_id: i64) -> Result<Vec<RoomSummary>> {
         let rooms = on_read!(&self.db, pool => sqlx::query_as::<_, RoomSummary>(
-            "SELECT r.code, r.name, r.last_seq, r.last_activity_at, \
+            "SELECT r.code, r.name, r.created_at, r.last_seq, r.last_activity_at, \
                     u.username AS last_author, SUBSTR(m.body, 1, 200) AS last_body \
              FROM members mb \
              JOIN rooms r ON r.id = mb.room_id \

@@ -72,8 +72,6 @@ impl Store {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-        // Cached sessions still say "no username".
-        self.sessions.forget(|r| r.user.id == user_id);
         Ok(done == 1)
     }
 
@@ -136,7 +134,9 @@ impl Store {
         .bind(now)
         .fetch_optional(pool)
         .await)?;
-        if let Some(record) = &record {
+        // Only once a username is chosen: it never changes afterwards, so no other instance can
+        // hold a stale copy of it.
+        if let Some(record) = record.as_ref().filter(|r| r.user.username.is_some()) {
             self.sessions.put(record.clone());
         }
         Ok(record)
@@ -258,9 +258,9 @@ impl From<StoreError> for std::io::Error {
     }
 }
 
-/// Sessions read in the last few seconds. Sign-out, sign-out everywhere and choosing a username
-/// remove entries at once (on other instances through the `s` notification), so the cache only
-/// spares reads; it never keeps a session alive that was ended.
+/// Sessions (of people with a username) read in the last few seconds. Sign-out and sign-out
+/// everywhere remove entries at once (on other instances through the `s` notification), so the
+/// cache only spares reads; it never keeps a session alive that was ended.
 #[derive(Debug, Default)]
 pub(super) struct SessionCache {
     entries:

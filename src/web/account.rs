@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use super::{
     GuestForm, NoFields, SessionForm, UserForm,
     layout::{self, Nav, Page, csrf_field, field_error, respond, see_other},
+    tokens::{self, TokenPanel},
 };
 use crate::{
     State,
@@ -588,19 +589,23 @@ pub async fn choose_username(
     }
 }
 
-/// `GET /profile`: who you are here, and the sign-out-everywhere button.
+/// `GET /profile`: who you are here, sessions, API tokens.
 #[handler]
 pub async fn profile(state: AppData<'_>, user: CurrentUser) -> poem::Result<Response> {
-    let sessions = state
-        .store
-        .session_count(user.id, now_ms())
-        .await
-        .map_err(AppError::from)?;
-    let rooms = state
-        .store
-        .my_rooms(user.id)
-        .await
-        .map_err(AppError::from)?;
+    Ok(profile_page(&state, &user, TokenPanel::default(), StatusCode::OK).await?)
+}
+
+/// The profile page at `status`, its API-token panel showing `panel` (a refused name, or a token
+/// just created).
+pub(super) async fn profile_page(
+    state: &State,
+    user: &CurrentUser,
+    panel: TokenPanel<'_>,
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let sessions = state.store.session_count(user.id, now_ms()).await?;
+    let rooms = state.store.my_rooms(user.id).await?;
+    let tokens = state.store.api_tokens(user.id).await?;
     let csrf = user.session.csrf();
     let content = html! {
         section.card.profile aria-labelledby="profile-title" {
@@ -623,6 +628,7 @@ pub async fn profile(state: AppData<'_>, user: CurrentUser) -> poem::Result<Resp
                 button.button.danger type="submit" { "Sign out everywhere" }
             }
         }
+        (tokens::panel(&tokens, &csrf, &panel))
     };
     let page = Page {
         title: "Profile",
@@ -634,7 +640,7 @@ pub async fn profile(state: AppData<'_>, user: CurrentUser) -> poem::Result<Resp
         body_class: "page-narrow",
         content,
     };
-    Ok(respond(StatusCode::OK, page.render()))
+    Ok(respond(status, page.render()))
 }
 
 /// `GET /me.css`: the viewer's own messages get an accent. Messages are rendered once for

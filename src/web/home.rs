@@ -17,7 +17,7 @@ use crate::{
     actions::{self, Refusal},
     auth::{AppData, CurrentUser, MaybeSession},
     domain::{RoomCode, RoomName},
-    error::AppError,
+    error::{AppError, FormEcho},
 };
 
 /// What the home forms show after a refused submission.
@@ -191,7 +191,22 @@ async fn refused(
         Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Refusal::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
         Refusal::NotFound => StatusCode::NOT_FOUND,
-        Refusal::Unavailable => return Err(AppError::Unavailable.into()),
+        Refusal::Unavailable => {
+            // The database is down: give the typed text back, ready to send again.
+            let (action, field, value) = match forms.code_error {
+                Some(_) => ("/rooms/join", "code", forms.code),
+                None => ("/rooms", "name", forms.name),
+            };
+            let fields = vec![
+                (field.to_string(), value.to_string()),
+                ("csrf".to_string(), user.session.csrf()),
+            ];
+            return Err(AppError::UnavailableKeeping(FormEcho {
+                action: action.into(),
+                fields,
+            })
+            .into());
+        }
     };
     let mut response = home_page(state, user, forms, status).await?;
     if let Some(secs) = refusal.retry_after_secs() {

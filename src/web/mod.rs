@@ -8,6 +8,7 @@ pub mod layout;
 pub mod middleware;
 pub mod ops;
 pub mod room;
+pub mod tokens;
 
 use poem::{
     FromRequest, Request, RequestBody, Route, get,
@@ -39,6 +40,8 @@ pub fn routes() -> Route {
             get(account::username_form).post(account::choose_username),
         )
         .at("/profile", get(account::profile))
+        .at("/profile/tokens", post(tokens::create))
+        .at("/profile/tokens/:id/revoke", post(tokens::revoke))
         .at("/me.css", get(account::me_css))
         .at("/home", get(home::home))
         .at("/rooms", post(home::create_room))
@@ -55,6 +58,7 @@ pub fn routes() -> Route {
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))
         .at("/assets/:name", get(assets::serve))
+        .nest("/api", crate::api::routes())
 }
 
 /// Whether htmx made this request (it answers with fragments or `HX-Redirect`).

@@ -19,7 +19,7 @@ use crate::{
     actions::{self, Refusal},
     auth::{AppData, CurrentUser},
     domain::{MessageBody, RoomCode},
-    error::AppError,
+    error::{AppError, FormEcho},
     store::{Member, Message, Room, RoomSummary},
 };
 
@@ -487,11 +487,24 @@ pub async fn post_message(
     UserForm { user, form, htmx }: UserForm<PostForm>,
 ) -> poem::Result<Response> {
     let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
-    let room = member_room(&state, code, &user).await?;
     let client_id = form
         .client_id
         .as_deref()
         .filter(|id| actions::valid_client_id(id));
+    let room = match member_room(&state, code, &user).await {
+        Ok(room) => room,
+        Err(AppError::Unavailable) => {
+            // The database is down: the typed text comes back, ready to send again.
+            let mut fields = vec![
+                ("body".to_string(), form.body.clone()),
+                ("csrf".to_string(), user.session.csrf()),
+            ];
+            fields.extend(client_id.map(|id| ("client_id".to_string(), id.to_string())));
+            let action = format!("/rooms/{code}/messages");
+            return Err(AppError::UnavailableKeeping(FormEcho { action, fields }).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let outcome = actions::post(&state, user.actor(), &room, &form.body, client_id).await;
     let csrf = user.session.csrf();
     let refusal = match outcome {

@@ -204,3 +204,25 @@ async fn messages_still_arrive_after_the_listener_connection_is_killed() {
     assert_exactly(&socket.seqs_until(12, WAIT).await, 1, 12);
     admin.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_username_chosen_on_one_instance_counts_at_once_on_the_other() {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, &[]).await;
+    let b = TestApp::start_on(db.clone(), None, &[]).await;
+    let on_a = Browser::new(&a.base);
+    on_a.dev_sign_in("ada@example.org").await;
+    let on_b = Browser::new(&b.base);
+    let b_url = url::Url::parse(&b.base).unwrap();
+    for cookie in on_a.cookie_header().split("; ") {
+        on_b.jar.add_cookie_str(cookie, &b_url);
+    }
+    // B sees the session before the username exists...
+    assert_eq!(on_b.get("/home").await.location(), "/username");
+    let chosen = on_a
+        .post_form("/username", "/username", &[("username", "ada")])
+        .await;
+    assert_eq!(chosen.status, 303);
+    // ...and right after it is chosen on A, B agrees.
+    assert_eq!(on_b.get("/home").await.status, 200);
+}

@@ -1,0 +1,286 @@
+//! A room's messages: reading history by `seq` cursor, and posting exactly as the page does.
+
+use poem::{Request, web::Data};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Header, Path, Query},
+    payload::Json,
+    types::Example,
+};
+use time::OffsetDateTime;
+
+use super::{
+    Tag,
+    auth::Token,
+    problem::{ApiError, Problems, status},
+    rooms::member_room,
+    text::Text,
+    timestamp,
+};
+use crate::{
+    State,
+    actions::{self, Refusal},
+    store::Message,
+};
+
+/// Messages per page unless `limit` says otherwise.
+const DEFAULT_LIMIT: i64 = 50;
+/// The most messages one page may hold.
+const MAX_LIMIT: i64 = 200;
+/// The header that makes a post safe to retry.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// One message.
+#[derive(Debug, Object)]
+#[oai(rename = "Message", example)]
+pub struct MessageJson {
+    /// Its number in the room: 1, 2, 3, … in commit order. The cursor for history.
+    pub seq: i64,
+    /// The author's username.
+    pub author: String,
+    pub author_id: i64,
+    /// The text as stored: line breaks are `\n`, ends trimmed. Plain text, never markup.
+    pub body: String,
+    pub created_at: OffsetDateTime,
+    /// When it was last edited (editing comes later; always `null` for now).
+    pub edited_at: Option<OffsetDateTime>,
+}
+
+impl MessageJson {
+    fn of(m: &Message) -> Self {
+        Self {
+            seq: m.seq,
+            author: m.author.clone(),
+            author_id: m.user_id,
+            body: m.body.clone(),
+            created_at: timestamp(m.created_at),
+            edited_at: m.edited_at.map(timestamp),
+        }
+    }
+}
+
+impl Example for MessageJson {
+    fn example() -> Self {
+        Self {
+            seq: 42,
+            author: "ada".into(),
+            author_id: 7,
+            body: "Hello from curl!".into(),
+            created_at: timestamp(1_767_312_000_000),
+            edited_at: None,
+        }
+    }
+}
+
+/// A page of history, in ascending `seq` order.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct MessagePage {
+    pub messages: Vec<MessageJson>,
+    /// Whether more messages lie beyond this page in the direction you are paging: older ones
+    /// (ask again with `before` = the first `seq`) when paging back, newer ones (ask again
+    /// with `after` = the last `seq`) when paging forward with `after`.
+    pub has_more: bool,
+    /// The room's newest `seq` when the page was read.
+    pub last_seq: i64,
+}
+
+impl Example for MessagePage {
+    fn example() -> Self {
+        Self {
+            messages: vec![MessageJson::example()],
+            has_more: true,
+            last_seq: 42,
+        }
+    }
+}
+
+/// A message to post.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct NewMessage {
+    /// 1–4000 characters after trimming; CRLF becomes LF; no control characters but line
+    /// breaks and tabs.
+    pub body: Text,
+}
+
+impl Example for NewMessage {
+    fn example() -> Self {
+        Self {
+            body: "Hello from curl!".into(),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum Read {
+    /// A page of messages, in ascending `seq` order.
+    #[oai(status = 200)]
+    Page(Json<MessagePage>),
+}
+
+#[derive(ApiResponse)]
+enum Posted {
+    /// Posted: everyone with the room open sees it now. A retry with the same
+    /// `Idempotency-Key` answers the same (201 with the message first posted under that key)
+    /// and posts nothing new.
+    #[oai(status = 201)]
+    Message(Json<MessageJson>),
+}
+
+/// Whether a cursor or limit is acceptable, as a 422 problem if not.
+fn check(
+    name: &str,
+    value: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !range.contains(&v) => Err(ApiError::invalid_parameter(format!(
+            "`{name}` must be between {} and {}.",
+            range.start(),
+            range.end()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+pub struct Api;
+
+#[OpenApi(tag = "Tag::Messages")]
+impl Api {
+    /// Read a room's messages
+    ///
+    /// Pages through history by `seq`, always answering in ascending order. `before` and
+    /// `after` are exclusive cursors and may be combined (`after < seq < before`):
+    ///
+    /// - neither: the newest `limit` messages; `has_more` says whether older ones exist;
+    /// - `before` only: the newest `limit` messages below it (paging back); `has_more` as above;
+    /// - `after` (with or without `before`): the oldest `limit` messages above it (catching up);
+    ///   `has_more` says whether newer ones exist (below `before`, if given).
+    #[oai(
+        path = "/rooms/:code/messages",
+        method = "get",
+        operation_id = "list_messages"
+    )]
+    async fn list(
+        &self,
+        token: Token,
+        state: Data<&State>,
+        /// The room's code, `ABCD-EFGH`.
+        code: Path<String>,
+        /// Only messages with a smaller `seq`.
+        #[oai(example = "example_before")]
+        before: Query<Option<i64>>,
+        /// Only messages with a larger `seq`.
+        after: Query<Option<i64>>,
+        /// How many messages at most: 1–200, 50 if not given.
+        #[oai(example = "example_limit")]
+        limit: Query<Option<i64>>,
+    ) -> Result<Read, Problems<{ status::ALWAYS | status::NOT_FOUND | status::INVALID }>> {
+        check("before", before.0, 0..=i64::MAX)?;
+        check("after", after.0, 0..=i64::MAX)?;
+        check("limit", limit.0, 1..=MAX_LIMIT)?;
+        let limit = limit.0.unwrap_or(DEFAULT_LIMIT);
+        let room = member_room(&state, &token, &code.0).await?;
+        let (messages, has_more) = match after.0 {
+            Some(after) => {
+                let upto = before.0.map_or(i64::MAX, |b| b - 1);
+                let mut messages = state
+                    .store
+                    .messages_between(room.id, after, upto, limit + 1)
+                    .await?;
+                let has_more = messages.len() as i64 > limit;
+                messages.truncate(limit as usize);
+                (messages, has_more)
+            }
+            None => {
+                let page = state
+                    .store
+                    .messages_before(room.id, before.0, limit)
+                    .await?;
+                (page.messages, page.has_older)
+            }
+        };
+        Ok(Read::Page(Json(MessagePage {
+            messages: messages.iter().map(MessageJson::of).collect(),
+            has_more,
+            last_seq: room.last_seq,
+        })))
+    }
+
+    /// Post a message
+    ///
+    /// Takes exactly the path of a message typed on the room page: the same validation, the
+    /// same rate limit (by default 20 posts per 10 s), and the same live delivery to every
+    /// browser with the room open.
+    ///
+    /// ```sh
+    /// curl -X POST -H "Authorization: Bearer $NATTER_TOKEN" \
+    ///      -H 'Content-Type: application/json' -H "Idempotency-Key: $(uuidgen)" \
+    ///      -d '{"body": "Hello from curl!"}' \
+    ///      https://natter.example/api/v1/rooms/ABCD-EFGH/messages
+    /// ```
+    #[oai(
+        path = "/rooms/:code/messages",
+        method = "post",
+        operation_id = "post_message"
+    )]
+    async fn post(
+        &self,
+        token: Token,
+        state: Data<&State>,
+        /// The room's code, `ABCD-EFGH`.
+        code: Path<String>,
+        /// Makes retries safe: a second post with the same key (per room and person) posts
+        /// nothing new and answers with the first. 1–64 letters, digits, `-` or `_` (a UUID
+        /// will do).
+        #[oai(name = "Idempotency-Key", example = "example_key")]
+        key: Header<Option<String>>,
+        message: Json<NewMessage>,
+        req: &Request,
+    ) -> Result<
+        Posted,
+        Problems<
+            { status::JSON_BODY | status::NOT_FOUND | status::INVALID | status::RATE_LIMITED },
+        >,
+    > {
+        let room = member_room(&state, &token, &code.0).await?;
+        // poem-openapi skips a header that is not visible ASCII as if it were absent; a key
+        // must never be dropped silently (the retry would post twice), so look at them all.
+        let sent = req.headers().get_all(IDEMPOTENCY_KEY).iter().count();
+        let valid = key.0.as_deref().is_some_and(actions::valid_client_id);
+        if sent > 1 || (sent == 1 && !valid) {
+            return Err(ApiError::invalid_parameter(
+                "Send one `Idempotency-Key` of 1–64 letters, digits, `-` or `_`.",
+            )
+            .into());
+        }
+        let seq = actions::post(
+            &state,
+            token.actor(),
+            &room,
+            &message.0.body.0,
+            key.0.as_deref(),
+        )
+        .await?;
+        let posted = state
+            .store
+            .messages_between(room.id, seq - 1, seq, 1)
+            .await?
+            .pop()
+            .ok_or(Refusal::Unavailable)?;
+        Ok(Posted::Message(Json(MessageJson::of(&posted))))
+    }
+}
+
+fn example_before() -> Option<i64> {
+    Some(43)
+}
+
+fn example_limit() -> Option<i64> {
+    Some(50)
+}
+
+fn example_key() -> Option<String> {
+    Some("0b9a3c1e-5f7d-4d2a-9c1b-7e2f4a6d8c10".into())
+}

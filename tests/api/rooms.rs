@@ -1,0 +1,187 @@
+//! Rooms through the API: list, create, join, one room, members, leave; their refusals.
+
+use serde_json::json;
+
+use crate::both;
+use crate::common::hostile_inputs;
+use crate::{Api, api_user, restart_with};
+
+both! {
+    async fn creating_a_room_answers_201_with_the_room_and_lists_it(app: TestApp) {
+        let (ada, api) = api_user(&app, "ada@example.org", "ada").await;
+        let r = api.post("/rooms", json!({ "name": " Book club " })).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let code = r.json["code"].as_str().unwrap().to_string();
+        assert_eq!((code.len(), &code[4..5]), (9, "-"));
+        assert_eq!(r.json["name"], "Book club");
+        assert_eq!(r.json["last_seq"], 0);
+        assert!(r.json["created_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(r.header("location"), Some(format!("/api/v1/rooms/{code}").as_str()));
+        // Unnamed rooms have a null name.
+        let unnamed = api.post("/rooms", json!({})).await;
+        assert_eq!((unnamed.status, &unnamed.json["name"]), (201, &serde_json::Value::Null));
+        let list = api.get("/rooms").await;
+        assert_eq!(list.status, 200);
+        let codes: Vec<&str> = list.json["rooms"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
+        assert_eq!(codes.len(), 2);
+        assert!(codes.contains(&code.as_str()));
+        // The web sees the same room.
+        assert!(ada.get(&format!("/rooms/{code}")).await.body.contains("Book club"));
+    }
+
+    async fn my_rooms_come_most_recently_active_first_with_their_last_seq(app: TestApp) {
+        let (_ada, api) = api_user(&app, "ada@example.org", "ada").await;
+        let quiet = api.create_room("Quiet").await;
+        let busy = api.create_room("Busy").await;
+        let first = api.post_message(&quiet, "one").await;
+        assert_eq!(first.status, 201);
+        api.post_message(&quiet, "two").await;
+        let list = api.get("/rooms").await;
+        let rooms = list.json["rooms"].as_array().unwrap();
+        assert_eq!(rooms[0]["code"], quiet, "{}", list.body);
+        assert_eq!(rooms[0]["last_seq"], 2);
+        assert_eq!(rooms[1]["code"], busy);
+        assert!(rooms[0]["last_activity_at"].as_str().unwrap() >= rooms[1]["last_activity_at"].as_str().unwrap());
+    }
+
+    async fn joining_by_a_forgiving_code_makes_you_a_member(app: TestApp) {
+        let (_ada, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let (_bob_browser, bob) = api_user(&app, "bob@example.org", "bob").await;
+        let code = ada.create_room("Lobby").await;
+        bob.get(&format!("/rooms/{code}")).await.assert_problem(404, "not-found");
+        let typed = format!(" {} {} ", code[..4].to_lowercase(), code[5..].to_lowercase());
+        let r = bob.post("/rooms/join", json!({ "code": typed })).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json["code"], code);
+        assert_eq!(r.json["name"], "Lobby");
+        // Again: harmless.
+        assert_eq!(bob.post("/rooms/join", json!({ "code": code })).await.status, 200);
+        let room = bob.get(&format!("/rooms/{}", code.to_lowercase())).await;
+        assert_eq!((room.status, &room.json["code"]), (200, &json!(code)), "any spelling of the code works");
+        let members = bob.get(&format!("/rooms/{code}/members")).await;
+        assert_eq!(members.status, 200);
+        let names: Vec<&str> = members.json["members"].as_array().unwrap().iter().map(|m| m["username"].as_str().unwrap()).collect();
+        assert_eq!(names, ["ada", "bob"]);
+        assert_eq!(members.json["members"][0]["online"], false);
+        assert!(members.json["members"][0]["joined_at"].is_string());
+    }
+
+    async fn members_show_who_has_the_room_open(app: TestApp) {
+        let (ada_browser, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let (_bob_browser, bob) = api_user(&app, "bob@example.org", "bob").await;
+        let code = ada.create_room("Presence").await;
+        bob.post("/rooms/join", json!({ "code": code })).await;
+        let socket = ada_browser.socket(&code, Some(0)).await.unwrap();
+        let online = crate::common::eventually(std::time::Duration::from_secs(10), || async {
+            let members = bob.get(&format!("/rooms/{code}/members")).await;
+            members.json["members"][0]["username"] == "ada" && members.json["members"][0]["online"] == true
+        })
+        .await;
+        assert!(online, "ada is online and listed first");
+        let members = bob.get(&format!("/rooms/{code}/members")).await;
+        assert_eq!(members.json["members"][1]["online"], false, "bob has no socket open");
+        socket.close().await;
+    }
+
+    async fn a_wrong_code_is_refused_and_guessing_is_limited(app: TestApp) {
+        let (_b, bob) = api_user(&app, "bob@example.org", "bob").await;
+        for typed in ["ZZZZ-ZZZZ", "nonsense", "<script>alert(1)</script>"] {
+            let r = bob.post("/rooms/join", json!({ "code": typed })).await;
+            r.assert_problem(422, "invalid-input");
+            assert!(r.json["detail"].as_str().unwrap().contains("no room with that code"));
+        }
+        for _ in 0..7 {
+            assert_eq!(bob.post("/rooms/join", json!({ "code": "ZZZZ-ZZZY" })).await.status, 422);
+        }
+        let limited = bob.post("/rooms/join", json!({ "code": "ZZZZ-ZZZX" })).await;
+        limited.assert_problem(429, "rate-limited");
+        let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        // While limited even a right code is refused; the web shares the budget.
+        let (_a, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let code = ada.create_room("Real").await;
+        bob.post("/rooms/join", json!({ "code": code })).await.assert_problem(429, "rate-limited");
+        assert_eq!(_b.post_form("/home", "/rooms/join", &[("code", &code)]).await.status, 429);
+    }
+
+    async fn creating_rooms_is_limited_like_the_web(app: TestApp) {
+        let app = restart_with(app, &[("NATTER_LIMIT_ROOMS", "2/1h")]).await;
+        let (ada_browser, ada) = api_user(&app, "ada@example.org", "ada").await;
+        ada.create_room("one").await;
+        ada.create_room("two").await;
+        let r = ada.post("/rooms", json!({ "name": "three" })).await;
+        r.assert_problem(429, "rate-limited");
+        assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() > 60);
+        assert_eq!(ada_browser.post_form("/home", "/rooms", &[("name", "four")]).await.status, 429, "one budget for both");
+        assert_eq!(ada.get("/rooms").await.json["rooms"].as_array().unwrap().len(), 2);
+    }
+
+    async fn room_names_follow_the_web_rules(app: TestApp) {
+        let app = restart_with(app, &[("NATTER_LIMIT_ROOMS", "1000/1h")]).await;
+        let (_a, api) = api_user(&app, "ada@example.org", "ada").await;
+        for input in hostile_inputs().into_iter().chain(["x".repeat(80), "x".repeat(81), "a\nb".into()]) {
+            let r = api.post("/rooms", json!({ "name": input })).await;
+            match natter::domain::RoomName::parse(&input) {
+                Ok(name) if name.as_str().is_empty() => {
+                    assert_eq!((r.status, &r.json["name"]), (201, &serde_json::Value::Null), "{input:?}");
+                }
+                Ok(name) => {
+                    assert_eq!(r.status, 201, "{input:?}: {}", r.body);
+                    assert_eq!(r.json["name"], name.as_str(), "{input:?}");
+                    let code = r.json["code"].as_str().unwrap();
+                    assert_eq!(api.get(&format!("/rooms/{code}")).await.json["name"], name.as_str());
+                }
+                Err(_) => r.assert_problem(422, "invalid-input"),
+            }
+        }
+    }
+
+    async fn hostile_join_codes_are_refused_never_a_500(app: TestApp) {
+        let app = restart_with(app, &[("NATTER_LIMIT_JOIN_FAILS", "1000/1m")]).await;
+        let (_a, api) = api_user(&app, "ada@example.org", "ada").await;
+        for input in hostile_inputs() {
+            api.post("/rooms/join", json!({ "code": input })).await.assert_problem(422, "invalid-input");
+        }
+    }
+
+    async fn a_room_you_are_not_in_is_not_found_whatever_its_spelling(app: TestApp) {
+        let (_a, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let (_b, bob) = api_user(&app, "bob@example.org", "bob").await;
+        let code = ada.create_room("Private").await;
+        for path in [
+            format!("/rooms/{code}"),
+            format!("/rooms/{code}/members"),
+            format!("/rooms/{code}/messages"),
+            "/rooms/ABCD-EFGH".into(),
+            "/rooms/not-a-code/members".into(),
+        ] {
+            bob.get(&path).await.assert_problem(404, "not-found");
+        }
+        bob.post_message(&code, "sneaky").await.assert_problem(404, "not-found");
+        bob.post(&format!("/rooms/{code}/leave"), json!({})).await.assert_problem(404, "not-found");
+        for input in hostile_inputs() {
+            let encoded: String = url::form_urlencoded::byte_serialize(input.as_bytes()).collect();
+            let r = bob.get(&format!("/rooms/{encoded}/members")).await;
+            r.assert_problem(404, "not-found");
+        }
+    }
+
+    async fn leaving_answers_204_and_the_room_is_gone_from_my_list(app: TestApp) {
+        let (ada_browser, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let (_b, bob) = api_user(&app, "bob@example.org", "bob").await;
+        let code = ada.create_room("Brief").await;
+        bob.post("/rooms/join", json!({ "code": code })).await;
+        let mut socket = ada_browser.socket(&code, Some(0)).await.unwrap();
+        let r = Api::send(bob.request(reqwest::Method::POST, &format!("/rooms/{code}/leave"))).await;
+        assert_eq!((r.status, r.body.as_str()), (204, ""));
+        assert!(bob.get("/rooms").await.json["rooms"].as_array().unwrap().is_empty());
+        bob.get(&format!("/rooms/{code}")).await.assert_problem(404, "not-found");
+        let names = ada.get(&format!("/rooms/{code}/members")).await;
+        assert_eq!(names.json["members"].as_array().unwrap().len(), 1);
+        // Browsers in the room see bob leave.
+        let bob_id = bob.get("/me").await.json["id"].as_i64().unwrap();
+        let gone = format!("id=\"member-{bob_id}\" data-online=\"false\" hidden");
+        assert!(socket.wait_for(&gone, std::time::Duration::from_secs(10)).await, "{:?}", socket.frames);
+        socket.close().await;
+    }
+}

@@ -1,0 +1,317 @@
+//! The spec served at runtime and the docs page: valid OpenAPI 3, every operation documented,
+//! its statuses exactly those the operation really answers; the docs page with a policy of its
+//! own while every other page keeps the strict one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use serde_json::json;
+use sha2::Digest;
+
+use crate::both;
+use crate::common::TestApp;
+use crate::{Api, Reply, api_user, restart_with};
+
+const STRICT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Statuses per operation, keyed by (method, path as the spec writes it).
+type Statuses = BTreeMap<(String, String), BTreeSet<u16>>;
+
+async fn spec(app: &TestApp) -> (Reply, openapiv3::OpenAPI) {
+    let r = Api::send(reqwest::Client::new().get(app.url("/api/v1/openapi.json"))).await;
+    assert_eq!(r.status, 200);
+    let parsed = serde_json::from_str(&r.body).expect("the spec is an OpenAPI 3 document");
+    (r, parsed)
+}
+
+/// The statuses the spec documents for each operation.
+fn documented(spec: &openapiv3::OpenAPI) -> Statuses {
+    let mut statuses = Statuses::new();
+    for (path, item) in spec.paths.iter() {
+        let item = item.as_item().expect("paths are inline");
+        for (method, operation) in item.iter() {
+            let codes = operation
+                .responses
+                .responses
+                .keys()
+                .map(|code| match code {
+                    openapiv3::StatusCode::Code(code) => *code,
+                    other => panic!("{method} {path} documents a status range {other:?}"),
+                })
+                .collect();
+            statuses.insert((method.to_uppercase(), path.clone()), codes);
+        }
+    }
+    statuses
+}
+
+/// A JSON body larger than the 64 KiB limit.
+fn oversized() -> String {
+    json!({ "body": "x".repeat(70 * 1024) }).to_string()
+}
+
+/// Calls every operation once for each answer it can give, and records what came back.
+async fn provoke_every_status(app: TestApp) -> Statuses {
+    let app = restart_with(
+        app,
+        &[
+            ("NATTER_LIMIT_POSTS", "2/1h"),
+            ("NATTER_LIMIT_ROOMS", "2/1h"),
+            ("NATTER_LIMIT_JOIN_FAILS", "2/1m"),
+        ],
+    )
+    .await;
+    let (_a, ada) = api_user(&app, "ada@example.org", "ada").await;
+    let (_b, bob) = api_user(&app, "bob@example.org", "bob").await;
+    let anon = ada.with_token(None);
+    let code = ada.create_room("Spec").await;
+    let room = format!("/rooms/{code}");
+    let members = format!("{room}/members");
+    let messages = format!("{room}/messages");
+    let leave = format!("{room}/leave");
+    let mut seen = Statuses::new();
+    let mut record = |method: &str, path: &str, reply: Reply| {
+        assert!(
+            reply.status < 500 || reply.status == 503,
+            "{method} {path}: {}",
+            reply.body
+        );
+        seen.entry((method.into(), path.into()))
+            .or_default()
+            .insert(reply.status);
+    };
+    let join = json!({ "code": code });
+
+    for api in [&ada, &anon] {
+        record("GET", "/me", api.get("/me").await);
+        record("GET", "/rooms", api.get("/rooms").await);
+        record("GET", "/rooms/{code}", api.get(&room).await);
+        record("GET", "/rooms/{code}/members", api.get(&members).await);
+        record("GET", "/rooms/{code}/messages", api.get(&messages).await);
+        record(
+            "POST",
+            "/rooms/join",
+            api.post("/rooms/join", join.clone()).await,
+        );
+    }
+    for path in [&room, &members, &messages] {
+        let spec_path = path.replace(&code, "{code}");
+        record("GET", &spec_path, bob.get(path).await);
+    }
+    record(
+        "GET",
+        "/rooms/{code}/messages",
+        ada.get(&format!("{messages}?limit=0")).await,
+    );
+
+    // The POSTs: unauthenticated, unparsable, oversized, not JSON, not found, invalid.
+    for (path, spec_path, body) in [
+        ("/rooms", "/rooms", json!({ "name": "Two" })),
+        ("/rooms/join", "/rooms/join", join.clone()),
+        (
+            &messages,
+            "/rooms/{code}/messages",
+            json!({ "body": "hello" }),
+        ),
+        (&leave, "/rooms/{code}/leave", json!({})),
+    ] {
+        record("POST", spec_path, anon.post(path, body.clone()).await);
+        record(
+            "POST",
+            spec_path,
+            ada.post_raw(path, Some("application/json"), oversized())
+                .await,
+        );
+        if spec_path != "/rooms/{code}/leave" {
+            record(
+                "POST",
+                spec_path,
+                ada.post_raw(path, Some("application/json"), "{").await,
+            );
+            record(
+                "POST",
+                spec_path,
+                ada.post_raw(path, Some("text/plain"), "hello").await,
+            );
+        }
+    }
+    record(
+        "POST",
+        "/rooms/{code}/messages",
+        bob.post_message(&code, "not a member").await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/leave",
+        bob.post(&leave, json!({})).await,
+    );
+    record(
+        "POST",
+        "/rooms",
+        ada.post("/rooms", json!({ "name": "x".repeat(81) })).await,
+    );
+    record(
+        "POST",
+        "/rooms/join",
+        bob.post("/rooms/join", json!({ "code": "ZZZZ-ZZZZ" }))
+            .await,
+    );
+
+    // Within the limits, then over them (2 rooms per hour, 2 posts per hour, 2 wrong codes).
+    record(
+        "POST",
+        "/rooms",
+        ada.post("/rooms", json!({ "name": "Two" })).await,
+    );
+    record(
+        "POST",
+        "/rooms",
+        ada.post("/rooms", json!({ "name": "Three" })).await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/messages",
+        ada.post_message(&code, "hello").await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/messages",
+        ada.post_message(&code, "").await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/messages",
+        ada.post_message(&code, "over the limit").await,
+    );
+    record(
+        "POST",
+        "/rooms/join",
+        bob.post("/rooms/join", json!({ "code": "ZZZZ-ZZZY" }))
+            .await,
+    );
+    record(
+        "POST",
+        "/rooms/join",
+        bob.post("/rooms/join", json!({ "code": "ZZZZ-ZZZX" }))
+            .await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/leave",
+        ada.post(&leave, json!({})).await,
+    );
+
+    // The database goes away: every operation says so (and nothing else).
+    app.state.store.close().await;
+    record("GET", "/me", ada.get("/me").await);
+    record("GET", "/rooms", ada.get("/rooms").await);
+    record("GET", "/rooms/{code}", ada.get(&room).await);
+    record("GET", "/rooms/{code}/members", ada.get(&members).await);
+    record("GET", "/rooms/{code}/messages", ada.get(&messages).await);
+    record("POST", "/rooms", ada.post("/rooms", json!({})).await);
+    record(
+        "POST",
+        "/rooms/join",
+        ada.post("/rooms/join", join.clone()).await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/messages",
+        ada.post_message(&code, "hello").await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/leave",
+        ada.post(&leave, json!({})).await,
+    );
+    seen
+}
+
+both! {
+    async fn the_spec_is_valid_openapi_3_and_documents_every_operation(app: TestApp) {
+        let (reply, spec) = spec(&app).await;
+        assert!(reply.header("content-type").unwrap().starts_with("application/json"));
+        assert!(spec.openapi.starts_with("3."), "{}", spec.openapi);
+        assert_eq!(reply.json["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+        let description = spec.info.description.clone().unwrap_or_default();
+        assert!(description.contains("CSRF") && description.contains("Bearer"), "the docs say why there is no CSRF token");
+        assert_eq!(spec.servers[0].url, "/api/v1");
+        let schemes = &spec.components.as_ref().unwrap().security_schemes;
+        assert_eq!(schemes.len(), 1);
+        let expected: BTreeSet<(String, String)> = [
+            ("GET", "/me"), ("GET", "/rooms"), ("POST", "/rooms"), ("POST", "/rooms/join"),
+            ("GET", "/rooms/{code}"), ("GET", "/rooms/{code}/members"),
+            ("GET", "/rooms/{code}/messages"), ("POST", "/rooms/{code}/messages"),
+            ("POST", "/rooms/{code}/leave"),
+        ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
+        for (path, item) in spec.paths.iter() {
+            for (method, op) in item.as_item().unwrap().iter() {
+                let name = format!("{method} {path}");
+                assert!(op.summary.is_some() && op.operation_id.is_some(), "{name}");
+                assert!(!op.tags.is_empty(), "{name}");
+                assert!(op.security.as_ref().is_some_and(|s| !s.is_empty()), "{name} requires the token");
+                assert!(op.responses.responses.len() >= 3, "{name}");
+                for (status, response) in &op.responses.responses {
+                    let response = response.as_item().unwrap();
+                    assert!(!response.description.is_empty(), "{name} {status}");
+                    let is_error = !matches!(status, openapiv3::StatusCode::Code(200..=299));
+                    if is_error {
+                        assert!(response.content.contains_key("application/problem+json"), "{name} {status}");
+                    }
+                }
+            }
+        }
+        // Request bodies and results carry examples.
+        let raw = &reply.json;
+        assert_eq!(raw["components"]["schemas"]["NewMessage"]["example"]["body"], "Hello from curl!");
+        assert!(raw["components"]["schemas"]["Message"]["example"].is_object());
+        assert!(raw["components"]["schemas"]["Problem"]["example"]["type"].is_string());
+        let limited = &raw["paths"]["/rooms/{code}/messages"]["post"]["responses"]["429"];
+        assert!(limited["headers"]["Retry-After"].is_object(), "{limited}");
+    }
+
+    async fn every_documented_status_is_one_the_operation_really_answers(app: TestApp) {
+        let (_reply, spec) = spec(&app).await;
+        let documented = documented(&spec);
+        let seen = provoke_every_status(app).await;
+        for (op, statuses) in &documented {
+            assert_eq!(seen.get(op), Some(statuses), "{op:?}: documented {statuses:?}, provoked {:?}", seen.get(op));
+        }
+        assert_eq!(seen.len(), documented.len());
+    }
+
+    async fn the_docs_page_has_its_own_policy_and_every_other_page_keeps_the_strict_one(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let docs = app.browser().get("/api/docs").await;
+        assert_eq!(docs.status, 200);
+        assert!(docs.header("content-type").unwrap().starts_with("text/html"));
+        assert!(docs.body.contains("SwaggerUIBundle") && docs.body.contains("/rooms/{code}/messages"));
+        let csp = docs.header("content-security-policy").unwrap();
+        assert_ne!(csp, STRICT_CSP);
+        let script_src = csp.split(';').find(|d| d.trim().starts_with("script-src")).unwrap();
+        assert!(!script_src.contains("unsafe"), "{script_src}");
+        for directive in ["default-src 'none'", "connect-src 'self'", "frame-ancestors 'none'", "base-uri 'none'"] {
+            assert!(csp.contains(directive), "{csp}");
+        }
+        // Each inline script is allowed by its hash, and only those.
+        let mut inline = Vec::new();
+        let mut rest = docs.body.as_str();
+        while let Some(start) = rest.find("<script") {
+            let (_, body) = rest[start..].split_once('>').unwrap();
+            let (text, after) = body.split_once("</script>").unwrap();
+            inline.push(text);
+            rest = after;
+        }
+        assert_eq!(inline.len(), 2);
+        assert_eq!(script_src.matches("'sha256-").count(), inline.len());
+        for script in inline {
+            let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+            assert!(script_src.contains(&hash));
+        }
+        for page in [ada.get("/home").await, ada.get("/profile").await, app.browser().get("/").await, ada.get("/api/v1/openapi.json").await] {
+            assert_eq!(page.header("content-security-policy"), Some(STRICT_CSP));
+        }
+        assert!(ada.get("/profile").await.body.contains("href=\"/api/docs\""), "the profile links the docs");
+    }
+}
