@@ -7,14 +7,14 @@
 //! gaps from the store.
 //!
 //! Batching: SQLite runs with `synchronous=FULL`, so each commit is an fsync. Posts that arrive
-//! while a batch commits wait in the channel and go together into the next transaction (a
-//! savepoint each, one commit), so a thousand concurrent posters cost a handful of fsyncs.
+//! while a batch commits wait in the channel and go together into the next transaction (one
+//! commit), so a thousand concurrent posters cost a handful of fsyncs.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, Message, Result, StoreError, now_ms, on_write};
+use super::{Db, Message, Result, StoreError, now_ms};
 use crate::domain::MessageBody;
 
 /// The most posts committed in one transaction.
@@ -104,96 +104,10 @@ impl PostWriter {
 /// Commits the jobs in one transaction, answers each poster, and returns what was posted.
 async fn commit_batch(db: &Db, jobs: Vec<Job>) -> Vec<Message> {
     let now = now_ms();
-    let result: Result<Vec<Result<PostOutcome>>> = on_write!(db, pool => async {
-        let mut tx = pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let post = &job.post;
-            if let Some(client_id) = &post.client_id {
-                let seen: Option<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $3",
-                )
-                .bind(post.room_id)
-                .bind(post.user_id)
-                .bind(client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(seq) = seen {
-                    outcomes.push(Ok(PostOutcome::AlreadyPosted(seq)));
-                    continue;
-                }
-            }
-            // A savepoint per post: one failing post (say, a client_id raced in from another
-            // instance) rolls back alone, without losing its batch-mates.
-            sqlx::query("SAVEPOINT post").execute(&mut *tx).await?;
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE rooms SET last_seq = last_seq + 1, last_activity_at = $2 \
-                 WHERE id = $1 AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $3) \
-                 RETURNING last_seq",
-            )
-            .bind(post.room_id)
-            .bind(now)
-            .bind(post.user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(seq) = seq else {
-                sqlx::query("RELEASE SAVEPOINT post").execute(&mut *tx).await?;
-                outcomes.push(Ok(PostOutcome::NotMember));
-                continue;
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(post.room_id)
-            .bind(seq)
-            .bind(post.user_id)
-            .bind(post.body.as_str())
-            .bind(&post.client_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {
-                    sqlx::query("RELEASE SAVEPOINT post").execute(&mut *tx).await?;
-                    outcomes.push(Ok(PostOutcome::Posted(Message {
-                        room_id: post.room_id,
-                        seq,
-                        user_id: post.user_id,
-                        author: post.author.clone(),
-                        body: post.body.as_str().to_string(),
-                        created_at: now,
-                        edited_at: None,
-                    })));
-                }
-                Err(e) => {
-                    // Undo the sequence bump too: seqs stay gap-free.
-                    sqlx::query("ROLLBACK TO SAVEPOINT post").execute(&mut *tx).await?;
-                    sqlx::query("RELEASE SAVEPOINT post").execute(&mut *tx).await?;
-                    let raced = e.as_database_error().is_some_and(|d| d.is_unique_violation());
-                    let seen: Option<i64> = if raced {
-                        sqlx::query_scalar(
-                            "SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $3",
-                        )
-                        .bind(post.room_id)
-                        .bind(post.user_id)
-                        .bind(&post.client_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    } else {
-                        None
-                    };
-                    outcomes.push(match seen {
-                        Some(seq) => Ok(PostOutcome::AlreadyPosted(seq)),
-                        None => Err(StoreError::from(e)),
-                    });
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }.await);
-
+    let result = match db {
+        Db::Sqlite { write, .. } => commit_sqlite(write, &jobs, now).await,
+        Db::Postgres(pool) => commit_postgres(pool, &jobs, now).await,
+    };
     match result {
         Ok(outcomes) => {
             let mut posted = Vec::new();
@@ -214,6 +128,133 @@ async fn commit_batch(db: &Db, jobs: Vec<Job>) -> Vec<Message> {
             Vec::new()
         }
     }
+}
+
+/// The posted message, as the writer returns it.
+fn posted(post: &NewPost, seq: i64, now: i64) -> PostOutcome {
+    PostOutcome::Posted(Message {
+        room_id: post.room_id,
+        seq,
+        user_id: post.user_id,
+        author: post.author.clone(),
+        body: post.body.as_str().to_string(),
+        created_at: now,
+        edited_at: None,
+    })
+}
+
+const EARLIER_POST: &str =
+    "SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $3";
+
+/// SQLite: two statements per post. This task is the only writer and holds the database for the
+/// whole transaction, so reading `last_seq + 1` and writing it back cannot interleave with
+/// anyone. A refused statement (membership, a repeated client_id) changes nothing and leaves the
+/// transaction usable: no savepoints needed.
+async fn commit_sqlite(
+    pool: &sqlx::SqlitePool,
+    jobs: &[Job],
+    now: i64,
+) -> Result<Vec<Result<PostOutcome>>> {
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let post = &job.post;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
+             SELECT r.id, r.last_seq + 1, $2, $3, $4, $5 FROM rooms r \
+             WHERE r.id = $1 AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2) \
+             ON CONFLICT DO NOTHING RETURNING seq",
+        )
+        .bind(post.room_id)
+        .bind(post.user_id)
+        .bind(post.body.as_str())
+        .bind(&post.client_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match seq {
+            Some(seq) => {
+                sqlx::query("UPDATE rooms SET last_seq = $2, last_activity_at = $3 WHERE id = $1")
+                    .bind(post.room_id)
+                    .bind(seq)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                posted(post, seq, now)
+            }
+            // Nothing inserted: the same client_id was posted before, or not a member.
+            None => match &post.client_id {
+                Some(client_id) => sqlx::query_scalar::<_, i64>(EARLIER_POST)
+                    .bind(post.room_id)
+                    .bind(post.user_id)
+                    .bind(client_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map_or(PostOutcome::NotMember, PostOutcome::AlreadyPosted),
+                None => PostOutcome::NotMember,
+            },
+        };
+        outcomes.push(Ok(outcome));
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// PostgreSQL: one round trip per post. The UPDATE takes the room row's lock, held until
+/// commit, so posts to one room (from any instance) take their seqs in commit order. The
+/// statement reports what happened: posted, posted before (same client_id), or not a member.
+async fn commit_postgres(
+    pool: &sqlx::PgPool,
+    jobs: &[Job],
+    now: i64,
+) -> Result<Vec<Result<PostOutcome>>> {
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let post = &job.post;
+        let (bumped, inserted, earlier): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+            "WITH earlier AS (SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $4), \
+             bump AS (UPDATE rooms SET last_seq = last_seq + 1, last_activity_at = $5 \
+                      WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM earlier) \
+                        AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2) \
+                      RETURNING last_seq), \
+             ins AS (INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
+                     SELECT $1, last_seq, $2, $3, $4, $5 FROM bump \
+                     ON CONFLICT DO NOTHING RETURNING seq) \
+             SELECT (SELECT last_seq FROM bump), (SELECT seq FROM ins), (SELECT seq FROM earlier)",
+        )
+        .bind(post.room_id)
+        .bind(post.user_id)
+        .bind(post.body.as_str())
+        .bind(&post.client_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let outcome = match (bumped, inserted, earlier) {
+            (Some(_), Some(seq), _) => posted(post, seq, now),
+            (_, _, Some(seq)) => PostOutcome::AlreadyPosted(seq),
+            (None, _, None) => PostOutcome::NotMember,
+            (Some(_), None, None) => {
+                // The same client_id was committed by another instance between our snapshot
+                // and the row lock. Give the seq back (we still hold the lock, so nobody took
+                // a later one) and answer with the earlier post.
+                sqlx::query("UPDATE rooms SET last_seq = last_seq - 1 WHERE id = $1")
+                    .bind(post.room_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query_scalar::<_, i64>(EARLIER_POST)
+                    .bind(post.room_id)
+                    .bind(post.user_id)
+                    .bind(&post.client_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map_or(PostOutcome::NotMember, PostOutcome::AlreadyPosted)
+            }
+        };
+        outcomes.push(Ok(outcome));
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 impl super::Store {

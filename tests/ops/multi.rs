@@ -226,3 +226,45 @@ async fn a_username_chosen_on_one_instance_counts_at_once_on_the_other() {
     // ...and right after it is chosen on A, B agrees.
     assert_eq!(on_b.get("/home").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_post_racing_through_two_instances_is_stored_once_without_a_seq_hole() {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, &[]).await;
+    let ada = a.signed_in("ada@example.org", "ada").await;
+    let code = ada.create_room("Race").await;
+    let room = a
+        .state
+        .store
+        .room_by_code(natter::domain::RoomCode::parse(&code).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let user_id = a.state.store.members(room.id).await.unwrap()[0].user_id;
+    // Two independent writers on one database, as two instances have.
+    let (one, _c1) = natter::store::Store::connect(&db.url(), 4).await.unwrap();
+    let (two, _c2) = natter::store::Store::connect(&db.url(), 4).await.unwrap();
+    let post = |client_id: String| natter::store::NewPost {
+        room_id: room.id,
+        user_id,
+        author: "ada".into(),
+        body: natter::domain::MessageBody::parse("double").unwrap(),
+        client_id: Some(client_id),
+    };
+    use natter::store::PostOutcome::{AlreadyPosted, Posted};
+    for i in 0..50 {
+        let id = format!("race-{i}");
+        let (x, y) = tokio::join!(
+            one.post_message(post(id.clone())),
+            two.post_message(post(id))
+        );
+        let seqs = match (x.unwrap(), y.unwrap()) {
+            (Posted(m), AlreadyPosted(s)) | (AlreadyPosted(s), Posted(m)) => (m.seq, s),
+            other => panic!("expected one post and one repeat, got {other:?}"),
+        };
+        assert_eq!(seqs.0, seqs.1);
+        assert_eq!(seqs.0, i + 1, "seqs stay contiguous");
+    }
+    one.close().await;
+    two.close().await;
+}
