@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use natter::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::from_env_and_args() {

@@ -23,7 +23,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 pub use presence::INSTANCE_TTL_MS;
-pub use rooms::{JoinOutcome, Member, Message, MessagePage, Room, RoomSummary};
+pub use rooms::{JoinOutcome, Member, Message, MessagePage, Room, RoomLink, RoomSummary};
 pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};
 pub use writer::{Committed, NewPost, PostOutcome, Posted};

@@ -74,6 +74,23 @@ impl RoomSummary {
     }
 }
 
+/// A room in the room page's side rail: just enough to link to it.
+#[derive(Debug, Clone, FromRow)]
+pub struct RoomLink {
+    pub code: String,
+    pub name: String,
+}
+
+impl RoomLink {
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.code
+        } else {
+            &self.name
+        }
+    }
+}
+
 /// A slice of a room's history in ascending `seq` order.
 #[derive(Debug, Clone, Default)]
 pub struct MessagePage {
@@ -237,6 +254,20 @@ impl Store {
              ORDER BY r.last_activity_at DESC, r.id DESC LIMIT 500",
         )
         .bind(user_id)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rooms)
+    }
+
+    /// The user's rooms for the rail, most recently active first (no previews: cheaper than
+    /// `my_rooms`, and asked on every room page).
+    pub async fn room_links(&self, user_id: i64, limit: i64) -> Result<Vec<RoomLink>> {
+        let rooms = on_read!(&self.db, pool => sqlx::query_as::<_, RoomLink>(
+            "SELECT r.code, r.name FROM members mb JOIN rooms r ON r.id = mb.room_id \
+             WHERE mb.user_id = $1 ORDER BY r.last_activity_at DESC, r.id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
         .fetch_all(pool)
         .await)?;
         Ok(rooms)

@@ -20,7 +20,7 @@ use crate::{
     auth::{AppData, CurrentUser},
     domain::{MessageBody, RoomCode},
     error::{AppError, FormEcho},
-    store::{Member, Message, Room, RoomSummary},
+    store::{Member, Message, Room, RoomLink},
 };
 
 /// Messages per page of history.
@@ -236,7 +236,7 @@ pub fn composer(
 }
 
 /// The left rail: my rooms, this one marked.
-fn rooms_rail(rooms: &[RoomSummary], current: &str) -> Markup {
+fn rooms_rail(rooms: &[RoomLink], current: &str) -> Markup {
     html! {
         nav.rooms-rail aria-label="Your rooms" {
             h2.rail-title { "Rooms" }
@@ -263,7 +263,7 @@ struct RoomView<'a> {
     online: &'a std::collections::HashSet<i64>,
     history: &'a [Message],
     has_older: bool,
-    rooms: &'a [RoomSummary],
+    rooms: &'a [RoomLink],
     composer: Markup,
     /// The newest seq on the page: where the live socket resumes.
     live_after: Option<i64>,
@@ -363,7 +363,7 @@ async fn render_room(
         .store
         .messages_before(room.id, None, PAGE_SIZE)
         .await?;
-    let rooms = state.store.my_rooms(user.id).await?;
+    let rooms = state.store.room_links(user.id, 50).await?;
     let online = state.chat.online(room.id).await;
     let csrf = user.session.csrf();
     let live_after = Some(page.messages.last().map_or(0, |m| m.seq));
