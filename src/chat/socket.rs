@@ -11,6 +11,7 @@ use std::{
 };
 
 use async_broadcast::RecvError;
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use poem::{
     Request, Response, handler,
@@ -23,7 +24,13 @@ use tokio_tungstenite::{
     tungstenite::{
         Message as WsMessage, Utf8Bytes,
         handshake::derive_accept_key,
-        protocol::{CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode},
+        protocol::{
+            CloseFrame, Role, WebSocketConfig,
+            frame::{
+                Frame,
+                coding::{CloseCode, Data, OpCode},
+            },
+        },
     },
 };
 use tracing::Instrument;
@@ -43,6 +50,8 @@ use crate::{
 const MAX_REPLAY: i64 = 500;
 /// Messages per replay frame.
 const REPLAY_CHUNK: i64 = 100;
+/// The largest WebSocket frame sent; longer messages go out in fragments of this size.
+const MAX_FRAGMENT: usize = 4096;
 /// A client that cannot take a frame for this long is closed (it reconnects and resumes).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -347,8 +356,28 @@ impl Live {
         self.send(hub.list_frame()).await
     }
 
+    /// Sends one HTML frame: whole when small, otherwise as a fragmented message (same bytes,
+    /// shared, cut into `MAX_FRAGMENT` pieces). tungstenite's write buffer keeps the capacity
+    /// of the largest frame it ever wrote for the socket's lifetime; a 200-member list or a
+    /// replay of a hundred messages would otherwise pin tens of KiB to every idle socket.
     async fn send(&mut self, frame: Utf8Bytes) -> Result<(), End> {
-        self.send_message(WsMessage::Text(frame)).await
+        if frame.len() <= MAX_FRAGMENT {
+            return self.send_message(WsMessage::Text(frame)).await;
+        }
+        let bytes = Bytes::from(frame);
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = (start + MAX_FRAGMENT).min(bytes.len());
+            let opcode = if start == 0 {
+                OpCode::Data(Data::Text)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            let part = Frame::message(bytes.slice(start..end), opcode, end == bytes.len());
+            self.send_message(WsMessage::Frame(part)).await?;
+            start = end;
+        }
+        Ok(())
     }
 
     async fn send_message(&mut self, message: WsMessage) -> Result<(), End> {

@@ -251,6 +251,19 @@ both! {
         assert!(frame.starts_with("<div id=\"messages\" hx-swap-oob=\"beforeend\">"), "{frame}");
     }
 
+    async fn a_frame_bigger_than_one_fragment_arrives_whole(app: TestApp) {
+        let (people, code) = room_with(&app, &["ada", "bob"]).await;
+        let mut bob = people[1].socket(&code, Some(0)).await.unwrap();
+        assert!(bob.wait_for("id=\"members\"", WAIT).await);
+        // 4000 '<' escape to 16,000 bytes: sent as four fragments of one message.
+        let body = "<".repeat(4000);
+        people[0].say(&code, &body).await;
+        assert!(bob.wait_for("id=\"msg-1\"", WAIT).await);
+        let frame = bob.frames.iter().find(|f| f.contains("msg-1")).unwrap();
+        assert_eq!(frame.matches("&lt;").count(), 4000);
+        assert!(frame.ends_with("</div></article></div>"), "{}", &frame[frame.len() - 40..]);
+    }
+
     async fn shutting_down_closes_sockets_with_1012(app: TestApp) {
         let (people, code) = room_with(&app, &["ada"]).await;
         let mut socket = people[0].socket(&code, Some(0)).await.unwrap();
