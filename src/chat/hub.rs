@@ -158,8 +158,8 @@ impl Hub {
 
     /// Records a presence change and sends it: at once in small rooms, batched in big ones.
     fn changed(self: &Arc<Self>, mut state: MutexGuard<'_, HubState>, user_id: i64, online: bool) {
-        state.list_frame = None;
         if state.members.len() <= BATCH_ABOVE {
+            state.list_frame = None;
             let frame = state.member(user_id).map(|member| {
                 let markup = maud::html! {
                     ul #members hx-swap-oob="beforeend" { (room::member_item(member, online)) }
@@ -191,6 +191,9 @@ impl Hub {
         let frame = {
             let mut state = self.state();
             state.flush_scheduled = false;
+            // The cached list may lag the batch until now: a socket that got it meanwhile also
+            // gets this frame (it subscribed first), and the entries are upserts.
+            state.list_frame = None;
             let pending = std::mem::take(&mut state.pending);
             let markup = maud::html! {
                 ul #members hx-swap-oob="beforeend" {

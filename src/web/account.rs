@@ -650,7 +650,7 @@ pub async fn me_css(user: CurrentUser) -> Response {
     let css = format!(
         ".message[data-author=\"{id}\"]{{--message-accent:var(--accent)}}\
          .message[data-author=\"{id}\"] .author::after{{content:\" (you)\";color:var(--muted);font-weight:400}}\
-         .member[data-user=\"{id}\"] .member-name::after{{content:\" (you)\";color:var(--muted)}}",
+         #member-{id} .member-name::after{{content:\" (you)\";color:var(--muted)}}",
         id = user.id
     );
     Response::builder()

@@ -152,17 +152,17 @@ pub fn messages_append(previous: Option<&Message>, messages: &[Message]) -> Mark
 /// One member in the list, with presence.
 pub fn member_item(member: &Member, online: bool) -> Markup {
     html! {
-        li.member id={ "member-" (member.user_id) } data-user=(member.user_id) data-online=(if online { "true" } else { "false" }) {
-            span.presence-dot aria-hidden="true" {}
+        li.member id={ "member-" (member.user_id) } data-online=(if online { "true" } else { "false" }) {
             span.member-name { (member.username) }
             span.visually-hidden { (if online { ", online" } else { ", offline" }) }
         }
     }
 }
 
-/// The most members listed at once; the rest are counted ("and 9,800 more"). Online
-/// members come first, so the cap hides the absent.
-pub const MEMBER_LIST_CAP: usize = 200;
+/// The most members listed at once; the rest are counted ("and 9,900 more"). Online
+/// members come first, so the cap hides the absent; the list is sent to every (re)connecting
+/// socket, so it stays small.
+pub const MEMBER_LIST_CAP: usize = 100;
 
 /// The member list, online members first, at most `MEMBER_LIST_CAP` entries.
 pub fn member_list(members: &[Member], is_online: impl Fn(i64) -> bool) -> Markup {
