@@ -25,9 +25,18 @@
     // The ws extension retries only after 1006/1011/1012/1013; Caddy closes with 1001.
     if (code === 1001) setTimeout(() => e.detail.socketWrapper.reconnect(), htmx.config.wsReconnectDelay(retries++));
   });
-  // A post htmx could not deliver leaves the text in the composer; say why.
-  document.addEventListener("htmx:responseError", (e) => status(e.detail.xhr.status === 503 ? "Not sent: natter cannot reach its database. Your text is still here; send it again in a moment." : `Not sent (error ${e.detail.xhr.status}). Your text is still here.`));
-  document.addEventListener("htmx:sendError", () => status("Not sent: the connection is down. Your text is still here."));
+  // Sending empties the composer at once, so the next message can be typed while this one is
+  // on its way; the fresh composer from the server keeps what was typed meanwhile, and a post
+  // htmx could not deliver puts its text back and says why.
+  const body = () => $("#composer-body");
+  let sent = "", typed = "";
+  const join = (a, b) => (a && b ? `${a}\n${b}` : a || b);
+  document.addEventListener("htmx:beforeRequest", (e) => { if (e.detail.elt.id === "composer") { sent = body().value; body().value = ""; } });
+  document.addEventListener("htmx:beforeSwap", (e) => { if (e.detail.target.id === "composer" && e.detail.shouldSwap) typed = body().value; });
+  document.addEventListener("htmx:afterSwap", (e) => { if (e.detail.target.id === "composer") { body().value = join(body().value, typed); sent = typed = ""; } });
+  const unsent = (why) => { const b = body(); if (b && sent) b.value = join(sent, b.value); sent = ""; status(`${why} Your text is still here.`); };
+  document.addEventListener("htmx:responseError", (e) => unsent(e.detail.xhr.status === 503 ? "Not sent: natter cannot reach its database; send it again in a moment." : `Not sent (error ${e.detail.xhr.status}).`));
+  document.addEventListener("htmx:sendError", () => unsent("Not sent: the connection is down."));
   // The message list scrolls in a column-reverse box, so it opens at the newest message even
   // without JS and scrollTop 0 means "at the bottom". Follow new messages only from there.
   const scroller = () => $(".scroller");

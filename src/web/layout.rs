@@ -66,7 +66,7 @@ impl Page<'_> {
                 body class=(self.body_class) hx-headers=[hx_headers] {
                     a.skip-link href="#main" { "Skip to content" }
                     header.site-header {
-                        a.brand href="/" aria-label="natter home" {
+                        a.brand href="/" {
                             span.brand-mark aria-hidden="true" { "n" }
                             span.brand-name { "natter" }
                         }

@@ -1,0 +1,186 @@
+//! Two people chatting live with JavaScript on (scenario 1), and hostile content (scenario 4).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::chrome::{Chrome, Js};
+use crate::common::{Backend, TestApp, hostile_inputs};
+use crate::*;
+
+crate::both! {
+    async fn two_people_chat_live_and_see_each_other_come_and_go(app: TestApp) {
+        let Some((ada, bob)) = Chrome::pair(&app.base, Js::On).await else { return };
+        sign_up_with_provider(&ada, &app, "ada@example.org", "ada").await;
+        let code = create_room(&ada, "Tea & biscuits").await;
+        sign_up_with_provider(&bob, &app, "bob@example.org", "bob").await;
+        join_by_link(&bob, &code).await;
+
+        // Both live sockets are up when each sees the other online.
+        ada.wait_until("bob online for ada", MEMBER_ONLINE, vec![json!("bob")]).await;
+        bob.wait_until("ada online for bob", MEMBER_ONLINE, vec![json!("ada")]).await;
+        bob.wait_until("bob sees himself online", MEMBER_ONLINE, vec![json!("bob")]).await;
+
+        // Nothing reloads: a marker set on each page now is still there at the end.
+        for c in [&ada, &bob] {
+            c.js("window.natterTestMarker = true", vec![]).await;
+        }
+        let mut latencies = Vec::new();
+        for i in 0..5 {
+            let text = format!("hello bob {i}");
+            let start = Instant::now();
+            send(&ada, &text).await;
+            wait_for_message(&bob, &text).await;
+            latencies.push(start.elapsed());
+            let text = format!("hi ada {i}");
+            let start = Instant::now();
+            send(&bob, &text).await;
+            wait_for_message(&ada, &text).await;
+            latencies.push(start.elapsed());
+        }
+        latencies.sort();
+        eprintln!(
+            "browser-to-browser latency over {} messages ({:?}): median {:?}, max {:?} \
+             (typing through WebDriver and 20 ms polling included)",
+            latencies.len(),
+            app.db.backend(),
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() - 1]
+        );
+        for c in [&ada, &bob] {
+            assert_eq!(c.js("window.natterTestMarker === true", vec![]).await, json!(true), "the page reloaded");
+            // Each message exactly once, in order, on both sides.
+            let want: Vec<String> = (0..5).flat_map(|i| [format!("hello bob {i}"), format!("hi ada {i}")]).collect();
+            c.wait_until("all ten messages", "document.querySelectorAll('#messages .message-body').length === 10", vec![]).await;
+            assert_eq!(c.message_texts().await, want);
+            // The "no messages yet" hint went away with the first live message.
+            assert_eq!(
+                c.js("(() => { const h = document.querySelector('.empty-hint'); return !h || getComputedStyle(h).display === 'none'; })()", vec![]).await,
+                json!(true),
+                "the empty-room hint is still showing"
+            );
+            // The composer is empty and ready again after each send.
+            assert_eq!(c.js("document.querySelector('#composer-body').value", vec![]).await, json!(""));
+        }
+        ada.wait_until("summary says 2 online", "document.querySelector('#member-summary').textContent.includes('2 online')", vec![]).await;
+        ada.screenshots("room-two-people").await;
+        bob.screenshots("room-two-people-bob").await;
+
+        // Bob leaves: ada sees him go from the list without reloading.
+        bob.click(".leave-form button[type=submit]").await;
+        bob.wait_for_path("/home").await;
+        ada.wait_until("bob gone from the list", &format!("!({MEMBER_LISTED})"), vec![json!("bob")]).await;
+        ada.wait_until("summary says 1 member", "document.querySelector('#member-summary').textContent.includes('1 member')", vec![]).await;
+        assert_eq!(ada.js("window.natterTestMarker === true", vec![]).await, json!(true));
+
+        ada.assert_console_clean("the room").await;
+        bob.assert_console_clean("the room and home").await;
+        ada.quit().await;
+        bob.quit().await;
+    }
+}
+
+/// Every hostile input, posted by someone else and by the reader herself, shows as text: no
+/// dialog, no script, no element smuggled in, no CSP report, and the page's own markup intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_messages_show_as_text_and_run_nothing() {
+    let Some(app) =
+        TestApp::spawn_with(Backend::Sqlite, &[("NATTER_LIMIT_POSTS", "100000/1s")]).await
+    else {
+        return;
+    };
+    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+        return;
+    };
+    sign_up_dev(&ada, "ada@example.org", "ada").await;
+    let code = create_room(&ada, "<script>alert('room')</script>").await;
+    assert_eq!(
+        ada.text(".room-title h1").await,
+        "<script>alert('room')</script>"
+    );
+    ada.wait_until("live socket", MEMBER_ONLINE, vec![json!("ada")])
+        .await;
+
+    // Another member posts every hostile input without JavaScript; each arrives live.
+    let eve = app.signed_in("eve@example.org", "eve").await;
+    eve.join(&code).await;
+    let mut posted = Vec::new();
+    for input in hostile_inputs() {
+        let csrf = eve.csrf_from(&format!("/rooms/{code}")).await;
+        let id = format!("{:032x}", rand::random::<u128>());
+        let r = eve
+            .post(
+                &format!("/rooms/{code}/messages"),
+                &[("body", &input), ("client_id", &id), ("csrf", &csrf)],
+            )
+            .await;
+        assert!(
+            r.status == 303 || r.status == 422,
+            "{input:?}: {}",
+            r.status
+        );
+        if r.status == 303 {
+            posted.push(input);
+        }
+    }
+    // And ada posts the sharpest ones from her own composer (htmx).
+    for payload in [
+        "<img src=x onerror=\"window.natterPwned=1;alert(2)\">",
+        "<div hx-swap-oob=\"true\" id=\"composer\">gone</div>",
+        "\"><script>alert(3)</script>",
+    ] {
+        send_raw(&ada, payload).await;
+        wait_for_message(&ada, payload).await;
+        posted.push(payload.to_string());
+    }
+    ada.wait_until(
+        "every hostile message",
+        "document.querySelectorAll('#messages .message-body').length === arguments[0]",
+        vec![json!(posted.len())],
+    )
+    .await;
+    for round in ["live", "after a reload"] {
+        assert_eq!(
+            ada.dialog_open().await,
+            None,
+            "a script opened a dialog ({round})"
+        );
+        assert_eq!(
+            ada.js("window.natterPwned === undefined", vec![]).await,
+            json!(true)
+        );
+        let smuggled = ada
+            .js(
+                "document.querySelectorAll('#messages script, #messages img, #messages svg, #messages iframe, \
+                 #messages style, #messages meta, #messages [onerror], #messages [hx-get], #messages [hx-swap-oob]').length",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            smuggled,
+            json!(0),
+            "markup from a message became elements ({round})"
+        );
+        // The composer and the message list are the page's own, not replaced.
+        assert_eq!(
+            ada.js("document.querySelectorAll('#composer-body').length", vec![])
+                .await,
+            json!(1)
+        );
+        let shown = ada.message_texts().await;
+        for p in posted.iter().filter(|p| p.contains('<')) {
+            assert!(
+                shown.iter().any(|s| s == p),
+                "{p:?} is not shown as text ({round})"
+            );
+        }
+        ada.assert_console_clean(&format!("the room with hostile messages ({round})"))
+            .await;
+        ada.screenshots(&format!("room-hostile-{}", round.replace(' ', "-")))
+            .await;
+        ada.client.refresh().await.expect("reload");
+        ada.find("#messages").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    ada.quit().await;
+}

@@ -1,0 +1,111 @@
+//! What people do, in a real browser: Debian's Chromium through chromedriver, with JavaScript on
+//! and off, two people chatting, restarts and proxy reloads, hostile content, accessibility
+//! (axe-core), the keyboard alone, and screenshots of every page under `target/screenshots/`.
+//!
+//! Skips (saying why) without Chromium; `NATTER_TEST_REQUIRE=chromium` makes that a failure.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../ops/procs.rs"]
+#[allow(dead_code)]
+mod procs;
+
+mod chat;
+mod chrome;
+mod no_js;
+mod pages;
+mod reconnect;
+
+use chrome::{Chrome, ENTER, Js};
+use common::{FakeUser, TestApp};
+use serde_json::json;
+
+/// Signs in through the fake OIDC provider (the real authorization-code flow) and picks a
+/// username; ends on `/home`.
+pub async fn sign_up_with_provider(c: &Chrome, app: &TestApp, email: &str, username: &str) {
+    app.provider
+        .sign_in_as(FakeUser::verified(&format!("sub-{username}"), email));
+    c.goto("/").await;
+    c.click("a[href^='/auth/login']").await;
+    c.wait_for_path("/username").await;
+    choose_username(c, username).await;
+}
+
+/// Signs in with the development form and picks a username; ends on `/home`.
+pub async fn sign_up_dev(c: &Chrome, email: &str, username: &str) {
+    c.goto("/").await;
+    c.type_into("#dev-email", email).await;
+    c.click("form[action='/auth/dev'] button[type=submit]")
+        .await;
+    c.wait_for_path("/username").await;
+    choose_username(c, username).await;
+}
+
+pub async fn choose_username(c: &Chrome, username: &str) {
+    c.type_into("#username", username).await;
+    c.click("form[action='/username'] button[type=submit]")
+        .await;
+    c.wait_for_path("/home").await;
+}
+
+/// Creates a room from `/home`; returns its code (the browser is in the room).
+pub async fn create_room(c: &Chrome, name: &str) -> String {
+    c.goto("/home").await;
+    c.type_into("#room-name", name).await;
+    c.click("form[action='/rooms'] button[type=submit]").await;
+    c.wait_for_path("/rooms/").await;
+    c.text("#room-code").await
+}
+
+/// Follows an invitation link and accepts it.
+pub async fn join_by_link(c: &Chrome, code: &str) {
+    c.goto(&format!("/join/{code}")).await;
+    c.click("form[action='/rooms/join'] button[type=submit]")
+        .await;
+    c.wait_for_path(&format!("/rooms/{code}")).await;
+}
+
+/// Types a message and sends it: Enter with JavaScript on, the Send button without.
+pub async fn send(c: &Chrome, text: &str) {
+    c.type_into("#composer-body", text).await;
+    match c.js {
+        Js::On => c.press(ENTER).await,
+        Js::Off => c.click("#composer button[type=submit]").await,
+    }
+}
+
+/// Sets the composer's text directly (any Unicode, which WebDriver's typing cannot send) and
+/// clicks Send.
+pub async fn send_raw(c: &Chrome, text: &str) {
+    c.find("#composer-body").await;
+    c.js(
+        "document.querySelector('#composer-body').value = arguments[0]",
+        vec![json!(text)],
+    )
+    .await;
+    c.click("#composer button[type=submit]").await;
+}
+
+/// Waits until a message with exactly this text is on the page (WebDriver queries only, so it
+/// works with JavaScript off); returns how long it took.
+pub async fn wait_for_message(c: &Chrome, text: &str) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !c.message_texts().await.iter().any(|m| m == text) {
+        if start.elapsed() > chrome::WAIT {
+            let shot = c.screenshot("failure").await;
+            panic!(
+                "message {text:?} never showed on {} ({})",
+                c.path().await,
+                shot.display()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Whether `username` is listed (visible) in the member list, online or not.
+pub const MEMBER_ONLINE: &str = "[...document.querySelectorAll('#members li.member:not([hidden])')]
+    .some((li) => li.querySelector('.member-name')?.textContent === arguments[0] && li.dataset.online === 'true')";
+pub const MEMBER_LISTED: &str = "[...document.querySelectorAll('#members li.member:not([hidden])')]
+    .some((li) => li.querySelector('.member-name')?.textContent === arguments[0])";

@@ -1,0 +1,142 @@
+//! Scenario 3: the server restarts (same port, same database) or Caddy reloads (closing every
+//! socket with 1001) under two open pages; what was posted meanwhile appears exactly once, in
+//! order, and the page says "reconnecting…" while natter is away.
+
+use serde_json::json;
+
+use crate::chrome::{Chrome, Js};
+use crate::common::{Backend, Browser, TestApp};
+use crate::procs::{Caddy, Natter, free_port};
+use crate::*;
+
+/// Counts socket (re)connections from now on.
+const COUNT_OPENS: &str = "(window.natterOpens = 0, document.addEventListener('htmx:wsOpen', () => window.natterOpens++), true)";
+
+/// Two people in a room with their live sockets up; returns the room code.
+async fn two_in_a_room(ada: &Chrome, bob: &Chrome) -> String {
+    sign_up_dev(ada, "ada@example.org", "ada").await;
+    let code = create_room(ada, "Resilient").await;
+    sign_up_dev(bob, "bob@example.org", "bob").await;
+    join_by_link(bob, &code).await;
+    ada.wait_until("bob online", MEMBER_ONLINE, vec![json!("bob")])
+        .await;
+    bob.wait_until("ada online", MEMBER_ONLINE, vec![json!("ada")])
+        .await;
+    send(ada, "before").await;
+    wait_for_message(bob, "before").await;
+    for c in [ada, bob] {
+        c.js(COUNT_OPENS, vec![]).await;
+    }
+    code
+}
+
+/// Both pages show exactly `want`, in order, and are live again.
+async fn both_show_exactly(ada: &Chrome, bob: &Chrome, want: &[&str]) {
+    for c in [ada, bob] {
+        c.wait_until("reconnected", "window.natterOpens >= 1", vec![])
+            .await;
+        c.wait_until(
+            "every message",
+            "document.querySelectorAll('#messages .message-body').length >= arguments[0]",
+            vec![json!(want.len())],
+        )
+        .await;
+        // Give a duplicate the chance to show up before counting.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(c.message_texts().await, want);
+        c.wait_until(
+            "status cleared",
+            "document.querySelector('#room-status').textContent === ''",
+            vec![],
+        )
+        .await;
+    }
+    // And live again, both ways.
+    send(bob, "live again").await;
+    wait_for_message(ada, "live again").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_shows_reconnecting_and_loses_or_repeats_nothing() {
+    let limits = [("NATTER_LIMIT_POSTS", "100000/1s")];
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, &limits).await else {
+        return;
+    };
+    let Some((ada, bob)) = Chrome::pair(&app.base, Js::On).await else {
+        return;
+    };
+    let code = two_in_a_room(&ada, &bob).await;
+    let cy = app.signed_in("cyd@example.org", "cyd").await;
+    cy.join(&code).await;
+
+    let (db, port) = (app.db.clone(), app.addr.port());
+    app.stop().await.expect("natter stops");
+    for c in [&ada, &bob] {
+        c.wait_until(
+            "reconnecting… while natter is down",
+            "document.querySelector('#room-status').textContent.includes('reconnecting')",
+            vec![],
+        )
+        .await;
+    }
+    ada.screenshots("room-reconnecting").await;
+
+    let _app = TestApp::start_on(db, Some(port), &limits).await;
+    for i in 1..=3 {
+        cy.say(&code, &format!("meanwhile {i}")).await;
+    }
+    both_show_exactly(
+        &ada,
+        &bob,
+        &["before", "meanwhile 1", "meanwhile 2", "meanwhile 3"],
+    )
+    .await;
+    for c in [&ada, &bob] {
+        c.assert_console_problems_only_from_the_outage().await;
+    }
+    ada.quit().await;
+    bob.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caddy_reload_closes_sockets_and_pages_resume_exactly() {
+    if !Caddy::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/natter.db", dir.path().display());
+    let caddy_port = free_port();
+    let public = format!("http://127.0.0.1:{caddy_port}");
+    let natter = Natter::start(
+        &db,
+        &public,
+        &[
+            ("NATTER_TRUSTED_PROXIES", "127.0.0.1"),
+            ("NATTER_LIMIT_POSTS", "100000/1s"),
+        ],
+    )
+    .await;
+    let caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, true).await;
+    let Some((ada, bob)) = Chrome::pair(&public, Js::On).await else {
+        return;
+    };
+    let code = two_in_a_room(&ada, &bob).await;
+    let cy = Browser::signed_in(&public, "cyd@example.org", "cyd").await;
+    cy.join(&code).await;
+
+    caddy.reload(&[natter.addr()]);
+    for i in 1..=3 {
+        cy.say(&code, &format!("meanwhile {i}")).await;
+    }
+    both_show_exactly(
+        &ada,
+        &bob,
+        &["before", "meanwhile 1", "meanwhile 2", "meanwhile 3"],
+    )
+    .await;
+    for c in [&ada, &bob] {
+        c.assert_console_problems_only_from_the_outage().await;
+    }
+    ada.quit().await;
+    bob.quit().await;
+}
