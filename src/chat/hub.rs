@@ -4,7 +4,7 @@
 //! `<ul id="members" hx-swap-oob="beforeend">`, and natter.js first removes the entry with the
 //! same id (or drops an offline newcomer when the list is capped). Replacing entries by id
 //! instead would make htmx log an error whenever the entry is not on the page (big rooms show
-//! only the first 200 members; races between joins and list renders), and the target
+//! only the first 100 members; races between joins and list renders), and the target
 //! `#members` always exists.
 
 use std::{
@@ -186,7 +186,10 @@ impl Hub {
         }
     }
 
-    /// Sends the batched presence changes as one frame.
+    /// Sends the batched presence changes as one frame. Where the list is capped (more
+    /// members than `MEMBER_LIST_CAP`), only the counts change live: entries for thousands of
+    /// comings and goings, sent to thousands of sockets, would swamp a big room (and most of
+    /// them are not on anyone's page); a page gets a fresh list when it (re)connects.
     fn flush(&self) {
         let frame = {
             let mut state = self.state();
@@ -195,10 +198,13 @@ impl Hub {
             // gets this frame (it subscribed first), and the entries are upserts.
             state.list_frame = None;
             let pending = std::mem::take(&mut state.pending);
+            let capped = state.members.len() > room::MEMBER_LIST_CAP;
             let markup = maud::html! {
-                ul #members hx-swap-oob="beforeend" {
-                    @for (user_id, online) in &pending {
-                        @if let Some(member) = state.member(*user_id) { (room::member_item(member, *online)) }
+                @if !capped {
+                    ul #members hx-swap-oob="beforeend" {
+                        @for (user_id, online) in &pending {
+                            @if let Some(member) = state.member(*user_id) { (room::member_item(member, *online)) }
+                        }
                     }
                 }
                 (state.summary())

@@ -59,10 +59,11 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const SILENT_LIMIT: Duration = Duration::from_secs(60);
 
 /// Small buffers: an idle socket should cost a few KiB, not tungstenite's default ~260 KiB.
-/// Clients send nothing but control frames, so 4 KiB messages are plenty.
+/// Clients send nothing but control frames (a pong or a close is at most 131 bytes), so the
+/// read buffer starts at 512 bytes (it grows for a bigger frame, up to the 4 KiB limit).
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(4096))
