@@ -99,6 +99,7 @@ pub struct Store {
     db: Db,
     writer: writer::PostWriter,
     sessions: std::sync::Arc<users::SessionCache>,
+    latest: std::sync::Arc<rooms::LatestPages>,
 }
 
 impl Store {
@@ -144,6 +145,7 @@ impl Store {
                 db,
                 writer,
                 sessions,
+                latest: Default::default(),
             },
             commits,
         ))

@@ -99,6 +99,21 @@ pub struct MessagePage {
     pub has_older: bool,
 }
 
+/// The newest page of each room read lately, keyed by the room's `last_seq` when read.
+/// Messages never change once stored and `rooms.last_seq` moves in the same transaction as
+/// every insert, so a cached page is current exactly when the room's `last_seq` (read fresh
+/// with the room on every request) still matches: no invalidation, on any instance.
+#[derive(Debug, Default)]
+pub(super) struct LatestPages {
+    pages: std::sync::Mutex<std::collections::HashMap<i64, CachedPage>>,
+}
+
+/// (newest seq on the page, page size asked for, the page), by room id.
+type CachedPage = (i64, i64, std::sync::Arc<MessagePage>);
+
+/// Rooms whose newest page is kept; past this the cache starts over.
+const LATEST_PAGES_MAX: usize = 10_000;
+
 /// What joining did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinOutcome {
@@ -298,6 +313,38 @@ impl Store {
             messages,
             has_older,
         })
+    }
+
+    /// The newest `limit` messages of `room` (as read with its `last_seq`): from memory when
+    /// nothing was posted since they were last read, otherwise from the database. The room page
+    /// asks for this on every view; a busy room's page is read once per new message, not once
+    /// per viewer.
+    pub async fn latest_messages(
+        &self,
+        room: &Room,
+        limit: i64,
+    ) -> Result<std::sync::Arc<MessagePage>> {
+        let cached = {
+            let pages = self.latest.pages.lock().unwrap_or_else(|e| e.into_inner());
+            pages
+                .get(&room.id)
+                .filter(|(newest, size, _)| *newest == room.last_seq && *size == limit)
+                .map(|(_, _, page)| page.clone())
+        };
+        if let Some(page) = cached {
+            return Ok(page);
+        }
+        let page = std::sync::Arc::new(self.messages_before(room.id, None, limit).await?);
+        // Seqs are gap-free and committed in order, so this page is the newest `limit`
+        // messages as of its own newest seq (which may be past `room.last_seq`).
+        let newest = page.messages.last().map_or(0, |m| m.seq);
+        let mut pages = self.latest.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if pages.len() >= LATEST_PAGES_MAX {
+            pages.clear();
+        }
+        pages.insert(room.id, (newest, limit, page.clone()));
+        drop(pages);
+        Ok(page)
     }
 
     /// Up to `limit` messages with `after < seq <= upto`, in ascending order: what a socket

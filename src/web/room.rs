@@ -359,10 +359,7 @@ async fn render_room(
     notice: Option<&str>,
 ) -> Result<Response, AppError> {
     let members = state.store.members(room.id).await?;
-    let page = state
-        .store
-        .messages_before(room.id, None, PAGE_SIZE)
-        .await?;
+    let page = state.store.latest_messages(room, PAGE_SIZE).await?;
     let rooms = state.store.room_links(user.id, 50).await?;
     let online = state.chat.online(room.id).await;
     let csrf = user.session.csrf();

@@ -19,6 +19,24 @@ fn random_id() -> String {
 }
 
 both! {
+    async fn the_room_page_shows_what_another_instance_posted_since_it_was_last_read(app: TestApp) {
+        // The newest page is kept in memory between views; a post through another instance
+        // (which this one's cache never hears of) must still show on the next view.
+        let other = TestApp::start_on(app.db.clone(), None, &[]).await;
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Cached").await;
+        let bob = other.signed_in("bob@example.org", "bob").await;
+        bob.join(&code).await;
+        for round in 1..=3 {
+            let before = ada.get(&format!("/rooms/{code}")).await;
+            assert_eq!(seqs_in(&before.body).len(), round - 1);
+            bob.say(&code, &format!("from the other instance {round}")).await;
+            let after = ada.get(&format!("/rooms/{code}")).await;
+            assert_eq!(seqs_in(&after.body), (1..=round as i64).collect::<Vec<_>>(), "round {round}");
+            assert!(after.body.contains(&format!("from the other instance {round}")));
+        }
+    }
+
     async fn creating_a_room_lands_in_it_with_a_short_unique_code(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
         let r = ada.post_form("/home", "/rooms", &[("name", "Book club")]).await;
