@@ -87,8 +87,8 @@ pub enum Job {
     Room(i64),
 }
 
-/// How often active rooms are checked against the store with PostgreSQL, in case a
-/// notification was lost.
+/// How often active rooms are checked against the store: the safety net for a lost
+/// notification (PostgreSQL) or a catch-up request that did not fit the job queue.
 const POLL_EVERY: Duration = Duration::from_secs(3);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 /// The most messages a hub reads from the store to close a gap before broadcasting; sockets
@@ -190,7 +190,7 @@ impl Chat {
                     let Some(job) = job else { return };
                     self.handle(job).await;
                 }
-                _ = poll.tick(), if self.inner.bus.is_some() => self.resync(None).await,
+                _ = poll.tick() => self.resync(None).await,
                 _ = shutdown.cancelled() => return,
             }
         }
@@ -301,7 +301,7 @@ impl Chat {
                 None => hubs.values().filter_map(Weak::upgrade).collect(),
             }
         };
-        if hubs.is_empty() || self.inner.bus.is_none() {
+        if hubs.is_empty() {
             return;
         }
         let ids: Vec<i64> = hubs.iter().map(|h| h.room_id).collect();
@@ -313,6 +313,9 @@ impl Chat {
                     self.catch_up_hub(hub, seq).await;
                 }
             }
+        }
+        if self.inner.bus.is_none() {
+            return;
         }
         let Ok(online) = self.store().online_in(&ids, now_ms()).await else {
             return;
@@ -410,10 +413,10 @@ impl Chat {
                     self.inner.hub_capacity,
                 ));
                 hubs.insert(room.id, Arc::downgrade(&hub));
-                if self.inner.bus.is_some() {
-                    // Learn who is online on other instances.
-                    let _ = self.inner.jobs.try_send(Job::Room(room.id));
-                }
+                // The room row this socket read may predate a post committed before the hub
+                // was registered (that post was published to no hub): catch up from the store,
+                // and learn who is online on other instances.
+                let _ = self.inner.jobs.try_send(Job::Room(room.id));
                 hub
             }
         };

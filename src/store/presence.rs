@@ -85,11 +85,24 @@ impl Store {
 
     /// The newest seq of each of these rooms.
     pub async fn last_seqs(&self, room_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
-        let rows =
-            sqlx::query_as::<_, (i64, i64)>("SELECT id, last_seq FROM rooms WHERE id = ANY($1)")
-                .bind(room_ids)
-                .fetch_all(self.pg()?)
-                .await?;
+        let rows = match &self.db {
+            super::Db::Postgres(pool) => {
+                sqlx::query_as::<_, (i64, i64)>("SELECT id, last_seq FROM rooms WHERE id = ANY($1)")
+                    .bind(room_ids)
+                    .fetch_all(pool)
+                    .await?
+            }
+            // SQLite has no arrays: the ids travel as one JSON array.
+            super::Db::Sqlite { read, .. } => {
+                let ids = serde_json::to_string(room_ids).unwrap_or_else(|_| "[]".into());
+                sqlx::query_as::<_, (i64, i64)>(
+                    "SELECT id, last_seq FROM rooms WHERE id IN (SELECT value FROM json_each($1))",
+                )
+                .bind(ids)
+                .fetch_all(read)
+                .await?
+            }
+        };
         Ok(rows)
     }
 

@@ -346,3 +346,23 @@ async fn a_capped_room_sends_counts_not_entries_sqlite() {
 async fn a_capped_room_sends_counts_not_entries_postgres() {
     a_capped_room_sends_counts_not_entries(crate::common::Backend::Postgres).await;
 }
+
+/// A post this instance's publisher never heard of (here: committed by a second process on the
+/// same SQLite file, the stand-in for one committed between a socket's room read and its hub's
+/// creation) still reaches open sockets: hubs are caught up from the store when created and
+/// every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_the_publisher_missed_still_arrives() {
+    let Some(app) = TestApp::spawn(crate::common::Backend::Sqlite).await else {
+        return;
+    };
+    let ada = app.signed_in("ada@example.org", "ada").await;
+    let code = app.create_room(&ada, "Missed").await;
+    let mut socket = ada.socket(&code, Some(0)).await.unwrap();
+    assert!(socket.wait_for("id=\"members\"", WAIT).await);
+    let other = TestApp::start_on(app.db.clone(), None, &[]).await;
+    let bob = other.signed_in("bob@example.org", "bob").await;
+    bob.join(&code).await;
+    bob.say(&code, "from elsewhere").await;
+    assert_exactly(&socket.seqs_until(1, WAIT).await, 1, 1);
+}
