@@ -27,6 +27,10 @@ use crate::{
 /// is quadratic when a big room fills up).
 const BATCH_ABOVE: usize = 50;
 const BATCH_WINDOW: Duration = Duration::from_millis(250);
+/// Where the list is capped only the counts change live, once a second at most: presence
+/// fan-out costs changes x members, and a room of thousands coming online at once would
+/// otherwise spend the server on "1,234 online" frames.
+const CAPPED_BATCH_WINDOW: Duration = Duration::from_secs(1);
 
 /// The broadcast point of one active room on this instance. Sockets subscribe; the publisher
 /// renders each message once and broadcasts the shared frame.
@@ -177,8 +181,13 @@ impl Hub {
         if !state.flush_scheduled {
             state.flush_scheduled = true;
             let hub = Arc::downgrade(self);
+            let window = if state.members.len() > room::MEMBER_LIST_CAP {
+                CAPPED_BATCH_WINDOW
+            } else {
+                BATCH_WINDOW
+            };
             tokio::spawn(async move {
-                tokio::time::sleep(BATCH_WINDOW).await;
+                tokio::time::sleep(window).await;
                 if let Some(hub) = hub.upgrade() {
                     hub.flush();
                 }
