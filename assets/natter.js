@@ -26,14 +26,20 @@
     if (code === 1001) setTimeout(() => e.detail.socketWrapper.reconnect(), htmx.config.wsReconnectDelay(retries++));
   });
   // Sending empties the composer at once, so the next message can be typed while this one is
-  // on its way; the fresh composer from the server keeps what was typed meanwhile, and a post
-  // htmx could not deliver puts its text back and says why.
+  // on its way. Success answers only a fresh client_id (the form stays, focus too); a refused
+  // post answers the composer with its text and the reason, and keeps what was typed meanwhile;
+  // a post htmx could not deliver puts its text back and says why.
   const body = () => $("#composer-body");
   let sent = "", typed = "";
   const join = (a, b) => (a && b ? `${a}\n${b}` : a || b);
-  document.addEventListener("htmx:beforeRequest", (e) => { if (e.detail.elt.id === "composer") { sent = body().value; body().value = ""; } });
-  document.addEventListener("htmx:beforeSwap", (e) => { if (e.detail.target.id === "composer" && e.detail.shouldSwap) typed = body().value; });
-  document.addEventListener("htmx:afterSwap", (e) => { if (e.detail.target.id === "composer") { body().value = join(body().value, typed); sent = typed = ""; } });
+  const mine = (e) => e.detail.elt?.id === "composer" || e.detail.target?.id === "composer";
+  document.addEventListener("htmx:beforeRequest", (e) => { if (mine(e)) { sent = body().value; body().value = ""; } });
+  document.addEventListener("htmx:beforeSwap", (e) => { if (mine(e) && e.detail.xhr.status !== 200) typed = body().value; });
+  document.addEventListener("htmx:afterSwap", (e) => { if (mine(e) && typed) { body().value = join(body().value, typed); typed = ""; } });
+  document.addEventListener("htmx:afterRequest", (e) => {
+    if (!mine(e) || e.detail.xhr?.status !== 200) return;
+    sent = ""; body().removeAttribute("aria-invalid"); body().removeAttribute("aria-describedby");
+  });
   const unsent = (why) => { const b = body(); if (b && sent) b.value = join(sent, b.value); sent = ""; status(`${why} Your text is still here.`); };
   document.addEventListener("htmx:responseError", (e) => unsent(e.detail.xhr.status === 503 ? "Not sent: natter cannot reach its database; send it again in a moment." : `Not sent (error ${e.detail.xhr.status}).`));
   document.addEventListener("htmx:sendError", () => unsent("Not sent: the connection is down."));

@@ -221,18 +221,44 @@ pub fn composer(
     html! {
         form #composer.composer method="post" action=(action) hx-post=(action) hx-target="this" hx-swap="outerHTML" {
             (csrf_field(csrf))
-            input type="hidden" name="client_id" value=(client_id);
             label.visually-hidden for="composer-body" { "Message" }
             textarea #composer-body name="body" rows="1" maxlength=(MessageBody::MAX) required
                 placeholder="Write a message" autocomplete="off" autofocus[focus]
                 aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "composer-error")]
                 { (body) }
             button.button.primary.send type="submit" { "Send" }
+            (composer_state(client_id, error))
+        }
+    }
+}
+
+/// The part of the composer a post changes: the next `client_id` and the error, if any.
+fn composer_state(client_id: &str, error: Option<&str>) -> Markup {
+    html! {
+        div #composer-state {
+            input type="hidden" name="client_id" value=(client_id);
             @if let Some(error) = error {
                 p #composer-error.field-error role="alert" { (error) }
             }
         }
     }
+}
+
+/// The answer to a post htmx made that succeeded: only a fresh `client_id` (and no error),
+/// out of band; the form itself stays, so focus and whatever was typed meanwhile are
+/// untouched (natter.js emptied the text when it sent).
+fn posted_with_htmx() -> Response {
+    let client_id = crate::auth::encode_token(&rand::random::<[u8; 16]>());
+    let markup = html! {
+        div #composer-state hx-swap-oob="true" {
+            input type="hidden" name="client_id" value=(client_id);
+        }
+    };
+    let mut response = respond(StatusCode::OK, markup);
+    response
+        .headers_mut()
+        .insert("hx-reswap", header::HeaderValue::from_static("none"));
+    response
 }
 
 /// The left rail: my rooms, this one marked.
@@ -505,12 +531,7 @@ pub async fn post_message(
     let outcome = actions::post(&state, user.actor(), &room, &form.body, client_id).await;
     let csrf = user.session.csrf();
     let refusal = match outcome {
-        Ok(_) if htmx => {
-            return Ok(respond(
-                StatusCode::OK,
-                composer(&room.code, &csrf, "", None, None, true),
-            ));
-        }
+        Ok(_) if htmx => return Ok(posted_with_htmx()),
         Ok(seq) => return Ok(see_other(&format!("/rooms/{}#msg-{seq}", room.code), false)),
         Err(Refusal::NotFound) => return Err(AppError::NotFound.into()),
         Err(refusal) => refusal,

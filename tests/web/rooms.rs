@@ -185,9 +185,12 @@ both! {
         let r = ada.post_with(&format!("/rooms/{code}/messages"), &[("body", "via htmx"), ("client_id", &client_id)],
             &[("origin", &origin), ("hx-request", "true"), ("x-csrf-token", &csrf)]).await;
         assert_eq!(r.status, 200);
-        assert!(r.body.starts_with("<form class=\"composer\" id=\"composer\""), "{}", r.body);
+        // Only a fresh client_id, out of band: the form (focus, text typed meanwhile) stays.
+        assert_eq!(r.header("hx-reswap"), Some("none"));
+        assert!(r.body.starts_with("<div id=\"composer-state\" hx-swap-oob=\"true\"><input type=\"hidden\" name=\"client_id\""), "{}", r.body);
         assert!(!r.body.contains("via htmx"), "the message itself comes over the socket, not in the answer");
-        assert!(!r.body.contains(&client_id), "a fresh client_id");
+        let fresh = crate::common::extract_attr(&r.body, "name=\"client_id\" value=\"").unwrap();
+        assert!(fresh.len() >= 16 && fresh != client_id, "a fresh client_id");
         // The same client_id again (double click) posts nothing new.
         let again = ada.post_with(&format!("/rooms/{code}/messages"), &[("body", "via htmx"), ("client_id", &client_id)],
             &[("origin", &origin), ("hx-request", "true"), ("x-csrf-token", &csrf)]).await;
