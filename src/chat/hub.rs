@@ -293,6 +293,29 @@ impl Hub {
         self.broadcast(Event::Members { frame });
     }
 
+    /// Compares the member list with `members` (read from the store after this hub was
+    /// registered): a join or leave that happened while the hub was being created reached no
+    /// hub. Adds the newcomers; returns who is gone, for the caller to treat as leaving.
+    pub(super) fn reconcile(&self, members: &[Member]) -> Vec<i64> {
+        let (gone, new): (Vec<i64>, Vec<Member>) = {
+            let state = self.state();
+            let now: HashSet<i64> = members.iter().map(|m| m.user_id).collect();
+            let known: HashSet<i64> = state.members.iter().map(|m| m.user_id).collect();
+            (
+                known.difference(&now).copied().collect(),
+                members
+                    .iter()
+                    .filter(|m| !known.contains(&m.user_id))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        for member in &new {
+            self.member_joined(member);
+        }
+        gone
+    }
+
     /// A member left: their entry disappears from every open list (replaced by a hidden one).
     pub(super) fn member_left(&self, user_id: i64) {
         let frame = {

@@ -314,6 +314,18 @@ impl Chat {
                 }
             }
         }
+        if only.is_some() {
+            // A new hub: joins and leaves between its members read and its registration
+            // reached no hub.
+            for hub in &hubs {
+                if let Ok(members) = self.store().members(hub.room_id).await {
+                    for user_id in hub.reconcile(&members) {
+                        // Also closes a socket that opened just before its owner left.
+                        self.left_here(hub.room_id, user_id);
+                    }
+                }
+            }
+        }
         if self.inner.bus.is_none() {
             return;
         }
@@ -413,9 +425,9 @@ impl Chat {
                     self.inner.hub_capacity,
                 ));
                 hubs.insert(room.id, Arc::downgrade(&hub));
-                // The room row this socket read may predate a post committed before the hub
-                // was registered (that post was published to no hub): catch up from the store,
-                // and learn who is online on other instances.
+                // The room row and members read for this hub may predate a post, a join or a
+                // leave committed before it was registered (those reached no hub): catch up
+                // from the store, and learn who is online on other instances.
                 let _ = self.inner.jobs.try_send(Job::Room(room.id));
                 hub
             }
