@@ -209,12 +209,37 @@ pub async fn connect(base: &str, person: &Person, code: &str, after: i64) -> Res
     request
         .headers_mut()
         .insert("origin", base.parse().map_err(|_| "origin")?);
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = tcp_connect(addr).await?;
     let _ = stream.set_nodelay(true);
     let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config()))
         .await
         .map_err(|e| e.to_string())?;
     Ok(ws)
+}
+
+/// Connects to `addr`. To a loopback server, each connection leaves from one of 64 loopback
+/// addresses in turn: with thousands of connections to one address and port, Linux's search
+/// for a free local port in `connect` scans the ephemeral range each time (it was half of
+/// the generator's CPU at 19,000 sockets), and each source address has a port range of its own.
+async fn tcp_connect(addr: &str) -> Result<TcpStream, String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let target: std::net::SocketAddr = match addr.parse() {
+        Ok(target) => target,
+        Err(_) => return TcpStream::connect(addr).await.map_err(|e| e.to_string()),
+    };
+    let std::net::SocketAddr::V4(v4) = target else {
+        return TcpStream::connect(target).await.map_err(|e| e.to_string());
+    };
+    if !v4.ip().is_loopback() {
+        return TcpStream::connect(target).await.map_err(|e| e.to_string());
+    }
+    let n = NEXT.fetch_add(1, Relaxed) % 64;
+    let source = std::net::Ipv4Addr::new(127, 0, 1, 1 + n as u8);
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind((source, 0).into())
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    socket.connect(target).await.map_err(|e| e.to_string())
 }
 
 /// What every receiving socket adds to.
