@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::Event;
 use crate::{
-    store::{Member, Message},
+    store::{Member, Message, Room},
     web::room,
 };
 
@@ -36,6 +36,9 @@ const CAPPED_BATCH_WINDOW: Duration = Duration::from_secs(1);
 /// renders each message once and broadcasts the shared frame.
 pub struct Hub {
     pub(super) room_id: i64,
+    /// The room as read when the hub was created: its id, code and name never change (its
+    /// `last_seq` does: ask `published`).
+    pub(super) room: Room,
     tx: Sender<Event>,
     /// Keeps the channel open while no socket is subscribed for a moment.
     _keep_open: InactiveReceiver<Event>,
@@ -51,6 +54,8 @@ struct HubState {
     /// The members, by name, loaded when the hub was created and kept up to date by joins and
     /// leaves: what (re)connecting sockets are shown without asking the database.
     members: Vec<Member>,
+    /// The same members' ids, for membership checks.
+    member_ids: HashSet<i64>,
     /// The rendered member list for (re)connecting sockets, until the next change.
     list_frame: Option<Utf8Bytes>,
     /// Presence changes waiting for the next batch (big rooms).
@@ -68,28 +73,33 @@ impl HubState {
     }
 
     fn member(&self, user_id: i64) -> Option<&Member> {
+        if !self.member_ids.contains(&user_id) {
+            return None;
+        }
         self.members.iter().find(|m| m.user_id == user_id)
     }
 }
 
 impl Hub {
-    pub(super) fn new(room_id: i64, members: Vec<Member>, last_seq: i64, capacity: usize) -> Self {
+    pub(super) fn new(room: &Room, members: Vec<Member>, capacity: usize) -> Self {
         let (mut tx, rx) = async_broadcast::broadcast(capacity);
         // Never wait for slow receivers: drop their oldest event and let them resync.
         tx.set_overflow(true);
         tx.set_await_active(false);
         Self {
-            room_id,
+            room_id: room.id,
+            room: room.clone(),
             tx,
             _keep_open: rx.deactivate(),
             state: Mutex::new(HubState {
                 local: HashMap::new(),
                 online: HashSet::new(),
+                member_ids: members.iter().map(|m| m.user_id).collect(),
                 members,
                 list_frame: None,
                 pending: HashMap::new(),
                 flush_scheduled: false,
-                published: last_seq,
+                published: room.last_seq,
                 last: None,
             }),
         }
@@ -111,6 +121,15 @@ impl Hub {
     /// The newest seq broadcast here.
     pub(super) fn published(&self) -> i64 {
         self.state().published
+    }
+
+    /// The room, as far as this hub knows it, if `user_id` is one of its members.
+    pub(super) fn room_for(&self, user_id: i64) -> Option<Room> {
+        let state = self.state();
+        state.member_ids.contains(&user_id).then(|| Room {
+            last_seq: state.published,
+            ..self.room.clone()
+        })
     }
 
     /// Renders and broadcasts messages (ascending seq) newer than what was published, each
@@ -281,6 +300,7 @@ impl Hub {
                     m.username.to_lowercase() < member.username.to_lowercase()
                 });
                 state.members.insert(at, member.clone());
+                state.member_ids.insert(member.user_id);
             }
             state.list_frame = None;
             let online = state.online.contains(&member.user_id);
@@ -300,12 +320,11 @@ impl Hub {
         let (gone, new): (Vec<i64>, Vec<Member>) = {
             let state = self.state();
             let now: HashSet<i64> = members.iter().map(|m| m.user_id).collect();
-            let known: HashSet<i64> = state.members.iter().map(|m| m.user_id).collect();
             (
-                known.difference(&now).copied().collect(),
+                state.member_ids.difference(&now).copied().collect(),
                 members
                     .iter()
-                    .filter(|m| !known.contains(&m.user_id))
+                    .filter(|m| !state.member_ids.contains(&m.user_id))
                     .cloned()
                     .collect(),
             )
@@ -321,6 +340,7 @@ impl Hub {
         let frame = {
             let mut state = self.state();
             state.members.retain(|m| m.user_id != user_id);
+            state.member_ids.remove(&user_id);
             // Their sockets are being closed; each still unregisters itself (and its shared
             // presence row) on the way out.
             state.online.remove(&user_id);

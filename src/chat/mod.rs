@@ -15,7 +15,7 @@ pub mod socket;
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex, MutexGuard, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use hub::Hub;
 
 use crate::{
+    domain::RoomCode,
     metrics::Metrics,
     store::{Committed, Member, Message, Store, now_ms},
 };
@@ -103,6 +104,21 @@ struct Conn {
     kick: oneshot::Sender<u16>,
 }
 
+/// The active rooms' hubs, by room id and by code.
+#[derive(Default)]
+struct Hubs {
+    by_id: HashMap<i64, Weak<Hub>>,
+    by_code: HashMap<String, i64>,
+    /// Rooms whose hub is being created, and the gate the creating socket holds meanwhile.
+    creating: HashMap<i64, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Hubs {
+    fn get(&self, room_id: i64) -> Option<Arc<Hub>> {
+        self.by_id.get(&room_id).and_then(Weak::upgrade)
+    }
+}
+
 /// The live side of natter. Cheap to clone.
 #[derive(Clone)]
 pub struct Chat {
@@ -113,7 +129,7 @@ struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
     hub_capacity: usize,
-    hubs: Mutex<HashMap<i64, Weak<Hub>>>,
+    hubs: Mutex<Hubs>,
     conns: Mutex<HashMap<u64, Conn>>,
     next_conn: AtomicU64,
     /// With PostgreSQL: how this instance talks to the others.
@@ -139,7 +155,7 @@ impl Chat {
                 store: store.clone(),
                 metrics,
                 hub_capacity,
-                hubs: Mutex::new(HashMap::new()),
+                hubs: Mutex::new(Hubs::default()),
                 conns: Mutex::new(HashMap::new()),
                 next_conn: AtomicU64::new(1),
                 bus: bus.clone(),
@@ -293,12 +309,8 @@ impl Chat {
         let hubs: Vec<Arc<Hub>> = {
             let hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
             match only {
-                Some(room_id) => hubs
-                    .get(&room_id)
-                    .and_then(Weak::upgrade)
-                    .into_iter()
-                    .collect(),
-                None => hubs.values().filter_map(Weak::upgrade).collect(),
+                Some(room_id) => hubs.get(room_id).into_iter().collect(),
+                None => hubs.by_id.values().filter_map(Weak::upgrade).collect(),
             }
         };
         if hubs.is_empty() {
@@ -398,8 +410,25 @@ impl Chat {
     }
 
     fn hub(&self, room_id: i64) -> Option<Arc<Hub>> {
-        let hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
-        hubs.get(&room_id).and_then(Weak::upgrade)
+        self.hubs().get(room_id)
+    }
+
+    fn hubs(&self) -> MutexGuard<'_, Hubs> {
+        self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The room with this code if it is active here and `user_id` is one of its members: a
+    /// (re)connecting socket then needs no database read. The hub's member list is as current
+    /// as a database read: joins and leaves update it right after they commit (on other
+    /// instances, within the bus's latency), and it is reconciled with the store when the hub
+    /// is created. A leave that races the check closes the socket when it arrives, as it would
+    /// after a database check.
+    pub fn member_room(&self, code: RoomCode, user_id: i64) -> Option<crate::store::Room> {
+        let hub = {
+            let hubs = self.hubs();
+            hubs.get(*hubs.by_code.get(code.canonical().as_str())?)?
+        };
+        hub.room_for(user_id)
     }
 
     /// The room's hub (created, with its members read from the store, if this is its first
@@ -413,25 +442,32 @@ impl Chat {
             let rx = hub.subscribe();
             return Ok((hub, rx));
         }
-        let members = self.store().members(room.id).await?;
-        let mut hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
-        let hub = match hubs.get(&room.id).and_then(Weak::upgrade) {
-            Some(hub) => hub,
-            None => {
-                let hub = Arc::new(Hub::new(
-                    room.id,
-                    members,
-                    room.last_seq,
-                    self.inner.hub_capacity,
-                ));
-                hubs.insert(room.id, Arc::downgrade(&hub));
-                // The room row and members read for this hub may predate a post, a join or a
-                // leave committed before it was registered (those reached no hub): catch up
-                // from the store, and learn who is online on other instances.
-                let _ = self.inner.jobs.try_send(Job::Room(room.id));
-                hub
+        // One socket creates the hub; the others arriving with it (a room opening, a reconnect
+        // storm after a restart) wait for it instead of each reading the member list.
+        let gate = self.hubs().creating.entry(room.id).or_default().clone();
+        let _creating = gate.lock().await;
+        if let Some(hub) = self.hub(room.id) {
+            let rx = hub.subscribe();
+            return Ok((hub, rx));
+        }
+        let members = match self.store().members(room.id).await {
+            Ok(members) => members,
+            Err(e) => {
+                self.hubs().creating.remove(&room.id);
+                return Err(e);
             }
         };
+        let hub = Arc::new(Hub::new(room, members, self.inner.hub_capacity));
+        {
+            let mut hubs = self.hubs();
+            hubs.by_id.insert(room.id, Arc::downgrade(&hub));
+            hubs.by_code.insert(room.code.clone(), room.id);
+            hubs.creating.remove(&room.id);
+        }
+        // The room row and members read for this hub may predate a post, a join or a leave
+        // committed before it was registered (those reached no hub): catch up from the store,
+        // and learn who is online on other instances.
+        let _ = self.inner.jobs.try_send(Job::Room(room.id));
         let rx = hub.subscribe();
         Ok((hub, rx))
     }
@@ -439,10 +475,16 @@ impl Chat {
     /// Drops the room's hub entry once its last socket is gone.
     fn release(&self, hub: Arc<Hub>) {
         let room_id = hub.room_id;
+        let code = hub.room.code.clone();
         drop(hub);
-        let mut hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
-        if hubs.get(&room_id).is_some_and(|w| w.strong_count() == 0) {
-            hubs.remove(&room_id);
+        let mut hubs = self.hubs();
+        if hubs
+            .by_id
+            .get(&room_id)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
+            hubs.by_id.remove(&room_id);
+            hubs.by_code.remove(&code);
         }
     }
 
@@ -573,11 +615,12 @@ impl Chat {
     }
 
     fn left_here(&self, room_id: i64, user_id: i64) {
-        self.kick(close::LEFT, |c| {
-            c.user_id == user_id && c.room_id == room_id
-        });
+        // The hub first: a socket that sees 4404 and reconnects finds them no longer a member.
         if let Some(hub) = self.hub(room_id) {
             hub.member_left(user_id);
         }
+        self.kick(close::LEFT, |c| {
+            c.user_id == user_id && c.room_id == room_id
+        });
     }
 }

@@ -106,12 +106,17 @@ pub async fn connect(
         return Ok(refuse(StatusCode::UNAUTHORIZED, "sign in first\n"));
     };
     let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
-    let Some(room) = state
-        .store
-        .room_for_member(code, user.id)
-        .await
-        .map_err(AppError::from)?
-    else {
+    // Reconnects and sockets to active rooms are checked against the room's hub here, without
+    // a database read.
+    let room = match state.chat.member_room(code, user.id) {
+        Some(room) => Some(room),
+        None => state
+            .store
+            .room_for_member(code, user.id)
+            .await
+            .map_err(AppError::from)?,
+    };
+    let Some(room) = room else {
         return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n"));
     };
     let after = match query.after.as_deref() {

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{Backend, Browser, Closed, TestApp, TestDb, assert_exactly};
+use crate::common::{Backend, Browser, Closed, SocketRefused, TestApp, TestDb, assert_exactly};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -138,6 +138,13 @@ async fn presence_joins_and_leaves_cross_instances() {
         .await;
     assert_eq!(left.status, 303);
     assert_eq!(bob_socket.closed(WAIT).await, Closed::Code(4404));
+    // A checks reconnecting sockets against its hub for the room (ada's socket keeps it
+    // active): once bob's socket was closed, the hub no longer counts him a member.
+    assert_eq!(
+        bob_on_a.socket(&code, Some(0)).await.err(),
+        Some(SocketRefused(404)),
+        "bob cannot reconnect on A"
+    );
     assert!(
         ada_socket
             .wait_for("data-online=\"false\" hidden", WAIT)

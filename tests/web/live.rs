@@ -180,6 +180,10 @@ both! {
         let (people, code) = room_with(&app, &["ada"]).await;
         let eve = app.signed_in("eve@example.org", "eve").await;
         assert_eq!(eve.socket(&code, Some(0)).await.err(), Some(SocketRefused(404)), "non-member");
+        // Also while the room is active (its hub answers membership then).
+        let mut ada = people[0].socket(&code, Some(0)).await.unwrap();
+        assert!(ada.wait_for("id=\"members\"", WAIT).await);
+        assert_eq!(eve.socket(&code, Some(0)).await.err(), Some(SocketRefused(404)), "non-member, room active");
         assert_eq!(people[0].socket_with(&code, Some("0"), Some("https://evil.example")).await.err(), Some(SocketRefused(403)), "cross-origin");
         assert_eq!(people[0].socket_with(&code, Some("0"), None).await.err(), Some(SocketRefused(403)), "no origin");
         assert_eq!(app.browser().socket(&code, Some(0)).await.err(), Some(SocketRefused(401)), "signed out");
