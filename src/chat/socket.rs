@@ -183,6 +183,88 @@ pub async fn connect(
 
 type Ws = WebSocketStream<poem::Upgraded>;
 
+/// The most messages sent in one frame.
+const BATCH_MAX: usize = 16;
+
+/// Messages that go out together: the one just received and those already waiting right
+/// behind it (a socket that fell behind, a burst in the room). One frame and one write for
+/// all of them instead of one each; the write is most of a delivery's cost. A lone message
+/// (the usual case) is sent as the shared frame itself, without a copy.
+struct Batch {
+    first: Utf8Bytes,
+    joined: Option<String>,
+    last_seq: i64,
+    committed: [Option<Instant>; BATCH_MAX],
+    len: usize,
+}
+
+impl Batch {
+    fn new(frame: Utf8Bytes, seq: i64, committed: Instant) -> Self {
+        let mut batch = Batch {
+            first: frame,
+            joined: None,
+            last_seq: seq,
+            committed: [None; BATCH_MAX],
+            len: 1,
+        };
+        batch.committed[0] = Some(committed);
+        batch
+    }
+
+    fn size(&self) -> usize {
+        self.joined.as_ref().map_or(self.first.len(), String::len)
+    }
+
+    /// Takes the messages waiting in `rx` that directly follow the batch, while the whole
+    /// fits in one frame. Returns the first event that does not belong (it must be handled
+    /// next, not lost).
+    fn gather(
+        &mut self,
+        rx: &mut async_broadcast::Receiver<Event>,
+    ) -> Option<Result<Event, RecvError>> {
+        use async_broadcast::TryRecvError;
+        while self.len < BATCH_MAX {
+            let event = match rx.try_recv() {
+                Ok(event) => event,
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Overflowed(n)) => return Some(Err(RecvError::Overflowed(n))),
+                Err(TryRecvError::Closed) => return Some(Err(RecvError::Closed)),
+            };
+            match event {
+                Event::Message { seq, .. } if seq <= self.last_seq => continue,
+                Event::Message {
+                    seq,
+                    frame,
+                    committed,
+                } if seq == self.last_seq + 1 && self.size() + frame.len() <= MAX_FRAGMENT => {
+                    let joined = self.joined.get_or_insert_with(|| {
+                        let mut joined = String::with_capacity(MAX_FRAGMENT);
+                        joined.push_str(self.first.as_str());
+                        joined
+                    });
+                    joined.push_str(frame.as_str());
+                    self.last_seq = seq;
+                    self.committed[self.len] = Some(committed);
+                    self.len += 1;
+                }
+                other => return Some(Ok(other)),
+            }
+        }
+        None
+    }
+
+    fn frame(&mut self) -> Utf8Bytes {
+        match self.joined.take() {
+            Some(joined) => Utf8Bytes::from(joined),
+            None => self.first.clone(),
+        }
+    }
+
+    fn committed(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.committed.iter().flatten().copied()
+    }
+}
+
 /// Why the loop ended: what (if anything) to tell the client.
 enum End {
     Close(u16, &'static str),
@@ -286,74 +368,95 @@ impl Live {
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut heard = Instant::now();
+        // An event taken from the hub while gathering a batch that did not fit in it.
+        let mut held: Option<Result<Event, RecvError>> = None;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return End::Close(close::RESTART, "server restarting"),
-                code = &mut *kicked => {
-                    return match code {
-                        Ok(close::SIGNED_OUT) => End::Close(close::SIGNED_OUT, "signed out"),
-                        Ok(close::LEFT) => End::Close(close::LEFT, "left the room"),
-                        Ok(code) => End::Close(code, ""),
-                        Err(_) => End::Close(1011, ""),
-                    };
-                }
-                event = rx.recv() => match event {
-                    Ok(Event::Message { seq, frame, committed }) => {
-                        if seq <= last_sent {
+            let event = match held.take() {
+                Some(event) => event,
+                None => tokio::select! {
+                    _ = shutdown.cancelled() => return End::Close(close::RESTART, "server restarting"),
+                    code = &mut *kicked => {
+                        return match code {
+                            Ok(close::SIGNED_OUT) => End::Close(close::SIGNED_OUT, "signed out"),
+                            Ok(close::LEFT) => End::Close(close::LEFT, "left the room"),
+                            Ok(code) => End::Close(code, ""),
+                            Err(_) => End::Close(1011, ""),
+                        };
+                    }
+                    event = rx.recv() => event,
+                    incoming = self.ws.next() => match incoming {
+                        Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return End::Gone,
+                        Some(Ok(_)) => {
+                            heard = Instant::now();
                             continue;
                         }
-                        if seq > last_sent + 1 {
-                            // A gap: the missing messages are committed (commit order is seq
-                            // order), so read them before sending this one.
-                            self.state.metrics.gap_fills.fetch_add(1, Relaxed);
-                            if let Err(end) = self.catch_up(last_sent, seq - 1).await {
-                                return end;
-                            }
+                    },
+                    _ = ping.tick() => {
+                        if heard.elapsed() > SILENT_LIMIT {
+                            return End::Gone;
                         }
-                        if let Err(end) = self.send(frame).await {
+                        if let Err(end) = self.send_message(WsMessage::Ping(Default::default())).await {
                             return end;
                         }
+                        continue;
+                    }
+                },
+            };
+            match event {
+                Ok(Event::Message {
+                    seq,
+                    frame,
+                    committed,
+                }) => {
+                    if seq <= last_sent {
+                        continue;
+                    }
+                    if seq > last_sent + 1 {
+                        // A gap: the missing messages are committed (commit order is seq
+                        // order), so read them before sending this one.
+                        self.state.metrics.gap_fills.fetch_add(1, Relaxed);
+                        if let Err(end) = self.catch_up(last_sent, seq - 1).await {
+                            return end;
+                        }
+                    }
+                    let mut batch = Batch::new(frame, seq, committed);
+                    held = batch.gather(rx);
+                    if let Err(end) = self.send(batch.frame()).await {
+                        return end;
+                    }
+                    for committed in batch.committed() {
                         self.state.metrics.delivered(committed.elapsed());
-                        last_sent = seq;
                     }
-                    Ok(Event::Members { frame }) => {
-                        if let Err(end) = self.send(frame).await {
-                            return end;
-                        }
-                    }
-                    Err(RecvError::Overflowed(missed)) => {
-                        tracing::debug!(missed, "socket fell behind its hub; resyncing from the store");
-                        self.state.metrics.resyncs.fetch_add(1, Relaxed);
-                        let latest = match self.state.store.last_seq(self.room.id).await {
-                            Ok(Some(latest)) => latest,
-                            _ => return End::Close(1011, "try again"),
-                        };
-                        if latest - last_sent > MAX_REPLAY {
-                            return End::Close(close::TOO_FAR_BEHIND, "too far behind");
-                        }
-                        last_sent = match self.catch_up(last_sent, latest).await {
-                            Ok(s) => s,
-                            Err(end) => return end,
-                        };
-                        // Presence changes may have been dropped too: send a fresh list.
-                        if let Err(end) = self.resend_members(hub).await {
-                            return end;
-                        }
-                    }
-                    Err(RecvError::Closed) => return End::Close(close::RESTART, "closing"),
-                },
-                incoming = self.ws.next() => match incoming {
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return End::Gone,
-                    Some(Ok(_)) => heard = Instant::now(),
-                },
-                _ = ping.tick() => {
-                    if heard.elapsed() > SILENT_LIMIT {
-                        return End::Gone;
-                    }
-                    if let Err(end) = self.send_message(WsMessage::Ping(Default::default())).await {
+                    last_sent = batch.last_seq;
+                }
+                Ok(Event::Members { frame }) => {
+                    if let Err(end) = self.send(frame).await {
                         return end;
                     }
                 }
+                Err(RecvError::Overflowed(missed)) => {
+                    tracing::debug!(
+                        missed,
+                        "socket fell behind its hub; resyncing from the store"
+                    );
+                    self.state.metrics.resyncs.fetch_add(1, Relaxed);
+                    let latest = match self.state.store.last_seq(self.room.id).await {
+                        Ok(Some(latest)) => latest,
+                        _ => return End::Close(1011, "try again"),
+                    };
+                    if latest - last_sent > MAX_REPLAY {
+                        return End::Close(close::TOO_FAR_BEHIND, "too far behind");
+                    }
+                    last_sent = match self.catch_up(last_sent, latest).await {
+                        Ok(s) => s,
+                        Err(end) => return end,
+                    };
+                    // Presence changes may have been dropped too: send a fresh list.
+                    if let Err(end) = self.resend_members(hub).await {
+                        return end;
+                    }
+                }
+                Err(RecvError::Closed) => return End::Close(close::RESTART, "closing"),
             }
         }
     }
@@ -413,5 +516,112 @@ impl Live {
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: i64, text: &str) -> Event {
+        Event::Message {
+            seq,
+            frame: Utf8Bytes::from(format!("<{seq}:{text}>")),
+            committed: Instant::now(),
+        }
+    }
+
+    fn channel() -> (
+        async_broadcast::Sender<Event>,
+        async_broadcast::Receiver<Event>,
+    ) {
+        let (mut tx, rx) = async_broadcast::broadcast(64);
+        tx.set_overflow(true);
+        (tx, rx)
+    }
+
+    fn batch_of(seq: i64, text: &str) -> Batch {
+        let Event::Message { frame, .. } = message(seq, text) else {
+            unreachable!()
+        };
+        Batch::new(frame, seq, Instant::now())
+    }
+
+    #[test]
+    fn a_lone_message_goes_out_as_the_shared_frame() {
+        let (_tx, mut rx) = channel();
+        let mut batch = batch_of(1, "a");
+        assert!(batch.gather(&mut rx).is_none());
+        assert_eq!(batch.frame().as_str(), "<1:a>");
+        assert_eq!((batch.last_seq, batch.committed().count()), (1, 1));
+    }
+
+    #[test]
+    fn waiting_messages_join_in_order_skipping_repeats_up_to_the_batch_limit() {
+        let (tx, mut rx) = channel();
+        tx.try_broadcast(message(1, "again")).unwrap();
+        for seq in 2..=20 {
+            tx.try_broadcast(message(seq, "m")).unwrap();
+        }
+        let mut batch = batch_of(1, "a");
+        assert!(batch.gather(&mut rx).is_none());
+        assert_eq!(batch.last_seq, BATCH_MAX as i64);
+        assert_eq!(batch.committed().count(), BATCH_MAX);
+        let expected: String = std::iter::once("<1:a>".to_string())
+            .chain((2..=BATCH_MAX).map(|s| format!("<{s}:m>")))
+            .collect();
+        assert_eq!(batch.frame().as_str(), expected);
+        // The rest stay queued for the next round.
+        assert!(matches!(rx.try_recv(), Ok(Event::Message { seq: 17, .. })));
+    }
+
+    #[test]
+    fn what_does_not_belong_is_handed_back_not_lost() {
+        // A member-list change.
+        let (tx, mut rx) = channel();
+        tx.try_broadcast(message(2, "m")).unwrap();
+        tx.try_broadcast(Event::Members {
+            frame: Utf8Bytes::from_static("<members>"),
+        })
+        .unwrap();
+        let mut batch = batch_of(1, "a");
+        assert!(matches!(
+            batch.gather(&mut rx),
+            Some(Ok(Event::Members { .. }))
+        ));
+        assert_eq!(batch.frame().as_str(), "<1:a><2:m>");
+
+        // A gap: filled from the store before that message is sent.
+        let (tx, mut rx) = channel();
+        tx.try_broadcast(message(3, "m")).unwrap();
+        let mut batch = batch_of(1, "a");
+        assert!(matches!(
+            batch.gather(&mut rx),
+            Some(Ok(Event::Message { seq: 3, .. }))
+        ));
+        assert_eq!(batch.last_seq, 1);
+
+        // A message that would make the frame too big.
+        let (tx, mut rx) = channel();
+        tx.try_broadcast(message(2, &"x".repeat(MAX_FRAGMENT - 5)))
+            .unwrap();
+        let mut batch = batch_of(1, "a");
+        assert!(matches!(
+            batch.gather(&mut rx),
+            Some(Ok(Event::Message { seq: 2, .. }))
+        ));
+        assert_eq!(batch.frame().as_str(), "<1:a>");
+
+        // The queue overflowed: the caller resyncs.
+        let (mut tx, mut rx) = async_broadcast::broadcast(2);
+        tx.set_overflow(true);
+        for seq in 2..=5 {
+            tx.try_broadcast(message(seq, "m")).unwrap();
+        }
+        let mut batch = batch_of(1, "a");
+        assert!(matches!(
+            batch.gather(&mut rx),
+            Some(Err(RecvError::Overflowed(2)))
+        ));
     }
 }
