@@ -5,6 +5,10 @@
 //! Queries are runtime-checked (`sqlx::query_as`), not compile-time checked: a `query!` macro is
 //! tied to one database type, and natter must speak two. Every query runs in the test suite on
 //! both backends instead.
+//!
+//! `LIMIT CAST($n AS BIGINT)`, never `LIMIT $n`: SQLite (3.47 and later) plans a bare bound
+//! limit by its value and then re-prepares the statement every time the value is bound, i.e.
+//! on every execution (perf showed the room page parsing SQL on each request).
 
 mod presence;
 mod rooms;
@@ -23,7 +27,9 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 pub use presence::INSTANCE_TTL_MS;
-pub use rooms::{JoinOutcome, Member, Message, MessagePage, Room, RoomLink, RoomSummary};
+pub use rooms::{
+    JoinOutcome, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,
+};
 pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};
 pub use writer::{Committed, NewPost, PostOutcome, Posted};

@@ -20,7 +20,7 @@ use crate::{
     auth::{AppData, CurrentUser},
     domain::{MessageBody, RoomCode},
     error::{AppError, FormEcho},
-    store::{Member, Message, Room, RoomLink},
+    store::{Member, Message, Room, RoomLink, RoomOverview},
 };
 
 /// Messages per page of history.
@@ -50,6 +50,23 @@ pub fn room_code(raw: &str, req: &Request) -> Result<Result<RoomCode, Response>,
 /// The room behind a URL code, if the user is a member: the one access check for room routes.
 async fn member_room(state: &State, code: RoomCode, user: &CurrentUser) -> Result<Room, AppError> {
     Ok(actions::member_room(state, user.actor(), code).await?)
+}
+
+/// The rooms listed in the room page's side rail.
+const SIDE_RAIL_ROOMS: i64 = 50;
+
+/// What the room page shows besides messages, if the user is a member (the same access check
+/// as `member_room`, in the same statement).
+async fn room_overview(
+    state: &State,
+    code: RoomCode,
+    user: &CurrentUser,
+) -> Result<RoomOverview, AppError> {
+    state
+        .store
+        .room_overview(code, user.id, SIDE_RAIL_ROOMS)
+        .await?
+        .ok_or(AppError::NotFound)
 }
 
 fn utc_day(ms: i64) -> Option<time::Date> {
@@ -379,14 +396,17 @@ fn older_link(code: &str, before: i64) -> Markup {
 async fn render_room(
     state: &State,
     user: &CurrentUser,
-    room: &Room,
+    overview: &RoomOverview,
     composer: Markup,
     status: StatusCode,
     notice: Option<&str>,
 ) -> Result<Response, AppError> {
-    let members = state.store.members(room.id).await?;
+    let RoomOverview {
+        room,
+        members,
+        links: rooms,
+    } = overview;
     let page = state.store.latest_messages(room, PAGE_SIZE).await?;
-    let rooms = state.store.room_links(user.id, 50).await?;
     let online = state.chat.online(room.id).await;
     let csrf = user.session.csrf();
     let live_after = Some(page.messages.last().map_or(0, |m| m.seq));
@@ -394,11 +414,11 @@ async fn render_room(
         room,
         user,
         csrf: &csrf,
-        members: &members,
+        members,
         online: &online,
         history: &page.messages,
         has_older: page.has_older,
-        rooms: &rooms,
+        rooms,
         composer,
         live_after,
         notice,
@@ -418,9 +438,16 @@ pub async fn show(
         Ok(code) => code,
         Err(redirect) => return Ok(redirect),
     };
-    let room = member_room(&state, code, &user).await?;
-    let composer = composer(&room.code, &user.session.csrf(), "", None, None, false);
-    Ok(render_room(&state, &user, &room, composer, StatusCode::OK, None).await?)
+    let overview = room_overview(&state, code, &user).await?;
+    let composer = composer(
+        &overview.room.code,
+        &user.session.csrf(),
+        "",
+        None,
+        None,
+        false,
+    );
+    Ok(render_room(&state, &user, &overview, composer, StatusCode::OK, None).await?)
 }
 
 #[derive(Deserialize)]
@@ -546,7 +573,13 @@ pub async fn post_message(
     let mut response = if htmx {
         respond(status, composer)
     } else {
-        match render_room(&state, &user, &room, composer.clone(), status, None).await {
+        let page = match room_overview(&state, code, &user).await {
+            Ok(overview) => {
+                render_room(&state, &user, &overview, composer.clone(), status, None).await
+            }
+            Err(e) => Err(e),
+        };
+        match page {
             Ok(page) => page,
             // The database is down: still give the typed text back, in a page of its own.
             Err(_) => respond(status, composer_only_page(&user, &room, &csrf, composer)),

@@ -37,6 +37,42 @@ both! {
         }
     }
 
+    async fn the_room_page_lists_members_by_name_and_my_rooms_newest_first(app: TestApp) {
+        // Members and the rail arrive in one statement (as JSON inside SQL): names with quotes,
+        // markup and emoji must come out whole, escaped once, in order.
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let first = app.create_room(&ada, "First \"quoted\" & <b>bold</b>").await;
+        let second = app.create_room(&ada, "Zweite 🎉 \\ backslash").await;
+        let cyd = app.signed_in("cyd@example.org", "cyd").await;
+        cyd.join(&first).await;
+        let bob = app.signed_in("bob@example.org", "Bob").await;
+        bob.join(&first).await;
+        assert_eq!(post(&ada, &first, "makes First the most recent").await.status, 303);
+
+        let page = ada.get(&format!("/rooms/{second}")).await;
+        assert_eq!(page.status, 200);
+        let rail = &page.body[page.body.find("aria-label=\"Your rooms\"").unwrap()..];
+        let at = |needle: &str| rail.find(needle).unwrap_or_else(|| panic!("{needle} not in the rail"));
+        assert!(at(&format!("/rooms/{first}")) < at(&format!("/rooms/{second}")), "most recently active first");
+        assert!(rail.contains("First &quot;quoted&quot; &amp; &lt;b&gt;bold&lt;/b&gt;"), "{rail}");
+        assert!(rail.contains("Zweite 🎉 \\ backslash"));
+        // Only my rooms: cyd's own room is not in ada's rail.
+        let cyds = app.create_room(&cyd, "Cyd's own").await;
+        assert!(!ada.get(&format!("/rooms/{second}")).await.body.contains(&cyds));
+
+        let page = ada.get(&format!("/rooms/{first}")).await;
+        let list = &page.body[page.body.find("id=\"members\"").unwrap()..];
+        let names: Vec<&str> = ["ada", "Bob", "cyd"].into_iter().filter(|n| list.contains(&format!(">{n}<"))).collect();
+        assert_eq!(names, ["ada", "Bob", "cyd"], "every member listed");
+        let (a, b, c) = (list.find(">ada<").unwrap(), list.find(">Bob<").unwrap(), list.find(">cyd<").unwrap());
+        assert!(a < b && b < c, "by name, ignoring case");
+        assert!(page.body.contains("3 members"));
+        // A member of only one room sees just that one in the rail.
+        let bobs = bob.get(&format!("/rooms/{first}")).await;
+        let rail = &bobs.body[bobs.body.find("aria-label=\"Your rooms\"").unwrap()..];
+        assert!(rail.contains(&first) && !rail.contains(&second));
+    }
+
     async fn creating_a_room_lands_in_it_with_a_short_unique_code(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
         let r = ada.post_form("/home", "/rooms", &[("name", "Book club")]).await;
