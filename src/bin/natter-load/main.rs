@@ -48,7 +48,7 @@ scenarios:
   fanout       rooms x members sockets, posts at fixed rates      (--rooms 100 --members 190 --rates 20000,60000,80000,100000)
   bigroom      one room of many members, one post, delivery p99   (--members 10000)
   saturation   offer 2x a delivery rate for a while, then check every client has everything
-                                                                 (--rate 160000 --duration 30)
+                                                                 (--rate 232000 --duration 30)
   durable      posts/s through the form POST path, nobody listening (--members 1000 --rooms 100 --concurrency 128)
   pages        room pages/s (5 members, 50 messages), 32 connections (--concurrency 32)
   cross        two instances on PostgreSQL: post on A, receive on B, latency percentiles

@@ -652,7 +652,7 @@ async fn saturation(o: &Options) -> Result<Report, String> {
         };
         followers.spawn(follower.run(ws));
     }
-    let rate = o.rate.unwrap_or(160_000.0);
+    let rate = o.rate.unwrap_or(232_000.0);
     let duration = if o.duration == Duration::from_secs(10) {
         Duration::from_secs(30)
     } else {
