@@ -111,6 +111,29 @@ both! {
         }
     }
 
+    async fn sockets_opening_together_share_one_hub_and_miss_nothing(app: TestApp) {
+        // The first socket of a room creates its hub; the others arriving with it wait for
+        // it. Each gets the member list, everyone online, and every message once.
+        let names = ["ada", "bob", "cyd", "dee", "eve", "fay", "gus", "hal"];
+        let (people, code) = room_with(&app, &names).await;
+        let mut sockets: Vec<_> = futures_util::future::join_all(
+            people.iter().flat_map(|p| [p.socket(&code, Some(0)), p.socket(&code, Some(0))]),
+        )
+        .await
+        .into_iter()
+        .map(|s| s.unwrap())
+        .collect();
+        let everyone = format!("{n} online · {n} members", n = names.len());
+        for socket in &mut sockets {
+            assert!(socket.wait_for("id=\"members\"", WAIT).await);
+            assert!(socket.wait_for(&everyone, WAIT).await, "{:?}", socket.frames);
+        }
+        post_many(&people[3], &code, 0, 3).await;
+        for socket in &mut sockets {
+            assert_exactly(&socket.seqs_until(3, WAIT).await, 1, 3);
+        }
+    }
+
     async fn a_client_too_far_behind_is_told_to_reload(app: TestApp) {
         let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada"]).await;
