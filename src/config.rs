@@ -114,6 +114,10 @@ pub struct Config {
     pub limits: Limits,
     /// Events queued per socket in a room's hub before the socket must resync from the store.
     pub hub_capacity: usize,
+    /// Database connections this instance may open (`None`: natter's default for the backend).
+    /// With several instances on one PostgreSQL, their pools (plus one listener connection
+    /// each) must fit in the server's `max_connections`.
+    pub db_pool: Option<u32>,
     /// On shutdown, how long to keep serving (with `/healthz` failing) before no longer
     /// accepting connections, so a proxy's health check moves traffic away first.
     pub drain: Duration,
@@ -282,6 +286,16 @@ impl Config {
                 .ok_or("NATTER_HUB_CAPACITY must be a number from 1 to 65536")?,
         };
 
+        let db_pool = match get("NATTER_DB_POOL") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|n| (2..=1000).contains(n))
+                    .ok_or("NATTER_DB_POOL must be a number from 2 to 1000")?,
+            ),
+        };
+
         let drain = match get("NATTER_DRAIN") {
             None => Duration::ZERO,
             Some(v) => parse_duration(v)
@@ -301,6 +315,7 @@ impl Config {
             session_days,
             limits,
             hub_capacity,
+            db_pool,
             drain,
         })
     }
@@ -411,6 +426,7 @@ const KNOWN: &[&str] = &[
     "NATTER_LIMIT_JOIN_FAILS",
     "NATTER_LIMIT_SIGN_INS",
     "NATTER_HUB_CAPACITY",
+    "NATTER_DB_POOL",
     "NATTER_DRAIN",
 ];
 
@@ -504,6 +520,19 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown flag")
         );
+        for pool in ["0", "1", "1001", "-3", "many"] {
+            assert!(
+                config(&[("NATTER_DB_POOL", pool)], &[])
+                    .unwrap_err()
+                    .contains("NATTER_DB_POOL must be a number from 2 to 1000"),
+                "{pool}"
+            );
+        }
+        assert_eq!(
+            config(&[("NATTER_DB_POOL", "4")], &[]).unwrap().db_pool,
+            Some(4)
+        );
+        assert_eq!(config(&[], &[]).unwrap().db_pool, None);
     }
 
     #[test]

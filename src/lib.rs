@@ -64,10 +64,12 @@ pub async fn build(config: Config) -> Result<State, String> {
     // SQLite reads run on one thread per connection: more of them than cores only adds thread
     // switches (measured: 8 connections on one core cost a third of the server's CPU).
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
-    let pool_size = match config.database_url.starts_with("sqlite:") {
-        true => (2 * cores).clamp(2, 8),
-        false => 16,
-    };
+    let pool_size = config
+        .db_pool
+        .unwrap_or(match config.database_url.starts_with("sqlite:") {
+            true => (2 * cores).clamp(2, 8),
+            false => 16,
+        });
     let (store, commits) = Store::connect(&config.database_url, pool_size)
         .await
         .map_err(|e| {

@@ -317,6 +317,11 @@ impl TestApp {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        if db.url().starts_with("postgres") {
+            // Tests run in parallel, some with several instances: keep their connections well
+            // inside PostgreSQL's max_connections (100 by default).
+            env.insert("NATTER_DB_POOL".into(), "4".into());
+        }
         for (k, v) in settings {
             env.insert(k.to_string(), v.to_string());
         }

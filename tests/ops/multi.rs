@@ -275,3 +275,51 @@ async fn the_same_post_racing_through_two_instances_is_stored_once_without_a_seq
     one.close().await;
     two.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_opens_at_most_natter_db_pool_connections() {
+    let Some(db) = pg().await else { return };
+    let TestDb::Postgres {
+        admin_url, name, ..
+    } = &*db
+    else {
+        unreachable!("pg() makes PostgreSQL databases")
+    };
+    let app = TestApp::start_on(db.clone(), None, &[("NATTER_DB_POOL", "2"), FAST[0]]).await;
+    let ada = app.signed_in("ada@example.org", "ada").await;
+    let code = ada.create_room("Pool").await;
+    // Forty page views and posts at once: they queue for the two connections.
+    let answers = futures_util::future::join_all((0..40).map(|i| {
+        let (ada, code) = (&ada, &code);
+        async move {
+            if i % 2 == 0 {
+                ada.get(&format!("/rooms/{code}")).await.status
+            } else {
+                ada.post_form(
+                    &format!("/rooms/{code}"),
+                    &format!("/rooms/{code}/messages"),
+                    &[
+                        ("body", &format!("pool {i}")),
+                        ("client_id", &format!("pool{i}")),
+                    ],
+                )
+                .await
+                .status
+            }
+        }
+    }))
+    .await;
+    assert!(
+        answers.iter().all(|s| *s == 200 || *s == 303),
+        "{answers:?}"
+    );
+    let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
+    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+        .bind(name)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    // The pool's two and the listener's one.
+    assert!(open <= 3, "{open} connections open");
+    admin.close().await;
+}

@@ -69,6 +69,9 @@ impl Natter {
             .env("NATTER_PUBLIC_URL", public_url)
             .env("NATTER_DATABASE_URL", database_url)
             .env("NATTER_DEV_LOGIN", "1")
+            // Tests run in parallel with two or three instances each: keep their connections
+            // well inside PostgreSQL's max_connections (100 by default).
+            .env("NATTER_DB_POOL", "4")
             .env(
                 "NATTER_LOG",
                 std::env::var("NATTER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
