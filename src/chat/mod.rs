@@ -307,7 +307,7 @@ impl Chat {
     /// socket opens, and periodically as the safety net for lost notifications.
     async fn resync(&self, only: Option<i64>) {
         let hubs: Vec<Arc<Hub>> = {
-            let hubs = self.inner.hubs.lock().unwrap_or_else(|e| e.into_inner());
+            let hubs = self.hubs();
             match only {
                 Some(room_id) => hubs.get(room_id).into_iter().collect(),
                 None => hubs.by_id.values().filter_map(Weak::upgrade).collect(),
@@ -423,7 +423,7 @@ impl Chat {
     /// instances, within the bus's latency), and it is reconciled with the store when the hub
     /// is created. A leave that races the check closes the socket when it arrives, as it would
     /// after a database check.
-    pub fn member_room(&self, code: RoomCode, user_id: i64) -> Option<crate::store::Room> {
+    pub fn active_member_room(&self, code: RoomCode, user_id: i64) -> Option<crate::store::Room> {
         let hub = {
             let hubs = self.hubs();
             hubs.get(*hubs.by_code.get(code.canonical().as_str())?)?

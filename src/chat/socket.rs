@@ -108,7 +108,7 @@ pub async fn connect(
     let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
     // Reconnects and sockets to active rooms are checked against the room's hub here, without
     // a database read.
-    let room = match state.chat.member_room(code, user.id) {
+    let room = match state.chat.active_member_room(code, user.id) {
         Some(room) => Some(room),
         None => state
             .store
