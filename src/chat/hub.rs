@@ -35,7 +35,6 @@ const CAPPED_BATCH_WINDOW: Duration = Duration::from_secs(1);
 /// The broadcast point of one active room on this instance. Sockets subscribe; the publisher
 /// renders each message once and broadcasts the shared frame.
 pub struct Hub {
-    pub(super) room_id: i64,
     /// The room as read when the hub was created: its id, code and name never change (its
     /// `last_seq` does: ask `published`).
     pub(super) room: Room,
@@ -87,7 +86,6 @@ impl Hub {
         tx.set_overflow(true);
         tx.set_await_active(false);
         Self {
-            room_id: room.id,
             room: room.clone(),
             tx,
             _keep_open: rx.deactivate(),

@@ -108,7 +108,7 @@ struct Conn {
 #[derive(Default)]
 struct Hubs {
     by_id: HashMap<i64, Weak<Hub>>,
-    by_code: HashMap<String, i64>,
+    by_code: HashMap<RoomCode, i64>,
     /// Rooms whose hub is being created, and the gate the creating socket holds meanwhile.
     creating: HashMap<i64, Arc<tokio::sync::Mutex<()>>>,
 }
@@ -254,7 +254,7 @@ impl Chat {
         }
         match self
             .store()
-            .messages_between(hub.room_id, from, upto, MAX_GAP)
+            .messages_between(hub.room.id, from, upto, MAX_GAP)
             .await
         {
             Ok(missing) => {
@@ -270,7 +270,7 @@ impl Chat {
                 hub.publish(&missing, committed);
             }
             Err(e) => {
-                tracing::warn!(error = %e, room_id = hub.room_id, "could not read missed messages")
+                tracing::warn!(error = %e, room_id = hub.room.id, "could not read missed messages")
             }
         }
     }
@@ -316,10 +316,10 @@ impl Chat {
         if hubs.is_empty() {
             return;
         }
-        let ids: Vec<i64> = hubs.iter().map(|h| h.room_id).collect();
+        let ids: Vec<i64> = hubs.iter().map(|h| h.room.id).collect();
         if let Ok(seqs) = self.store().last_seqs(&ids).await {
             for (room_id, seq) in seqs {
-                if let Some(hub) = hubs.iter().find(|h| h.room_id == room_id)
+                if let Some(hub) = hubs.iter().find(|h| h.room.id == room_id)
                     && seq > hub.published()
                 {
                     self.catch_up_hub(hub, seq).await;
@@ -330,10 +330,10 @@ impl Chat {
             // A new hub: joins and leaves between its members read and its registration
             // reached no hub.
             for hub in &hubs {
-                if let Ok(members) = self.store().members(hub.room_id).await {
+                if let Ok(members) = self.store().members(hub.room.id).await {
                     for user_id in hub.reconcile(&members) {
                         // Also closes a socket that opened just before its owner left.
-                        self.left_here(hub.room_id, user_id);
+                        self.left_here(hub.room.id, user_id);
                     }
                 }
             }
@@ -347,12 +347,12 @@ impl Chat {
         for hub in &hubs {
             let now: HashSet<i64> = online
                 .iter()
-                .filter(|(r, _)| *r == hub.room_id)
+                .filter(|(r, _)| *r == hub.room.id)
                 .map(|(_, u)| *u)
                 .collect();
             let known = hub.online();
             for user_id in now.symmetric_difference(&known) {
-                self.refresh_presence(hub.room_id, *user_id).await;
+                self.refresh_presence(hub.room.id, *user_id).await;
             }
         }
     }
@@ -426,7 +426,7 @@ impl Chat {
     pub fn active_member_room(&self, code: RoomCode, user_id: i64) -> Option<crate::store::Room> {
         let hub = {
             let hubs = self.hubs();
-            hubs.get(*hubs.by_code.get(code.canonical().as_str())?)?
+            hubs.get(*hubs.by_code.get(&code)?)?
         };
         hub.room_for(user_id)
     }
@@ -461,7 +461,11 @@ impl Chat {
         {
             let mut hubs = self.hubs();
             hubs.by_id.insert(room.id, Arc::downgrade(&hub));
-            hubs.by_code.insert(room.code.clone(), room.id);
+            // Codes in the database are always well formed; one that were not would only miss
+            // the shortcut.
+            if let Ok(code) = RoomCode::parse(&room.code) {
+                hubs.by_code.insert(code, room.id);
+            }
             hubs.creating.remove(&room.id);
         }
         // The room row and members read for this hub may predate a post, a join or a leave
@@ -474,8 +478,8 @@ impl Chat {
 
     /// Drops the room's hub entry once its last socket is gone.
     fn release(&self, hub: Arc<Hub>) {
-        let room_id = hub.room_id;
-        let code = hub.room.code.clone();
+        let room_id = hub.room.id;
+        let code = RoomCode::parse(&hub.room.code);
         drop(hub);
         let mut hubs = self.hubs();
         if hubs
@@ -484,7 +488,9 @@ impl Chat {
             .is_some_and(|w| w.strong_count() == 0)
         {
             hubs.by_id.remove(&room_id);
-            hubs.by_code.remove(&code);
+            if let Ok(code) = code {
+                hubs.by_code.remove(&code);
+            }
         }
     }
 
@@ -522,7 +528,7 @@ impl Chat {
                 id,
                 Conn {
                     user_id: member.user_id,
-                    room_id: hub.room_id,
+                    room_id: hub.room.id,
                     session,
                     kick,
                 },
@@ -531,12 +537,12 @@ impl Chat {
         if first_here && let Some(bus) = &self.inner.bus {
             if let Err(e) = self
                 .store()
-                .set_present(&bus.instance, hub.room_id, member.user_id, true)
+                .set_present(&bus.instance, hub.room.id, member.user_id, true)
                 .await
             {
                 tracing::warn!(error = %e, "could not record presence");
             }
-            bus.presence(hub.room_id, member.user_id).await;
+            bus.presence(hub.room.id, member.user_id).await;
         }
         (id, kicked)
     }
@@ -553,18 +559,18 @@ impl Chat {
         if last_here && let Some(bus) = &self.inner.bus {
             if let Err(e) = self
                 .store()
-                .set_present(&bus.instance, hub.room_id, member.user_id, false)
+                .set_present(&bus.instance, hub.room.id, member.user_id, false)
                 .await
             {
                 tracing::warn!(error = %e, "could not clear presence");
             }
-            bus.presence(hub.room_id, member.user_id).await;
+            bus.presence(hub.room.id, member.user_id).await;
             // They may still be online elsewhere: the shared view decides.
             let _ = self
                 .inner
                 .jobs
                 .send(Job::Presence {
-                    room_id: hub.room_id,
+                    room_id: hub.room.id,
                     user_id: member.user_id,
                 })
                 .await;

@@ -109,15 +109,12 @@ pub async fn connect(
     // Reconnects and sockets to active rooms are checked against the room's hub here, without
     // a database read.
     let room = match state.chat.active_member_room(code, user.id) {
-        Some(room) => Some(room),
-        None => state
-            .store
-            .room_for_member(code, user.id)
-            .await
-            .map_err(AppError::from)?,
-    };
-    let Some(room) = room else {
-        return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n"));
+        Some(room) => room,
+        None => match state.store.room_for_member(code, user.id).await {
+            Ok(Some(room)) => room,
+            Ok(None) => return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n")),
+            Err(e) => return Err(AppError::from(e).into()),
+        },
     };
     let after = match query.after.as_deref() {
         None => None,

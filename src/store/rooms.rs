@@ -74,6 +74,40 @@ impl RoomSummary {
     }
 }
 
+/// `Store::room_overview`'s statement, for a backend whose JSON array constructor is `$array`
+/// and whose aggregate of them opens with `$agg` and closes with `$agg_end` (an empty list
+/// must come out as the text `[]`).
+macro_rules! overview_sql {
+    ($array:literal, $agg:literal, $agg_end:literal) => {
+        concat!(
+            "SELECT r.id, r.code, r.name, r.created_at, r.last_seq, r.last_activity_at, \
+               (SELECT ",
+            $agg,
+            $array,
+            "(mb.user_id, COALESCE(u.username, ''), mb.joined_at) \
+                       ORDER BY u.username_key",
+            $agg_end,
+            " \
+                  FROM members mb JOIN users u ON u.id = mb.user_id \
+                 WHERE mb.room_id = r.id) AS members, \
+               (SELECT ",
+            $agg,
+            $array,
+            "(l.code, l.name) \
+                       ORDER BY l.last_activity_at DESC, l.id DESC",
+            $agg_end,
+            " \
+                  FROM (SELECT r2.id, r2.code, r2.name, r2.last_activity_at \
+                          FROM members m2 JOIN rooms r2 ON r2.id = m2.room_id \
+                         WHERE m2.user_id = $2 \
+                         ORDER BY r2.last_activity_at DESC, r2.id DESC \
+                         LIMIT CAST($3 AS BIGINT)) l) AS links \
+             FROM rooms r JOIN members me ON me.room_id = r.id AND me.user_id = $2 \
+             WHERE r.code = $1"
+        )
+    };
+}
+
 /// What the room page shows besides messages (`Store::room_overview`).
 #[derive(Debug, Clone)]
 pub struct RoomOverview {
@@ -285,55 +319,19 @@ impl Store {
         links: i64,
     ) -> Result<Option<RoomOverview>> {
         // The lists travel as JSON arrays of arrays: [[user_id, username, joined_at], ...] and
-        // [[code, name], ...].
-        let row: Option<OverviewRow> = match &self.db {
-            super::Db::Sqlite { read, .. } => {
-                sqlx::query_as(
-                    "SELECT r.id, r.code, r.name, r.created_at, r.last_seq, r.last_activity_at, \
-                       (SELECT json_group_array(json_array(mb.user_id, COALESCE(u.username, ''), mb.joined_at) \
-                                                ORDER BY u.username_key) \
-                          FROM members mb JOIN users u ON u.id = mb.user_id \
-                         WHERE mb.room_id = r.id) AS members, \
-                       (SELECT json_group_array(json_array(l.code, l.name) \
-                                                ORDER BY l.last_activity_at DESC, l.id DESC) \
-                          FROM (SELECT r2.id, r2.code, r2.name, r2.last_activity_at \
-                                  FROM members m2 JOIN rooms r2 ON r2.id = m2.room_id \
-                                 WHERE m2.user_id = $2 \
-                                 ORDER BY r2.last_activity_at DESC, r2.id DESC \
-                                 LIMIT CAST($3 AS BIGINT)) l) AS links \
-                     FROM rooms r JOIN members me ON me.room_id = r.id AND me.user_id = $2 \
-                     WHERE r.code = $1",
-                )
-                .bind(code.canonical())
-                .bind(user_id)
-                .bind(links)
-                .fetch_optional(read)
-                .await?
-            }
-            super::Db::Postgres(pool) => {
-                sqlx::query_as(
-                    "SELECT r.id, r.code, r.name, r.created_at, r.last_seq, r.last_activity_at, \
-                       (SELECT COALESCE(json_agg(json_build_array(mb.user_id, COALESCE(u.username, ''), mb.joined_at) \
-                                                 ORDER BY u.username_key), '[]')::text \
-                          FROM members mb JOIN users u ON u.id = mb.user_id \
-                         WHERE mb.room_id = r.id) AS members, \
-                       (SELECT COALESCE(json_agg(json_build_array(l.code, l.name) \
-                                                 ORDER BY l.last_activity_at DESC, l.id DESC), '[]')::text \
-                          FROM (SELECT r2.id, r2.code, r2.name, r2.last_activity_at \
-                                  FROM members m2 JOIN rooms r2 ON r2.id = m2.room_id \
-                                 WHERE m2.user_id = $2 \
-                                 ORDER BY r2.last_activity_at DESC, r2.id DESC \
-                                 LIMIT $3) l) AS links \
-                     FROM rooms r JOIN members me ON me.room_id = r.id AND me.user_id = $2 \
-                     WHERE r.code = $1",
-                )
-                .bind(code.canonical())
-                .bind(user_id)
-                .bind(links)
-                .fetch_optional(pool)
-                .await?
+        // [[code, name], ...], built with each backend's JSON functions.
+        let sql = match &self.db {
+            super::Db::Sqlite { .. } => overview_sql!("json_array", "json_group_array(", ")"),
+            super::Db::Postgres(_) => {
+                overview_sql!("json_build_array", "COALESCE(json_agg(", "), '[]')::text")
             }
         };
+        let row: Option<OverviewRow> = on_read!(&self.db, pool => sqlx::query_as(sql)
+            .bind(code.canonical())
+            .bind(user_id)
+            .bind(links)
+            .fetch_optional(pool)
+            .await)?;
         let Some(row) = row else { return Ok(None) };
         let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
         let members: Vec<(i64, String, i64)> =
