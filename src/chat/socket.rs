@@ -317,7 +317,21 @@ impl Live {
         // Everything up to what the hub has published is committed, and anything newer reaches
         // this socket through the hub (it subscribed first): no need to ask the store.
         let latest = hub.published().max(self.room.last_seq);
-        let last_sent = after.map_or(latest, |a| a.min(latest));
+        let last_sent = match after {
+            None => latest,
+            Some(a) if a <= latest => a,
+            // The page shows more than this instance has published (its hub lags a post
+            // committed elsewhere, or the room came from the hub itself): what the page shows
+            // is committed unless `after` is made up. Only the store can tell; clamping to
+            // `latest` instead would send the lagging messages twice.
+            Some(a) => match self.state.store.last_seq(self.room.id).await {
+                Ok(committed) => a.min(committed.unwrap_or(0).max(latest)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "socket could not read the room's last seq");
+                    return Err(End::Close(1011, "try again"));
+                }
+            },
+        };
         if latest - last_sent > MAX_REPLAY {
             let notice = maud::html! {
                 p #room-status.room-status role="status" aria-live="polite" hx-swap-oob="true" {

@@ -199,6 +199,38 @@ both! {
         store.close().await;
     }
 
+    async fn a_page_ahead_of_this_instances_hub_is_not_sent_what_it_shows(app: TestApp) {
+        // A page that got messages from another instance reconnects here while this
+        // instance's hub has not published them yet: resume after what the page shows.
+        let (people, code) = room_with(&app, &["ada", "bob"]).await;
+        let mut ada = people[0].socket(&code, Some(0)).await.unwrap();
+        assert!(ada.wait_for("id=\"members\"", WAIT).await, "the room's hub is active");
+        let (store, _commits) = natter::store::Store::connect(&app.db.url(), 2).await.unwrap();
+        let room = app.state.store.room_by_code(natter::domain::RoomCode::parse(&code).unwrap()).await.unwrap().unwrap();
+        let members = app.state.store.members(room.id).await.unwrap();
+        let bob_id = members.iter().find(|m| m.username == "bob").unwrap().user_id;
+        let mut posted = Vec::new();
+        for text in ["one", "two"] {
+            let outcome = store.post_message(natter::store::NewPost {
+                room_id: room.id,
+                user_id: bob_id,
+                author: "bob".into(),
+                body: natter::domain::MessageBody::parse(text).unwrap(),
+                client_id: None,
+            }).await.unwrap();
+            let natter::store::PostOutcome::Posted(m) = outcome else { panic!("{outcome:?}") };
+            posted.push(m);
+        }
+        let mut bob = people[1].socket(&code, Some(2)).await.unwrap();
+        assert!(bob.wait_for("id=\"members\"", WAIT).await);
+        app.state.chat.publish(&posted, Instant::now());
+        assert_exactly(&ada.seqs_until(2, WAIT).await, 1, 2);
+        post_many(&people[0], &code, 0, 1).await;
+        assert_exactly(&bob.seqs_until(1, WAIT).await, 3, 3);
+        assert_exactly(&ada.seqs_until(3, WAIT).await, 1, 3);
+        store.close().await;
+    }
+
     async fn the_socket_is_for_members_from_this_site_with_a_session(app: TestApp) {
         let (people, code) = room_with(&app, &["ada"]).await;
         let eve = app.signed_in("eve@example.org", "eve").await;
