@@ -321,11 +321,14 @@ impl Live {
             None => latest,
             Some(a) if a <= latest => a,
             // The page shows more than this instance has published (its hub lags a post
-            // committed elsewhere, or the room came from the hub itself): what the page shows
-            // is committed unless `after` is made up. Only the store can tell; clamping to
-            // `latest` instead would send the lagging messages twice.
+            // committed elsewhere, or the room came from the hub itself), or `after` is made
+            // up. Only the store can tell: what a page shows is committed. Made up, it counts
+            // as `latest`, and everything newer comes through the hub (subscribed first);
+            // clamped to the store's seq instead, a post committed since subscribing would be
+            // skipped, and clamped to `latest` when real, the lagging ones sent twice.
             Some(a) => match self.state.store.last_seq(self.room.id).await {
-                Ok(committed) => a.min(committed.unwrap_or(0).max(latest)),
+                Ok(committed) if a <= committed.unwrap_or(0) => a,
+                Ok(_) => latest,
                 Err(e) => {
                     tracing::warn!(error = %e, "socket could not read the room's last seq");
                     return Err(End::Close(1011, "try again"));

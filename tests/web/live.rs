@@ -223,11 +223,16 @@ both! {
         }
         let mut bob = people[1].socket(&code, Some(2)).await.unwrap();
         assert!(bob.wait_for("id=\"members\"", WAIT).await);
+        // A cursor beyond anything committed counts as what the hub has published: this one
+        // still gets 1 and 2.
+        let mut made_up = people[0].socket(&code, Some(1000)).await.unwrap();
+        assert!(made_up.wait_for("id=\"members\"", WAIT).await);
         app.state.chat.publish(&posted, Instant::now());
         assert_exactly(&ada.seqs_until(2, WAIT).await, 1, 2);
         post_many(&people[0], &code, 0, 1).await;
         assert_exactly(&bob.seqs_until(1, WAIT).await, 3, 3);
         assert_exactly(&ada.seqs_until(3, WAIT).await, 1, 3);
+        assert_exactly(&made_up.seqs_until(3, WAIT).await, 1, 3);
         store.close().await;
     }
 
