@@ -178,6 +178,8 @@ both! {
         let code = ada.create_room("Brief").await;
         bob.post("/rooms/join", json!({ "code": code })).await;
         let mut socket = ada_browser.socket(&code, Some(0)).await.unwrap();
+        // The socket subscribes to the room once upgraded: its member list says it has.
+        assert!(socket.wait_for("id=\"members\"", std::time::Duration::from_secs(10)).await);
         let r = Api::send(bob.request(reqwest::Method::POST, &format!("/rooms/{code}/leave"))).await;
         assert_eq!((r.status, r.body.as_str()), (204, ""));
         assert!(bob.get("/rooms").await.json["rooms"].as_array().unwrap().is_empty());
