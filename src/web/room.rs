@@ -36,7 +36,12 @@ pub fn room_code(raw: &str, req: &Request) -> Result<Result<RoomCode, Response>,
     if code.canonical() == raw {
         return Ok(Ok(code));
     }
-    let path = req.uri().path().replacen(raw, &code.canonical(), 1);
+    // `/rooms/{code}[/rest]`: the code is the third piece of the path, percent-encoded there
+    // (`raw` is decoded), so the new path is built from the pieces, not by replacing `raw`.
+    let mut pieces = req.uri().path().splitn(4, '/').skip(1);
+    let prefix = pieces.next().unwrap_or("rooms");
+    let rest = pieces.nth(1).map(|r| format!("/{r}")).unwrap_or_default();
+    let path = format!("/{prefix}/{}{rest}", code.canonical());
     let location = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path,

@@ -196,7 +196,25 @@ both! {
         let lower = code.to_lowercase().replace('-', "");
         let r = ada.get(&format!("/rooms/{lower}")).await;
         assert_eq!((r.status, r.location()), (308, format!("/rooms/{code}")));
+        // Spellings that arrive percent-encoded (a space, a line break, an en dash) redirect
+        // to the canonical URL too, never to themselves.
+        let (a, b) = code.split_once('-').unwrap();
+        for spelling in [format!("{a}%20{b}"), format!("{a}%0A{b}"), format!("{a}%E2%80%93{b}"), format!("%20{a}{b}%20")] {
+            for (suffix, query) in [("", ""), ("/messages", "?before=3")] {
+                let r = ada.get(&format!("/rooms/{spelling}{suffix}{query}")).await;
+                assert_eq!((r.status, r.location()), (308, format!("/rooms/{code}{suffix}{query}")), "{spelling}{suffix}");
+                assert_eq!(ada.get(&r.location()).await.status, 200, "{spelling}{suffix}");
+            }
+        }
         assert_eq!(ada.get("/rooms/not-a-valid-code").await.status, 404);
+        for input in hostile_inputs() {
+            let encoded: String = url::form_urlencoded::byte_serialize(input.as_bytes()).collect();
+            for suffix in ["", "/messages", "/ws"] {
+                let r = ada.get(&format!("/rooms/{encoded}{suffix}")).await;
+                // (The socket route checks the Origin first: a plain GET has none.)
+                assert!(matches!(r.status, 403 | 404), "{input:?}{suffix}: {}", r.status);
+            }
+        }
     }
 
     async fn posting_without_javascript_redirects_to_the_new_message(app: TestApp) {
