@@ -120,15 +120,26 @@ pub async fn find_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result
             retry_after_secs(wait)
         ),
     };
-    state.limits.join_fails.peek(&actor.id).map_err(too_many)?;
+    // Every attempt spends a guess up front and a right one gets it back: guesses sent in
+    // parallel cannot all pass a check made before any of them failed.
+    state.limits.join_fails.check(&actor.id).map_err(too_many)?;
     let room = match RoomCode::parse(code) {
-        Ok(code) => state.store.room_by_code(code).await?,
-        Err(_) => None,
+        Ok(code) => state.store.room_by_code(code).await,
+        Err(_) => Ok(None),
     };
-    room.ok_or_else(|| {
-        let _ = state.limits.join_fails.check(&actor.id);
-        Refusal::Invalid("There is no room with that code. Check it and try again.")
-    })
+    match room {
+        Ok(Some(room)) => {
+            state.limits.join_fails.refund(&actor.id);
+            Ok(room)
+        }
+        Ok(None) => Err(Refusal::Invalid(
+            "There is no room with that code. Check it and try again.",
+        )),
+        Err(e) => {
+            state.limits.join_fails.refund(&actor.id);
+            Err(e.into())
+        }
+    }
 }
 
 /// The room with this code if the actor is a member: the one access check for room routes.
@@ -167,26 +178,30 @@ pub async fn post(
     body: &str,
     client_id: Option<&str>,
 ) -> Result<i64, Refusal> {
-    state
-        .limits
-        .posts
-        .check(&actor.id)
-        .map_err(|wait| Refusal::TooFast {
+    let body = MessageBody::parse(body).map_err(|e| Refusal::Invalid(e.0))?;
+    let client_id = client_id.filter(|id| valid_client_id(id));
+    if let Err(wait) = state.limits.posts.check(&actor.id) {
+        // A retry of a post that went through (a resubmitted form, an API client that missed
+        // the answer) answers as if it had succeeded, over the limit too.
+        if let Some(id) = client_id
+            && let Some(seq) = state.store.earlier_post(room.id, actor.id, id).await?
+        {
+            return Ok(seq);
+        }
+        return Err(Refusal::TooFast {
             retry_after: wait,
             message: format!(
                 "You are sending messages very fast. Wait {} seconds, then send again.",
                 retry_after_secs(wait)
             ),
-        })?;
-    let body = MessageBody::parse(body).map_err(|e| Refusal::Invalid(e.0))?;
+        });
+    }
     let post = NewPost {
         room_id: room.id,
         user_id: actor.id,
         author: actor.username.to_string(),
         body,
-        client_id: client_id
-            .filter(|id| valid_client_id(id))
-            .map(str::to_string),
+        client_id: client_id.map(str::to_string),
     };
     match state.store.post_message(post).await? {
         PostOutcome::Posted(m) => Ok(m.seq),

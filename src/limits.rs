@@ -37,30 +37,31 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
 
     /// Spends one unit of `key`'s budget, or says how long until one is free.
     pub fn check(&self, key: &K) -> Result<(), Duration> {
-        self.check_at(key, Instant::now(), true)
+        self.check_at(key, Instant::now())
     }
 
-    /// Whether `key` could spend a unit now, without spending it (for "failed joins": only a
-    /// failure is charged, but an exhausted budget refuses every attempt).
-    pub fn peek(&self, key: &K) -> Result<(), Duration> {
-        self.check_at(key, Instant::now(), false)
-    }
-
-    fn check_at(&self, key: &K, now: Instant, spend: bool) -> Result<(), Duration> {
+    fn check_at(&self, key: &K, now: Instant) -> Result<(), Duration> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let tat = state.get(key).copied().filter(|t| *t > now).unwrap_or(now);
         let ahead = tat - now;
         if ahead > self.tolerance {
             return Err(ahead - self.tolerance);
         }
-        if spend {
-            if state.len() > 100_000 {
-                // Keep memory bounded under a flood of distinct keys: forget whoever is idle.
-                state.retain(|_, t| *t > now);
-            }
-            state.insert(key.clone(), tat + self.interval);
+        if state.len() > 100_000 {
+            // Keep memory bounded under a flood of distinct keys: forget whoever is idle.
+            state.retain(|_, t| *t > now);
         }
+        state.insert(key.clone(), tat + self.interval);
         Ok(())
+    }
+
+    /// Gives back one unit `check` spent (for "failed joins": every attempt spends one up
+    /// front, so parallel attempts cannot all pass, and a success gets it back).
+    pub fn refund(&self, key: &K) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tat) = state.get_mut(key) {
+            *tat = tat.checked_sub(self.interval).unwrap_or(*tat);
+        }
     }
 
     /// Forgets keys whose budget is full again.
@@ -85,34 +86,28 @@ mod tests {
         let limiter = Limiter::new(RateLimit::new(3, Duration::from_secs(3)));
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check_at(&1, t0, true).is_ok());
+            assert!(limiter.check_at(&1, t0).is_ok());
         }
-        let wait = limiter.check_at(&1, t0, true).unwrap_err();
+        let wait = limiter.check_at(&1, t0).unwrap_err();
         assert_eq!(wait, Duration::from_secs(1));
         // Another key has its own budget.
-        assert!(limiter.check_at(&2, t0, true).is_ok());
+        assert!(limiter.check_at(&2, t0).is_ok());
         // One interval later one more is allowed.
-        assert!(
-            limiter
-                .check_at(&1, t0 + Duration::from_secs(1), true)
-                .is_ok()
-        );
-        assert!(
-            limiter
-                .check_at(&1, t0 + Duration::from_secs(1), true)
-                .is_err()
-        );
+        assert!(limiter.check_at(&1, t0 + Duration::from_secs(1)).is_ok());
+        assert!(limiter.check_at(&1, t0 + Duration::from_secs(1)).is_err());
     }
 
     #[test]
-    fn peeking_spends_nothing() {
-        let limiter = Limiter::new(RateLimit::new(1, Duration::from_secs(60)));
-        let t0 = Instant::now();
-        for _ in 0..5 {
-            assert!(limiter.check_at(&"k", t0, false).is_ok());
+    fn a_refund_gives_back_what_check_spent() {
+        let limiter = Limiter::new(RateLimit::new(2, Duration::from_secs(60)));
+        for _ in 0..10 {
+            assert!(limiter.check(&"k").is_ok());
+            limiter.refund(&"k");
         }
-        assert!(limiter.check_at(&"k", t0, true).is_ok());
-        assert!(limiter.check_at(&"k", t0, false).is_err());
+        assert!(limiter.check(&"k").is_ok());
+        assert!(limiter.check(&"k").is_ok());
+        assert!(limiter.check(&"k").is_err());
+        limiter.refund(&"nobody");
     }
 
     #[test]

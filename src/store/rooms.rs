@@ -454,6 +454,24 @@ impl Store {
     }
 
     /// The room's newest sequence number.
+    /// The seq of what this person posted in the room with this `client_id`, if anything.
+    pub async fn earlier_post(
+        &self,
+        room_id: i64,
+        user_id: i64,
+        client_id: &str,
+    ) -> Result<Option<i64>> {
+        let seq = on_read!(&self.db, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $3",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(seq)
+    }
+
     pub async fn last_seq(&self, room_id: i64) -> Result<Option<i64>> {
         let seq = on_read!(&self.db, pool => sqlx::query_scalar::<_, i64>(
             "SELECT last_seq FROM rooms WHERE id = $1",

@@ -174,9 +174,18 @@ both! {
         let app = restart_with(app, &[("NATTER_LIMIT_POSTS", "3/1h")]).await;
         let (ada_browser, api) = api_user(&app, "ada@example.org", "ada").await;
         let code = api.create_room("Limits").await;
-        for i in 0..3 {
+        let path = format!("/rooms/{code}/messages");
+        let keyed = |key: &'static str| {
+            Api::send(api.request(reqwest::Method::POST, &path).header("idempotency-key", key).json(&json!({ "body": "m2" })))
+        };
+        for i in 0..2 {
             assert_eq!(api.post_message(&code, &format!("m{i}")).await.status, 201);
         }
+        assert_eq!(keyed("retried-key").await.status, 201);
+        // A retry of a post that went through answers as it did, over the limit too.
+        let retry = keyed("retried-key").await;
+        assert_eq!((retry.status, &retry.json["seq"]), (201, &json!(3)), "{:?}", retry.json);
+        assert_eq!(keyed("fresh-key").await.status, 429);
         let r = api.post_message(&code, "one too many").await;
         r.assert_problem(429, "rate-limited");
         let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();

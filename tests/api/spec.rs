@@ -178,6 +178,12 @@ async fn provoke_every_status(app: TestApp) -> Statuses {
         "/rooms/{code}/messages",
         ada.post_message(&code, "").await,
     );
+    // (A refused post spends nothing.)
+    record(
+        "POST",
+        "/rooms/{code}/messages",
+        ada.post_message(&code, "hello again").await,
+    );
     record(
         "POST",
         "/rooms/{code}/messages",

@@ -151,6 +151,41 @@ both! {
         assert_eq!(bob.get(&format!("/join/{code}")).await.status, 429);
     }
 
+    async fn guesses_sent_all_at_once_are_limited_like_guesses_in_a_row(app: TestApp) {
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_JOIN_FAILS", "10/1h")]).await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        let csrf = bob.csrf_from("/home").await;
+        let guesses: Vec<String> = (0..40).map(|i| format!("ZZZZ-ZZ{:02}", i % 30 + 10)).collect();
+        let answers = futures_util::future::join_all(guesses.iter().map(|code| async {
+            bob.post("/rooms/join", &[("code", code.as_str()), ("csrf", csrf.as_str())]).await
+        }))
+        .await;
+        let evaluated = answers.iter().filter(|r| r.status == 422).count();
+        let limited = answers.iter().filter(|r| r.status == 429).count();
+        assert_eq!((evaluated, limited), (10, 30), "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+        // A right code is neither charged nor let through while the budget is spent.
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Real").await;
+        assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", &code)]).await.status, 429);
+    }
+
+    async fn a_right_code_costs_no_guess(app: TestApp) {
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_JOIN_FAILS", "2/1h")]).await;
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        let code = app.create_room(&ada, "Open").await;
+        for _ in 0..5 {
+            assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", &code)]).await.status, 303);
+        }
+        assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZZ")]).await.status, 422);
+        assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZY")]).await.status, 422);
+        assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZX")]).await.status, 429);
+    }
+
     async fn an_invitation_link_brings_a_signed_out_friend_through_sign_in_and_back(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "Picnic").await;
@@ -312,6 +347,11 @@ both! {
         let htmx = ada.post_with(&path, &[("body", "htmx too"), ("client_id", "fast-y")], &[("origin", &origin), ("hx-request", "true"), ("x-csrf-token", &csrf)]).await;
         assert_eq!(htmx.status, 429);
         assert!(htmx.body.starts_with("<form class=\"composer\" id=\"composer\"") && htmx.body.contains("htmx too"));
+        // A form sent again after it went through still answers as it did, over the limit.
+        let again = ada.post(&path, &[("body", "message 7"), ("client_id", "fast-7"), ("csrf", &csrf)]).await;
+        assert_eq!((again.status, again.location()), (303, format!("/rooms/{code}#msg-8")));
+        // Refused posts spend nothing: an empty one is 422 however fast, not 429.
+        assert_eq!(ada.post(&path, &[("body", " "), ("client_id", "fast-z"), ("csrf", &csrf)]).await.status, 422);
     }
 
     async fn every_hostile_input_is_shown_as_text_or_refused(app: TestApp) {
