@@ -112,8 +112,12 @@ impl Hub {
         let _ = self.tx.try_broadcast(event);
     }
 
-    pub(super) fn subscribe(&self) -> Receiver<Event> {
-        self.tx.new_receiver()
+    /// A receiver, and the newest seq broadcast before it existed: everything after that seq
+    /// reaches the receiver, everything up to it must come from the store. Both are taken under
+    /// the lock `publish` broadcasts under, so no message falls between them.
+    pub(super) fn subscribe(&self) -> (Receiver<Event>, i64) {
+        let state = self.state();
+        (self.tx.new_receiver(), state.published)
     }
 
     /// The newest seq broadcast here.
@@ -132,27 +136,39 @@ impl Hub {
 
     /// Renders and broadcasts messages (ascending seq) newer than what was published, each
     /// once, into one shared frame per message.
+    ///
+    /// Only the publisher task calls this, so rendering can happen outside the lock; the
+    /// broadcast and the new `published` happen together under it (see `subscribe`).
     pub(super) fn publish(&self, messages: &[Message], committed: Instant) {
-        let (published, mut previous) = {
+        let (published, last) = {
             let state = self.state();
             (state.published, state.last.clone())
         };
-        let mut newest = published;
+        let mut previous = last.as_ref();
+        let mut frames = Vec::new();
         for m in messages.iter().filter(|m| m.seq > published) {
-            let prev = previous.as_ref().filter(|p| p.seq + 1 == m.seq);
+            let prev = previous.filter(|p| p.seq + 1 == m.seq);
             let frame = room::messages_append(prev, std::slice::from_ref(m)).into_string();
-            self.broadcast(Event::Message {
-                seq: m.seq,
-                frame: Utf8Bytes::from(frame),
-                committed,
-            });
-            newest = m.seq;
-            previous = Some(m.clone());
+            frames.push((m.seq, Utf8Bytes::from(frame)));
+            previous = Some(m);
         }
+        let Some(newest) = frames.last().map(|(seq, _)| *seq) else {
+            return;
+        };
+        let last = previous.cloned();
         let mut state = self.state();
+        for (seq, frame) in frames {
+            if seq > state.published {
+                self.broadcast(Event::Message {
+                    seq,
+                    frame,
+                    committed,
+                });
+            }
+        }
         if newest > state.published {
             state.published = newest;
-            state.last = previous;
+            state.last = last;
         }
     }
 

@@ -92,6 +92,9 @@ pub enum Job {
 /// notification (PostgreSQL) or a catch-up request that did not fit the job queue.
 const POLL_EVERY: Duration = Duration::from_secs(3);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+/// How long an ended session is remembered for sockets that were opening as it ended: far
+/// longer than an upgrade takes (the session cache's 5 s included).
+const ENDED_KEPT: Duration = Duration::from_secs(60);
 /// The most messages a hub reads from the store to close a gap before broadcasting; sockets
 /// further behind catch up (or reload) on their own.
 const MAX_GAP: i64 = 500;
@@ -131,6 +134,9 @@ struct Inner {
     hub_capacity: usize,
     hubs: Mutex<Hubs>,
     conns: Mutex<HashMap<u64, Conn>>,
+    /// Sessions ended lately, for sockets that passed their session check just before the
+    /// end and registered just after its kick (see `socket_opened`).
+    ended: Mutex<HashMap<Vec<u8>, Instant>>,
     next_conn: AtomicU64,
     /// With PostgreSQL: how this instance talks to the others.
     bus: Option<bus::Bus>,
@@ -157,6 +163,7 @@ impl Chat {
                 hub_capacity,
                 hubs: Mutex::new(Hubs::default()),
                 conns: Mutex::new(HashMap::new()),
+                ended: Mutex::new(HashMap::new()),
                 next_conn: AtomicU64::new(1),
                 bus: bus.clone(),
                 jobs: jobs.clone(),
@@ -295,7 +302,7 @@ impl Chat {
             Job::Left { room_id, user_id } => self.left_here(room_id, user_id),
             Job::SessionsEnded(sessions) => {
                 self.store().forget_sessions(&sessions);
-                self.kick(close::SIGNED_OUT, |c| sessions.contains(&c.session));
+                self.sessions_ended_here(&sessions);
             }
             Job::Resync => self.resync(None).await,
             Job::Room(room_id) => self.resync(Some(room_id)).await,
@@ -437,18 +444,18 @@ impl Chat {
     async fn subscribe(
         &self,
         room: &crate::store::Room,
-    ) -> Result<(Arc<Hub>, Receiver<Event>), crate::store::StoreError> {
+    ) -> Result<(Arc<Hub>, Receiver<Event>, i64), crate::store::StoreError> {
         if let Some(hub) = self.hub(room.id) {
-            let rx = hub.subscribe();
-            return Ok((hub, rx));
+            let (rx, published) = hub.subscribe();
+            return Ok((hub, rx, published));
         }
         // One socket creates the hub; the others arriving with it (a room opening, a reconnect
         // storm after a restart) wait for it instead of each reading the member list.
         let gate = self.hubs().creating.entry(room.id).or_default().clone();
         let _creating = gate.lock().await;
         if let Some(hub) = self.hub(room.id) {
-            let rx = hub.subscribe();
-            return Ok((hub, rx));
+            let (rx, published) = hub.subscribe();
+            return Ok((hub, rx, published));
         }
         let members = match self.store().members(room.id).await {
             Ok(members) => members,
@@ -472,8 +479,8 @@ impl Chat {
         // committed before it was registered (those reached no hub): catch up from the store,
         // and learn who is online on other instances.
         let _ = self.inner.jobs.try_send(Job::Room(room.id));
-        let rx = hub.subscribe();
-        Ok((hub, rx))
+        let (rx, published) = hub.subscribe();
+        Ok((hub, rx, published))
     }
 
     /// Drops the room's hub entry once its last socket is gone.
@@ -511,28 +518,41 @@ impl Chat {
         }
     }
 
-    /// A socket of `member` opened: record it (shared presence too) and announce them.
+    /// A socket of `member` opened: record it (shared presence too) and announce them. Refused
+    /// with the close code to send when the session ended or the membership was left after the
+    /// socket's checks but before it was recorded here (the kick found nothing to close then).
     async fn socket_opened(
         &self,
         hub: &Arc<Hub>,
         member: &Member,
         session: Vec<u8>,
-    ) -> (u64, oneshot::Receiver<u16>) {
+    ) -> Result<(u64, oneshot::Receiver<u16>), u16> {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (kick, kicked) = oneshot::channel();
-        self.inner
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                id,
-                Conn {
-                    user_id: member.user_id,
-                    room_id: hub.room.id,
-                    session,
-                    kick,
-                },
-            );
+        let ended = |session: &Vec<u8>| self.ended().contains_key(session);
+        self.conns().insert(
+            id,
+            Conn {
+                user_id: member.user_id,
+                room_id: hub.room.id,
+                session: session.clone(),
+                kick,
+            },
+        );
+        // Recorded first, checked second; a sign-out records the ended session first and
+        // kicks second, a leave takes the member out of the hub first and kicks second: one
+        // of the two sees the other.
+        let refused = if ended(&session) {
+            Some(close::SIGNED_OUT)
+        } else if hub.room_for(member.user_id).is_none() {
+            Some(close::LEFT)
+        } else {
+            None
+        };
+        if let Some(code) = refused {
+            self.conns().remove(&id);
+            return Err(code);
+        }
         let first_here = hub.came_online(member, id);
         if first_here && let Some(bus) = &self.inner.bus {
             if let Err(e) = self
@@ -544,16 +564,20 @@ impl Chat {
             }
             bus.presence(hub.room.id, member.user_id).await;
         }
-        (id, kicked)
+        Ok((id, kicked))
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Conn>> {
+        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ended(&self) -> MutexGuard<'_, HashMap<Vec<u8>, Instant>> {
+        self.inner.ended.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A socket closed: forget it and, if it was the person's last here, update presence.
     async fn socket_closed(&self, hub: &Arc<Hub>, member: &Member, id: u64) {
-        self.inner
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.conns().remove(&id);
         let shared = self.inner.bus.is_some();
         let last_here = hub.went_offline(member.user_id, id, !shared);
         if last_here && let Some(bus) = &self.inner.bus {
@@ -579,7 +603,7 @@ impl Chat {
 
     /// Closes every socket on this instance matching `which` with `code`.
     fn kick(&self, code: u16, which: impl Fn(&Conn) -> bool) -> usize {
-        let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conns = self.conns();
         let ids: Vec<u64> = conns
             .iter()
             .filter(|(_, c)| which(c))
@@ -595,7 +619,7 @@ impl Chat {
 
     /// Sessions were deleted (sign-out): their sockets close with 4401, on every instance.
     pub async fn end_sessions(&self, sessions: &[Vec<u8>]) {
-        self.kick(close::SIGNED_OUT, |c| sessions.contains(&c.session));
+        self.sessions_ended_here(sessions);
         if let Some(bus) = &self.inner.bus {
             bus.sessions_ended(sessions).await;
         }
@@ -618,6 +642,18 @@ impl Chat {
         if let Some(bus) = &self.inner.bus {
             bus.left(room_id, user_id).await;
         }
+    }
+
+    /// Remembers the ended sessions for a while (a socket past its checks may not be
+    /// recorded yet), then closes their sockets here.
+    fn sessions_ended_here(&self, sessions: &[Vec<u8>]) {
+        {
+            let now = Instant::now();
+            let mut ended = self.ended();
+            ended.retain(|_, at| now.duration_since(*at) < ENDED_KEPT);
+            ended.extend(sessions.iter().map(|s| (s.clone(), now)));
+        }
+        self.kick(close::SIGNED_OUT, |c| sessions.contains(&c.session));
     }
 
     fn left_here(&self, room_id: i64, user_id: i64) {

@@ -16,9 +16,8 @@ use futures_util::{SinkExt, StreamExt};
 use poem::{
     Request, Response, handler,
     http::{StatusCode, header},
-    web::{Path, Query},
+    web::Path,
 };
-use serde::Deserialize;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -70,9 +69,20 @@ pub fn config() -> WebSocketConfig {
         .max_frame_size(Some(4096))
 }
 
-#[derive(Deserialize)]
-pub struct SocketQuery {
-    after: Option<String>,
+/// The `after` cursor of a socket URL: `None` when absent; refused unless given once, as
+/// decimal digits that fit a seq (`+5`, `-0`, `1e3` are not cursors).
+fn after_cursor(query: Option<&str>) -> Result<Option<i64>, ()> {
+    let values: Vec<_> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(name, _)| name == "after")
+        .map(|(_, value)| value)
+        .collect();
+    match values.as_slice() {
+        [] => Ok(None),
+        [v] if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse().map(Some).map_err(|_| ())
+        }
+        _ => Err(()),
+    }
 }
 
 fn refuse(status: StatusCode, text: &'static str) -> Response {
@@ -87,8 +97,15 @@ pub async fn connect(
     state: AppData<'_>,
     req: &Request,
     Path(raw): Path<String>,
-    Query(query): Query<SocketQuery>,
 ) -> poem::Result<Response> {
+    if state.shutdown.is_cancelled() {
+        // Draining for a restart: a socket accepted now would be closed with 1012 at once.
+        // Refused, the page retries and (behind Caddy) lands on a live instance.
+        return Ok(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "restarting, try again\n",
+        ));
+    }
     let origin_ok = req
         .headers()
         .get(header::ORIGIN)
@@ -116,17 +133,11 @@ pub async fn connect(
             Err(e) => return Err(AppError::from(e).into()),
         },
     };
-    let after = match query.after.as_deref() {
-        None => None,
-        Some(a) => match a.parse::<i64>() {
-            Ok(a) if a >= 0 => Some(a),
-            _ => {
-                return Ok(refuse(
-                    StatusCode::BAD_REQUEST,
-                    "after must be a non-negative integer\n",
-                ));
-            }
-        },
+    let Ok(after) = after_cursor(req.uri().query()) else {
+        return Ok(refuse(
+            StatusCode::BAD_REQUEST,
+            "after must be a non-negative integer\n",
+        ));
     };
     let headers = req.headers();
     let upgrade_ok = headers
@@ -279,7 +290,7 @@ struct Live {
 impl Live {
     async fn run(mut self, after: Option<i64>) {
         let chat = self.state.chat.clone();
-        let (hub, mut rx) = match chat.subscribe(&self.room).await {
+        let (hub, mut rx, published) = match chat.subscribe(&self.room).await {
             Ok(subscribed) => subscribed,
             Err(e) => {
                 tracing::warn!(error = %e, "socket could not join its room's hub");
@@ -293,16 +304,21 @@ impl Live {
         };
         self.state.metrics.socket_upgrades.fetch_add(1, Relaxed);
         self.state.metrics.sockets_open.fetch_add(1, Relaxed);
-        let (conn, mut kicked) = chat
+        let end = match chat
             .socket_opened(&hub, &me, self.user.session.token_hash.clone())
-            .await;
-
-        let end = match self.start(&hub, after).await {
-            Ok(last_sent) => self.forward(&mut rx, &mut kicked, last_sent, &hub).await,
-            Err(end) => end,
+            .await
+        {
+            Ok((conn, mut kicked)) => {
+                let end = match self.start(&hub, published, after).await {
+                    Ok(last_sent) => self.forward(&mut rx, &mut kicked, last_sent, &hub).await,
+                    Err(end) => end,
+                };
+                chat.socket_closed(&hub, &me, conn).await;
+                end
+            }
+            Err(close::SIGNED_OUT) => End::Close(close::SIGNED_OUT, "signed out"),
+            Err(code) => End::Close(code, "left the room"),
         };
-
-        chat.socket_closed(&hub, &me, conn).await;
         self.state.metrics.sockets_open.fetch_sub(1, Relaxed);
         drop(rx);
         chat.release(hub);
@@ -312,11 +328,17 @@ impl Live {
     }
 
     /// Sends the member list and the messages after `after`; returns the last seq sent.
-    async fn start(&mut self, hub: &super::Hub, after: Option<i64>) -> Result<i64, End> {
+    /// `published` is what the hub had broadcast before this socket subscribed.
+    async fn start(
+        &mut self,
+        hub: &super::Hub,
+        published: i64,
+        after: Option<i64>,
+    ) -> Result<i64, End> {
         self.send(hub.list_frame()).await?;
-        // Everything up to what the hub has published is committed, and anything newer reaches
+        // Everything up to what the hub had published is committed, and anything newer reaches
         // this socket through the hub (it subscribed first): no need to ask the store.
-        let latest = hub.published().max(self.room.last_seq);
+        let latest = published.max(self.room.last_seq);
         let last_sent = match after {
             None => latest,
             Some(a) if a <= latest => a,
@@ -347,7 +369,9 @@ impl Live {
         self.catch_up(last_sent, latest).await
     }
 
-    /// Sends messages `(from, upto]` from the store in order; returns the last seq sent.
+    /// Sends messages `(from, upto]` from the store in order; returns the last seq sent, `upto`.
+    /// Everything up to `upto` is committed (commit order is seq order), so a store that
+    /// answers short is failing: the socket closes and the page resumes on a new one.
     async fn catch_up(&mut self, from: i64, upto: i64) -> Result<i64, End> {
         let mut last_sent = from;
         while last_sent < upto {
@@ -360,7 +384,14 @@ impl Live {
                     tracing::warn!(error = %e, "socket could not read messages");
                     End::Close(1011, "try again")
                 })?;
-            let Some(last) = batch.last() else { break };
+            let Some(last) = batch.last() else {
+                tracing::warn!(
+                    after = last_sent,
+                    upto,
+                    "socket found committed messages missing"
+                );
+                return Err(End::Close(1011, "try again"));
+            };
             let new_last = last.seq;
             self.send(Utf8Bytes::from(
                 room::messages_append(None, &batch).into_string(),
@@ -559,6 +590,31 @@ mod tests {
             unreachable!()
         };
         Batch::new(frame, seq, Instant::now())
+    }
+
+    #[test]
+    fn the_after_cursor_is_digits_given_once() {
+        assert_eq!(after_cursor(None), Ok(None));
+        assert_eq!(after_cursor(Some("")), Ok(None));
+        assert_eq!(after_cursor(Some("x=1")), Ok(None));
+        assert_eq!(after_cursor(Some("after=0")), Ok(Some(0)));
+        assert_eq!(after_cursor(Some("after=0042")), Ok(Some(42)));
+        assert_eq!(after_cursor(Some("x=1&after=7")), Ok(Some(7)));
+        for bad in [
+            "after=",
+            "after",
+            "after=-1",
+            "after=+5",
+            "after=-0",
+            "after=1e3",
+            "after=1.0",
+            "after=%201",
+            "after=99999999999999999999",
+            "after=1&after=2",
+            "after=%00",
+        ] {
+            assert_eq!(after_cursor(Some(bad)), Err(()), "{bad}");
+        }
     }
 
     #[test]
