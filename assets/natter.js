@@ -14,16 +14,22 @@
   let downSince = 0, downTimer = 0, retries = 0;
   const status = (text) => { const s = $("#room-status"); if (s) s.textContent = text; };
   const showDown = () => { const s = (Date.now() - downSince) / 1000; status(s > 30 ? "offline: messages will appear when the connection is back" : "reconnecting…"); };
-  document.addEventListener("htmx:wsOpen", () => { downSince = retries = 0; clearInterval(downTimer); status(""); });
+  const live = document.documentElement.dataset;
+  document.addEventListener("htmx:wsOpen", () => { downSince = retries = 0; clearInterval(downTimer); status(""); delete live.live; });
   document.addEventListener("htmx:wsClose", (e) => {
     const code = e.detail.event.code;
     if (code === 4401) return location.assign("/");
     if (code === 4409) return location.reload();
     if (code === 4404) return status("You left this room.");
     if (code === 1000) return;
+    live.live = "down"; // what the page shows of presence is stale now (natter.css mutes it)
     if (!downSince) { downSince = Date.now(); downTimer = setInterval(showDown, 1000); }
-    // The ws extension retries only after 1006/1011/1012/1013; Caddy closes with 1001.
-    if (code === 1001) setTimeout(() => e.detail.socketWrapper.reconnect(), htmx.config.wsReconnectDelay(retries++));
+    // A refused upgrade (signed out, or no longer a member, while away) looks like any failed
+    // connection: every third failure asks the page itself, and reloads onto what it says.
+    if (++retries % 3 === 0) fetch(location.href, { redirect: "manual" }).then((r) => { if (r.type === "opaqueredirect" || r.status === 404) location.reload(); }, () => {});
+    // The ws extension retries by itself only after 1006/1011/1012/1013 (Caddy closes with
+    // 1001, other proxies with other codes).
+    if (![1006, 1011, 1012, 1013].includes(code)) setTimeout(() => e.detail.socketWrapper.reconnect(), htmx.config.wsReconnectDelay(retries));
   });
   // Sending empties the composer at once, so the next message can be typed while this one is
   // on its way. Success answers only a fresh client_id (the form stays, focus too); a refused
@@ -51,10 +57,11 @@
   document.addEventListener("htmx:wsAfterMessage", () => { const s = scroller(); if (s && atBottom) s.scrollTop = 0; });
   // Member entries are upserts: one replaces the entry with its id; someone not listed is
   // added, unless the list is capped (big rooms) and they are offline.
+  // (A whole fresh list, sent on every connect, replaces the old one as it is.)
   document.addEventListener("htmx:oobBeforeSwap", (e) => {
-    const list = e.detail.target;
-    if (list.id !== "members") return;
-    e.detail.fragment.querySelectorAll?.("li[id]").forEach((li) => {
+    const list = e.detail.target, items = e.detail.fragment;
+    if (list.id !== "members" || items.firstElementChild?.tagName !== "LI") return;
+    items.querySelectorAll("li[id]").forEach((li) => {
       const old = document.getElementById(li.id);
       if (old) old.remove(); else if (list.hasAttribute("data-capped") && li.dataset.online !== "true") li.remove();
     });
@@ -69,7 +76,31 @@
     t.textContent = t.dataset.style === "short" ? d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
   });
   document.addEventListener("htmx:load", (e) => localise(e.detail.elt));
-  document.addEventListener("htmx:oobAfterSwap", (e) => localise(e.detail.target));
+  // Day dividers and name lines follow the reader's days (the server knows only UTC), and
+  // heal where separately rendered pieces meet: a live message, a catch-up, an older page.
+  const tidy = () => {
+    let prev;
+    document.querySelectorAll("#messages > article[data-seq]").forEach((a) => {
+      const t = a.querySelector("time[datetime]"), at = new Date(t?.dateTime), seq = +a.dataset.seq;
+      const today = at.toDateString(), newDay = prev?.today !== today;
+      let d = a.previousElementSibling?.classList.contains("day-divider") ? a.previousElementSibling : null;
+      if (!newDay) d?.remove();
+      else if (!d || d.firstElementChild.dateTime !== t.dateTime) {
+        d ??= a.insertAdjacentElement("beforebegin", Object.assign(document.createElement("div"), { className: "day-divider", role: "separator" }));
+        const label = Object.assign(document.createElement("time"), { dateTime: t.dateTime, textContent: day(at) });
+        label.dataset.style = "day";
+        d.replaceChildren(label);
+        d.ariaLabel = at.toLocaleDateString(undefined, { dateStyle: "full" });
+      }
+      a.classList.toggle("continued", !newDay && prev.author === a.dataset.author && prev.seq + 1 === seq && at - prev.at < 3e5);
+      prev = { today, at, seq, author: a.dataset.author };
+    });
+  };
+  let tidying = false; // once per frame or answer, after all of its swaps
+  document.addEventListener("htmx:oobAfterSwap", (e) => {
+    localise(e.detail.target);
+    if (e.detail.target.id === "messages" && !tidying) { tidying = true; queueMicrotask(() => { tidying = false; tidy(); }); }
+  });
   // Enter sends, Shift+Enter is a new line, Escape leaves the composer.
   document.addEventListener("keydown", (e) => {
     if (e.target.id !== "composer-body") return;
@@ -82,6 +113,7 @@
   });
   document.addEventListener("DOMContentLoaded", () => {
     localise(document);
+    tidy();
     document.querySelectorAll("[data-copy]").forEach((b) => (b.hidden = !navigator.clipboard));
   });
 })();

@@ -12,6 +12,7 @@ mod procs;
 
 mod chat;
 mod chrome;
+mod grouping;
 mod no_js;
 mod pages;
 mod reconnect;
