@@ -62,8 +62,16 @@ impl RateLimit {
                 "{text:?}: both the count and the period must be above zero"
             ));
         }
+        if per > Self::LONGEST_PERIOD {
+            return Err(format!("{text:?}: the period may be at most 168h (7 days)"));
+        }
         Ok(Self { count, per })
     }
+
+    /// The longest period a rate may have. Limiters add periods to `Instant`s, which overflow
+    /// (and panic) somewhere past a few hundred billion years; a week is more than any budget
+    /// needs and keeps that arithmetic far from the edge.
+    pub const LONGEST_PERIOD: Duration = Duration::from_secs(7 * 86_400);
 }
 
 /// The per-user and per-address budgets (DESIGN.md §5).
@@ -248,6 +256,11 @@ impl Config {
                 ));
             }
         };
+        let log = get("NATTER_LOG").unwrap_or("info").to_string();
+        // Checked here, not when logging starts: a typo would otherwise silently mean "info".
+        tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| {
+            format!("NATTER_LOG: {log:?} is not a log filter like info or natter=debug,info ({e})")
+        })?;
         let trusted_proxies = get("NATTER_TRUSTED_PROXIES")
             .unwrap_or("")
             .split([',', ' '])
@@ -309,7 +322,7 @@ impl Config {
             database_url,
             oauth,
             dev_login,
-            log: get("NATTER_LOG").unwrap_or("info").to_string(),
+            log,
             log_format,
             trusted_proxies,
             session_days,
@@ -342,6 +355,50 @@ impl Config {
     /// Where the provider sends people back.
     pub fn redirect_url(&self) -> String {
         format!("{}/auth/callback", self.public_origin())
+    }
+
+    /// Opens one connection to the database and closes it again, so that start-up reports
+    /// what really went wrong ("connection refused", "password authentication failed"): a
+    /// pool that cannot connect says only that it timed out waiting for a connection.
+    pub async fn check_database(&self) -> Result<(), String> {
+        use sqlx::{ConnectOptions, Connection};
+        use std::str::FromStr;
+        if let Some(path) = self.sqlite_path() {
+            // SQLite creates the file but not its directory, and then says only "unable to
+            // open database file".
+            let dir = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty());
+            return match dir {
+                Some(dir) if !dir.is_dir() => Err(format!(
+                    "cannot open the database {}: the directory {} does not exist",
+                    self.database_url,
+                    dir.display()
+                )),
+                _ => Ok(()),
+            };
+        }
+        let url = crate::redact(&self.database_url);
+        let options = sqlx::postgres::PgConnectOptions::from_str(&self.database_url)
+            .map_err(|e| format!("NATTER_DATABASE_URL {url} is not usable: {e}"))?;
+        match tokio::time::timeout(Duration::from_secs(10), options.connect()).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("cannot connect to the database {url}: {e}")),
+            Err(_) => Err(format!(
+                "cannot connect to the database {url}: no answer within 10 s"
+            )),
+        }
+    }
+
+    /// The file of a `sqlite://PATH` database (`None` for PostgreSQL or in-memory SQLite).
+    fn sqlite_path(&self) -> Option<&str> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or(rest);
+        Some(path).filter(|p| !p.is_empty() && !p.contains(":memory:"))
     }
 
     pub fn session_lifetime(&self) -> Duration {
@@ -555,6 +612,65 @@ mod tests {
         );
         assert!(RateLimit::parse("0/1s").is_err());
         assert!(RateLimit::parse("1/1d").is_err());
+    }
+
+    #[test]
+    fn absurd_rate_periods_are_refused_at_start() {
+        let e = config(&[("NATTER_LIMIT_SIGN_INS", "1/5000000000000000h")], &[]).unwrap_err();
+        assert!(
+            e.contains("NATTER_LIMIT_SIGN_INS") && e.contains("7 days"),
+            "{e}"
+        );
+        let e = RateLimit::parse("1/169h").unwrap_err();
+        assert!(e.contains("at most 168h"), "{e}");
+        assert_eq!(
+            RateLimit::parse("1/168h").unwrap().per,
+            RateLimit::LONGEST_PERIOD
+        );
+        // The longest period still works in a limiter: no overflow on the far side of it.
+        let limiter = crate::limits::Limiter::new(RateLimit::parse("1/168h").unwrap());
+        assert!(limiter.check(&1).is_ok());
+        assert!(limiter.check(&1).is_err());
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_refused_with_the_reason() {
+        for bad in ["natter=loud", "info,[", "=debug"] {
+            let e = config(&[("NATTER_LOG", bad)], &[]).unwrap_err();
+            assert!(
+                e.starts_with("NATTER_LOG:") && e.contains("log filter"),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["info", "natter=debug,info", "warn,natter::chat=trace"] {
+            assert_eq!(config(&[("NATTER_LOG", good)], &[]).unwrap().log, good);
+        }
+        assert_eq!(config(&[], &[]).unwrap().log, "info");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_reported_as_what_happened() {
+        let c = config(
+            &[(
+                "NATTER_DATABASE_URL",
+                "postgres://natter:hunter2@127.0.0.1:1/natter",
+            )],
+            &[],
+        )
+        .unwrap();
+        let e = c.check_database().await.unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+        assert!(!e.contains("timed out") && !e.contains("hunter2"), "{e}");
+        assert!(config(&[], &[]).unwrap().check_database().await.is_ok());
+        let c = config(
+            &[("NATTER_DATABASE_URL", "sqlite:///no/such/dir/natter.db")],
+            &[],
+        );
+        let e = c.unwrap().check_database().await.unwrap_err();
+        assert!(
+            e.contains("the directory /no/such/dir does not exist"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -51,7 +51,10 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
             // Keep memory bounded under a flood of distinct keys: forget whoever is idle.
             state.retain(|_, t| *t > now);
         }
-        state.insert(key.clone(), tat + self.interval);
+        // Config caps periods at a week, so this cannot overflow; checked anyway, because a
+        // limiter must never turn a request into a panic.
+        let next = tat.checked_add(self.interval).unwrap_or(tat);
+        state.insert(key.clone(), next);
         Ok(())
     }
 

@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Config has already refused a filter that does not parse.
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_format {
@@ -28,7 +29,11 @@ async fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
     }
     tracing::info!(bind = %config.bind, public_url = %config.public_url, database = %natter::redact(&config.database_url), "starting natter");
-    match natter::serve(config).await {
+    let started = match config.check_database().await {
+        Ok(()) => natter::serve(config).await,
+        Err(message) => Err(message),
+    };
+    match started {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");

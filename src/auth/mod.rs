@@ -131,6 +131,25 @@ pub fn client_ip(req: &Request, config: &Config) -> Option<IpAddr> {
         .or(Some(peer))
 }
 
+/// Put on every request by the middleware. `Session::load` fills it in when it slid the
+/// session's expiry; the middleware then sends the session cookie again with the full lifetime,
+/// so the browser keeps the cookie exactly as long as the server keeps the session.
+#[derive(Clone, Debug, Default)]
+pub struct CookieRenewal(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl CookieRenewal {
+    /// The `Set-Cookie` value to add, if the session slid during this request.
+    pub fn cookie(&self, config: &Config) -> Option<String> {
+        let token = self.0.get()?;
+        Some(set_cookie(
+            config,
+            SESSION_COOKIE,
+            token,
+            config.session_lifetime().as_secs(),
+        ))
+    }
+}
+
 /// A signed-in browser.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -150,8 +169,8 @@ impl Session {
         csrf::verify(&self.csrf_secret, presented)
     }
 
-    /// Loads the session named by the request's cookie, sliding its expiry at most once a
-    /// minute.
+    /// Loads the session named by the request's cookie, sliding its expiry (and, through
+    /// `CookieRenewal`, the cookie's) at most once a minute.
     pub async fn load(state: &State, req: &Request) -> Result<Option<Session>, AppError> {
         let Some(token) =
             read_cookie(req, &state.config, SESSION_COOKIE).and_then(|v| decode_token(&v))
@@ -166,6 +185,9 @@ impl Session {
         if now - record.last_seen_at > 60_000 {
             let expires = now + state.config.session_lifetime().as_millis() as i64;
             state.store.touch_session(&hash, now, expires).await?;
+            if let Some(renewal) = req.extensions().get::<CookieRenewal>() {
+                let _ = renewal.0.set(encode_token(&token));
+            }
         }
         Ok(Some(Session {
             token_hash: record.token_hash,
@@ -258,6 +280,47 @@ pub type AppData<'a> = Data<&'a State>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(public_url: &str) -> Config {
+        let env = [("NATTER_PUBLIC_URL".to_string(), public_url.to_string())].into();
+        Config::from_sources(&env, &[]).unwrap()
+    }
+
+    #[test]
+    fn over_https_cookies_are_secure_and_host_prefixed() {
+        let https = config("https://chat.example.org");
+        let cookie = set_cookie(&https, SESSION_COOKIE, "t0ken", 60);
+        assert_eq!(
+            cookie,
+            "__Host-natter_session=t0ken; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+        );
+        assert!(clear_cookie(&https, LOGIN_COOKIE).starts_with("__Host-natter_login=;"));
+        let http = config("http://localhost:8080");
+        let cookie = set_cookie(&http, SESSION_COOKIE, "t0ken", 60);
+        assert_eq!(
+            cookie,
+            "natter_session=t0ken; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+    }
+
+    #[test]
+    fn the_cookie_is_read_under_its_prefixed_name_only() {
+        let https = config("https://chat.example.org");
+        let req = Request::builder()
+            .header(
+                "cookie",
+                "natter_session=plain; __Host-natter_session=prefixed",
+            )
+            .finish();
+        assert_eq!(
+            read_cookie(&req, &https, SESSION_COOKIE).as_deref(),
+            Some("prefixed")
+        );
+        let req = Request::builder()
+            .header("cookie", "natter_session=planted")
+            .finish();
+        assert_eq!(read_cookie(&req, &https, SESSION_COOKIE), None);
+    }
 
     #[test]
     fn api_tokens_carry_their_prefix_and_parse_back() {

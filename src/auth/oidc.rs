@@ -133,6 +133,13 @@ impl Provider {
             .send()
             .await
             .map_err(|e| SignInError::Unreachable(e.to_string()))?;
+        if response.status().is_server_error() {
+            // The provider is failing, not refusing: "try again in a moment" is the advice.
+            return Err(SignInError::Unreachable(format!(
+                "userinfo status {}",
+                response.status()
+            )));
+        }
         if !response.status().is_success() {
             return Err(SignInError::BadUserinfo(format!(
                 "status {}",

@@ -32,8 +32,27 @@ pub struct NextQuery {
 
 impl NextQuery {
     fn path(&self) -> Option<String> {
-        self.next.as_deref().and_then(safe_return_path)
+        self.next.as_deref().and_then(return_path)
     }
+}
+
+/// Where to go after signing in, from a `next` query or form field: a local path (see
+/// `safe_return_path`) with anything outside ASCII percent-encoded, because it ends up in a
+/// `Location` header, where raw UTF-8 is not allowed.
+fn return_path(next: &str) -> Option<String> {
+    let path = safe_return_path(next)?;
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut bytes = [0; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    Some(out)
 }
 
 fn with_next(base: &str, next: Option<&str>) -> String {
@@ -194,13 +213,16 @@ pub struct DevSignIn {
 pub async fn dev_sign_in(
     state: AppData<'_>,
     req: &Request,
-    GuestForm { form }: GuestForm<DevSignIn>,
+    form: poem::Result<GuestForm<DevSignIn>>,
 ) -> poem::Result<Response> {
+    // Switched off, the route does not exist (404), whatever the form carries: the CSRF
+    // check comes second so that it cannot tell anyone otherwise.
     if !state.config.dev_login {
         return Err(AppError::NotFound.into());
     }
+    let GuestForm { form } = form?;
     limit_sign_ins(&state, req)?;
-    let next = form.next.as_deref().and_then(safe_return_path);
+    let next = form.next.as_deref().and_then(return_path);
     match Email::parse(&form.email) {
         Ok(email) => {
             Ok(finish_sign_in(&state, req, "dev", email.as_str(), email.as_str(), next).await?)
@@ -557,7 +579,7 @@ pub async fn choose_username(
         htmx,
     }: SessionForm<ChooseUsername>,
 ) -> poem::Result<Response> {
-    let next = form.next.as_deref().and_then(safe_return_path);
+    let next = form.next.as_deref().and_then(return_path);
     let done = || see_other(next.as_deref().unwrap_or("/home"), htmx);
     if session.user.username.is_some() {
         return Ok(done());
@@ -670,5 +692,23 @@ mod tests {
             "/username?next=%2Frooms%2FABCD-EFGH%3Fx%3D1%26y%3D2"
         );
         assert_eq!(with_next("/username", None), "/username");
+    }
+
+    #[test]
+    fn return_paths_are_local_and_plain_ascii() {
+        assert_eq!(
+            return_path("/rooms/ABCD-EFGH?x=1").as_deref(),
+            Some("/rooms/ABCD-EFGH?x=1")
+        );
+        assert_eq!(return_path("/İstanbul").as_deref(), Some("/%C4%B0stanbul"));
+        assert_eq!(return_path("/a\u{202e}b").as_deref(), Some("/a%E2%80%AEb"));
+        for foreign in [
+            "//evil.example",
+            "https://evil.example",
+            "evil",
+            "/auth/login",
+        ] {
+            assert_eq!(return_path(foreign), None, "{foreign}");
+        }
     }
 }

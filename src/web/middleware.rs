@@ -1,7 +1,9 @@
 //! What wraps every request: a request id and log span, the canonical-host redirect, the
 //! same-origin check on state changes, error pages, and security headers.
 
-use std::{sync::Arc, time::Instant};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Instant};
+
+use futures_util::FutureExt;
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
@@ -13,6 +15,7 @@ use tracing::Instrument;
 use super::layout::{self, Nav, Page};
 use crate::{
     State,
+    auth::{self, CookieRenewal},
     error::{AppError, FormEcho, error_text},
 };
 
@@ -53,10 +56,20 @@ pub async fn around<E: Endpoint>(
                 &id,
             )
         } else {
-            match ep.call(req).await {
-                Ok(response) => response.into_response(),
-                Err(error) => error_page(error, htmx, &id),
-            }
+            let renewal = CookieRenewal::default();
+            req.extensions_mut().insert(renewal.clone());
+            // A panicking handler would otherwise drop the connection: the person would see
+            // the browser's own error instead of natter's page with a request id to quote.
+            let mut response = match AssertUnwindSafe(ep.call(req)).catch_unwind().await {
+                Ok(Ok(response)) => response.into_response(),
+                Ok(Err(error)) => error_page(error, htmx, &id),
+                Err(panic) => {
+                    tracing::error!(panic = panic_text(&*panic), "handler panicked");
+                    error_page(AppError::Internal("panic".into()).into(), htmx, &id)
+                }
+            };
+            renew_session_cookie(state, &renewal, &mut response);
+            response
         };
         secure_headers(&mut response, &id);
         let status = response.status().as_u16();
@@ -69,6 +82,35 @@ pub async fn around<E: Endpoint>(
     }
     .instrument(span)
     .await
+}
+
+/// What a panic said, for the log.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Sends the session cookie again when the session slid during this request, unless the
+/// response already sets it (signing in replaces it, signing out clears it).
+fn renew_session_cookie(state: &State, renewal: &CookieRenewal, response: &mut Response) {
+    let Some(cookie) = renewal.cookie(&state.config) else {
+        return;
+    };
+    let name = format!(
+        "{}=",
+        auth::cookie_name(&state.config, auth::SESSION_COOKIE)
+    );
+    let already = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(name.as_bytes()));
+    if !already && let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
 }
 
 /// Redirects page requests made under another host name to the public URL, so forms and sockets

@@ -772,21 +772,46 @@ pub fn assert_exactly(seqs: &[i64], from: i64, to: i64) {
     );
 }
 
-/// The lines of the hostile-inputs fixture (a copy of `shared/fixtures/hostile-inputs.txt`) as
+/// The inputs of the hostile-inputs fixture (a copy of `shared/fixtures/hostile-inputs.txt`) as
 /// real strings (`\n`, `\t`, `\r`, `\uXXXX` decoded), without comments.
+///
+/// The fixture annotates some lines, and the annotations mean more than "drop the brackets":
+/// `value (explanation)` is the value; ` (only spaces)` is a space (the value is the line's
+/// leading blank); `a / b / c (…)` is three inputs; and `AAA… (4000 …) / (4001 …)` is one run
+/// of `A`s per bracketed length.
 pub fn hostile_inputs() -> Vec<String> {
     include_str!("hostile-inputs.txt")
         .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|line| {
-            // The fixture annotates some lines: "value (explanation)". Keep the value.
-            let value = match line.find(" (") {
-                Some(i) if line.ends_with(')') && i > 0 => &line[..i],
-                _ => line,
-            };
-            decode_escapes(value)
-        })
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .flat_map(hostile_line)
         .collect()
+}
+
+/// The inputs one fixture line stands for.
+fn hostile_line(line: &str) -> Vec<String> {
+    let (value, note) = match line.find(" (") {
+        Some(i) if line.ends_with(')') => (&line[..i], &line[i + 1..]),
+        _ => (line, ""),
+    };
+    if value.is_empty() {
+        // " (only spaces)": the separator's space was the value.
+        return vec![" ".to_string()];
+    }
+    if let Some(run) = value.strip_suffix('…') {
+        // "AAAA… (4000 characters: …) / (4001 characters: …)": the run, once per length.
+        let unit = run.chars().next().unwrap_or('A');
+        return note
+            .split('(')
+            .filter_map(|part| part.split(|c: char| !c.is_ascii_digit()).next())
+            .filter_map(|digits| digits.parse::<usize>().ok())
+            .map(|n| unit.to_string().repeat(n))
+            .collect();
+    }
+    if value.contains(" / ") {
+        // "admin / Admin / ADMIN": each spelling is its own input.
+        return value.split(" / ").map(decode_escapes).collect();
+    }
+    vec![decode_escapes(value)]
 }
 
 fn decode_escapes(s: &str) -> String {

@@ -2,13 +2,15 @@
 //!
 //! It implements what natter uses (authorize, token, userinfo) the way a real provider does:
 //! the client id and secret are checked, the redirect URI must be the registered one, codes are
-//! single-use and expire, and the PKCE verifier must hash to the challenge (S256 only). Tests
-//! tell it who signs in next and how to misbehave.
+//! single-use and expire (after a minute, or what `set_code_lifetime` says), and the PKCE
+//! verifier must hash to the challenge (S256 only). Tests tell it who signs in next and how to
+//! misbehave.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -52,12 +54,15 @@ pub enum Mode {
     Deny,
     /// The token endpoint answers `invalid_grant` whatever it gets.
     RefuseTokens,
+    /// The userinfo endpoint fails with 503, as a provider having an outage does.
+    UserinfoFails,
 }
 
 struct Grant {
     user: FakeUser,
     challenge: String,
     redirect_uri: String,
+    issued: Instant,
 }
 
 struct Inner {
@@ -65,6 +70,8 @@ struct Inner {
     next_user: Mutex<FakeUser>,
     mode: Mutex<Mode>,
     codes: Mutex<HashMap<String, Grant>>,
+    /// How long a code may wait before it is exchanged.
+    code_lifetime: Mutex<Duration>,
     tokens: Mutex<HashMap<String, FakeUser>>,
     /// Every token request's outcome, for assertions ("the verifier was checked").
     pub token_log: Mutex<Vec<String>>,
@@ -88,6 +95,7 @@ impl FakeProvider {
             next_user: Mutex::new(FakeUser::verified("sub-1", "ada@example.org")),
             mode: Mutex::new(Mode::Normal),
             codes: Mutex::new(HashMap::new()),
+            code_lifetime: Mutex::new(Duration::from_secs(60)),
             tokens: Mutex::new(HashMap::new()),
             token_log: Mutex::new(Vec::new()),
         });
@@ -118,6 +126,11 @@ impl FakeProvider {
 
     pub fn set_mode(&self, mode: Mode) {
         *self.inner.mode.lock().unwrap() = mode;
+    }
+
+    /// How long a code stays exchangeable after it was issued (`ZERO`: expired at once).
+    pub fn set_code_lifetime(&self, lifetime: Duration) {
+        *self.inner.code_lifetime.lock().unwrap() = lifetime;
     }
 
     pub fn token_log(&self) -> Vec<String> {
@@ -169,6 +182,7 @@ fn authorize(Query(q): Query<AuthorizeQuery>, inner: Data<&Arc<Inner>>) -> Respo
                 user,
                 challenge: q.code_challenge.unwrap_or_default(),
                 redirect_uri: redirect_uri.clone(),
+                issued: Instant::now(),
             },
         );
         format!("{redirect_uri}?code={code}&state={state_param}")
@@ -233,6 +247,9 @@ fn token(req: &Request, Form(form): Form<TokenForm>, inner: Data<&Arc<Inner>>) -
     else {
         return token_error(&inner, "invalid_grant");
     };
+    if grant.issued.elapsed() >= *inner.code_lifetime.lock().unwrap() {
+        return token_error(&inner, "invalid_grant: expired");
+    }
     if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
         return token_error(&inner, "invalid_grant: redirect_uri");
     }
@@ -264,6 +281,9 @@ fn userinfo(req: &Request, inner: Data<&Arc<Inner>>) -> Response {
     let Some(user) = user else {
         return bad(StatusCode::UNAUTHORIZED, "bad token");
     };
+    if *inner.mode.lock().unwrap() == Mode::UserinfoFails {
+        return bad(StatusCode::SERVICE_UNAVAILABLE, "backend unavailable");
+    }
     let mut body = serde_json::json!({ "sub": user.subject, "email": user.email });
     if let Some(v) = user.email_verified {
         body["email_verified"] = v;

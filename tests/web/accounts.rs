@@ -1,7 +1,99 @@
 //! Signing in (provider and development), choosing a username, the profile, signing out.
 
+use std::time::Duration;
+
 use crate::both;
-use crate::common::{Browser, FakeUser, Mode, TestApp};
+use crate::common::{Answer, Browser, FakeUser, Mode, TestApp, hostile_inputs};
+use natter::domain::{Email, Username};
+
+/// A direct connection to the test's database, for what no page shows: how many users rows
+/// exist, and session times to move into the past.
+enum Sql {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Sql {
+    async fn open(app: &TestApp) -> Sql {
+        let url = app.db.url();
+        match app.db.backend() {
+            crate::common::Backend::Sqlite => {
+                Sql::Sqlite(sqlx::SqlitePool::connect(&url).await.expect("sqlite"))
+            }
+            crate::common::Backend::Postgres => {
+                Sql::Postgres(sqlx::PgPool::connect(&url).await.expect("postgres"))
+            }
+        }
+    }
+
+    async fn scalar(&self, query: &'static str) -> i64 {
+        match self {
+            Sql::Sqlite(pool) => sqlx::query_scalar(query)
+                .fetch_one(pool)
+                .await
+                .expect(query),
+            Sql::Postgres(pool) => sqlx::query_scalar(query)
+                .fetch_one(pool)
+                .await
+                .expect(query),
+        }
+    }
+
+    async fn execute(&self, query: &'static str, arg: i64) {
+        match self {
+            Sql::Sqlite(pool) => sqlx::query(query).bind(arg).execute(pool).await.map(|_| ()),
+            Sql::Postgres(pool) => sqlx::query(query).bind(arg).execute(pool).await.map(|_| ()),
+        }
+        .expect(query);
+    }
+
+    async fn users(&self) -> i64 {
+        self.scalar("SELECT COUNT(*) FROM users").await
+    }
+}
+
+/// Text as maud puts it into HTML (content and attribute values alike).
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Asserts `input` can only appear in `page` escaped: if escaping changes it, the raw text must
+/// not be there.
+#[track_caller]
+fn assert_escaped(page: &Answer, input: &str, what: &str) {
+    assert_ne!(page.status, 500, "{what} {input:?}");
+    if escaped(input) != input {
+        assert!(
+            !page.body.contains(input),
+            "{what} {input:?} appears unescaped"
+        );
+    }
+}
+
+fn encoded(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The session cookie a response sets, if any.
+fn session_cookie(answer: &Answer) -> Option<String> {
+    answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("natter_session="))
+        .map(str::to_string)
+}
+
+/// natter again on the same database, with `settings`.
+async fn restart(app: TestApp, settings: &[(&str, &str)]) -> TestApp {
+    let db = app.db.clone();
+    drop(app);
+    TestApp::start_on(db, None, settings).await
+}
 
 /// Follows the provider sign-in as a browser does: natter → provider → natter's callback.
 /// Returns natter's answer to the callback.
@@ -69,6 +161,18 @@ both! {
         let again = app.browser();
         let done = provider_sign_in(&app, &again, None).await;
         assert_eq!(done.location(), "/home");
+
+        // Signing out ends the session on the server: the old cookie, replayed, gets nothing.
+        let cookie = browser.cookie_header();
+        let out = browser.post_form("/profile", "/auth/logout", &[]).await;
+        assert_eq!((out.status, out.location().as_str()), (303, "/"));
+        assert!(session_cookie(&out).is_some_and(|c| c.contains("Max-Age=0")), "{:?}", out.headers);
+        assert_eq!(browser.get("/profile").await.location(), "/?next=%2Fprofile");
+        let replay = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+            .get(app.url("/profile")).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(replay.status(), 303, "the old cookie is worthless");
+        assert_eq!(replay.headers()["location"], "/?next=%2Fprofile");
+        assert_eq!(again.get("/profile").await.status, 200, "the other browser stays signed in");
     }
 
     async fn the_email_is_refreshed_at_each_sign_in_and_identity_is_the_subject(app: TestApp) {
@@ -113,6 +217,7 @@ both! {
         assert!(page.body.contains("You cancelled the sign-in"), "{}", page.body);
         assert!(page.body.contains("Try again"));
         assert_eq!(browser.get("/home").await.status, 303, "nobody is signed in");
+        assert_eq!(Sql::open(&app).await.users().await, 0, "no user row before sign-in succeeds");
     }
 
     async fn a_forged_or_missing_state_signs_nobody_in(app: TestApp) {
@@ -135,7 +240,13 @@ both! {
         let back = browser.get(to_provider.header("location").unwrap()).await;
         let callback = back.header("location").unwrap().to_string();
         let stateless = callback.split("&state=").next().unwrap().to_string();
-        assert_eq!(browser.get(&stateless).await.status, 400);
+        assert!(stateless.contains("code=") && !stateless.contains("state="), "{stateless}");
+        let page = browser.get(&stateless).await;
+        assert_eq!(page.status, 400);
+        assert!(page.body.contains("could not be verified") && page.body.contains("Try again"), "{}", page.body);
+        assert_eq!(browser.get("/home").await.status, 303, "nobody is signed in");
+        assert!(app.provider.token_log().is_empty(), "no code was exchanged");
+        assert_eq!(Sql::open(&app).await.users().await, 0);
     }
 
     async fn a_callback_in_another_browser_signs_nobody_in(app: TestApp) {
@@ -161,6 +272,32 @@ both! {
         assert!(page.body.contains("did not confirm the sign-in"), "{}", page.body);
         assert!(page.body.contains("Try again"));
         assert_eq!(browser.get("/home").await.status, 303);
+        assert_eq!(Sql::open(&app).await.users().await, 0);
+    }
+
+    async fn an_expired_code_ends_on_a_friendly_page(app: TestApp) {
+        app.provider.set_code_lifetime(Duration::ZERO);
+        let browser = app.browser();
+        let page = provider_sign_in(&app, &browser, None).await;
+        assert_eq!(page.status, 502);
+        assert!(page.body.contains("did not confirm the sign-in") && page.body.contains("Try again"), "{}", page.body);
+        assert_eq!(app.provider.token_log(), vec!["invalid_grant: expired"]);
+        assert_eq!(browser.get("/home").await.status, 303);
+        assert_eq!(Sql::open(&app).await.users().await, 0);
+    }
+
+    async fn a_failing_userinfo_endpoint_ends_on_a_friendly_page(app: TestApp) {
+        app.provider.set_mode(Mode::UserinfoFails);
+        let browser = app.browser();
+        let page = provider_sign_in(&app, &browser, None).await;
+        assert_eq!(page.status, 502);
+        assert!(page.body.contains("not answering") && page.body.contains("Try again"), "{}", page.body);
+        assert_eq!(app.provider.token_log(), vec!["ok"], "the code was exchanged; userinfo failed");
+        assert_eq!(browser.get("/home").await.status, 303);
+        assert_eq!(Sql::open(&app).await.users().await, 0);
+        // Once the provider is back, the same person signs in.
+        app.provider.set_mode(Mode::Normal);
+        assert_eq!(provider_sign_in(&app, &browser, None).await.location(), "/username");
     }
 
     async fn an_unverified_email_is_refused(app: TestApp) {
@@ -172,6 +309,7 @@ both! {
             assert!(page.body.contains("not verified"), "{}", page.body);
             assert_eq!(browser.get("/home").await.status, 303);
         }
+        assert_eq!(Sql::open(&app).await.users().await, 0);
         // "true" as a string is accepted, as Google sometimes sends it.
         app.provider.sign_in_as(FakeUser { subject: "u".into(), email: "u@example.org".into(), email_verified: Some("true".into()) });
         assert_eq!(provider_sign_in(&app, &app.browser(), None).await.status, 303);
@@ -189,6 +327,8 @@ both! {
         assert_eq!(page.status, 502);
         assert!(page.body.contains("not answering"), "{}", page.body);
         assert!(page.body.contains("Try again"));
+        assert_eq!(browser.get("/home").await.status, 303);
+        assert_eq!(Sql::open(&app).await.users().await, 0);
     }
 
     async fn username_rules_are_enforced_with_the_reason_and_the_typed_text(app: TestApp) {
@@ -210,13 +350,118 @@ both! {
             assert!(r.body.contains(&format!("value=\"{escaped}\"")), "{typed:?} kept in the form");
             assert!(r.body.contains("aria-invalid=\"true\""));
         }
-        for hostile in crate::common::hostile_inputs() {
-            let r = browser.post_form("/username", "/username", &[("username", &hostile)]).await;
-            assert!(r.status == 422 || r.status == 303, "{hostile:?} gave {}", r.status);
-            if r.status == 303 {
-                break;
+    }
+
+    async fn every_hostile_username_is_refused_with_the_reason_and_what_was_typed(app: TestApp) {
+        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "10000/1m")]).await;
+        let browser = app.browser();
+        browser.dev_sign_in("hostile@example.org").await;
+        let csrf = browser.csrf_from("/username").await;
+        // Look-alikes of reserved names: fullwidth letters and the Turkish dotted I fold to
+        // "admin" or "istanbul" under Unicode rules, so only ASCII may pass.
+        let lookalikes = ["ＡＤＭＩＮ", "admİn", "İstanbul", "ıstanbul", "ſupport", "аdmin"];
+        let inputs: Vec<String> = hostile_inputs().into_iter().chain(lookalikes.map(String::from)).collect();
+        assert!(inputs.len() > 35, "the whole fixture is read");
+        for input in &inputs {
+            let r = browser.post("/username", &[("username", input), ("csrf", &csrf)]).await;
+            match Username::parse(input) {
+                Err(why) => {
+                    assert_eq!(r.status, 422, "{input:?}: {}", r.body);
+                    assert!(r.body.contains(why.0), "{input:?}: the reason {:?} is shown", why.0);
+                    assert!(r.body.contains(&format!("value=\"{}\"", escaped(input))), "{input:?} is typed back, escaped");
+                    assert_escaped(&r, input, "username");
+                }
+                Ok(_) => {
+                    // A valid one is claimed by someone fresh, so the rest stay testable here.
+                    let fresh = app.browser();
+                    fresh.dev_sign_in(&format!("{}@example.org", rand::random::<u32>())).await;
+                    let r = fresh.post_form("/username", "/username", &[("username", input)]).await;
+                    assert_eq!(r.status, 303, "{input:?}");
+                }
             }
         }
+        for lookalike in lookalikes.iter().chain(&["admin", "Admin", "ADMIN"]) {
+            assert!(Username::parse(lookalike).is_err(), "{lookalike} must be refused");
+        }
+        assert_eq!(browser.get("/username").await.status, 200, "no name was set");
+    }
+
+    async fn hostile_emails_and_return_paths_are_refused_or_shown_as_text(app: TestApp) {
+        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "10000/1m")]).await;
+        let guest = app.browser();
+        let csrf = guest.csrf_from("/").await;
+        // Signs in over and over, so it cannot be the guest looking at the signed-out pages.
+        let signer = app.browser();
+        let signer_csrf = signer.csrf_from("/").await;
+        for input in hostile_inputs() {
+            let r = guest.post("/auth/dev", &[("email", &input), ("csrf", &csrf)]).await;
+            match Email::parse(&input) {
+                Err(why) => {
+                    assert_eq!(r.status, 422, "{input:?}");
+                    assert!(r.body.contains(&escaped(why.0)), "{input:?}: {}", r.body);
+                    assert!(r.body.contains(&format!("value=\"{}\"", escaped(&input))), "{input:?} is typed back");
+                    assert_escaped(&r, &input, "email");
+                }
+                Ok(_) => assert_eq!(r.status, 303, "{input:?}"),
+            }
+            for next in [input.clone(), format!("/{input}")] {
+                let q = encoded(&next);
+                for page in [format!("/?next={q}"), format!("/auth/dev?next={q}")] {
+                    let r = guest.get(&page).await;
+                    assert_eq!(r.status, 200, "{page}");
+                    assert_escaped(&r, &next, &page);
+                }
+                let r = guest.get(&format!("/auth/login?next={q}")).await;
+                assert_eq!(r.status, 303, "login with next {next:?}");
+                // Signing in with it goes to a local, plain-ASCII address.
+                let r = signer.post("/auth/dev", &[("email", "next@example.org"), ("next", &next), ("csrf", &signer_csrf)]).await;
+                assert_eq!(r.status, 303, "{next:?}");
+                let to = r.header("location").unwrap_or_else(|| panic!("no plain Location for {next:?}"));
+                assert!(to.starts_with("/username"), "{next:?} -> {to}");
+                let page = signer.get(to).await;
+                assert_eq!(page.status, 200, "{to}");
+                assert_escaped(&page, &next, "next on /username");
+                let form_csrf = page.csrf().expect("csrf");
+                let r = signer.post("/username", &[("username", "x"), ("next", &next), ("csrf", &form_csrf)]).await;
+                assert_eq!(r.status, 422);
+                assert_escaped(&r, &next, "next in the refused form");
+            }
+        }
+        // Once a name is chosen, next leads to a local path, encoded.
+        let chosen = signer.post_form("/username", "/username", &[("username", "nexter"), ("next", "/<b>İ</b>")]).await;
+        assert_eq!(chosen.header("location"), Some("/<b>%C4%B0</b>"));
+        signer.post("/auth/dev", &[("email", "evil@example.org"), ("csrf", &signer_csrf)]).await;
+        let r = signer.post_form("/username", "/username", &[("username", "evil_next"), ("next", "//evil.example")]).await;
+        assert_eq!(r.header("location"), Some("/home"));
+    }
+
+    async fn hostile_callback_parameters_end_on_the_friendly_page(app: TestApp) {
+        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "10000/1m")]).await;
+        let browser = app.browser();
+        for input in hostile_inputs() {
+            let q = encoded(&input);
+            // No sign-in in progress in this browser.
+            for query in [format!("error={q}"), format!("code={q}&state={q}"), format!("code={q}"), format!("state={q}")] {
+                let r = browser.get(&format!("/auth/callback?{query}")).await;
+                assert_eq!(r.status, 400, "{query}");
+                assert!(r.body.contains("Try again"), "{query}");
+                assert_escaped(&r, &input, &query);
+            }
+            // A sign-in in progress, finished with a hostile code, state or error.
+            for param in ["code", "state", "error"] {
+                let to_provider = browser.get("/auth/login").await;
+                let back = browser.get(to_provider.header("location").unwrap()).await;
+                let mut callback = url::Url::parse(back.header("location").unwrap()).unwrap();
+                let pairs: Vec<(String, String)> = callback.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).filter(|(k, _)| k != param).collect();
+                callback.query_pairs_mut().clear().extend_pairs(pairs).append_pair(param, &input);
+                let r = browser.get(callback.as_str()).await;
+                assert!([400, 502].contains(&r.status), "{param}={input:?}: {}", r.status);
+                assert!(r.body.contains("Try again"), "{param}={input:?}");
+                assert_escaped(&r, &input, param);
+                assert_eq!(browser.get("/home").await.status, 303, "{param}={input:?} signed someone in");
+            }
+        }
+        assert_eq!(Sql::open(&app).await.users().await, 0);
     }
 
     async fn usernames_are_unique_regardless_of_case_and_races_have_one_winner(app: TestApp) {
@@ -240,6 +485,11 @@ both! {
         let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
         assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 1, "{statuses:?}");
         assert_eq!(statuses.iter().filter(|s| **s == 422).count(), 9, "{statuses:?}");
+        for loser in results.iter().filter(|r| r.status == 422) {
+            assert!(loser.body.contains("That username is taken"), "{}", loser.body);
+            assert!(loser.body.contains("value=\"Prize\""), "what they typed comes back");
+            assert!(loser.body.contains("name=\"csrf\""), "ready to try another name");
+        }
     }
 
     async fn nothing_but_sign_out_is_reachable_before_choosing_a_username(app: TestApp) {
@@ -292,6 +542,66 @@ both! {
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
     }
 
+    async fn a_session_in_use_slides_its_expiry_and_its_cookie(app: TestApp) {
+        const DAY: i64 = 86_400_000;
+        let browser = app.signed_in("slider@example.org", "slider").await;
+        let sql = Sql::open(&app).await;
+        // As if the browser was last used two days ago: 28 days left.
+        sql.execute("UPDATE sessions SET last_seen_at = last_seen_at - $1, expires_at = expires_at - $1", 2 * DAY).await;
+        let before = sql.scalar("SELECT MAX(expires_at) FROM sessions").await;
+        // natter may serve the session from its five-second cache first; the first request
+        // after that sees the old times and slides them.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let cookie = loop {
+            let page = browser.get("/home").await;
+            assert_eq!(page.status, 200);
+            if let Some(cookie) = session_cookie(&page) {
+                break cookie;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the cookie was never sent again");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert!(cookie.contains("Max-Age=2592000") && cookie.contains("HttpOnly"), "{cookie}");
+        let after = sql.scalar("SELECT MAX(expires_at) FROM sessions").await;
+        assert!(after > before + DAY, "expires_at slid: {before} -> {after}");
+        // At most once a minute: the next request leaves both alone.
+        assert_eq!(session_cookie(&browser.get("/home").await), None);
+        assert_eq!(sql.scalar("SELECT MAX(expires_at) FROM sessions").await, after);
+    }
+
+    async fn spoofed_forwarding_headers_share_one_sign_in_budget(app: TestApp) {
+        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "3/1h")]).await;
+        let browser = app.browser();
+        for i in 0..3 {
+            let (xff, real) = (format!("10.0.0.{i}"), format!("10.1.0.{i}"));
+            let r = browser.get_with("/auth/login", &[("x-forwarded-for", &xff), ("x-real-ip", &real)]).await;
+            assert_eq!(r.status, 303);
+        }
+        let r = browser.get_with("/auth/login", &[("x-forwarded-for", "10.0.0.9"), ("x-real-ip", "10.1.0.9")]).await;
+        assert_eq!(r.status, 429, "without trusted proxies the peer address is the client");
+        assert!(r.header("retry-after").is_some());
+    }
+
+    async fn behind_a_trusted_proxy_each_client_has_its_own_budget(app: TestApp) {
+        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "3/1h"), ("NATTER_TRUSTED_PROXIES", "127.0.0.1")]).await;
+        let browser = app.browser();
+        let browser = &browser;
+        let login = move |headers: &'static [(&'static str, &'static str)]| async move {
+            browser.get_with("/auth/login", headers).await.status
+        };
+        for _ in 0..3 {
+            assert_eq!(login(&[("x-real-ip", "203.0.113.1")]).await, 303);
+        }
+        assert_eq!(login(&[("x-real-ip", "203.0.113.1")]).await, 429);
+        assert_eq!(login(&[("x-real-ip", "203.0.113.2")]).await, 303, "another client, another budget");
+        // X-Forwarded-For: the last hop is the one the proxy saw.
+        for _ in 0..3 {
+            assert_eq!(login(&[("x-forwarded-for", "203.0.113.1, 203.0.113.3")]).await, 303);
+        }
+        assert_eq!(login(&[("x-forwarded-for", "203.0.113.9, 203.0.113.3")]).await, 429);
+        assert_eq!(login(&[]).await, 303, "the proxy's own requests count as its own");
+    }
+
     async fn sign_in_attempts_are_limited_per_address(app: TestApp) {
         let db = app.db.clone();
         drop(app);
@@ -313,8 +623,12 @@ both! {
         let browser = app.browser();
         assert!(!browser.get("/").await.body.contains("/auth/dev"));
         assert_eq!(browser.get("/auth/dev").await.status, 404);
-        let r = browser.post("/auth/dev", &[("email", "x@example.org")]).await;
-        assert!(r.status == 404 || r.status == 403, "{}", r.status);
+        for fields in [vec![("email", "x@example.org")], vec![("email", "x@example.org"), ("csrf", "garbage")]] {
+            let r = browser.post("/auth/dev", &fields).await;
+            assert_eq!(r.status, 404, "{fields:?}");
+            assert!(r.body.contains("Not found"), "{}", r.body);
+        }
+        assert_eq!(Sql::open(&app).await.users().await, 0);
     }
 
     async fn development_sign_in_explains_a_bad_email(app: TestApp) {
@@ -346,4 +660,22 @@ fn regex_replace_state(url: &str, state: &str) -> String {
         .collect();
     parsed.query_pairs_mut().clear().extend_pairs(pairs);
     parsed.to_string()
+}
+
+/// The fixture's annotations are read as what they mean, not as text to type.
+#[test]
+fn the_hostile_fixture_is_read_as_the_inputs_it_describes() {
+    let inputs = hostile_inputs();
+    let has = |s: &str| inputs.iter().any(|i| i == s);
+    assert!(has(" ") && !inputs.iter().any(|i| i.contains("only spaces")));
+    assert!(has("\t\t\t") && has("\r\n\r\n") && has("\u{0}") && has("\u{202e}"));
+    assert!(has("admin") && has("Admin") && has("ADMIN"));
+    assert!(has(&"A".repeat(4000)) && has(&"A".repeat(4001)));
+    assert!(has("ＡＤＭＩＮ") && has("İstanbul") && has("e\u{301}"));
+    assert!(has("<script>alert(1)</script>"));
+    assert!(has("hx-get=\"/auth/logout\" hx-trigger=\"load\""));
+    assert!(
+        inputs.iter().all(|i| !i.contains('…') && !i.contains(" (")),
+        "{inputs:?}"
+    );
 }

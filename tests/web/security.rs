@@ -1,6 +1,57 @@
 //! Headers, CSRF, same-origin checks, host redirects, error pages.
 
+use poem::{EndpointExt, handler};
+
 use crate::both;
+use crate::common::{Answer, Browser, TestApp};
+
+/// Asserts the headers every natter response carries (DESIGN.md §8), and no inline script or
+/// style in HTML.
+#[track_caller]
+fn assert_secure(page: &Answer, name: &str) {
+    assert_eq!(page.header("content-security-policy"), Some(CSP), "{name}");
+    assert_eq!(
+        page.header("x-content-type-options"),
+        Some("nosniff"),
+        "{name}"
+    );
+    assert_eq!(
+        page.header("referrer-policy"),
+        Some("same-origin"),
+        "{name}"
+    );
+    assert!(page.header("x-request-id").is_some(), "{name}");
+    if page
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/html"))
+    {
+        for inline in ["<script>", " style=\"", " onclick=", " onload=", "<style"] {
+            assert!(!page.body.contains(inline), "{name} has {inline}");
+        }
+    }
+}
+
+#[handler]
+fn panics() -> &'static str {
+    panic!("a bug in a handler")
+}
+
+/// natter's own middleware around an endpoint that panics, served on its own port: what a
+/// handler bug looks like from outside, without a route for it in natter itself.
+async fn panicking_server(app: &TestApp) -> String {
+    let state = app.state.clone();
+    let endpoint = poem::Route::new()
+        .at("/boom", poem::get(panics).post(panics))
+        .around(move |ep, req| {
+            let state = state.clone();
+            async move { natter::web::middleware::around(&state, ep, req).await }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));
+    format!("http://{addr}")
+}
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
@@ -20,16 +71,101 @@ both! {
             (browser.get("/assets/natter.js").await, "asset"),
         ];
         for (page, name) in pages {
-            assert_eq!(page.header("content-security-policy"), Some(CSP), "{name}");
-            assert_eq!(page.header("x-content-type-options"), Some("nosniff"), "{name}");
-            assert_eq!(page.header("referrer-policy"), Some("same-origin"), "{name}");
-            assert!(page.header("x-request-id").is_some(), "{name}");
-            if page.header("content-type").is_some_and(|c| c.starts_with("text/html")) {
-                for inline in ["<script>", " style=\"", " onclick=", " onload=", "<style"] {
-                    assert!(!page.body.contains(inline), "{name} has {inline}");
-                }
+            assert_secure(&page, name);
+        }
+        // The pages people meet on the way in, and the error pages.
+        let newcomer = app.browser();
+        newcomer.dev_sign_in("newcomer@example.org").await;
+        let username = newcomer.get("/username").await;
+        assert_eq!(username.status, 200);
+        assert_secure(&username, "/username");
+        let refused = newcomer.post_form("/username", "/username", &[("username", "<b>no</b>")]).await;
+        assert_eq!(refused.status, 422);
+        assert_secure(&refused, "422 username form");
+        let problem = guest.get("/auth/callback?code=x&state=y").await;
+        assert!(problem.body.contains("Try again"), "{}", problem.body);
+        assert_secure(&problem, "sign-in problem page");
+        let wrong_method = browser.post_form("/home", "/home", &[]).await;
+        assert_eq!(wrong_method.status, 405);
+        assert_secure(&wrong_method, "405");
+        let invalid = browser.post_form("/home", "/rooms", &[("name", &"x".repeat(81))]).await;
+        assert_eq!(invalid.status, 422);
+        assert_secure(&invalid, "422 room form");
+        // Sign-in attempts are limited per address (30 a minute by default): the 429 page.
+        let mut limited = None;
+        for _ in 0..40 {
+            let r = guest.get("/auth/login").await;
+            if r.status == 429 {
+                limited = Some(r);
+                break;
             }
         }
+        let limited = limited.expect("sign-ins are limited");
+        assert!(limited.body.contains("Slow down"));
+        assert_secure(&limited, "429");
+    }
+
+    async fn a_panicking_handler_shows_the_error_page_with_a_request_id(app: TestApp) {
+        let base = panicking_server(&app).await;
+        let browser = Browser::new(&app.base);
+        let host = app.base.trim_start_matches("http://").to_string();
+        let get = browser.get_with(&format!("{base}/boom"), &[("host", &host)]).await;
+        let post = browser.post_with(&format!("{base}/boom"), &[], &[("origin", &app.base)]).await;
+        for page in [get, post] {
+            assert_eq!(page.status, 500, "{page:?}");
+            assert!(page.body.contains("Something went wrong") && page.body.contains("natter.css"), "{}", page.body);
+            let id = page.header("x-request-id").expect("request id").to_string();
+            assert!(page.body.contains(&format!("<code>{id}</code>")), "the page quotes {id}");
+            assert!(!page.body.contains("a bug in a handler"), "the panic stays in the log");
+            assert_secure(&page, "500");
+        }
+        // The server goes on serving.
+        assert_eq!(browser.get_with(&format!("{base}/boom"), &[("host", &host)]).await.status, 500);
+    }
+
+    async fn choosing_a_username_needs_the_csrf_token(app: TestApp) {
+        let browser = app.browser();
+        browser.dev_sign_in("chooser@example.org").await;
+        let other = app.browser();
+        other.dev_sign_in("other@example.org").await;
+        let others_token = other.csrf_from("/username").await;
+        for fields in [vec![("username", "chooser")], vec![("username", "chooser"), ("csrf", "garbage")], vec![("username", "chooser"), ("csrf", &others_token)]] {
+            let r = browser.post("/username", &fields).await;
+            assert_eq!(r.status, 403, "{fields:?}");
+            assert!(r.body.contains("security token"), "{}", r.body);
+        }
+        assert_eq!(browser.get("/username").await.status, 200, "no name was set");
+        assert_eq!(browser.get("/home").await.location(), "/username");
+        let chosen = browser.post_form("/username", "/username", &[("username", "chooser")]).await;
+        assert_eq!(chosen.status, 303, "the name was still free");
+    }
+
+    async fn signing_out_everywhere_needs_the_csrf_token(app: TestApp) {
+        let laptop = app.signed_in("everywhere@example.org", "everywhere").await;
+        let phone = app.browser();
+        phone.dev_sign_in("everywhere@example.org").await;
+        let others_token = app.signed_in("someone@example.org", "someone").await.csrf_from("/home").await;
+        for fields in [vec![], vec![("csrf", "garbage")], vec![("csrf", others_token.as_str())]] {
+            let r = laptop.post("/auth/logout/everywhere", &fields).await;
+            assert_eq!(r.status, 403, "{fields:?}");
+        }
+        assert_eq!(laptop.get("/home").await.status, 200);
+        assert_eq!(phone.get("/home").await.status, 200, "no session was ended");
+        assert!(laptop.get("/profile").await.body.contains("signed in on 2 browsers"));
+    }
+
+    async fn every_page_carries_its_own_masking_of_the_token_and_each_is_accepted(app: TestApp) {
+        let browser = app.signed_in("masks@example.org", "masks").await;
+        let home = browser.csrf_from("/home").await;
+        let profile = browser.csrf_from("/profile").await;
+        let home_again = browser.csrf_from("/home").await;
+        assert!(home != profile && home != home_again && profile != home_again, "masked afresh on every page");
+        for (token, name) in [(&home, "one"), (&profile, "two"), (&home_again, "three"), (&home, "four")] {
+            let r = browser.post("/rooms", &[("name", name), ("csrf", token)]).await;
+            assert_eq!(r.status, 303, "{name}: {}", r.body);
+        }
+        let rooms = browser.get("/home").await.body;
+        assert!(["one", "two", "three", "four"].iter().all(|n| rooms.contains(n)), "{rooms}");
     }
 
     async fn a_post_without_or_with_a_wrong_csrf_token_is_refused_and_changes_nothing(app: TestApp) {
