@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::Engine;
 use fantoccini::{
     Client, ClientBuilder, Locator,
     actions::{InputSource, KeyAction, KeyActions},
@@ -190,11 +191,10 @@ impl Chrome {
         {
             Ok(element) => element,
             Err(e) => {
-                let shot = self.screenshot("failure").await;
+                let shot = self.failure_shot().await;
                 panic!(
-                    "no {css} on {}: {e} (screenshot {})",
+                    "no {css} on {}: {e} (screenshot {shot})",
                     self.path_or_unknown().await,
-                    shot.display()
                 )
             }
         }
@@ -213,8 +213,8 @@ impl Chrome {
 
     pub async fn click(&self, css: &str) {
         if let Err(e) = self.find(css).await.click().await {
-            let shot = self.screenshot("failure").await;
-            panic!("click {css}: {e} (screenshot {})", shot.display());
+            let shot = self.failure_shot().await;
+            panic!("click {css}: {e} (screenshot {shot})");
         }
     }
 
@@ -252,11 +252,10 @@ impl Chrome {
                 return start.elapsed();
             }
             if start.elapsed() > WAIT {
-                let shot = self.screenshot("failure").await;
+                let shot = self.failure_shot().await;
                 panic!(
-                    "waited {WAIT:?} for {what} on {} (screenshot {})",
+                    "waited {WAIT:?} for {what} on {} (screenshot {shot})",
                     self.path_or_unknown().await,
-                    shot.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -320,25 +319,81 @@ impl Chrome {
             .expect("window size");
     }
 
-    /// Saves a PNG under `target/screenshots/`; returns its path.
+    /// Saves a PNG of the whole page (not only the part in the viewport) under
+    /// `target/screenshots/`; returns its path. A capture that fails fails the test.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
-        std::fs::create_dir_all(&dir).expect("screenshot dir");
-        let path = dir.join(format!("{name}.png"));
-        if let Ok(png) = self.client.screenshot().await {
-            std::fs::write(&path, png).expect("write screenshot");
+        self.capture(name)
+            .await
+            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"))
+    }
+
+    /// A screenshot for a failure message: never panics (the test is failing already).
+    pub async fn failure_shot(&self) -> String {
+        match self.capture("failure").await {
+            Ok(path) => path.display().to_string(),
+            Err(e) => format!("no screenshot: {e}"),
         }
-        path
+    }
+
+    async fn capture(&self, name: &str) -> Result<PathBuf, String> {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let path = dir.join(format!("{name}.png"));
+        // Without a scrollbar (as on a phone, whose scrollbars overlay the page), the page is
+        // laid out across the whole width; then one capture of the document's full size (what
+        // DevTools' "full size screenshot" does).
+        self.cdp("Emulation.setScrollbarsHidden", json!({ "hidden": true }))
+            .await?;
+        let shot = self.capture_all().await;
+        self.cdp("Emulation.setScrollbarsHidden", json!({ "hidden": false }))
+            .await?;
+        std::fs::write(&path, shot?).map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+
+    async fn capture_all(&self) -> Result<Vec<u8>, String> {
+        let metrics = self.cdp("Page.getLayoutMetrics", json!({})).await?;
+        let size = &metrics["cssContentSize"];
+        let (Some(width), Some(height)) = (size["width"].as_f64(), size["height"].as_f64()) else {
+            return Err(format!("no content size in {metrics}"));
+        };
+        let shot = self
+            .cdp(
+                "Page.captureScreenshot",
+                json!({
+                    "format": "png",
+                    "captureBeyondViewport": true,
+                    "clip": { "x": 0, "y": 0, "width": width, "height": height, "scale": 1 },
+                }),
+            )
+            .await?;
+        let data = shot["data"].as_str().ok_or("no image data")?;
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Resizes the window and lets the page lay itself out again.
+    pub async fn resize(&self, size: (u32, u32)) {
+        self.set_size(size).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
 
     /// Screenshots at desktop and phone widths (`{name}-desktop.png`, `{name}-phone.png`).
     pub async fn screenshots(&self, name: &str) {
         for (size, label) in [(DESKTOP, "desktop"), (PHONE, "phone")] {
-            self.set_size(size).await;
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            self.resize(size).await;
             self.screenshot(&format!("{name}-{label}")).await;
         }
         self.set_size(DESKTOP).await;
+    }
+
+    /// A DevTools-protocol command; its result.
+    async fn cdp(&self, cmd: &'static str, params: Value) -> Result<Value, String> {
+        self.client
+            .issue_cmd(Cdp { cmd, params })
+            .await
+            .map_err(|e| format!("{cmd}: {e}"))
     }
 
     /// Browser-console entries since the last call: errors, warnings and every
@@ -448,11 +503,7 @@ impl Chrome {
     /// Makes the page report `prefers-color-scheme: dark` (through the DevTools protocol).
     pub async fn dark(&self, on: bool) {
         let params = json!({ "features": [{ "name": "prefers-color-scheme", "value": if on { "dark" } else { "light" } }] });
-        self.client
-            .issue_cmd(Cdp {
-                cmd: "Emulation.setEmulatedMedia",
-                params,
-            })
+        self.cdp("Emulation.setEmulatedMedia", params)
             .await
             .expect("emulate dark mode");
         // Let colour transitions finish before anyone measures contrast.

@@ -92,11 +92,10 @@ pub async fn wait_for_message(c: &Chrome, text: &str) -> std::time::Duration {
     let start = std::time::Instant::now();
     while !c.message_texts().await.iter().any(|m| m == text) {
         if start.elapsed() > chrome::WAIT {
-            let shot = c.screenshot("failure").await;
+            let shot = c.failure_shot().await;
             panic!(
-                "message {text:?} never showed on {} ({})",
-                c.path().await,
-                shot.display()
+                "message {text:?} never showed on {} ({shot})",
+                c.path().await
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
