@@ -17,7 +17,7 @@ mod pages;
 mod reconnect;
 
 use chrome::{Chrome, ENTER, Js};
-use common::{FakeUser, TestApp};
+use common::{Browser, FakeUser, TestApp};
 use serde_json::json;
 
 /// Signs in through the fake OIDC provider (the real authorization-code flow) and picks a
@@ -108,3 +108,36 @@ pub const MEMBER_ONLINE: &str = "[...document.querySelectorAll('#members li.memb
     .some((li) => li.querySelector('.member-name')?.textContent === arguments[0] && li.dataset.online === 'true')";
 pub const MEMBER_LISTED: &str = "[...document.querySelectorAll('#members li.member:not([hidden])')]
     .some((li) => li.querySelector('.member-name')?.textContent === arguments[0])";
+
+/// Creates an API token on `browser`'s profile page; returns its text (shown once).
+pub async fn api_token(browser: &Browser, name: &str) -> String {
+    let page = browser
+        .post_form("/profile", "/profile/tokens", &[("name", name)])
+        .await;
+    assert_eq!(page.status, 201, "creating a token: {}", page.body);
+    let start = page
+        .body
+        .find("id=\"new-token\">")
+        .expect("the token is shown")
+        + 15;
+    let len = page.body[start..].find('<').expect("the token's end");
+    page.body[start..start + len].to_string()
+}
+
+/// Posts a message through the JSON API at `base`, as curl would; panics unless it is taken.
+pub async fn api_say(base: &str, token: &str, code: &str, text: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/rooms/{code}/messages"))
+        .bearer_auth(token)
+        .json(&json!({ "body": text }))
+        .send()
+        .await
+        .expect("API post");
+    let status = r.status();
+    assert_eq!(
+        status,
+        201,
+        "API post: {}",
+        r.text().await.unwrap_or_default()
+    );
+}
