@@ -70,6 +70,13 @@ fn binaries() -> Option<(String, String)> {
     Some((chromium, driver))
 }
 
+/// `target/screenshots/` in the source tree (where people look), created if missing.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
+}
+
 impl Chrome {
     /// One browser, or `None` (skipped) when Chromium is not installed.
     pub async fn start(base: &str, js: Js) -> Option<Chrome> {
@@ -181,21 +188,23 @@ impl Chrome {
         }
     }
 
+    /// Waits for an element. Retries every failure, not only "no such element": a lookup
+    /// made while a form post navigates answers "aborted by navigation".
     pub async fn find(&self, css: &str) -> Element {
-        match self
-            .client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-        {
-            Ok(element) => element,
-            Err(e) => {
-                let shot = self.failure_shot().await;
-                panic!(
-                    "no {css} on {}: {e} (screenshot {shot})",
-                    self.path_or_unknown().await,
-                )
+        let start = Instant::now();
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => return element,
+                Err(_) if start.elapsed() < WAIT => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    let shot = self.failure_shot().await;
+                    panic!(
+                        "no {css} on {}: {e} (screenshot {shot})",
+                        self.path_or_unknown().await,
+                    )
+                }
             }
         }
     }
@@ -222,6 +231,24 @@ impl Chrome {
     pub async fn type_into(&self, css: &str, text: &str) {
         let field = self.find(css).await;
         field.clear().await.expect("clear");
+        field
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// Replaces a field's text as a person would: select all, then type. (WebDriver's clear()
+    /// bypasses the events that script-driven fields, such as Swagger UI's, listen to.)
+    pub async fn replace_text(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.click().await.expect("focus the field");
+        let (ctrl, a) = (CONTROL.chars().next().unwrap(), 'a');
+        let select_all = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: ctrl })
+            .then(KeyAction::Down { value: a })
+            .then(KeyAction::Up { value: a })
+            .then(KeyAction::Up { value: ctrl });
+        self.client.perform_actions(select_all).await.expect("keys");
         field
             .send_keys(text)
             .await
@@ -336,26 +363,29 @@ impl Chrome {
     }
 
     async fn capture(&self, name: &str) -> Result<PathBuf, String> {
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let path = dir.join(format!("{name}.png"));
-        // Without a scrollbar (as on a phone, whose scrollbars overlay the page), the page is
-        // laid out across the whole width; then one capture of the document's full size (what
-        // DevTools' "full size screenshot" does).
-        self.cdp("Emulation.setScrollbarsHidden", json!({ "hidden": true }))
-            .await?;
-        let shot = self.capture_all().await;
-        self.cdp("Emulation.setScrollbarsHidden", json!({ "hidden": false }))
-            .await?;
-        std::fs::write(&path, shot?).map_err(|e| e.to_string())?;
+        let path = screenshot_dir().join(format!("{name}.png"));
+        let png = self.capture_all().await?;
+        std::fs::write(&path, png).map_err(|e| e.to_string())?;
         Ok(path)
     }
 
+    /// One capture of the document's full size (what DevTools' "full size screenshot" does).
+    /// Chromium lays the page out without a scrollbar for it, so the width is the window's,
+    /// scrollbar included, or the right edge would be cut off.
     async fn capture_all(&self) -> Result<Vec<u8>, String> {
         let metrics = self.cdp("Page.getLayoutMetrics", json!({})).await?;
-        let size = &metrics["cssContentSize"];
-        let (Some(width), Some(height)) = (size["width"].as_f64(), size["height"].as_f64()) else {
-            return Err(format!("no content size in {metrics}"));
+        let window = self
+            .client
+            .execute("return window.innerWidth;", vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        let width = metrics["cssVisualViewport"]["clientWidth"]
+            .as_f64()
+            .zip(window.as_f64())
+            .map(|(client, window)| client.max(window));
+        let height = metrics["cssContentSize"]["height"].as_f64();
+        let (Some(width), Some(height)) = (width, height) else {
+            return Err(format!("no page size in {metrics}"));
         };
         let shot = self
             .cdp(
@@ -420,7 +450,22 @@ impl Chrome {
 
     /// Asserts the console is clean (no errors, no CSP violations) since the last check.
     pub async fn assert_console_clean(&self, page: &str) {
-        let problems = self.console_problems().await;
+        self.assert_console_clean_but_statuses(page, &[]).await;
+    }
+
+    /// As `assert_console_clean`, except that pages answered with one of `statuses` (a refused
+    /// form's 422, an error page's 403) are expected: Chromium reports each as a failed load.
+    pub async fn assert_console_clean_but_statuses(&self, page: &str, statuses: &[u16]) {
+        let problems: Vec<String> = self
+            .console_problems()
+            .await
+            .into_iter()
+            .filter(|p| {
+                !statuses
+                    .iter()
+                    .any(|s| p.contains(&format!("the server responded with a status of {s} ")))
+            })
+            .collect();
         assert!(
             problems.is_empty(),
             "console problems on {page}: {problems:#?}"
@@ -510,15 +555,27 @@ impl Chrome {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
 
-    /// Presses Tab until the element with `id` has focus (at most 40 times); panics otherwise.
-    pub async fn tab_to(&self, id: &str) {
+    /// Presses Tab until `target` has focus (at most 40 times); panics otherwise. `target` is
+    /// what `focused` says: an id, or `tag:text` for an element without one.
+    pub async fn tab_to(&self, target: &str) {
         for _ in 0..40 {
-            if self.focused().await == id {
+            if self.focused().await == target {
                 return;
             }
             self.press(TAB).await;
         }
-        panic!("Tab never reached #{id} on {}", self.path().await);
+        panic!("Tab never reached {target} on {}", self.path().await);
+    }
+
+    /// Shift+Enter, as a keyboard would.
+    pub async fn press_shift_enter(&self) {
+        let (shift, enter) = (SHIFT.chars().next().unwrap(), ENTER.chars().next().unwrap());
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: shift })
+            .then(KeyAction::Down { value: enter })
+            .then(KeyAction::Up { value: enter })
+            .then(KeyAction::Up { value: shift });
+        self.client.perform_actions(actions).await.expect("keys");
     }
 }
 
@@ -533,6 +590,8 @@ impl Drop for Chrome {
 
 pub const TAB: &str = "\u{E004}";
 pub const ENTER: &str = "\u{E007}";
+pub const SHIFT: &str = "\u{E008}";
+pub const CONTROL: &str = "\u{E009}";
 
 /// chromedriver's log endpoint (not in W3C WebDriver, but what Selenium's `get_log` uses).
 #[derive(Debug)]
