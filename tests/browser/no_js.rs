@@ -87,6 +87,12 @@ async fn journey(backend: Backend) {
     ada.goto("/profile").await;
     ada.wait_until_path_is("/?next=%2Fprofile").await;
     assert!(ada.exists("a[href^='/auth/login']").await);
+    // No CSP report and no error anywhere on the way (besides the refused post's 422, which
+    // Chromium reports as a failed load).
+    ada.assert_console_clean("the journey without JavaScript")
+        .await;
+    bob.assert_console_clean_but_statuses("the journey without JavaScript", &[422])
+        .await;
     ada.quit().await;
     bob.quit().await;
 }
