@@ -10,6 +10,7 @@ mod common;
 #[allow(dead_code)]
 mod procs;
 
+mod api;
 mod chat;
 mod chrome;
 mod no_js;
