@@ -25,6 +25,7 @@ async fn inspect(c: &Chrome, name: &str, expected_status: Option<u16>) {
                 violations.is_empty(),
                 "axe on {name} ({width}{scheme}): {violations:#?}"
             );
+            assert_logo_in_place(c, name, width).await;
             c.screenshot(&format!("{name}{scheme}-{width}")).await;
         }
     }
@@ -32,6 +33,29 @@ async fn inspect(c: &Chrome, name: &str, expected_status: Option<u16>) {
     c.resize(DESKTOP).await;
     c.assert_console_clean(&format!("{name} after resizing"))
         .await;
+}
+
+/// Where the logo was on the first page looked at, per width: every page's header must put it
+/// in the same place.
+static LOGO_AT: std::sync::Mutex<Vec<(&str, f64)>> = std::sync::Mutex::new(Vec::new());
+
+async fn assert_logo_in_place(c: &Chrome, page: &str, width: &'static str) {
+    let left = c
+        .js(
+            "document.querySelector('.site-header .brand').getBoundingClientRect().left",
+            vec![],
+        )
+        .await
+        .as_f64()
+        .expect("the logo's position");
+    let mut seen = LOGO_AT.lock().unwrap();
+    match seen.iter().find(|(w, _)| *w == width) {
+        Some((_, first)) => assert!(
+            (left - first).abs() < 0.5,
+            "the logo on {page} ({width}) is at x={left}, elsewhere at x={first}"
+        ),
+        None => seen.push((width, left)),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
