@@ -370,8 +370,9 @@ impl Chrome {
     }
 
     /// One capture of the document's full size (what DevTools' "full size screenshot" does).
-    /// Chromium lays the page out without a scrollbar for it, so the width is the window's,
-    /// scrollbar included, or the right edge would be cut off.
+    /// Chromium lays the page out without a scrollbar for it, so the width is at least the
+    /// window's, scrollbar included, or the right edge would be cut off (and wider when the
+    /// page overflows, so that shows).
     async fn capture_all(&self) -> Result<Vec<u8>, String> {
         let metrics = self.cdp("Page.getLayoutMetrics", json!({})).await?;
         let window = self
@@ -379,10 +380,10 @@ impl Chrome {
             .execute("return window.innerWidth;", vec![])
             .await
             .map_err(|e| e.to_string())?;
-        let width = metrics["cssVisualViewport"]["clientWidth"]
+        let width = metrics["cssContentSize"]["width"]
             .as_f64()
             .zip(window.as_f64())
-            .map(|(client, window)| client.max(window));
+            .map(|(content, window)| content.max(window));
         let height = metrics["cssContentSize"]["height"].as_f64();
         let (Some(width), Some(height)) = (width, height) else {
             return Err(format!("no page size in {metrics}"));

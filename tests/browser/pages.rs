@@ -26,6 +26,17 @@ async fn inspect(c: &Chrome, name: &str, expected_status: Option<u16>) {
                 "axe on {name} ({width}{scheme}): {violations:#?}"
             );
             assert_logo_in_place(c, name, width).await;
+            let overflow = c
+                .js(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                    vec![],
+                )
+                .await;
+            assert_eq!(
+                overflow,
+                json!(0),
+                "{name} ({width}) is wider than the window"
+            );
             c.screenshot(&format!("{name}{scheme}-{width}")).await;
         }
     }
