@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 
 /// Serves `html` (the Swagger UI page) with a policy allowing exactly its own inline scripts.
 pub fn page(html: &str) -> impl Endpoint + use<> {
-    let csp = HeaderValue::from_str(&policy(html))
+    let html = dress(html);
+    let csp = HeaderValue::from_str(&policy(&html))
         .unwrap_or(HeaderValue::from_static("default-src 'none'"));
-    let body = bytes::Bytes::from(html.to_string());
+    let body = bytes::Bytes::from(html);
     make_sync(move |_| {
         Response::builder()
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
@@ -26,6 +27,21 @@ pub fn page(html: &str) -> impl Endpoint + use<> {
             .header(header::CONTENT_SECURITY_POLICY, csp.clone())
             .body(body.clone())
     })
+}
+
+/// poem-openapi's page is bare: no doctype (so quirks mode), no language, no viewport (phones
+/// show it zoomed out), no icon (so browsers ask for `/favicon.ico`, a 404 in the console), and
+/// the title "Swagger UI". This gives it natter's. Its scripts are untouched.
+fn dress(html: &str) -> String {
+    let head = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n    \
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n    \
+         <link rel=\"icon\" type=\"image/svg+xml\" href=\"{}\">",
+        crate::web::assets::url("icon.svg")
+    );
+    html.trim_start()
+        .replacen("<html charset=\"UTF-8\">\n<head>", &head, 1)
+        .replacen("<title>Swagger UI</title>", "<title>natter API</title>", 1)
 }
 
 /// The docs page's policy: its inline scripts by hash; inline styles (Swagger UI sets them from
@@ -85,5 +101,21 @@ mod tests {
             .unwrap();
         assert!(!script_src.contains("unsafe"), "{script_src}");
         assert!(csp.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn the_docs_page_is_a_standards_mode_page_with_natters_title_and_icon() {
+        let html = dress(&poem_openapi::OpenApiService::new((), "t", "1").swagger_ui_html());
+        assert!(
+            html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">\n<head>"),
+            "{}",
+            &html[..200]
+        );
+        assert!(html.contains("name=\"viewport\""));
+        assert!(
+            html.contains("<link rel=\"icon\" type=\"image/svg+xml\" href=\"/assets/icon.svg?v=")
+        );
+        assert!(html.contains("<title>natter API</title>"));
+        assert_eq!(inline_scripts(&html).len(), 2);
     }
 }

@@ -179,3 +179,93 @@ pub async fn restart_with(app: TestApp, settings: &[(&str, &str)]) -> TestApp {
     drop(app);
     TestApp::start_on(db, None, settings).await
 }
+
+/// The `token_hash` of every stored API token, read straight from the database.
+pub async fn stored_token_hashes(app: &TestApp) -> Vec<Vec<u8>> {
+    const SQL: &str = "SELECT token_hash FROM api_tokens ORDER BY id";
+    match &*app.db {
+        common::TestDb::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url())
+                .await
+                .expect("open SQLite");
+            let rows: Vec<(Vec<u8>,)> = sqlx::query_as(SQL).fetch_all(&pool).await.expect("read");
+            pool.close().await;
+            rows.into_iter().map(|(h,)| h).collect()
+        }
+        common::TestDb::Postgres { .. } => {
+            let pool = sqlx::PgPool::connect(&app.db.url())
+                .await
+                .expect("open PostgreSQL");
+            let rows: Vec<(Vec<u8>,)> = sqlx::query_as(SQL).fetch_all(&pool).await.expect("read");
+            pool.close().await;
+            rows.into_iter().map(|(h,)| h).collect()
+        }
+    }
+}
+
+/// Where in the database `text` (as text or as bytes) or `bytes` occur: SQLite's files byte by
+/// byte (the write-ahead log too); on PostgreSQL every text and bytea column of every table.
+pub async fn database_places_holding(app: &TestApp, text: &str, bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    match &*app.db {
+        common::TestDb::Sqlite(dir) => {
+            for file in ["natter.db", "natter.db-wal"] {
+                let Ok(content) = std::fs::read(dir.path().join(file)) else {
+                    continue;
+                };
+                for (what, needle) in [("text", text.as_bytes()), ("bytes", bytes)] {
+                    if content.windows(needle.len()).any(|w| w == needle) {
+                        found.push(format!("{file} holds the {what}"));
+                    }
+                }
+            }
+        }
+        common::TestDb::Postgres { .. } => {
+            let pool = sqlx::PgPool::connect(&app.db.url())
+                .await
+                .expect("open PostgreSQL");
+            let columns: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'bytea')",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("list columns");
+            assert!(
+                columns
+                    .iter()
+                    .any(|(t, c, _)| t == "api_tokens" && c == "token_hash"),
+                "{columns:?}"
+            );
+            for (table, column, kind) in columns {
+                let (sql, hits) = if kind == "bytea" {
+                    let sql = format!(
+                        "SELECT count(*) FROM \"{table}\" WHERE position($1 IN \"{column}\") > 0 OR position($2 IN \"{column}\") > 0"
+                    );
+                    let hits: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(text.as_bytes())
+                        .bind(bytes)
+                        .fetch_one(&pool)
+                        .await
+                        .expect("search");
+                    (sql, hits)
+                } else {
+                    let sql = format!(
+                        "SELECT count(*) FROM \"{table}\" WHERE position($1 IN \"{column}\") > 0"
+                    );
+                    let hits: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(text)
+                        .fetch_one(&pool)
+                        .await
+                        .expect("search");
+                    (sql, hits)
+                };
+                if hits > 0 {
+                    found.push(format!("{table}.{column} ({sql})"));
+                }
+            }
+            pool.close().await;
+        }
+    }
+    found
+}

@@ -45,6 +45,138 @@ fn documented(spec: &openapiv3::OpenAPI) -> Statuses {
     statuses
 }
 
+/// What is wrong with a spec's structure, beyond what deserializing it checks: `$ref`s that
+/// resolve to nothing, path parameters the template and the declarations disagree on (or that
+/// are optional), missing or repeated operationIds.
+fn structural_problems(raw: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut refs = Vec::new();
+    references(raw, &mut refs);
+    for r in &refs {
+        match r.strip_prefix('#') {
+            Some(pointer) if raw.pointer(pointer).is_some() => {}
+            _ => problems.push(format!("{r} resolves to nothing")),
+        }
+    }
+    let Ok(spec) = serde_json::from_value::<openapiv3::OpenAPI>(raw.clone()) else {
+        return vec!["not an OpenAPI 3 document".into()];
+    };
+    let mut operation_ids = BTreeSet::new();
+    for (path, item) in spec.paths.iter() {
+        let Some(item) = item.as_item() else {
+            problems.push(format!("{path} is a reference"));
+            continue;
+        };
+        for (method, op) in item.iter() {
+            let name = format!("{method} {path}");
+            let mut declared = BTreeSet::new();
+            for parameter in item.parameters.iter().chain(&op.parameters) {
+                let parameter = match parameter {
+                    openapiv3::ReferenceOr::Item(p) => Some(p.clone()),
+                    openapiv3::ReferenceOr::Reference { reference } => raw
+                        .pointer(reference.trim_start_matches('#'))
+                        .and_then(|p| serde_json::from_value(p.clone()).ok()),
+                };
+                if let Some(openapiv3::Parameter::Path { parameter_data, .. }) = parameter {
+                    if !parameter_data.required {
+                        problems.push(format!(
+                            "{name}: path parameter {} is optional",
+                            parameter_data.name
+                        ));
+                    }
+                    if !declared.insert(parameter_data.name.clone()) {
+                        problems.push(format!(
+                            "{name}: path parameter {} twice",
+                            parameter_data.name
+                        ));
+                    }
+                }
+            }
+            let in_template = template_parameters(path);
+            if declared != in_template {
+                problems.push(format!("{name}: declares path parameters {declared:?}, the template has {in_template:?}"));
+            }
+            match &op.operation_id {
+                None => problems.push(format!("{name} has no operationId")),
+                Some(id) if !operation_ids.insert(id.clone()) => {
+                    problems.push(format!("operationId {id} is used twice"))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if refs.is_empty() || operation_ids.is_empty() {
+        problems.push(format!(
+            "nothing to check: {} refs, {} operations",
+            refs.len(),
+            operation_ids.len()
+        ));
+    }
+    problems
+}
+
+/// The structural check finds each kind of mistake, so its silence on the real spec means
+/// something.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_structural_check_finds_a_dangling_ref_an_undeclared_parameter_and_a_repeated_operation_id()
+ {
+    let Some(app) = TestApp::spawn(crate::common::Backend::Sqlite).await else {
+        return;
+    };
+    let (reply, _spec) = spec(&app).await;
+    let good = reply.json;
+    assert!(structural_problems(&good).is_empty());
+
+    let mut dangling = good.clone();
+    dangling["paths"]["/me"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+        json!({ "$ref": "#/components/schemas/Nobody" });
+    assert_eq!(
+        structural_problems(&dangling),
+        ["#/components/schemas/Nobody resolves to nothing"]
+    );
+
+    let mut undeclared = good.clone();
+    undeclared["paths"]["/rooms/{code}"]["get"]["parameters"] = json!([]);
+    let problems = structural_problems(&undeclared);
+    assert!(
+        problems.len() == 1 && problems[0].starts_with("get /rooms/{code}: declares"),
+        "{problems:?}"
+    );
+
+    let mut repeated = good.clone();
+    repeated["paths"]["/rooms"]["get"]["operationId"] =
+        good["paths"]["/me"]["get"]["operationId"].clone();
+    let problems = structural_problems(&repeated);
+    assert!(
+        problems.len() == 1 && problems[0].contains("used twice"),
+        "{problems:?}"
+    );
+}
+
+/// Every `$ref` in a JSON document.
+fn references(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", serde_json::Value::String(r)) => out.push(r.clone()),
+                    _ => references(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+        _ => {}
+    }
+}
+
+/// The `{name}`s in a path template.
+fn template_parameters(path: &str) -> BTreeSet<String> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+        .collect()
+}
+
 /// A JSON body larger than the 64 KiB limit.
 fn oversized() -> String {
     json!({ "body": "x".repeat(70 * 1024) }).to_string()
@@ -76,6 +208,18 @@ async fn provoke_every_status(app: TestApp) -> Statuses {
             "{method} {path}: {}",
             reply.body
         );
+        // Over a limit or without its database, the answer says when to come back.
+        if matches!(reply.status, 429 | 503) {
+            let after = reply
+                .header("retry-after")
+                .and_then(|v| v.parse::<u64>().ok());
+            assert!(
+                after.is_some_and(|secs| secs > 0),
+                "{method} {path} {} without a Retry-After in seconds: {:?}",
+                reply.status,
+                reply.header("retry-after")
+            );
+        }
         seen.entry((method.into(), path.into()))
             .or_default()
             .insert(reply.status);
@@ -275,6 +419,18 @@ both! {
         assert!(raw["components"]["schemas"]["Problem"]["example"]["type"].is_string());
         let limited = &raw["paths"]["/rooms/{code}/messages"]["post"]["responses"]["429"];
         assert!(limited["headers"]["Retry-After"].is_object(), "{limited}");
+        for (path, item) in raw["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let unavailable = &op["responses"]["503"];
+                assert!(unavailable["headers"]["Retry-After"].is_object(), "{method} {path} 503: {unavailable}");
+            }
+        }
+    }
+
+    async fn every_reference_resolves_every_path_parameter_is_declared_and_operation_ids_are_unique(app: TestApp) {
+        let (reply, _spec) = spec(&app).await;
+        let problems = structural_problems(&reply.json);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     async fn every_documented_status_is_one_the_operation_really_answers(app: TestApp) {

@@ -1,8 +1,13 @@
 //! Personal access tokens: made and revoked on the profile page, shown once, stored hashed, the
 //! only way into the API.
 
+use base64::Engine;
+use sha2::Digest;
+
 use crate::both;
-use crate::{Api, api_user, create_token, shown_token};
+use crate::{
+    Api, api_user, create_token, database_places_holding, shown_token, stored_token_hashes,
+};
 
 both! {
     async fn a_token_created_on_the_profile_is_shown_once_and_acts_as_its_owner(app: TestApp) {
@@ -24,6 +29,28 @@ both! {
         assert_eq!(me.json["username"], "ada");
         assert!(me.json["id"].is_i64());
         assert!(me.json["member_since"].as_str().unwrap().ends_with('Z'), "{}", me.body);
+    }
+
+    async fn only_the_sha256_of_a_token_is_stored(app: TestApp) {
+        let (_ada, api) = api_user(&app, "ada@example.org", "ada").await;
+        let token = api.token.clone().unwrap();
+        assert_eq!(api.get("/me").await.status, 200, "the token works");
+        // `ntr_` and 32 random bytes in unpadded base64url: what is kept is their SHA-256.
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&token["ntr_".len()..])
+            .expect("a token is base64url after its prefix");
+        assert_eq!(secret.len(), 32);
+        let hash = sha2::Sha256::digest(&secret).to_vec();
+        assert_eq!(stored_token_hashes(&app).await, vec![hash]);
+        // Neither the token's text, nor its secret part, nor its raw bytes are anywhere.
+        for text in [token.as_str(), &token["ntr_".len()..]] {
+            let places = database_places_holding(&app, text, &secret).await;
+            assert!(places.is_empty(), "the token is stored in the clear: {places:?}");
+        }
+        // The search itself finds what is there: the hash.
+        let hex: String = sha2::Sha256::digest(&secret).iter().map(|b| format!("{b:02x}")).collect();
+        let places = database_places_holding(&app, &hex, &sha2::Sha256::digest(&secret)).await;
+        assert!(!places.is_empty(), "the search never finds anything, not even the hash");
     }
 
     async fn using_a_token_is_shown_as_last_used(app: TestApp) {

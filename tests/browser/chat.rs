@@ -39,14 +39,20 @@ crate::both! {
             latencies.push(start.elapsed());
         }
         latencies.sort();
-        eprintln!(
+        let report = format!(
             "browser-to-browser latency over {} messages ({:?}): median {:?}, max {:?} \
-             (typing through WebDriver and 20 ms polling included)",
+             (typing through WebDriver and 20 ms polling included)\n",
             latencies.len(),
             app.db.backend(),
             latencies[latencies.len() / 2],
             latencies[latencies.len() - 1]
         );
+        // cargo test keeps a passing test's output to itself: the figure goes next to the
+        // screenshots too.
+        eprint!("{report}");
+        let backend = format!("{:?}", app.db.backend()).to_lowercase();
+        std::fs::write(crate::chrome::screenshot_dir().join(format!("latency-{backend}.txt")), report)
+            .expect("write the latency report");
         for c in [&ada, &bob] {
             assert_eq!(c.js("window.natterTestMarker === true", vec![]).await, json!(true), "the page reloaded");
             // Each message exactly once, in order, on both sides.
@@ -182,5 +188,95 @@ async fn hostile_messages_show_as_text_and_run_nothing() {
         ada.find("#messages").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    ada.quit().await;
+}
+
+/// Whether the message with exactly this text is wholly inside the scroll box.
+const IN_VIEW: &str = "(() => {
+    const box = document.querySelector('.scroller').getBoundingClientRect();
+    const m = [...document.querySelectorAll('#messages .message')]
+        .find((a) => a.querySelector('.message-body').textContent === arguments[0]);
+    if (!m) return false;
+    const r = m.getBoundingClientRect();
+    return r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+})()";
+
+/// Where the message with this text is, in pixels from the top of the scroll box.
+const OFFSET: &str = "(() => {
+    const m = [...document.querySelectorAll('#messages .message')]
+        .find((a) => a.querySelector('.message-body').textContent === arguments[0]);
+    return m.getBoundingClientRect().top - document.querySelector('.scroller').getBoundingClientRect().top;
+})()";
+
+/// The text of the first message wholly inside the scroll box.
+const FIRST_IN_VIEW: &str = "(() => {
+    const box = document.querySelector('.scroller').getBoundingClientRect();
+    return [...document.querySelectorAll('#messages .message')]
+        .find((a) => a.getBoundingClientRect().top >= box.top).querySelector('.message-body').textContent;
+})()";
+
+/// Resolves after the page has laid itself out and painted twice.
+const TWO_FRAMES: &str =
+    "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))";
+
+/// A new message scrolls into view for a reader at the bottom; a reader scrolled up to older
+/// messages stays exactly where she is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_follows_new_messages_only_from_the_bottom() {
+    let Some(app) =
+        TestApp::spawn_with(Backend::Sqlite, &[("NATTER_LIMIT_POSTS", "100000/1s")]).await
+    else {
+        return;
+    };
+    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+        return;
+    };
+    let bob = app.signed_in("bob@example.org", "bob").await;
+    let code = app.create_room(&bob, "A long thread").await;
+    for i in 1..=40 {
+        bob.say(&code, &format!("Line {i}")).await;
+    }
+    sign_up_dev(&ada, "ada@example.org", "ada").await;
+    join_by_link(&ada, &code).await;
+    ada.wait_until("live socket", MEMBER_ONLINE, vec![json!("ada")])
+        .await;
+    assert_eq!(ada.js(IN_VIEW, vec![json!("Line 40")]).await, json!(true));
+
+    bob.say(&code, "new at the bottom").await;
+    ada.wait_until(
+        "the new message scrolled into view",
+        IN_VIEW,
+        vec![json!("new at the bottom")],
+    )
+    .await;
+
+    // Up to older messages (in a column-reverse box, scrolling up is a negative scrollTop).
+    ada.js(
+        "document.querySelector('.scroller').scrollTop = -600",
+        vec![],
+    )
+    .await;
+    ada.js(TWO_FRAMES, vec![]).await;
+    let line = ada.js(FIRST_IN_VIEW, vec![]).await;
+    assert_ne!(line, json!("Line 40"), "the scroll box did not scroll up");
+    let reading = ada.js(OFFSET, vec![line.clone()]).await;
+    assert_eq!(
+        ada.js(IN_VIEW, vec![json!("new at the bottom")]).await,
+        json!(false)
+    );
+    bob.say(&code, "new while reading").await;
+    wait_for_message(&ada, "new while reading").await;
+    ada.js(TWO_FRAMES, vec![]).await;
+    let after = ada.js(OFFSET, vec![line.clone()]).await;
+    assert!(
+        (after.as_f64().unwrap() - reading.as_f64().unwrap()).abs() <= 2.0,
+        "the view moved under the reader: {line} was at {reading} px, now {after} px"
+    );
+    assert_eq!(
+        ada.js(IN_VIEW, vec![json!("new while reading")]).await,
+        json!(false),
+        "the view jumped to the new message"
+    );
+    ada.assert_console_clean("the long room").await;
     ada.quit().await;
 }

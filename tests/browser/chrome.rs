@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::Engine;
 use fantoccini::{
     Client, ClientBuilder, Locator,
     actions::{InputSource, KeyAction, KeyActions},
@@ -67,6 +68,13 @@ fn binaries() -> Option<(String, String)> {
         return None;
     }
     Some((chromium, driver))
+}
+
+/// `target/screenshots/` in the source tree (where people look), created if missing.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
 }
 
 impl Chrome {
@@ -180,22 +188,23 @@ impl Chrome {
         }
     }
 
+    /// Waits for an element. Retries every failure, not only "no such element": a lookup
+    /// made while a form post navigates answers "aborted by navigation".
     pub async fn find(&self, css: &str) -> Element {
-        match self
-            .client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-        {
-            Ok(element) => element,
-            Err(e) => {
-                let shot = self.screenshot("failure").await;
-                panic!(
-                    "no {css} on {}: {e} (screenshot {})",
-                    self.path_or_unknown().await,
-                    shot.display()
-                )
+        let start = Instant::now();
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => return element,
+                Err(_) if start.elapsed() < WAIT => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    let shot = self.failure_shot().await;
+                    panic!(
+                        "no {css} on {}: {e} (screenshot {shot})",
+                        self.path_or_unknown().await,
+                    )
+                }
             }
         }
     }
@@ -213,8 +222,8 @@ impl Chrome {
 
     pub async fn click(&self, css: &str) {
         if let Err(e) = self.find(css).await.click().await {
-            let shot = self.screenshot("failure").await;
-            panic!("click {css}: {e} (screenshot {})", shot.display());
+            let shot = self.failure_shot().await;
+            panic!("click {css}: {e} (screenshot {shot})");
         }
     }
 
@@ -222,6 +231,24 @@ impl Chrome {
     pub async fn type_into(&self, css: &str, text: &str) {
         let field = self.find(css).await;
         field.clear().await.expect("clear");
+        field
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// Replaces a field's text as a person would: select all, then type. (WebDriver's clear()
+    /// bypasses the events that script-driven fields, such as Swagger UI's, listen to.)
+    pub async fn replace_text(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.click().await.expect("focus the field");
+        let (ctrl, a) = (CONTROL.chars().next().unwrap(), 'a');
+        let select_all = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: ctrl })
+            .then(KeyAction::Down { value: a })
+            .then(KeyAction::Up { value: a })
+            .then(KeyAction::Up { value: ctrl });
+        self.client.perform_actions(select_all).await.expect("keys");
         field
             .send_keys(text)
             .await
@@ -252,11 +279,10 @@ impl Chrome {
                 return start.elapsed();
             }
             if start.elapsed() > WAIT {
-                let shot = self.screenshot("failure").await;
+                let shot = self.failure_shot().await;
                 panic!(
-                    "waited {WAIT:?} for {what} on {} (screenshot {})",
+                    "waited {WAIT:?} for {what} on {} (screenshot {shot})",
                     self.path_or_unknown().await,
-                    shot.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -320,25 +346,85 @@ impl Chrome {
             .expect("window size");
     }
 
-    /// Saves a PNG under `target/screenshots/`; returns its path.
+    /// Saves a PNG of the whole page (not only the part in the viewport) under
+    /// `target/screenshots/`; returns its path. A capture that fails fails the test.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
-        std::fs::create_dir_all(&dir).expect("screenshot dir");
-        let path = dir.join(format!("{name}.png"));
-        if let Ok(png) = self.client.screenshot().await {
-            std::fs::write(&path, png).expect("write screenshot");
+        self.capture(name)
+            .await
+            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"))
+    }
+
+    /// A screenshot for a failure message: never panics (the test is failing already).
+    pub async fn failure_shot(&self) -> String {
+        match self.capture("failure").await {
+            Ok(path) => path.display().to_string(),
+            Err(e) => format!("no screenshot: {e}"),
         }
-        path
+    }
+
+    async fn capture(&self, name: &str) -> Result<PathBuf, String> {
+        let path = screenshot_dir().join(format!("{name}.png"));
+        let png = self.capture_all().await?;
+        std::fs::write(&path, png).map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+
+    /// One capture of the document's full size (what DevTools' "full size screenshot" does).
+    /// Chromium lays the page out without a scrollbar for it, so the width is at least the
+    /// window's, scrollbar included, or the right edge would be cut off (and wider when the
+    /// page overflows, so that shows).
+    async fn capture_all(&self) -> Result<Vec<u8>, String> {
+        let metrics = self.cdp("Page.getLayoutMetrics", json!({})).await?;
+        let window = self
+            .client
+            .execute("return window.innerWidth;", vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        let width = metrics["cssContentSize"]["width"]
+            .as_f64()
+            .zip(window.as_f64())
+            .map(|(content, window)| content.max(window));
+        let height = metrics["cssContentSize"]["height"].as_f64();
+        let (Some(width), Some(height)) = (width, height) else {
+            return Err(format!("no page size in {metrics}"));
+        };
+        let shot = self
+            .cdp(
+                "Page.captureScreenshot",
+                json!({
+                    "format": "png",
+                    "captureBeyondViewport": true,
+                    "clip": { "x": 0, "y": 0, "width": width, "height": height, "scale": 1 },
+                }),
+            )
+            .await?;
+        let data = shot["data"].as_str().ok_or("no image data")?;
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Resizes the window and lets the page lay itself out again.
+    pub async fn resize(&self, size: (u32, u32)) {
+        self.set_size(size).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
 
     /// Screenshots at desktop and phone widths (`{name}-desktop.png`, `{name}-phone.png`).
     pub async fn screenshots(&self, name: &str) {
         for (size, label) in [(DESKTOP, "desktop"), (PHONE, "phone")] {
-            self.set_size(size).await;
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            self.resize(size).await;
             self.screenshot(&format!("{name}-{label}")).await;
         }
         self.set_size(DESKTOP).await;
+    }
+
+    /// A DevTools-protocol command; its result.
+    async fn cdp(&self, cmd: &'static str, params: Value) -> Result<Value, String> {
+        self.client
+            .issue_cmd(Cdp { cmd, params })
+            .await
+            .map_err(|e| format!("{cmd}: {e}"))
     }
 
     /// Browser-console entries since the last call: errors, warnings and every
@@ -365,7 +451,22 @@ impl Chrome {
 
     /// Asserts the console is clean (no errors, no CSP violations) since the last check.
     pub async fn assert_console_clean(&self, page: &str) {
-        let problems = self.console_problems().await;
+        self.assert_console_clean_but_statuses(page, &[]).await;
+    }
+
+    /// As `assert_console_clean`, except that pages answered with one of `statuses` (a refused
+    /// form's 422, an error page's 403) are expected: Chromium reports each as a failed load.
+    pub async fn assert_console_clean_but_statuses(&self, page: &str, statuses: &[u16]) {
+        let problems: Vec<String> = self
+            .console_problems()
+            .await
+            .into_iter()
+            .filter(|p| {
+                !statuses
+                    .iter()
+                    .any(|s| p.contains(&format!("the server responded with a status of {s} ")))
+            })
+            .collect();
         assert!(
             problems.is_empty(),
             "console problems on {page}: {problems:#?}"
@@ -448,26 +549,34 @@ impl Chrome {
     /// Makes the page report `prefers-color-scheme: dark` (through the DevTools protocol).
     pub async fn dark(&self, on: bool) {
         let params = json!({ "features": [{ "name": "prefers-color-scheme", "value": if on { "dark" } else { "light" } }] });
-        self.client
-            .issue_cmd(Cdp {
-                cmd: "Emulation.setEmulatedMedia",
-                params,
-            })
+        self.cdp("Emulation.setEmulatedMedia", params)
             .await
             .expect("emulate dark mode");
         // Let colour transitions finish before anyone measures contrast.
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
 
-    /// Presses Tab until the element with `id` has focus (at most 40 times); panics otherwise.
-    pub async fn tab_to(&self, id: &str) {
+    /// Presses Tab until `target` has focus (at most 40 times); panics otherwise. `target` is
+    /// what `focused` says: an id, or `tag:text` for an element without one.
+    pub async fn tab_to(&self, target: &str) {
         for _ in 0..40 {
-            if self.focused().await == id {
+            if self.focused().await == target {
                 return;
             }
             self.press(TAB).await;
         }
-        panic!("Tab never reached #{id} on {}", self.path().await);
+        panic!("Tab never reached {target} on {}", self.path().await);
+    }
+
+    /// Shift+Enter, as a keyboard would.
+    pub async fn press_shift_enter(&self) {
+        let (shift, enter) = (SHIFT.chars().next().unwrap(), ENTER.chars().next().unwrap());
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: shift })
+            .then(KeyAction::Down { value: enter })
+            .then(KeyAction::Up { value: enter })
+            .then(KeyAction::Up { value: shift });
+        self.client.perform_actions(actions).await.expect("keys");
     }
 }
 
@@ -482,6 +591,8 @@ impl Drop for Chrome {
 
 pub const TAB: &str = "\u{E004}";
 pub const ENTER: &str = "\u{E007}";
+pub const SHIFT: &str = "\u{E008}";
+pub const CONTROL: &str = "\u{E009}";
 
 /// chromedriver's log endpoint (not in W3C WebDriver, but what Selenium's `get_log` uses).
 #[derive(Debug)]

@@ -10,6 +10,7 @@ mod common;
 #[allow(dead_code)]
 mod procs;
 
+mod api;
 mod chat;
 mod chrome;
 mod grouping;
@@ -18,7 +19,7 @@ mod pages;
 mod reconnect;
 
 use chrome::{Chrome, ENTER, Js};
-use common::{FakeUser, TestApp};
+use common::{Browser, FakeUser, TestApp};
 use serde_json::json;
 
 /// Signs in through the fake OIDC provider (the real authorization-code flow) and picks a
@@ -93,11 +94,10 @@ pub async fn wait_for_message(c: &Chrome, text: &str) -> std::time::Duration {
     let start = std::time::Instant::now();
     while !c.message_texts().await.iter().any(|m| m == text) {
         if start.elapsed() > chrome::WAIT {
-            let shot = c.screenshot("failure").await;
+            let shot = c.failure_shot().await;
             panic!(
-                "message {text:?} never showed on {} ({})",
-                c.path().await,
-                shot.display()
+                "message {text:?} never showed on {} ({shot})",
+                c.path().await
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -110,3 +110,36 @@ pub const MEMBER_ONLINE: &str = "[...document.querySelectorAll('#members li.memb
     .some((li) => li.querySelector('.member-name')?.textContent === arguments[0] && li.dataset.online === 'true')";
 pub const MEMBER_LISTED: &str = "[...document.querySelectorAll('#members li.member:not([hidden])')]
     .some((li) => li.querySelector('.member-name')?.textContent === arguments[0])";
+
+/// Creates an API token on `browser`'s profile page; returns its text (shown once).
+pub async fn api_token(browser: &Browser, name: &str) -> String {
+    let page = browser
+        .post_form("/profile", "/profile/tokens", &[("name", name)])
+        .await;
+    assert_eq!(page.status, 201, "creating a token: {}", page.body);
+    let start = page
+        .body
+        .find("id=\"new-token\">")
+        .expect("the token is shown")
+        + 15;
+    let len = page.body[start..].find('<').expect("the token's end");
+    page.body[start..start + len].to_string()
+}
+
+/// Posts a message through the JSON API at `base`, as curl would; panics unless it is taken.
+pub async fn api_say(base: &str, token: &str, code: &str, text: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/rooms/{code}/messages"))
+        .bearer_auth(token)
+        .json(&json!({ "body": text }))
+        .send()
+        .await
+        .expect("API post");
+    let status = r.status();
+    assert_eq!(
+        status,
+        201,
+        "API post: {}",
+        r.text().await.unwrap_or_default()
+    );
+}

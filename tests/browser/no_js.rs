@@ -78,6 +78,17 @@ async fn journey(backend: Backend) {
         ada.message_texts().await.last().unwrap(),
         "bob here, also without javascript"
     );
+    // Without a live socket nobody is online, and the summary's dot says so too.
+    assert!(ada.text("#member-summary").await.starts_with("0 online"));
+    assert_eq!(
+        ada.js(
+            "getComputedStyle(document.querySelector('.members-details > summary'), '::before').backgroundColor",
+            vec![]
+        )
+        .await,
+        serde_json::json!("rgba(0, 0, 0, 0)"),
+        "a green dot beside \"0 online\""
+    );
     ada.screenshots("room-no-js").await;
 
     // Sign out: back on the landing page, and signed-in pages send her there.
@@ -87,6 +98,12 @@ async fn journey(backend: Backend) {
     ada.goto("/profile").await;
     ada.wait_until_path_is("/?next=%2Fprofile").await;
     assert!(ada.exists("a[href^='/auth/login']").await);
+    // No CSP report and no error anywhere on the way (besides the refused post's 422, which
+    // Chromium reports as a failed load).
+    ada.assert_console_clean("the journey without JavaScript")
+        .await;
+    bob.assert_console_clean_but_statuses("the journey without JavaScript", &[422])
+        .await;
     ada.quit().await;
     bob.quit().await;
 }

@@ -4,44 +4,69 @@
 
 use serde_json::json;
 
-use crate::chrome::{Chrome, ENTER, Js, TAB};
+use crate::chrome::{Chrome, DESKTOP, ENTER, Js, PHONE, TAB};
 use crate::common::{Backend, Mode, TestApp};
 use crate::*;
 
-/// Looks at the current page: console, axe (light and dark), screenshots.
+/// Looks at the current page: the console, then axe and a screenshot at desktop and phone
+/// widths, in light and dark mode. `expected_status` is the page's own error status, which
+/// Chromium reports as a failed load.
 async fn inspect(c: &Chrome, name: &str, expected_status: Option<u16>) {
     c.find("main").await;
-    let problems: Vec<String> = c
-        .console_problems()
-        .await
-        .into_iter()
-        .filter(|p| match expected_status {
-            // Chromium reports an error status of the page itself as a failed load.
-            Some(status) => !p.contains(&format!("status of {status}")),
-            None => true,
-        })
-        .collect();
-    assert!(
-        problems.is_empty(),
-        "console problems on {name}: {problems:#?}"
-    );
+    let statuses: Vec<u16> = expected_status.into_iter().collect();
+    c.assert_console_clean_but_statuses(name, &statuses).await;
     for dark in [false, true] {
         c.dark(dark).await;
-        let violations = c.axe().await;
-        assert!(
-            violations.is_empty(),
-            "axe on {name} ({}): {violations:#?}",
-            if dark { "dark" } else { "light" }
-        );
-        c.screenshots(&format!("{name}{}", if dark { "-dark" } else { "" }))
-            .await;
+        let scheme = if dark { "-dark" } else { "" };
+        for (size, width) in [(DESKTOP, "desktop"), (PHONE, "phone")] {
+            c.resize(size).await;
+            let violations = c.axe().await;
+            assert!(
+                violations.is_empty(),
+                "axe on {name} ({width}{scheme}): {violations:#?}"
+            );
+            assert_logo_in_place(c, name, width).await;
+            let overflow = c
+                .js(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                    vec![],
+                )
+                .await;
+            assert_eq!(
+                overflow,
+                json!(0),
+                "{name} ({width}) is wider than the window"
+            );
+            c.screenshot(&format!("{name}{scheme}-{width}")).await;
+        }
     }
     c.dark(false).await;
-    let after = c.console_problems().await;
-    assert!(
-        after.is_empty(),
-        "console problems on {name} after resizing: {after:#?}"
-    );
+    c.resize(DESKTOP).await;
+    c.assert_console_clean(&format!("{name} after resizing"))
+        .await;
+}
+
+/// Where the logo was on the first page looked at, per width: every page's header must put it
+/// in the same place.
+static LOGO_AT: std::sync::Mutex<Vec<(&str, f64)>> = std::sync::Mutex::new(Vec::new());
+
+async fn assert_logo_in_place(c: &Chrome, page: &str, width: &'static str) {
+    let left = c
+        .js(
+            "document.querySelector('.site-header .brand').getBoundingClientRect().left",
+            vec![],
+        )
+        .await
+        .as_f64()
+        .expect("the logo's position");
+    let mut seen = LOGO_AT.lock().unwrap();
+    match seen.iter().find(|(w, _)| *w == width) {
+        Some((_, first)) => assert!(
+            (left - first).abs() < 0.5,
+            "the logo on {page} ({width}) is at x={left}, elsewhere at x={first}"
+        ),
+        None => seen.push((width, left)),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,6 +124,13 @@ async fn every_page_is_accessible_clean_and_photographed() {
     ada.find("#join-code-error").await;
     inspect(&ada, "home-join-refused", Some(422)).await;
 
+    // A room of her own, before anyone has said anything.
+    create_room(&ada, "Fresh start").await;
+    ada.wait_until("live socket", MEMBER_ONLINE, vec![json!("ada")])
+        .await;
+    ada.find(".empty-hint").await;
+    inspect(&ada, "room-empty", None).await;
+
     join_by_link(&ada, &code).await;
     ada.wait_until("live socket", MEMBER_ONLINE, vec![json!("ada")])
         .await;
@@ -112,6 +144,10 @@ async fn every_page_is_accessible_clean_and_photographed() {
     }
     bob.say(&code, "Looks good to me @ada").await;
     wait_for_message(&ada, "Looks good to me @ada").await;
+    // Scripts and emoji need fonts of their own (CI installs Noto CJK and Noto Color Emoji).
+    let worldly = "会议改到三点 🎉 — 또 봐요 👋";
+    send_raw(&ada, worldly).await;
+    wait_for_message(&ada, worldly).await;
     inspect(&ada, "room", None).await;
     ada.client
         .execute(
@@ -121,6 +157,22 @@ async fn every_page_is_accessible_clean_and_photographed() {
         .await
         .unwrap();
     inspect(&ada, "room-members-open", None).await;
+
+    // While the live connection is down (natter.js marks it on <html>), nobody shows as online:
+    // the presence on screen is stale.
+    const DOT_FILLED: &str = "getComputedStyle(document.querySelector('#members li.member[data-online=\"true\"]'), '::before')
+        .backgroundColor !== 'rgba(0, 0, 0, 0)'";
+    assert_eq!(ada.js(DOT_FILLED, vec![]).await, json!(true));
+    ada.js("document.documentElement.dataset.live = 'down'", vec![])
+        .await;
+    assert_eq!(
+        ada.js(DOT_FILLED, vec![]).await,
+        json!(false),
+        "an online dot stays filled while the connection is down"
+    );
+    inspect(&ada, "room-live-down", None).await;
+    ada.js("delete document.documentElement.dataset.live", vec![])
+        .await;
 
     ada.js(
         "document.querySelector('#load-older').scrollIntoView()",
@@ -147,7 +199,122 @@ async fn every_page_is_accessible_clean_and_photographed() {
     inspect(&ada, "home", None).await;
     ada.goto("/profile").await;
     inspect(&ada, "profile", None).await;
+
+    // An API token: the panel showing it once, then the table listing it.
+    ada.type_into("#token-name", "deploy bot").await;
+    ada.click("form[action='/profile/tokens'] button[type=submit]")
+        .await;
+    ada.find("#new-token").await;
+    inspect(&ada, "profile-new-token", None).await;
+    ada.goto("/profile").await;
+    ada.find("tr[id^='token-']").await;
+    inspect(&ada, "profile-with-token", None).await;
     ada.quit().await;
+}
+
+/// The pages that refuse: a form whose CSRF token has expired (403) and one sign-in too many
+/// (429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_pages_are_accessible_clean_and_photographed() {
+    // One sign-in per hour from one address: the second is refused.
+    let Some(app) =
+        TestApp::spawn_with(Backend::Sqlite, &[("NATTER_LIMIT_SIGN_INS", "1/1h")]).await
+    else {
+        return;
+    };
+    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+        return;
+    };
+    sign_up_dev(&ada, "ada@example.org", "ada").await;
+    const SIGN_OUT: &str = "form[action='/auth/logout'] button[type=submit]";
+    ada.js(
+        "document.querySelector(\"form[action='/auth/logout'] input[name=csrf]\").value = 'expired'",
+        vec![],
+    )
+    .await;
+    ada.click(SIGN_OUT).await;
+    ada.find("#error-title").await;
+    assert_eq!(ada.text("#error-title").await, "That request was refused");
+    inspect(&ada, "forbidden", Some(403)).await;
+
+    ada.goto("/home").await;
+    ada.click(SIGN_OUT).await;
+    ada.wait_until_path_is("/").await;
+    ada.type_into("#dev-email", "ada@example.org").await;
+    ada.click("form[action='/auth/dev'] button[type=submit]")
+        .await;
+    ada.find("#error-title").await;
+    assert_eq!(ada.text("#error-title").await, "Slow down a little");
+    inspect(&ada, "too-many-requests", Some(429)).await;
+    ada.quit().await;
+}
+
+/// Waits until the console reports something containing `needle`; returns everything it
+/// reported meanwhile.
+async fn wait_for_console(c: &Chrome, needle: &str) -> Vec<String> {
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|p: &String| p.contains(needle)) {
+        assert!(
+            start.elapsed() < crate::chrome::WAIT,
+            "the console never reported {needle:?}: {seen:#?}"
+        );
+        seen.extend(c.console_problems().await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+/// The checks every page passes can fail: an injected inline script is reported as a CSP
+/// violation, an uncaught error as a console error, an input without a label by axe. Without
+/// this, a console reader or an axe run that saw nothing would pass every page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_axe_checks_catch_what_they_look_for() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(c) = Chrome::start(&app.base, Js::On).await else {
+        return;
+    };
+    c.goto("/").await;
+    c.find("main").await;
+    c.assert_console_clean("the landing page").await;
+    assert!(c.axe().await.is_empty());
+
+    c.js(
+        "(() => { const s = document.createElement('script'); s.textContent = 'window.injected = true'; \
+         document.body.append(s); return true; })()",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        c.js("window.injected === undefined", vec![]).await,
+        json!(true),
+        "the policy let an inline script run"
+    );
+    wait_for_console(&c, "Content Security Policy").await;
+
+    c.js(
+        "(setTimeout(() => { throw new Error('natter control error'); }), true)",
+        vec![],
+    )
+    .await;
+    wait_for_console(&c, "natter control error").await;
+
+    c.js(
+        "(() => { const i = document.createElement('input'); i.type = 'text'; i.id = 'unlabelled'; \
+         document.querySelector('main').append(i); return true; })()",
+        vec![],
+    )
+    .await;
+    let violations = c.axe().await;
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.starts_with("label:") && v.contains("#unlabelled")),
+        "axe did not flag the unlabelled input: {violations:#?}"
+    );
+    c.quit().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,6 +328,7 @@ async fn create_join_and_send_with_the_keyboard_alone() {
     sign_up_dev(&ada, "ada@example.org", "ada").await;
     let bob = app.signed_in("bob@example.org", "bob").await;
     let bobs = app.create_room(&bob, "Bob's").await;
+    let invited = app.create_room(&bob, "Bob's book club").await;
 
     // Create: Tab to the name, type, Tab to the button, Enter.
     ada.goto("/home").await;
@@ -208,6 +376,35 @@ async fn create_join_and_send_with_the_keyboard_alone() {
     )
     .await;
 
+    // Shift+Enter starts a new line, Enter sends both lines as one message, and the focus
+    // stays in the composer, ready for the next.
+    ada.type_into("#composer-body", "line one").await;
+    ada.press_shift_enter().await;
+    ada.press("line two").await;
+    assert_eq!(
+        ada.js("document.querySelector('#composer-body').value", vec![])
+            .await,
+        json!("line one\nline two")
+    );
+    ada.press(ENTER).await;
+    wait_for_message(&ada, "line one\nline two").await;
+    assert!(
+        !ada.message_texts().await.iter().any(|m| m == "line one"),
+        "Shift+Enter sent the first line on its own"
+    );
+    ada.wait_until(
+        "the post answered",
+        "!document.querySelector('#composer').classList.contains('htmx-request')",
+        vec![],
+    )
+    .await;
+    assert_eq!(ada.focused().await, "composer-body");
+    assert_eq!(
+        ada.js("document.querySelector('#composer-body').value", vec![])
+            .await,
+        json!("")
+    );
+
     // Join with a code.
     ada.goto("/home").await;
     ada.tab_to("join-code").await;
@@ -216,17 +413,16 @@ async fn create_join_and_send_with_the_keyboard_alone() {
     assert_eq!(ada.focused().await, "button:Join room");
     ada.press(ENTER).await;
     ada.wait_for_path(&format!("/rooms/{bobs}")).await;
+
+    // Join through an invitation link: Tab to its Join button, Enter.
+    ada.goto(&format!("/join/{invited}")).await;
+    ada.tab_to("button:Join room").await;
+    assert_focus_visible(&ada).await;
+    ada.press(ENTER).await;
+    ada.wait_for_path(&format!("/rooms/{invited}")).await;
     // Besides the refused post's 422, which Chromium reports as a failed load, nothing.
-    let problems: Vec<String> = ada
-        .console_problems()
-        .await
-        .into_iter()
-        .filter(|p| !p.contains("status of 422"))
-        .collect();
-    assert!(
-        problems.is_empty(),
-        "console problems on the keyboard journey: {problems:#?}"
-    );
+    ada.assert_console_clean_but_statuses("the keyboard journey", &[422])
+        .await;
     ada.quit().await;
 }
 

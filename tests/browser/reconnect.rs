@@ -1,6 +1,7 @@
 //! Scenario 3: the server restarts (same port, same database) or Caddy reloads (closing every
-//! socket with 1001) under two open pages; what was posted meanwhile appears exactly once, in
-//! order, and the page says "reconnecting…" while natter is away.
+//! socket with 1001) under two open pages; what was posted while the pages had no socket appears
+//! exactly once, in order, once they reconnect (the `?after=` catch-up, not live delivery), and
+//! the page says "reconnecting…" while it is cut off.
 
 use serde_json::json;
 
@@ -9,8 +10,14 @@ use crate::common::{Backend, Browser, TestApp};
 use crate::procs::{Caddy, Natter, free_port};
 use crate::*;
 
-/// Counts socket (re)connections from now on.
-const COUNT_OPENS: &str = "(window.natterOpens = 0, document.addEventListener('htmx:wsOpen', () => window.natterOpens++), true)";
+/// Counts the page's socket opens and closes from now on, by listening to the events the htmx
+/// ws extension fires anyway (natter.js carries no test hooks).
+const COUNT_SOCKETS: &str = "(window.natterOpens = 0, window.natterCloses = 0,
+    document.addEventListener('htmx:wsOpen', () => window.natterOpens++),
+    document.addEventListener('htmx:wsClose', () => window.natterCloses++), true)";
+
+const RECONNECTING: &str =
+    "document.querySelector('#room-status').textContent.includes('reconnecting')";
 
 /// Two people in a room with their live sockets up; returns the room code.
 async fn two_in_a_room(ada: &Chrome, bob: &Chrome) -> String {
@@ -25,9 +32,27 @@ async fn two_in_a_room(ada: &Chrome, bob: &Chrome) -> String {
     send(ada, "before").await;
     wait_for_message(bob, "before").await;
     for c in [ada, bob] {
-        c.js(COUNT_OPENS, vec![]).await;
+        c.js(COUNT_SOCKETS, vec![]).await;
     }
     code
+}
+
+/// The page lost its socket and has not opened another since: whatever was posted up to now
+/// can only reach it through the catch-up after it reconnects.
+async fn assert_cut_off(c: &Chrome, who: &str) {
+    let counts = c
+        .js("[window.natterOpens, window.natterCloses]", vec![])
+        .await;
+    assert_eq!(counts[0], json!(0), "{who}'s page reconnected too early");
+    assert!(
+        counts[1].as_u64().is_some_and(|n| n >= 1),
+        "{who}'s page never saw its socket close: {counts}"
+    );
+    assert_eq!(
+        c.message_texts().await,
+        ["before"],
+        "{who}'s page got a message while cut off"
+    );
 }
 
 /// Both pages show exactly `want`, in order, and are live again.
@@ -56,6 +81,8 @@ async fn both_show_exactly(ada: &Chrome, bob: &Chrome, want: &[&str]) {
     wait_for_message(ada, "live again").await;
 }
 
+const MEANWHILE: [&str; 4] = ["before", "meanwhile 1", "meanwhile 2", "meanwhile 3"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_shows_reconnecting_and_loses_or_repeats_nothing() {
     let limits = [("NATTER_LIMIT_POSTS", "100000/1s")];
@@ -68,29 +95,28 @@ async fn a_restart_shows_reconnecting_and_loses_or_repeats_nothing() {
     let code = two_in_a_room(&ada, &bob).await;
     let cy = app.signed_in("cyd@example.org", "cyd").await;
     cy.join(&code).await;
+    let token = api_token(&cy, "meanwhile").await;
 
     let (db, port) = (app.db.clone(), app.addr.port());
     app.stop().await.expect("natter stops");
     for c in [&ada, &bob] {
-        c.wait_until(
-            "reconnecting… while natter is down",
-            "document.querySelector('#room-status').textContent.includes('reconnecting')",
-            vec![],
-        )
-        .await;
+        c.wait_until("reconnecting… while natter is down", RECONNECTING, vec![])
+            .await;
     }
     ada.screenshots("room-reconnecting").await;
 
-    let _app = TestApp::start_on(db, Some(port), &limits).await;
-    for i in 1..=3 {
-        cy.say(&code, &format!("meanwhile {i}")).await;
+    // The pages keep knocking on their port, which stays closed while cyd posts through
+    // another natter on the same database.
+    let elsewhere = TestApp::start_on(db.clone(), None, &limits).await;
+    for text in &MEANWHILE[1..] {
+        api_say(&elsewhere.base, &token, &code, text).await;
     }
-    both_show_exactly(
-        &ada,
-        &bob,
-        &["before", "meanwhile 1", "meanwhile 2", "meanwhile 3"],
-    )
-    .await;
+    elsewhere.stop().await.expect("the other natter stops");
+    assert_cut_off(&ada, "ada").await;
+    assert_cut_off(&bob, "bob").await;
+
+    let _app = TestApp::start_on(db, Some(port), &limits).await;
+    both_show_exactly(&ada, &bob, &MEANWHILE).await;
     for c in [&ada, &bob] {
         c.assert_console_problems_only_from_the_outage().await;
     }
@@ -123,17 +149,24 @@ async fn a_caddy_reload_closes_sockets_and_pages_resume_exactly() {
     let code = two_in_a_room(&ada, &bob).await;
     let cy = Browser::signed_in(&public, "cyd@example.org", "cyd").await;
     cy.join(&code).await;
+    let token = api_token(&cy, "meanwhile").await;
+
+    // The reload closes every proxied socket (1001) and sends the pages' reconnects to an
+    // address where nothing listens, while natter itself keeps taking posts on its own port.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    caddy.reload(&[nowhere]);
+    for c in [&ada, &bob] {
+        c.wait_until("reconnecting… after the reload", RECONNECTING, vec![])
+            .await;
+    }
+    for text in &MEANWHILE[1..] {
+        api_say(&format!("http://{}", natter.addr()), &token, &code, text).await;
+    }
+    assert_cut_off(&ada, "ada").await;
+    assert_cut_off(&bob, "bob").await;
 
     caddy.reload(&[natter.addr()]);
-    for i in 1..=3 {
-        cy.say(&code, &format!("meanwhile {i}")).await;
-    }
-    both_show_exactly(
-        &ada,
-        &bob,
-        &["before", "meanwhile 1", "meanwhile 2", "meanwhile 3"],
-    )
-    .await;
+    both_show_exactly(&ada, &bob, &MEANWHILE).await;
     for c in [&ada, &bob] {
         c.assert_console_problems_only_from_the_outage().await;
     }
