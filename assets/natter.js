@@ -73,7 +73,7 @@
     const full = d.toLocaleString(undefined, { dateStyle: "full", timeStyle: "short" });
     if (t.dataset.style === "day") { t.textContent = day(d); return; }
     t.title = full;
-    t.textContent = t.dataset.style === "short" ? d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    t.textContent = t.dataset.style === "short" ? d.toLocaleTimeString(undefined, { timeStyle: "short" }) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
   });
   document.addEventListener("htmx:load", (e) => localise(e.detail.elt));
   // Day dividers and name lines follow the reader's days (the server knows only UTC), and

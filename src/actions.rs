@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::{
     State,
     domain::{MessageBody, RoomCode, RoomName},
-    limits::retry_after_secs,
+    limits::{retry_after_secs, wait_in_words},
     store::{JoinOutcome, NewPost, PostOutcome, Room, StoreError, now_ms},
 };
 
@@ -75,8 +75,8 @@ pub async fn create_room(state: &State, actor: Actor<'_>, name: &str) -> Result<
         .map_err(|wait| Refusal::TooFast {
             retry_after: wait,
             message: format!(
-                "You have created many rooms recently. You can create another in {} minutes.",
-                retry_after_secs(wait).div_ceil(60)
+                "You have created many rooms recently. You can create another in {}.",
+                wait_in_words(wait)
             ),
         })?;
     // 40 random bits: a collision is rare; several in a row would mean something is broken.
@@ -116,8 +116,8 @@ pub async fn find_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result
     let too_many = |wait| Refusal::TooFast {
         retry_after: wait,
         message: format!(
-            "Too many wrong codes. Wait {} seconds, then try again.",
-            retry_after_secs(wait)
+            "Too many wrong codes. Wait {}, then try again.",
+            wait_in_words(wait)
         ),
     };
     // Every attempt spends a guess up front and a right one gets it back: guesses sent in
@@ -191,8 +191,8 @@ pub async fn post(
         return Err(Refusal::TooFast {
             retry_after: wait,
             message: format!(
-                "You are sending messages very fast. Wait {} seconds, then send again.",
-                retry_after_secs(wait)
+                "You are sending messages very fast. Wait {}, then send again.",
+                wait_in_words(wait)
             ),
         });
     }

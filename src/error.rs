@@ -94,7 +94,7 @@ pub fn error_text(status: StatusCode, error: Option<&AppError>) -> ErrorText {
         (422, _) => ("Please check what you entered", "Something in the form was not valid.".into()),
         (429, Some(AppError::RateLimited { retry_after })) => (
             "Slow down a little",
-            format!("You have done that a lot just now. Try again in {} seconds.", crate::limits::retry_after_secs(*retry_after)),
+            format!("You have done that a lot just now. Try again in {}.", crate::limits::wait_in_words(*retry_after)),
         ),
         (429, _) => ("Slow down a little", "Too many requests. Wait a moment and try again.".into()),
         (400, Some(AppError::BadRequest(why))) => ("That request did not make sense", (*why).to_string()),

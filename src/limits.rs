@@ -75,6 +75,17 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     }
 }
 
+/// A wait in words for people, rounded up: "1 second", "40 seconds", "3 minutes", "2 hours".
+pub fn wait_in_words(wait: Duration) -> String {
+    let secs = retry_after_secs(wait);
+    let (n, unit) = match secs {
+        0..=90 => (secs, "second"),
+        91..=5400 => (secs.div_ceil(60), "minute"),
+        _ => (secs.div_ceil(3600), "hour"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Seconds for a `Retry-After` header: rounded up, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
@@ -111,6 +122,17 @@ mod tests {
         assert!(limiter.check(&"k").is_ok());
         assert!(limiter.check(&"k").is_err());
         limiter.refund(&"nobody");
+    }
+
+    #[test]
+    fn waits_read_in_the_unit_that_fits() {
+        let words = |ms| wait_in_words(Duration::from_millis(ms));
+        assert_eq!(words(1), "1 second");
+        assert_eq!(words(40_000), "40 seconds");
+        assert_eq!(words(90_000), "90 seconds");
+        assert_eq!(words(91_000), "2 minutes");
+        assert_eq!(words(3_596_000), "60 minutes");
+        assert_eq!(words(5_401_000), "2 hours");
     }
 
     #[test]
