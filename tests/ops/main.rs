@@ -9,3 +9,4 @@ mod caddy;
 mod multi;
 mod procs;
 mod resilience;
+mod writer;

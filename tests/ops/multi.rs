@@ -323,3 +323,56 @@ async fn an_instance_opens_at_most_natter_db_pool_connections() {
     assert!(open <= 3, "{open} connections open");
     admin.close().await;
 }
+
+/// Posts `n` messages into `code` as fast as they go (one CSRF token for all); returns each
+/// post's status.
+async fn post_burst(who: &Browser, code: &str, tag: &str, n: usize) -> Vec<u16> {
+    let csrf = who.csrf_from(&format!("/rooms/{code}")).await;
+    let mut statuses = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = format!("{tag} {i}");
+        let client_id = format!("{:032x}", rand::random::<u128>());
+        let r = who
+            .post(
+                &format!("/rooms/{code}/messages"),
+                &[("body", &body), ("client_id", &client_id), ("csrf", &csrf)],
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_into_two_rooms_from_two_instances_never_deadlock() {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, FAST).await;
+    let b = TestApp::start_on(db.clone(), None, FAST).await;
+    let ada = a.signed_in("ada@example.org", "ada").await;
+    let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
+    let rooms = [ada.create_room("One").await, ada.create_room("Two").await];
+    for code in &rooms {
+        bob.join(code).await;
+    }
+    let mut sockets = Vec::new();
+    for code in &rooms {
+        sockets.push(ada.socket(code, Some(0)).await.unwrap());
+        sockets.push(bob.socket(code, Some(0)).await.unwrap());
+    }
+    // Each instance's writer batches posts for both rooms together, in whatever order they
+    // arrive: A may lock room one then room two while B locks two then one. Several posters per
+    // room and instance keep both rooms in most batches.
+    let (posters, per_poster) = (6, 15);
+    let bursts = (0..posters).flat_map(|_| {
+        let (ada, bob, rooms) = (&ada, &bob, &rooms);
+        [(ada, 0), (ada, 1), (bob, 0), (bob, 1)]
+            .map(move |(who, room)| post_burst(who, &rooms[room], "burst", per_poster))
+    });
+    for statuses in futures_util::future::join_all(bursts).await {
+        assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
+    }
+    let per_room = 2 * posters * per_poster;
+    for socket in &mut sockets {
+        assert_exactly(&socket.seqs_until(per_room, WAIT).await, 1, per_room as i64);
+    }
+}
