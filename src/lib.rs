@@ -173,6 +173,7 @@ pub async fn run(
     state.tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(1), state.tasks.wait()).await;
     housekeeping.abort();
+    state.chat.retire().await;
     state.store.close().await;
     result.map_err(|e| format!("server error: {e}"))
 }

@@ -5,7 +5,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{Backend, Browser, Closed, SocketRefused, TestApp, TestDb, assert_exactly};
+use crate::common::{
+    Backend, Browser, Closed, SocketRefused, TestApp, TestDb, assert_exactly, eventually,
+};
+use crate::procs::metric;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -60,6 +63,15 @@ async fn messages_posted_on_either_instance_reach_every_client_once_in_order() {
             &socket.seqs_until(2 * per_side, WAIT).await,
             1,
             2 * per_side as i64,
+        );
+    }
+    // They came by notification (the poll alone would deliver them too, only later).
+    for app in [&a, &b] {
+        let heard = metric(&app.base, "natter_notifications_received_total").await;
+        assert!(
+            heard.is_some_and(|n| n > 0.0),
+            "{} heard of the other's posts by notification: {heard:?}",
+            app.base
         );
     }
 
@@ -192,23 +204,65 @@ async fn messages_still_arrive_after_the_listener_connection_is_killed() {
         unreachable!()
     };
     let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
-    )
-    .bind(name)
-    .fetch_all(&admin)
-    .await
-    .unwrap();
-    assert!(
-        killed.len() >= 2,
-        "both instances' listeners were found and killed: {killed:?}"
-    );
+    let listeners = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
+             AND application_name = 'natter listener' AND query ILIKE 'LISTEN%'",
+        )
+        .bind(name)
+        .fetch_all(&admin)
+        .await
+        .unwrap()
+    };
+    let before = listeners().await;
+    assert_eq!(before.len(), 2, "one listener per instance: {before:?}");
+    for pid in &before {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
     for i in 0..10 {
         ada.say(&code, &format!("during {i}")).await;
     }
+    // Both listen again, on new connections, and say so.
+    for app in [&a, &b] {
+        assert!(
+            eventually(WAIT, || async {
+                metric(&app.base, "natter_listener_reconnects_total")
+                    .await
+                    .is_some_and(|n| n >= 1.0)
+            })
+            .await,
+            "{} counted its listener's reconnect",
+            app.base
+        );
+    }
+    assert!(
+        eventually(WAIT, || async {
+            let now = listeners().await;
+            now.len() == 2 && now.iter().all(|pid| !before.contains(pid))
+        })
+        .await,
+        "two new LISTEN connections"
+    );
     assert_exactly(&socket.seqs_until(11, WAIT).await, 1, 11);
+    // After the reconnect, news comes by notification again, not only by the poll.
+    let heard = metric(&b.base, "natter_notifications_received_total")
+        .await
+        .unwrap_or(0.0);
     ada.say(&code, "after").await;
     assert_exactly(&socket.seqs_until(12, WAIT).await, 1, 12);
+    assert!(
+        eventually(WAIT, || async {
+            metric(&b.base, "natter_notifications_received_total")
+                .await
+                .is_some_and(|n| n > heard)
+        })
+        .await,
+        "B heard of the post by notification"
+    );
     admin.close().await;
 }
 
@@ -314,13 +368,19 @@ async fn an_instance_opens_at_most_natter_db_pool_connections() {
         "{answers:?}"
     );
     let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
-    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
-        .bind(name)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
-    // The pool's two and the listener's one.
-    assert!(open <= 3, "{open} connections open");
+    let open: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = $1 \
+         GROUP BY application_name",
+    )
+    .bind(name)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    let count = |app: &str| open.iter().find(|(a, _)| a == app).map_or(0, |(_, n)| *n);
+    // The pool's two, and the listener's own one beside them (not one of the two).
+    assert_eq!(count("natter listener"), 1, "{open:?}");
+    assert!(count("natter") <= 2, "{open:?}");
+    assert_eq!(open.len(), 2, "nothing else connected: {open:?}");
     admin.close().await;
 }
 
