@@ -75,6 +75,27 @@ impl Natter {
         public_url: &str,
         extra: &[(&str, &str)],
     ) -> Natter {
+        Self::spawn(port, database_url, public_url, extra, None).await
+    }
+
+    /// Starts the binary with JSON logs at `info` written to `log`.
+    pub async fn start_logging(
+        port: u16,
+        database_url: &str,
+        public_url: &str,
+        log: std::path::PathBuf,
+    ) -> Natter {
+        let settings = [("NATTER_LOG_FORMAT", "json"), ("NATTER_LOG", "info")];
+        Self::spawn(port, database_url, public_url, &settings, Some(log)).await
+    }
+
+    async fn spawn(
+        port: u16,
+        database_url: &str,
+        public_url: &str,
+        extra: &[(&str, &str)],
+        log: Option<std::path::PathBuf>,
+    ) -> Natter {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -97,6 +118,10 @@ impl Natter {
             });
         for (k, v) in extra {
             cmd.env(k, v);
+        }
+        if let Some(log) = &log {
+            // tracing writes its lines to standard output.
+            cmd.stdout(std::fs::File::create(log).expect("log file"));
         }
         let child = cmd.spawn().expect("natter binary starts");
         let natter = Natter { child, port };
