@@ -225,7 +225,13 @@ impl Chat {
                     self.handle(job).await;
                 }
                 _ = poll.tick() => self.resync(Scope::Active).await,
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    // The server has answered its last post: publish what it committed.
+                    while let Ok(batch) = commits.try_recv() {
+                        self.publish_committed(batch).await;
+                    }
+                    return;
+                }
             }
         }
     }
