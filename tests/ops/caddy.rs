@@ -235,8 +235,10 @@ async fn caddy_keeps_metrics_in_and_leaves_socket_upgrades_uncompressed() {
     let natter = Natter::start(&db, &public, &[("NATTER_TRUSTED_PROXIES", "127.0.0.1")]).await;
     let _caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, false).await;
     // Scrapers read /metrics from natter's own port; the internet gets nothing there.
-    assert_eq!(Browser::new(&public).get("/metrics").await.status, 404);
-    assert_eq!(Browser::new(&public).get("/metrics/").await.status, 404);
+    for path in ["/metrics", "/metrics/"] {
+        let answer = Browser::new(&public).get(path).await;
+        assert_eq!(answer.status, 404, "{path}: {answer:?}");
+    }
     let direct = reqwest::get(format!("http://{}/metrics", natter.addr()))
         .await
         .unwrap();

@@ -258,6 +258,25 @@ impl Caddy {
             .await,
             "caddy did not come up"
         );
+        // `free_port` only finds a port free for a moment: make sure it is Caddy that answers
+        // there, not another test's process that took the port first.
+        let mut caddy = caddy;
+        let healthz = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap()
+            .get(format!("{}/healthz", caddy.url_for(https)))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            healthz
+                .headers()
+                .get("server")
+                .is_some_and(|s| s == "Caddy")
+                && caddy.child.try_wait().is_ok_and(|exited| exited.is_none()),
+            "port {port} is answered by something other than this Caddy"
+        );
         caddy
     }
 
