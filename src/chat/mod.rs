@@ -345,6 +345,7 @@ impl Chat {
         }
         match self.store().live_sessions(&sessions, now_ms()).await {
             Ok(live) => {
+                let live: HashSet<Vec<u8>> = live.into_iter().collect();
                 let ended: HashSet<Vec<u8>> =
                     sessions.into_iter().filter(|s| !live.contains(s)).collect();
                 if !ended.is_empty() {
@@ -468,7 +469,7 @@ impl Chat {
             return;
         }
         tracing::info!(
-            sockets = pairs.len(),
+            present = pairs.len(),
             "this instance had been swept away; recording its presence again"
         );
         if let Err(e) = self.store().register_presence(instance, &pairs).await {

@@ -244,23 +244,24 @@ impl Caddy {
             })
             .spawn()
             .expect("caddy starts");
-        let caddy = Caddy {
+        let mut caddy = Caddy {
             child,
             port,
             admin,
             _dir: dir,
         };
+        let up = wait_ready(
+            &format!("{}/healthz", caddy.url_for(https)),
+            Duration::from_secs(30),
+        )
+        .await;
         assert!(
-            wait_ready(
-                &format!("{}/healthz", caddy.url_for(https)),
-                Duration::from_secs(30)
-            )
-            .await,
-            "caddy did not come up"
+            up,
+            "caddy did not come up on {port} (exited: {:?}; with NATTER_TEST_LOG set its log shows why)",
+            caddy.child.try_wait()
         );
         // `free_port` only finds a port free for a moment: make sure it is Caddy that answers
         // there, not another test's process that took the port first.
-        let mut caddy = caddy;
         let healthz = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
             .build()
