@@ -312,8 +312,9 @@ impl Config {
         let drain = match get("NATTER_DRAIN") {
             None => Duration::ZERO,
             Some(v) => parse_duration(v)
-                .filter(|d| *d <= Duration::from_secs(8))
-                .ok_or("NATTER_DRAIN must be a duration of at most 8s, like 2s or 500ms")?,
+                // The drain and finishing requests share the 10 s a restart may take.
+                .filter(|d| *d <= Duration::from_secs(5))
+                .ok_or("NATTER_DRAIN must be a duration of at most 5s, like 2s or 500ms")?,
         };
 
         Ok(Self {

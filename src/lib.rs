@@ -42,9 +42,13 @@ pub struct AppState {
     pub chat: Chat,
     pub limits: Limiters,
     pub metrics: Arc<metrics::Metrics>,
-    /// Cancelled when the server begins shutting down: sockets close with 1012, `/healthz`
-    /// fails and no new socket is accepted while the instance drains.
+    /// Cancelled when the server begins shutting down (draining): sockets close with 1012,
+    /// `/healthz` fails and no new socket is accepted, while requests are still served.
     pub shutdown: CancellationToken,
+    /// Cancelled once the server has finished its in-flight requests: stops the background
+    /// tasks (publisher, poll, listener, heartbeat), which posts taken while draining still
+    /// need (their NOTIFY goes out through the publisher).
+    pub background: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for them to say goodbye.
     pub tasks: TaskTracker,
 }
@@ -88,14 +92,14 @@ pub async fn build(config: Config) -> Result<State, String> {
         join_fails: Limiter::new(config.limits.join_fails),
         sign_ins: Limiter::new(config.limits.sign_ins),
     };
-    let shutdown = CancellationToken::new();
+    let background = CancellationToken::new();
     let metrics = Arc::new(metrics::Metrics::default());
     let chat = Chat::start(
         store.clone(),
         commits,
         config.hub_capacity,
         metrics.clone(),
-        shutdown.clone(),
+        background.clone(),
     )
     .await;
     Ok(Arc::new(AppState {
@@ -105,7 +109,8 @@ pub async fn build(config: Config) -> Result<State, String> {
         chat,
         limits,
         metrics,
-        shutdown,
+        shutdown: CancellationToken::new(),
+        background,
         tasks: TaskTracker::new(),
     }))
 }
@@ -117,6 +122,14 @@ pub fn app(state: State) -> impl poem::Endpoint + 'static {
         async move { web::middleware::around(&state, ep, req).await }
     })
 }
+
+/// Everything after SIGTERM fits in this: the drain, in-flight requests, sockets' goodbyes and
+/// closing the database (the issue promises an exit within 10 s).
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
+/// Of the budget: for sockets to finish their close handshake after the last request.
+const SOCKETS_GRACE: Duration = Duration::from_secs(1);
+/// Of the budget: for retiring this instance and closing the database pools.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs natter until SIGINT/SIGTERM, then shuts down gracefully: stop accepting, close sockets
 /// with 1012, finish in-flight requests, exit within 10 s.
@@ -150,6 +163,11 @@ pub async fn run(
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let shutdown = state.shutdown.clone();
     let drain = state.config.drain;
+    // poem's timeout for in-flight requests starts when the drain ends: it gets what the drain
+    // and the steps after it leave of the budget (at least 3 s: the drain is at most 5 s).
+    let requests = SHUTDOWN_BUDGET
+        .saturating_sub(drain)
+        .saturating_sub(SOCKETS_GRACE + CLOSE_GRACE);
     let server_stop = async move {
         stop.await;
         tracing::info!(
@@ -163,17 +181,22 @@ pub async fn run(
     };
     let result = Server::new_with_acceptor(NoDelay(acceptor))
         .name("natter")
-        .run_with_graceful_shutdown(
-            app(state.clone()),
-            server_stop,
-            Some(Duration::from_secs(8)),
-        )
+        .run_with_graceful_shutdown(app(state.clone()), server_stop, Some(requests))
         .await;
     // Sockets were told to close when `shutdown` was cancelled; give them a moment to finish.
     state.tasks.close();
-    let _ = tokio::time::timeout(Duration::from_secs(1), state.tasks.wait()).await;
+    let _ = tokio::time::timeout(SOCKETS_GRACE, state.tasks.wait()).await;
+    // No request is left to post anything: now the publisher, listener and heartbeat stop.
+    state.background.cancel();
     housekeeping.abort();
-    state.store.close().await;
+    let closed = tokio::time::timeout(CLOSE_GRACE, async {
+        state.chat.retire().await;
+        state.store.close().await;
+    })
+    .await;
+    if closed.is_err() {
+        tracing::warn!("the database did not close in time; exiting anyway");
+    }
     result.map_err(|e| format!("server error: {e}"))
 }
 

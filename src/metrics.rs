@@ -23,6 +23,11 @@ pub struct Metrics {
     pub resyncs: AtomicU64,
     /// Gaps filled from the store (a later message arrived before an earlier one).
     pub gap_fills: AtomicU64,
+    /// Notifications from other instances received by this one's listener (PostgreSQL).
+    pub notifications: AtomicU64,
+    /// Times the listener lost its connection and listened again (each followed by a full
+    /// resync: what was notified meanwhile is gone).
+    pub listener_reconnects: AtomicU64,
     /// HTTP responses by status code (index = code - 100).
     http: HttpCounts,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -101,6 +106,18 @@ impl Metrics {
             "Message gaps filled from the store.",
             "counter",
             self.gap_fills.load(Relaxed).to_string(),
+        );
+        counter(
+            "natter_notifications_received_total",
+            "Notifications from other instances received (PostgreSQL).",
+            "counter",
+            self.notifications.load(Relaxed).to_string(),
+        );
+        counter(
+            "natter_listener_reconnects_total",
+            "Times the notification listener reconnected after losing its connection.",
+            "counter",
+            self.listener_reconnects.load(Relaxed).to_string(),
         );
         let _ = writeln!(
             out,

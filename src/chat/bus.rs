@@ -14,14 +14,17 @@
 //! repeated notification costs a little work, never a lost or doubled message. A periodic poll of
 //! active rooms and a full resync after the listener reconnects are the safety net.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Job;
-use crate::store::Store;
+use crate::{metrics::Metrics, store::Store};
 
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7000;
@@ -156,59 +159,89 @@ pub fn parse(payload: &str, own: &str) -> Vec<Job> {
     }
 }
 
-/// Listens on the channel until shutdown, reconnecting after a lost connection; every
-/// (re)connect is followed by a full resync, since notifications sent meanwhile are gone.
+/// Listens on the channel until `stop`, reconnecting after a lost connection. The first
+/// connect is followed by a resync, every reconnect by a full one (`Job::Reconnected`): what
+/// was notified meanwhile is gone.
+///
+/// The listener has a connection of its own, outside the pool: a `PgListener` made from the
+/// pool would hold one of the pool's connections for as long as it lives, leaving requests
+/// one fewer than `NATTER_DB_POOL`. So an instance opens at most the pool plus one.
 pub async fn listen(
     store: Store,
     own: String,
     jobs: mpsc::Sender<Job>,
-    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
 ) {
-    let Some(pool) = store.postgres_pool().cloned() else {
+    let Some(pool) = store.postgres_pool() else {
         return;
     };
+    let options = (*pool.connect_options())
+        .clone()
+        .application_name("natter listener");
+    let connection = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options);
     let mut first = true;
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
+        let mut listener = match PgListener::connect_with(&connection).await {
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "notification listener cannot connect; retrying");
-                if sleep_or_stop(&shutdown, Duration::from_secs(1)).await {
-                    return;
+                if sleep_or_stop(&stop, Duration::from_secs(1)).await {
+                    break;
                 }
                 continue;
             }
         };
         if let Err(e) = listener.listen("natter").await {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
-            if sleep_or_stop(&shutdown, Duration::from_secs(1)).await {
-                return;
+            drop(listener);
+            if sleep_or_stop(&stop, Duration::from_secs(1)).await {
+                break;
             }
             continue;
         }
-        if !first {
-            tracing::info!("notification listener reconnected; resyncing active rooms");
-        }
+        let resync = if first {
+            Job::Resync
+        } else {
+            reconnected(&metrics)
+        };
         first = false;
-        if jobs.send(Job::Resync).await.is_err() {
-            return;
+        if jobs.send(resync).await.is_err() {
+            break;
         }
         loop {
             let received = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = stop.cancelled() => {
+                    drop(listener);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), connection.close()).await;
+                    return;
+                }
                 received = listener.try_recv() => received,
             };
             match received {
                 Ok(Some(notification)) => {
-                    for job in parse(notification.payload(), &own) {
+                    let news = parse(notification.payload(), &own);
+                    if !news.is_empty() {
+                        metrics.notifications.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for job in news {
                         if jobs.send(job).await.is_err() {
                             return;
                         }
                     }
                 }
+                // The connection was lost and sqlx has already listened again on a new one.
                 Ok(None) => {
                     tracing::warn!("notification listener lost its connection");
-                    break;
+                    if jobs.send(reconnected(&metrics)).await.is_err() {
+                        return;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "notification listener failed");
@@ -216,16 +249,27 @@ pub async fn listen(
                 }
             }
         }
-        if sleep_or_stop(&shutdown, Duration::from_millis(200)).await {
-            return;
+        drop(listener);
+        if sleep_or_stop(&stop, Duration::from_millis(200)).await {
+            break;
         }
     }
+    let _ = tokio::time::timeout(Duration::from_secs(1), connection.close()).await;
 }
 
-/// Sleeps; true if shutdown came first.
-async fn sleep_or_stop(shutdown: &CancellationToken, pause: Duration) -> bool {
+/// Counts a reconnect; the job that repairs what its notifications would have said.
+fn reconnected(metrics: &Metrics) -> Job {
+    tracing::info!(
+        "notification listener reconnected; resyncing active rooms, members and sessions"
+    );
+    metrics.listener_reconnects.fetch_add(1, Ordering::Relaxed);
+    Job::Reconnected
+}
+
+/// Sleeps; true if `stop` came first.
+async fn sleep_or_stop(stop: &CancellationToken, pause: Duration) -> bool {
     tokio::select! {
-        _ = shutdown.cancelled() => true,
+        _ = stop.cancelled() => true,
         _ = tokio::time::sleep(pause) => false,
     }
 }

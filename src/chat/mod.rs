@@ -84,8 +84,22 @@ pub enum Job {
     SessionsEnded(Vec<Vec<u8>>),
     /// Bring every active hub up to date from the store (messages and presence).
     Resync,
+    /// The listener lost its connection and listens again: notifications sent meanwhile are
+    /// gone, so everything they could have said is read again (`Scope::Everything`).
+    Reconnected,
     /// Bring one room's hub up to date (its first socket just opened here).
     Room(i64),
+}
+
+/// What a resync brings up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every active hub's messages and presence: the periodic safety net.
+    Active,
+    /// One new hub: its messages, presence and member list.
+    Room(i64),
+    /// Every active hub's messages, presence and member list (after lost notifications).
+    Everything,
 }
 
 /// How often active rooms are checked against the store: the safety net for a lost
@@ -146,13 +160,16 @@ struct Inner {
 }
 
 impl Chat {
-    /// Starts the publisher (and, with PostgreSQL, the listener, poll and heartbeat).
+    /// Starts the publisher and its poll (and, with PostgreSQL, the listener and heartbeat),
+    /// which run until `stop` is cancelled: after the server has finished its last request,
+    /// not when draining begins (posts taken while draining must still be published and
+    /// notified).
     pub async fn start(
         store: Store,
         commits: mpsc::Receiver<Committed>,
         hub_capacity: usize,
         metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
+        stop: CancellationToken,
     ) -> Self {
         let bus = store.postgres_pool().map(|_| bus::Bus::new(store.clone()));
         let (jobs, job_rx) = mpsc::channel(4096);
@@ -178,11 +195,12 @@ impl Chat {
                 store.clone(),
                 bus.instance.clone(),
                 jobs,
-                shutdown.clone(),
+                chat.inner.metrics.clone(),
+                stop.clone(),
             ));
-            tokio::spawn(chat.clone().heartbeat(shutdown.clone()));
+            tokio::spawn(chat.clone().heartbeat(stop.clone()));
         }
-        tokio::spawn(chat.clone().publisher(commits, job_rx, shutdown));
+        tokio::spawn(chat.clone().publisher(commits, job_rx, stop));
         chat
     }
 
@@ -199,7 +217,7 @@ impl Chat {
         self,
         mut commits: mpsc::Receiver<Committed>,
         mut jobs: mpsc::Receiver<Job>,
-        shutdown: CancellationToken,
+        stop: CancellationToken,
     ) {
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -213,8 +231,14 @@ impl Chat {
                     let Some(job) = job else { return };
                     self.handle(job).await;
                 }
-                _ = poll.tick() => self.resync(None).await,
-                _ = shutdown.cancelled() => return,
+                _ = poll.tick() => self.resync(Scope::Active).await,
+                _ = stop.cancelled() => {
+                    // The server has answered its last post: publish what it committed.
+                    while let Ok(batch) = commits.try_recv() {
+                        self.publish_committed(batch).await;
+                    }
+                    return;
+                }
             }
         }
     }
@@ -304,20 +328,53 @@ impl Chat {
                 self.store().forget_sessions(&sessions);
                 self.sessions_ended_here(&sessions);
             }
-            Job::Resync => self.resync(None).await,
-            Job::Room(room_id) => self.resync(Some(room_id)).await,
+            Job::Resync => self.resync(Scope::Active).await,
+            Job::Reconnected => {
+                self.resync(Scope::Everything).await;
+                self.recheck_sessions().await;
+            }
+            Job::Room(room_id) => self.resync(Scope::Room(room_id)).await,
         }
     }
 
-    /// Brings active hubs (or just `only`) up to date from the store: messages by cursor, and
-    /// presence from the shared view. Runs after a listener reconnect, when a room's first
-    /// socket opens, and periodically as the safety net for lost notifications.
-    async fn resync(&self, only: Option<i64>) {
+    /// After lost notifications: forgets cached sessions and closes (4401) this instance's
+    /// sockets whose session ended meanwhile.
+    async fn recheck_sessions(&self) {
+        self.store().forget_all_sessions();
+        let mut sessions: Vec<Vec<u8>> = {
+            let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+            conns.values().map(|c| c.session.clone()).collect()
+        };
+        sessions.sort();
+        sessions.dedup();
+        if sessions.is_empty() {
+            return;
+        }
+        match self.store().live_sessions(&sessions, now_ms()).await {
+            Ok(live) => {
+                let live: HashSet<Vec<u8>> = live.into_iter().collect();
+                let ended: HashSet<Vec<u8>> =
+                    sessions.into_iter().filter(|s| !live.contains(s)).collect();
+                if !ended.is_empty() {
+                    self.kick(close::SIGNED_OUT, |c| ended.contains(&c.session));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check the sockets' sessions"),
+        }
+    }
+
+    /// Brings hubs up to date from the store: messages by cursor, and presence from the
+    /// shared view; member lists too where a join or leave may have reached no hub (`scope`).
+    /// Runs periodically as the safety net for lost notifications, when a room's first socket
+    /// opens, and after the listener reconnects.
+    async fn resync(&self, scope: Scope) {
         let hubs: Vec<Arc<Hub>> = {
             let hubs = self.hubs();
-            match only {
-                Some(room_id) => hubs.get(room_id).into_iter().collect(),
-                None => hubs.by_id.values().filter_map(Weak::upgrade).collect(),
+            match scope {
+                Scope::Room(room_id) => hubs.get(room_id).into_iter().collect(),
+                Scope::Active | Scope::Everything => {
+                    hubs.by_id.values().filter_map(Weak::upgrade).collect()
+                }
             }
         };
         if hubs.is_empty() {
@@ -333,9 +390,9 @@ impl Chat {
                 }
             }
         }
-        if only.is_some() {
+        if scope != Scope::Active {
             // A new hub: joins and leaves between its members read and its registration
-            // reached no hub.
+            // reached no hub. After a reconnect: their notifications may be lost.
             for hub in &hubs {
                 if let Ok(members) = self.store().members(hub.room.id).await {
                     for user_id in hub.reconcile(&members) {
@@ -377,7 +434,7 @@ impl Chat {
         hub.set_online(user_id, online);
     }
 
-    async fn heartbeat(self, shutdown: CancellationToken) {
+    async fn heartbeat(self, stop: CancellationToken) {
         let Some(bus) = self.inner.bus.clone() else {
             return;
         };
@@ -386,15 +443,14 @@ impl Chat {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = shutdown.cancelled() => {
-                    // Our sockets are closing with 1012; take our presence rows with us.
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    let _ = self.store().retire_instance(&bus.instance).await;
-                    return;
-                }
+                _ = stop.cancelled() => return,
             }
-            if let Err(e) = self.store().heartbeat(&bus.instance, now_ms()).await {
-                tracing::warn!(error = %e, "instance heartbeat failed");
+            match self.store().heartbeat(&bus.instance, now_ms()).await {
+                // Our row was gone: after an outage of ours, another instance swept it and
+                // our presence rows with it. Our people are still here.
+                Ok(true) => self.register_presence(&bus.instance).await,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "instance heartbeat failed"),
             }
             beats += 1;
             if beats.is_multiple_of(4)
@@ -403,6 +459,48 @@ impl Chat {
             {
                 tracing::info!(instances = n, "removed instances that stopped beating");
             }
+        }
+    }
+
+    /// Who has sockets on this instance, as (room, user) pairs.
+    fn local_presence(&self) -> HashSet<(i64, i64)> {
+        let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.values().map(|c| (c.room_id, c.user_id)).collect()
+    }
+
+    /// Records again, in the shared view, everyone with a socket here. Other instances see
+    /// them online again at their next poll.
+    async fn register_presence(&self, instance: &str) {
+        let pairs: Vec<(i64, i64)> = self.local_presence().into_iter().collect();
+        if pairs.is_empty() {
+            return;
+        }
+        tracing::info!(
+            present = pairs.len(),
+            "this instance had been swept away; recording its presence again"
+        );
+        if let Err(e) = self.store().register_presence(instance, &pairs).await {
+            tracing::warn!(error = %e, "could not record presence again");
+            return;
+        }
+        // A socket that closed while the rows were written removed its row before ours
+        // landed: remove it again.
+        let now = self.local_presence();
+        for (room_id, user_id) in pairs.into_iter().filter(|p| !now.contains(p)) {
+            let _ = self
+                .store()
+                .set_present(instance, room_id, user_id, false)
+                .await;
+        }
+    }
+
+    /// Removes this instance and its presence rows from the shared view (graceful shutdown,
+    /// once its sockets are closed).
+    pub async fn retire(&self) {
+        if let Some(bus) = &self.inner.bus
+            && let Err(e) = self.store().retire_instance(&bus.instance).await
+        {
+            tracing::warn!(error = %e, "could not retire this instance");
         }
     }
 

@@ -16,17 +16,49 @@ impl Store {
         })
     }
 
-    /// Announces this instance (or renews its heartbeat).
-    pub async fn heartbeat(&self, instance: &str, now: i64) -> Result<()> {
-        sqlx::query(
+    /// Announces this instance (or renews its heartbeat). True when the row was created: at
+    /// start, or after other instances swept it away during an outage of ours (and its presence
+    /// rows with it).
+    pub async fn heartbeat(&self, instance: &str, now: i64) -> Result<bool> {
+        // `xmax = 0` only for a row this statement inserted; an updated row carries our xid.
+        let created = sqlx::query_scalar::<_, bool>(
             "INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at \
+             RETURNING xmax = 0",
         )
         .bind(instance)
         .bind(now)
+        .fetch_one(self.pg()?)
+        .await?;
+        Ok(created)
+    }
+
+    /// Records at once that these (room, user) pairs have sockets on this instance.
+    pub async fn register_presence(&self, instance: &str, pairs: &[(i64, i64)]) -> Result<()> {
+        let (rooms, users): (Vec<i64>, Vec<i64>) = pairs.iter().copied().unzip();
+        sqlx::query(
+            "INSERT INTO presence (instance_id, room_id, user_id) \
+             SELECT $1, r, u FROM UNNEST($2::BIGINT[], $3::BIGINT[]) AS t (r, u) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(instance)
+        .bind(rooms)
+        .bind(users)
         .execute(self.pg()?)
         .await?;
         Ok(())
+    }
+
+    /// Which of these sessions still exist (not signed out, not expired).
+    pub async fn live_sessions(&self, token_hashes: &[Vec<u8>], now: i64) -> Result<Vec<Vec<u8>>> {
+        let live = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT token_hash FROM sessions WHERE token_hash = ANY($1) AND expires_at > $2",
+        )
+        .bind(token_hashes)
+        .bind(now)
+        .fetch_all(self.pg()?)
+        .await?;
+        Ok(live)
     }
 
     /// Removes this instance and its presence rows (graceful shutdown).

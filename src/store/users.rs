@@ -148,6 +148,11 @@ impl Store {
             .forget(|r| token_hashes.contains(&r.token_hash));
     }
 
+    /// Drops every cached session: after notifications were lost, any of them may have ended.
+    pub fn forget_all_sessions(&self) {
+        self.sessions.forget(|_| true);
+    }
+
     /// Slides the session's expiry forward (called at most once a minute per session).
     pub async fn touch_session(&self, token_hash: &[u8], now: i64, expires_at: i64) -> Result<()> {
         on_write!(&self.db, pool => sqlx::query(

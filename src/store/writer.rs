@@ -9,8 +9,17 @@
 //! Batching: SQLite runs with `synchronous=FULL`, so each commit is an fsync. Posts that arrive
 //! while a batch commits wait in the channel and go together into the next transaction (one
 //! commit), so a thousand concurrent posters cost a handful of fsyncs.
+//!
+//! A batch takes its rooms' row locks in room-id order (posts are sorted by room, stably, so
+//! each room keeps its arrival order): two instances batching the same rooms then never wait
+//! on each other in a cycle. A deadlock or serialization failure reported anyway (another
+//! statement locking rooms in its own order) runs the batch again.
+//!
+//! One post failing on its own (a constraint, a trigger) answers that poster with the error;
+//! the others in its batch still commit. SQLite: a savepoint per post. PostgreSQL: the batch
+//! runs again without the failing post (see `commit_postgres` for why not savepoints there).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,6 +28,9 @@ use crate::domain::MessageBody;
 
 /// The most posts committed in one transaction.
 const MAX_BATCH: usize = 256;
+/// How often a batch runs again after a deadlock or serialization failure before its posters
+/// are told it failed.
+const MAX_RETRIES: u32 = 5;
 
 /// A message to store.
 #[derive(Debug, Clone)]
@@ -35,7 +47,7 @@ pub struct NewPost {
 /// A committed post.
 pub type Posted = Message;
 
-/// Posts one transaction committed, in seq order, and when it committed.
+/// Posts one transaction committed, in seq order within each room, and when it committed.
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub at: std::time::Instant,
@@ -55,6 +67,8 @@ pub enum PostOutcome {
 struct Job {
     post: NewPost,
     reply: oneshot::Sender<Result<PostOutcome>>,
+    /// The poster's request span: what the writer logs about this post carries its request id.
+    span: tracing::Span,
 }
 
 /// Handle to the writer task.
@@ -93,41 +107,47 @@ impl PostWriter {
 
     pub(super) async fn submit(&self, post: NewPost) -> Result<PostOutcome> {
         let (reply, answer) = oneshot::channel();
+        let span = tracing::Span::current();
         self.jobs
-            .send(Job { post, reply })
+            .send(Job { post, reply, span })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
 
-/// Commits the jobs in one transaction, answers each poster, and returns what was posted.
-async fn commit_batch(db: &Db, jobs: Vec<Job>) -> Vec<Message> {
+/// Commits the jobs in one transaction (room by room), answers each poster, and returns what
+/// was posted.
+async fn commit_batch(db: &Db, mut jobs: Vec<Job>) -> Vec<Message> {
+    // Row locks in one order on every instance. A stable sort: within a room, posts keep the
+    // order they arrived in. Each reply travels with its job, so it reaches its own poster.
+    jobs.sort_by_key(|job| job.post.room_id);
     let now = now_ms();
-    let result = match db {
+    let outcomes = match db {
         Db::Sqlite { write, .. } => commit_sqlite(write, &jobs, now).await,
         Db::Postgres(pool) => commit_postgres(pool, &jobs, now).await,
     };
-    match result {
-        Ok(outcomes) => {
-            let mut posted = Vec::new();
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                if let Ok(PostOutcome::Posted(m)) = &outcome {
-                    posted.push(m.clone());
-                }
-                let _ = job.reply.send(outcome);
-            }
-            posted
+    let mut posted = Vec::new();
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        match &outcome {
+            Ok(PostOutcome::Posted(m)) => posted.push(m.clone()),
+            Ok(_) => {}
+            // Logged in the poster's request span, so the line carries its request id.
+            Err(e) => job.span.in_scope(|| {
+                tracing::error!(error = %e, room_id = job.post.room_id, "post not stored");
+            }),
         }
-        Err(e) => {
-            tracing::error!(error = %e, posts = jobs.len(), "post batch failed");
-            let shared = Arc::new(e);
-            for job in jobs {
-                let _ = job.reply.send(Err(StoreError::Batch(shared.clone())));
-            }
-            Vec::new()
-        }
+        let _ = job.reply.send(outcome);
     }
+    posted
+}
+
+/// The same failure for every post of a batch.
+fn all_failed(e: StoreError, n: usize) -> Vec<Result<PostOutcome>> {
+    let shared = Arc::new(e);
+    (0..n)
+        .map(|_| Err(StoreError::Batch(shared.clone())))
+        .collect()
 }
 
 /// The posted message, as the writer returns it.
@@ -146,115 +166,253 @@ fn posted(post: &NewPost, seq: i64, now: i64) -> PostOutcome {
 const EARLIER_POST: &str =
     "SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $3";
 
-/// SQLite: two statements per post. This task is the only writer and holds the database for the
-/// whole transaction, so reading `last_seq + 1` and writing it back cannot interleave with
-/// anyone. A refused statement (membership, a repeated client_id) changes nothing and leaves the
-/// transaction usable: no savepoints needed.
+/// SQLite: `BEGIN IMMEDIATE` takes the write lock up front (a deferred transaction that reads
+/// first could meet `SQLITE_BUSY` when it upgrades), then each post runs under its own
+/// savepoint: a post that fails is rolled back alone and answered with its error, the rest
+/// commit together. This task is the only writer and holds the database for the whole
+/// transaction, so reading `last_seq + 1` and writing it back cannot interleave with anyone.
 async fn commit_sqlite(
     pool: &sqlx::SqlitePool,
     jobs: &[Job],
     now: i64,
-) -> Result<Vec<Result<PostOutcome>>> {
-    let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let post = &job.post;
-        let seq: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
-             SELECT r.id, r.last_seq + 1, $2, $3, $4, $5 FROM rooms r \
-             WHERE r.id = $1 AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2) \
-             ON CONFLICT DO NOTHING RETURNING seq",
-        )
-        .bind(post.room_id)
-        .bind(post.user_id)
-        .bind(post.body.as_str())
-        .bind(&post.client_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let outcome = match seq {
-            Some(seq) => {
-                sqlx::query("UPDATE rooms SET last_seq = $2, last_activity_at = $3 WHERE id = $1")
-                    .bind(post.room_id)
-                    .bind(seq)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                posted(post, seq, now)
+) -> Vec<Result<PostOutcome>> {
+    let run = async {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            sqlx::query("SAVEPOINT post").execute(&mut *tx).await?;
+            match sqlite_post(&mut tx, &job.post, now).await {
+                Ok(outcome) => {
+                    sqlx::query("RELEASE post").execute(&mut *tx).await?;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(e) => {
+                    // Fails too when SQLite rolled the whole transaction back by itself (a
+                    // full disk, an I/O error): then the batch fails as a whole.
+                    sqlx::query("ROLLBACK TO post").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE post").execute(&mut *tx).await?;
+                    outcomes.push(Err(StoreError::from(e)));
+                }
             }
-            // Nothing inserted: the same client_id was posted before, or not a member.
-            None => match &post.client_id {
-                Some(client_id) => sqlx::query_scalar::<_, i64>(EARLIER_POST)
-                    .bind(post.room_id)
-                    .bind(post.user_id)
-                    .bind(client_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map_or(PostOutcome::NotMember, PostOutcome::AlreadyPosted),
-                None => PostOutcome::NotMember,
-            },
-        };
-        outcomes.push(Ok(outcome));
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(outcomes)
+    };
+    match run.await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(error = %e, posts = jobs.len(), "post batch failed");
+            all_failed(e.into(), jobs.len())
+        }
     }
-    tx.commit().await?;
+}
+
+/// One post's two statements (SQLite).
+async fn sqlite_post(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    post: &NewPost,
+    now: i64,
+) -> Result<PostOutcome, sqlx::Error> {
+    let seq: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
+         SELECT r.id, r.last_seq + 1, $2, $3, $4, $5 FROM rooms r \
+         WHERE r.id = $1 AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2) \
+         ON CONFLICT DO NOTHING RETURNING seq",
+    )
+    .bind(post.room_id)
+    .bind(post.user_id)
+    .bind(post.body.as_str())
+    .bind(&post.client_id)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match seq {
+        Some(seq) => {
+            sqlx::query("UPDATE rooms SET last_seq = $2, last_activity_at = $3 WHERE id = $1")
+                .bind(post.room_id)
+                .bind(seq)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            posted(post, seq, now)
+        }
+        // Nothing inserted: the same client_id was posted before, or not a member.
+        None => match &post.client_id {
+            Some(client_id) => sqlx::query_scalar::<_, i64>(EARLIER_POST)
+                .bind(post.room_id)
+                .bind(post.user_id)
+                .bind(client_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map_or(PostOutcome::NotMember, PostOutcome::AlreadyPosted),
+            None => PostOutcome::NotMember,
+        },
+    })
+}
+
+/// Why a PostgreSQL attempt at a batch stopped.
+enum Stopped {
+    /// The post at this index failed on its own.
+    Post(usize, sqlx::Error),
+    /// The transaction failed as a whole (connection, deadlock, commit).
+    Batch(sqlx::Error),
+}
+
+/// PostgreSQL: one round trip per post. An error aborts a PostgreSQL transaction, so a post
+/// that fails on its own is answered with its error and the batch runs again without it (a
+/// rare cost, paid only then). A savepoint per post would cost two more round trips per post
+/// on every batch, and each savepoint that writes takes a subtransaction id: past 64 of them
+/// in one transaction every other session's snapshots get slower (subtransaction overflow),
+/// and batches hold up to 256 posts. Deadlocks and serialization failures run the whole batch
+/// again, a few times.
+async fn commit_postgres(pool: &sqlx::PgPool, jobs: &[Job], now: i64) -> Vec<Result<PostOutcome>> {
+    let mut outcomes: Vec<Option<Result<PostOutcome>>> = jobs.iter().map(|_| None).collect();
+    let mut retries = 0;
+    loop {
+        let pending: Vec<&Job> = jobs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_none())
+            .map(|(job, _)| job)
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let stopped = match postgres_attempt(pool, &pending, now).await {
+            Ok(done) => {
+                let mut done = done.into_iter();
+                for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+                    *slot = done.next().map(Ok);
+                }
+                break;
+            }
+            Err(stopped) => stopped,
+        };
+        match stopped {
+            Stopped::Post(i, e) => {
+                let index = outcomes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| o.is_none())
+                    .nth(i)
+                    .map(|(index, _)| index);
+                if let Some(index) = index {
+                    outcomes[index] = Some(Err(e.into()));
+                }
+            }
+            Stopped::Batch(e) if retryable(&e) && retries < MAX_RETRIES => {
+                retries += 1;
+                tracing::warn!(error = %e, posts = pending.len(), retries, "post batch runs again");
+                // The transaction that won goes on meanwhile; a little jitter keeps two
+                // retrying writers from meeting again.
+                let pause = 5 + rand::random::<u64>() % (10 * u64::from(retries));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            Stopped::Batch(e) => {
+                tracing::warn!(error = %e, posts = pending.len(), "post batch failed");
+                let mut failed = all_failed(e.into(), pending.len()).into_iter();
+                for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+                    *slot = failed.next();
+                }
+                break;
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Err(StoreError::WriterGone)))
+        .collect()
+}
+
+/// A deadlock (40P01) or serialization failure (40001): running again may well succeed.
+fn retryable(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// Whether a statement's error is the post's own doing (bad data, a constraint, a trigger)
+/// rather than the transaction's or the connection's: SQLSTATE classes 08 (connection), 40
+/// (transaction rollback), 53 (resources), 57 (operator intervention), 58 (system) and XX
+/// (internal) are not; anything not from the database (I/O, pool) is not either.
+fn post_fault(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| !matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58" | "XX")))
+}
+
+/// One attempt at committing `jobs` in one PostgreSQL transaction.
+async fn postgres_attempt(
+    pool: &sqlx::PgPool,
+    jobs: &[&Job],
+    now: i64,
+) -> Result<Vec<PostOutcome>, Stopped> {
+    let mut tx = pool.begin().await.map_err(Stopped::Batch)?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        match postgres_post(&mut tx, &job.post, now).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(if post_fault(&e) {
+                    Stopped::Post(i, e)
+                } else {
+                    Stopped::Batch(e)
+                });
+            }
+        }
+    }
+    tx.commit().await.map_err(Stopped::Batch)?;
     Ok(outcomes)
 }
 
-/// PostgreSQL: one round trip per post. The UPDATE takes the room row's lock, held until
-/// commit, so posts to one room (from any instance) take their seqs in commit order. The
-/// statement reports what happened: posted, posted before (same client_id), or not a member.
-async fn commit_postgres(
-    pool: &sqlx::PgPool,
-    jobs: &[Job],
+/// One post (PostgreSQL). The UPDATE takes the room row's lock, held until commit, so posts to
+/// one room (from any instance) take their seqs in commit order. The statement reports what
+/// happened: posted, posted before (same client_id), or not a member.
+async fn postgres_post(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    post: &NewPost,
     now: i64,
-) -> Result<Vec<Result<PostOutcome>>> {
-    let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let post = &job.post;
-        let (bumped, inserted, earlier): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
-            "WITH earlier AS (SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $4), \
-             bump AS (UPDATE rooms SET last_seq = last_seq + 1, last_activity_at = $5 \
-                      WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM earlier) \
-                        AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2) \
-                      RETURNING last_seq), \
-             ins AS (INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
-                     SELECT $1, last_seq, $2, $3, $4, $5 FROM bump \
-                     ON CONFLICT DO NOTHING RETURNING seq) \
-             SELECT (SELECT last_seq FROM bump), (SELECT seq FROM ins), (SELECT seq FROM earlier)",
-        )
-        .bind(post.room_id)
-        .bind(post.user_id)
-        .bind(post.body.as_str())
-        .bind(&post.client_id)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let outcome = match (bumped, inserted, earlier) {
-            (Some(_), Some(seq), _) => posted(post, seq, now),
-            (_, _, Some(seq)) => PostOutcome::AlreadyPosted(seq),
-            (None, _, None) => PostOutcome::NotMember,
-            (Some(_), None, None) => {
-                // The same client_id was committed by another instance between our snapshot
-                // and the row lock. Give the seq back (we still hold the lock, so nobody took
-                // a later one) and answer with the earlier post.
-                sqlx::query("UPDATE rooms SET last_seq = last_seq - 1 WHERE id = $1")
-                    .bind(post.room_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query_scalar::<_, i64>(EARLIER_POST)
-                    .bind(post.room_id)
-                    .bind(post.user_id)
-                    .bind(&post.client_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map_or(PostOutcome::NotMember, PostOutcome::AlreadyPosted)
-            }
-        };
-        outcomes.push(Ok(outcome));
-    }
-    tx.commit().await?;
-    Ok(outcomes)
+) -> Result<PostOutcome, sqlx::Error> {
+    let (bumped, inserted, earlier): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+        "WITH earlier AS (SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $4), \
+         bump AS (UPDATE rooms SET last_seq = last_seq + 1, last_activity_at = $5 \
+                  WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM earlier) \
+                    AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2) \
+                  RETURNING last_seq), \
+         ins AS (INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
+                 SELECT $1, last_seq, $2, $3, $4, $5 FROM bump \
+                 ON CONFLICT DO NOTHING RETURNING seq) \
+         SELECT (SELECT last_seq FROM bump), (SELECT seq FROM ins), (SELECT seq FROM earlier)",
+    )
+    .bind(post.room_id)
+    .bind(post.user_id)
+    .bind(post.body.as_str())
+    .bind(&post.client_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(match (bumped, inserted, earlier) {
+        (Some(_), Some(seq), _) => posted(post, seq, now),
+        (_, _, Some(seq)) => PostOutcome::AlreadyPosted(seq),
+        (None, _, None) => PostOutcome::NotMember,
+        (Some(_), None, None) => {
+            // The same client_id was committed by another instance between our snapshot and
+            // the row lock. Give the seq back (we still hold the lock, so nobody took a later
+            // one) and answer with the earlier post.
+            sqlx::query("UPDATE rooms SET last_seq = last_seq - 1 WHERE id = $1")
+                .bind(post.room_id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query_scalar::<_, i64>(EARLIER_POST)
+                .bind(post.room_id)
+                .bind(post.user_id)
+                .bind(&post.client_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map_or(PostOutcome::NotMember, PostOutcome::AlreadyPosted)
+        }
+    })
 }
 
 impl super::Store {

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
-use crate::common::{Browser, Closed, Next, Socket, assert_exactly, seqs_in};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::common::{Browser, Closed, Next, Socket, assert_exactly, extract_attr, seqs_in};
 use crate::multi::{WAIT, pg};
-use crate::procs::{Caddy, Natter};
+use crate::procs::{Caddy, Natter, metric};
 
 /// Two natter processes on one PostgreSQL database behind Caddy.
 async fn two_upstreams() -> Option<(Caddy, Natter, Natter, std::sync::Arc<crate::common::TestDb>)> {
@@ -51,13 +53,21 @@ async fn pages_posting_and_sockets_work_through_caddy_with_two_upstreams() {
     for s in &mut sockets {
         assert_exactly(&s.seqs_until(20, WAIT).await, 1, 20);
     }
-    // Pages are compressed, assets cached for long.
+    // Pages are compressed; the content-hashed asset URLs they use are cached for a year.
     let page = ada
         .get_with(&format!("/rooms/{code}"), &[("accept-encoding", "gzip")])
         .await;
     assert_eq!(page.header("content-encoding"), Some("gzip"));
-    let css = Browser::new(&base).get("/assets/natter.css").await;
-    assert!(css.header("cache-control").is_some());
+    let plain = ada.get(&format!("/rooms/{code}")).await;
+    let hash = extract_attr(&plain.body, "/assets/natter.css?v=").expect("versioned CSS URL");
+    let css = Browser::new(&base)
+        .get(&format!("/assets/natter.css?v={hash}"))
+        .await;
+    assert_eq!(css.status, 200);
+    assert_eq!(
+        css.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
     assert!(
         page.header("strict-transport-security").is_none(),
         "no HSTS in the local variant"
@@ -72,11 +82,18 @@ async fn an_upstream_stopped_mid_conversation_loses_nothing() {
     let base = caddy.url();
     let ada = Browser::signed_in(&base, "ada@example.org", "ada").await;
     let code = ada.create_room("Rolling").await;
-    // Several sockets, spread by Caddy over both upstreams.
+    // Several sockets, spread by Caddy over both upstreams (least connections first).
     let mut sockets: Vec<Socket> = Vec::new();
     for _ in 0..6 {
         sockets.push(ada.socket(&code, Some(0)).await.unwrap());
     }
+    let on_one = metric(&format!("http://{}", one.addr()), "natter_sockets_open")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        on_one >= 1.0,
+        "some sockets are on the upstream about to stop"
+    );
     for i in 0..10 {
         ada.say(&code, &format!("before {i}")).await;
     }
@@ -97,9 +114,16 @@ async fn an_upstream_stopped_mid_conversation_loses_nothing() {
         futures_util::future::join_all(sockets.into_iter().map(|s| follow(&ada, &code, s, total)))
             .await;
     posting.await.unwrap();
-    for seqs in followed {
+    let mut closes = Vec::new();
+    for (seqs, closed) in followed {
         assert_exactly(&seqs, 1, total as i64);
+        closes.extend(closed);
     }
+    let restarts = closes.iter().filter(|c| **c == Closed::Code(1012)).count();
+    assert!(
+        restarts as f64 >= on_one,
+        "the {on_one} sockets on the stopped upstream were closed with 1012 and resumed: {closes:?}"
+    );
     assert!(
         one.exited(Duration::from_secs(10))
             .await
@@ -109,25 +133,39 @@ async fn an_upstream_stopped_mid_conversation_loses_nothing() {
 }
 
 /// Reads a socket as natter.js would: on a close, reconnect with `?after=` the last seq shown.
-async fn follow(b: &Browser, code: &str, mut socket: Socket, total: usize) -> Vec<i64> {
+/// Returns the seqs received and how the socket was closed along the way.
+async fn follow(
+    b: &Browser,
+    code: &str,
+    mut socket: Socket,
+    total: usize,
+) -> (Vec<i64>, Vec<Closed>) {
     let mut seqs: Vec<i64> = Vec::new();
+    let mut closes = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while seqs.len() < total && tokio::time::Instant::now() < deadline {
         match socket.next_event(Duration::from_secs(2)).await {
             Next::Text(frame) => seqs.extend(seqs_in(&frame)),
-            Next::Closed(_) => {
+            Next::Closed(how) => {
+                closes.push(how);
                 let after = seqs.last().copied().unwrap_or(0);
                 socket = loop {
                     match b.socket(code, Some(after)).await {
                         Ok(s) => break s,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        Err(refused) => {
+                            assert!(
+                                tokio::time::Instant::now() < deadline,
+                                "no reconnect within a minute (last: {refused:?})"
+                            );
+                            tokio::time::sleep(Duration::from_millis(100)).await
+                        }
                     }
                 };
             }
             Next::Quiet => {}
         }
     }
-    seqs
+    (seqs, closes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,4 +221,57 @@ async fn a_caddy_reload_closes_sockets_with_1001_and_they_resume() {
     ada.say(&code, "two").await;
     let mut socket = ada.socket(&code, Some(1)).await.unwrap();
     assert_exactly(&socket.seqs_until(1, WAIT).await, 2, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_keeps_metrics_in_and_leaves_socket_upgrades_uncompressed() {
+    if !Caddy::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/natter.db", dir.path().display());
+    let caddy_port = crate::procs::free_port();
+    let public = format!("http://127.0.0.1:{caddy_port}");
+    let natter = Natter::start(&db, &public, &[("NATTER_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let _caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, false).await;
+    // Scrapers read /metrics from natter's own port; the internet gets nothing there.
+    for path in ["/metrics", "/metrics/"] {
+        let answer = Browser::new(&public).get(path).await;
+        assert_eq!(answer.status, 404, "{path}: {answer:?}");
+    }
+    let direct = reqwest::get(format!("http://{}/metrics", natter.addr()))
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 200);
+
+    // Browsers offer compression on the upgrade request too.
+    let ada = Browser::signed_in(&public, "ada@example.org", "ada").await;
+    let code = ada.create_room("Upgrade").await;
+    let mut request = format!("ws://127.0.0.1:{caddy_port}/rooms/{code}/ws?after=0")
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", ada.cookie_header().parse().unwrap());
+    headers.insert("origin", public.parse().unwrap());
+    headers.insert(
+        "accept-encoding",
+        "gzip, deflate, br, zstd".parse().unwrap(),
+    );
+    let (ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the upgrade goes through");
+    assert_eq!(response.status(), 101);
+    assert_eq!(
+        response.headers().get("content-encoding"),
+        None,
+        "{:?}",
+        response.headers()
+    );
+    let mut socket = Socket {
+        ws,
+        frames: Vec::new(),
+    };
+    assert!(socket.wait_for("id=\"members\"", WAIT).await);
+    ada.say(&code, "through caddy").await;
+    assert_exactly(&socket.seqs_until(1, WAIT).await, 1, 1);
 }

@@ -7,5 +7,7 @@ mod common;
 
 mod caddy;
 mod multi;
+mod observe;
 mod procs;
 mod resilience;
+mod writer;

@@ -5,7 +5,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{Backend, Browser, Closed, SocketRefused, TestApp, TestDb, assert_exactly};
+use crate::common::{
+    Backend, Browser, Closed, SocketRefused, TestApp, TestDb, assert_exactly, eventually,
+};
+use crate::procs::metric;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -60,6 +63,15 @@ async fn messages_posted_on_either_instance_reach_every_client_once_in_order() {
             &socket.seqs_until(2 * per_side, WAIT).await,
             1,
             2 * per_side as i64,
+        );
+    }
+    // They came by notification (the poll alone would deliver them too, only later).
+    for app in [&a, &b] {
+        let heard = metric(&app.base, "natter_notifications_received_total").await;
+        assert!(
+            heard.is_some_and(|n| n > 0.0),
+            "{} heard of the other's posts by notification: {heard:?}",
+            app.base
         );
     }
 
@@ -192,23 +204,65 @@ async fn messages_still_arrive_after_the_listener_connection_is_killed() {
         unreachable!()
     };
     let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
-    )
-    .bind(name)
-    .fetch_all(&admin)
-    .await
-    .unwrap();
-    assert!(
-        killed.len() >= 2,
-        "both instances' listeners were found and killed: {killed:?}"
-    );
+    let listeners = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
+             AND application_name = 'natter listener' AND query ILIKE 'LISTEN%'",
+        )
+        .bind(name)
+        .fetch_all(&admin)
+        .await
+        .unwrap()
+    };
+    let before = listeners().await;
+    assert_eq!(before.len(), 2, "one listener per instance: {before:?}");
+    for pid in &before {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
     for i in 0..10 {
         ada.say(&code, &format!("during {i}")).await;
     }
+    // Both listen again, on new connections, and say so.
+    for app in [&a, &b] {
+        assert!(
+            eventually(WAIT, || async {
+                metric(&app.base, "natter_listener_reconnects_total")
+                    .await
+                    .is_some_and(|n| n >= 1.0)
+            })
+            .await,
+            "{} counted its listener's reconnect",
+            app.base
+        );
+    }
+    assert!(
+        eventually(WAIT, || async {
+            let now = listeners().await;
+            now.len() == 2 && now.iter().all(|pid| !before.contains(pid))
+        })
+        .await,
+        "two new LISTEN connections"
+    );
     assert_exactly(&socket.seqs_until(11, WAIT).await, 1, 11);
+    // After the reconnect, news comes by notification again, not only by the poll.
+    let heard = metric(&b.base, "natter_notifications_received_total")
+        .await
+        .unwrap_or(0.0);
     ada.say(&code, "after").await;
     assert_exactly(&socket.seqs_until(12, WAIT).await, 1, 12);
+    assert!(
+        eventually(WAIT, || async {
+            metric(&b.base, "natter_notifications_received_total")
+                .await
+                .is_some_and(|n| n > heard)
+        })
+        .await,
+        "B heard of the post by notification"
+    );
     admin.close().await;
 }
 
@@ -314,12 +368,71 @@ async fn an_instance_opens_at_most_natter_db_pool_connections() {
         "{answers:?}"
     );
     let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
-    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
-        .bind(name)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
-    // The pool's two and the listener's one.
-    assert!(open <= 3, "{open} connections open");
+    let open: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = $1 \
+         GROUP BY application_name",
+    )
+    .bind(name)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    let count = |app: &str| open.iter().find(|(a, _)| a == app).map_or(0, |(_, n)| *n);
+    // The pool's two, and the listener's own one beside them (not one of the two).
+    assert_eq!(count("natter listener"), 1, "{open:?}");
+    assert!(count("natter") <= 2, "{open:?}");
+    assert_eq!(open.len(), 2, "nothing else connected: {open:?}");
     admin.close().await;
+}
+
+/// Posts `n` messages into `code` as fast as they go (one CSRF token for all); returns each
+/// post's status.
+async fn post_burst(who: &Browser, code: &str, tag: &str, n: usize) -> Vec<u16> {
+    let csrf = who.csrf_from(&format!("/rooms/{code}")).await;
+    let mut statuses = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = format!("{tag} {i}");
+        let client_id = format!("{:032x}", rand::random::<u128>());
+        let r = who
+            .post(
+                &format!("/rooms/{code}/messages"),
+                &[("body", &body), ("client_id", &client_id), ("csrf", &csrf)],
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_into_two_rooms_from_two_instances_never_deadlock() {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, FAST).await;
+    let b = TestApp::start_on(db.clone(), None, FAST).await;
+    let ada = a.signed_in("ada@example.org", "ada").await;
+    let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
+    let rooms = [ada.create_room("One").await, ada.create_room("Two").await];
+    for code in &rooms {
+        bob.join(code).await;
+    }
+    let mut sockets = Vec::new();
+    for code in &rooms {
+        sockets.push(ada.socket(code, Some(0)).await.unwrap());
+        sockets.push(bob.socket(code, Some(0)).await.unwrap());
+    }
+    // Each instance's writer batches posts for both rooms together, in whatever order they
+    // arrive: A may lock room one then room two while B locks two then one. Several posters per
+    // room and instance keep both rooms in most batches.
+    let (posters, per_poster) = (6, 15);
+    let bursts = (0..posters).flat_map(|_| {
+        let (ada, bob, rooms) = (&ada, &bob, &rooms);
+        [(ada, 0), (ada, 1), (bob, 0), (bob, 1)]
+            .map(move |(who, room)| post_burst(who, &rooms[room], "burst", per_poster))
+    });
+    for statuses in futures_util::future::join_all(bursts).await {
+        assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
+    }
+    let per_room = 2 * posters * per_poster;
+    for socket in &mut sockets {
+        assert_exactly(&socket.seqs_until(per_room, WAIT).await, 1, per_room as i64);
+    }
 }

@@ -44,6 +44,19 @@ pub async fn wait_ready(url: &str, within: Duration) -> bool {
     false
 }
 
+/// The value of one `/metrics` series (name with labels, e.g.
+/// `natter_http_responses_total{status="200"}`) at `base`, or `None` if it is absent.
+pub async fn metric(base: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// A natter process.
 pub struct Natter {
     pub child: Child,
@@ -61,6 +74,27 @@ impl Natter {
         database_url: &str,
         public_url: &str,
         extra: &[(&str, &str)],
+    ) -> Natter {
+        Self::spawn(port, database_url, public_url, extra, None).await
+    }
+
+    /// Starts the binary with JSON logs at `info` written to `log`.
+    pub async fn start_logging(
+        port: u16,
+        database_url: &str,
+        public_url: &str,
+        log: std::path::PathBuf,
+    ) -> Natter {
+        let settings = [("NATTER_LOG_FORMAT", "json"), ("NATTER_LOG", "info")];
+        Self::spawn(port, database_url, public_url, &settings, Some(log)).await
+    }
+
+    async fn spawn(
+        port: u16,
+        database_url: &str,
+        public_url: &str,
+        extra: &[(&str, &str)],
+        log: Option<std::path::PathBuf>,
     ) -> Natter {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
         cmd.env_clear()
@@ -84,6 +118,10 @@ impl Natter {
             });
         for (k, v) in extra {
             cmd.env(k, v);
+        }
+        if let Some(log) = &log {
+            // tracing writes its lines to standard output.
+            cmd.stdout(std::fs::File::create(log).expect("log file"));
         }
         let child = cmd.spawn().expect("natter binary starts");
         let natter = Natter { child, port };
@@ -206,19 +244,39 @@ impl Caddy {
             })
             .spawn()
             .expect("caddy starts");
-        let caddy = Caddy {
+        let mut caddy = Caddy {
             child,
             port,
             admin,
             _dir: dir,
         };
+        let up = wait_ready(
+            &format!("{}/healthz", caddy.url_for(https)),
+            Duration::from_secs(30),
+        )
+        .await;
         assert!(
-            wait_ready(
-                &format!("{}/healthz", caddy.url_for(https)),
-                Duration::from_secs(30)
-            )
-            .await,
-            "caddy did not come up"
+            up,
+            "caddy did not come up on {port} (exited: {:?}; with NATTER_TEST_LOG set its log shows why)",
+            caddy.child.try_wait()
+        );
+        // `free_port` only finds a port free for a moment: make sure it is Caddy that answers
+        // there, not another test's process that took the port first.
+        let healthz = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap()
+            .get(format!("{}/healthz", caddy.url_for(https)))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            healthz
+                .headers()
+                .get("server")
+                .is_some_and(|s| s == "Caddy")
+                && caddy.child.try_wait().is_ok_and(|exited| exited.is_none()),
+            "port {port} is answered by something other than this Caddy"
         );
         caddy
     }

@@ -1,0 +1,119 @@
+//! What an operator watches: `/metrics` and the logs.
+
+use crate::common::{Backend, Browser, TestApp, assert_exactly, eventually};
+use crate::multi::WAIT;
+use crate::procs::{Natter, metric};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_sockets_posts_deliveries_latency_and_responses_by_status() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let ada = app.signed_in("ada@example.org", "ada").await;
+    let code = ada.create_room("Watched").await;
+    let mut socket = ada.socket(&code, Some(0)).await.unwrap();
+    for i in 0..3 {
+        ada.say(&code, &format!("counted {i}")).await;
+    }
+    assert_exactly(&socket.seqs_until(3, WAIT).await, 1, 3);
+    assert_eq!(ada.get("/rooms/ZZZZ-ZZZZ").await.status, 404);
+    let m = |series: &'static str| metric(&app.base, series);
+    assert_eq!(m("natter_sockets_open").await, Some(1.0));
+    assert_eq!(m("natter_socket_upgrades_total").await, Some(1.0));
+    assert_eq!(m("natter_messages_posted_total").await, Some(3.0));
+    // A frame is counted as it leaves; the socket may read it a moment before.
+    for series in [
+        "natter_deliveries_total",
+        "natter_delivery_latency_seconds_count",
+        "natter_delivery_latency_seconds_bucket{le=\"+Inf\"}",
+    ] {
+        assert!(
+            eventually(WAIT, || async { m(series).await == Some(3.0) }).await,
+            "{series}: {:?}",
+            m(series).await
+        );
+    }
+    assert!(m("natter_delivery_latency_seconds_sum").await > Some(0.0));
+    assert!(m("natter_resyncs_total").await.is_some());
+    for (status, at_least) in [("101", 1.0), ("200", 1.0), ("303", 3.0), ("404", 1.0)] {
+        let series = format!("natter_http_responses_total{{status=\"{status}\"}}");
+        let n = metric(&app.base, &series).await;
+        assert!(n >= Some(at_least), "{series}: {n:?}");
+    }
+}
+
+/// The log's JSON lines that carry request id `id`.
+fn lines_of(log: &str, id: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["span"]["id"] == id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_on_every_line_a_request_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/natter.db", dir.path().display());
+    let log = dir.path().join("natter.log");
+    let port = crate::procs::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _natter = Natter::start_logging(port, &db, &base, log.clone()).await;
+    let ada = Browser::signed_in(&base, "ada@example.org", "ada").await;
+    let created = ada
+        .post_form("/home", "/rooms", &[("name", "Logged")])
+        .await;
+    assert_eq!(created.status, 303);
+    let code = created.location().trim_start_matches("/rooms/").to_string();
+    let id = created.header("x-request-id").unwrap().to_string();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(WAIT, || async {
+            let lines = lines_of(&read(), &id);
+            let said = |m: &str| lines.iter().any(|l| l["message"] == m);
+            said("room created") && said("request")
+        })
+        .await,
+        "the handler's line and the request line both carry {id}:\n{}",
+        read()
+    );
+    let everything = read();
+    let not_json: Vec<&str> = everything
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    assert!(not_json.is_empty(), "every line is JSON: {not_json:?}");
+
+    // A post the database refuses: the writer's report of it is in the poster's request.
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
+    let refused = ada
+        .post(
+            &format!("/rooms/{code}/messages"),
+            &[("body", "poison"), ("client_id", "poison"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused.body.contains("poison"),
+        "the text stays in the composer"
+    );
+    let id = refused.header("x-request-id").unwrap().to_string();
+    assert!(
+        eventually(WAIT, || async {
+            lines_of(&read(), &id)
+                .iter()
+                .any(|l| l["message"] == "post not stored" && l["level"] == "ERROR")
+        })
+        .await,
+        "the writer's error carries {id}:\n{}",
+        read()
+    );
+}

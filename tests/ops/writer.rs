@@ -1,0 +1,74 @@
+//! The post writer's batches: one failing post does not take the others with it.
+
+use crate::both;
+use crate::common::TestDb;
+
+/// Makes the database refuse any message whose body is `poison`, as a constraint or trigger
+/// of an operator's might: a failure that belongs to one post alone.
+async fn poison(db: &TestDb) {
+    match db {
+        TestDb::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+            sqlx::query(
+                "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        TestDb::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query("ALTER TABLE messages ADD CONSTRAINT poison CHECK (body <> 'poison')")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+both! {
+    async fn a_post_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = ada.create_room("Batch").await;
+        let store = &app.state.store;
+        let room = store
+            .room_by_code(natter::domain::RoomCode::parse(&code).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let user_id = store.members(room.id).await.unwrap()[0].user_id;
+        poison(&app.db).await;
+        let post = |body: &str| natter::store::NewPost {
+            room_id: room.id,
+            user_id,
+            author: "ada".into(),
+            body: natter::domain::MessageBody::parse(body).unwrap(),
+            client_id: None,
+        };
+        // Submitted together, so they share the writer's batches (all but the first or so
+        // arrive while it commits).
+        let bodies: Vec<String> = (0..20)
+            .map(|i| if i == 10 { "poison".into() } else { format!("fine {i}") })
+            .collect();
+        let outcomes =
+            futures_util::future::join_all(bodies.iter().map(|b| store.post_message(post(b))))
+                .await;
+        let mut seqs = Vec::new();
+        for (body, outcome) in bodies.iter().zip(outcomes) {
+            match (body.as_str(), outcome) {
+                ("poison", Err(_)) => {}
+                ("poison", Ok(o)) => panic!("the refused post was answered {o:?}"),
+                (_, Ok(natter::store::PostOutcome::Posted(m))) => seqs.push(m.seq),
+                (body, other) => panic!("{body}: {other:?}"),
+            }
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=19).collect::<Vec<i64>>(), "the refused post took no seq");
+        let stored = store.messages_between(room.id, 0, 100, 100).await.unwrap();
+        assert_eq!(stored.len(), 19);
+        assert!(stored.iter().all(|m| m.body != "poison"));
+    }
+}
