@@ -173,3 +173,54 @@ async fn a_caddy_reload_closes_sockets_and_pages_resume_exactly() {
     ada.quit().await;
     bob.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_signed_out_or_out_of_the_room_while_away_stop_knocking_and_say_so() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let Some((ada, bob)) = Chrome::pair(&app.base, Js::On).await else {
+        return;
+    };
+    let code = two_in_a_room(&ada, &bob).await;
+    let (db, port) = (app.db.clone(), app.addr.port());
+    app.stop().await.expect("natter stops");
+    for c in [&ada, &bob] {
+        c.wait_until("reconnecting… while natter is down", RECONNECTING, vec![])
+            .await;
+    }
+    // While the pages' natter is away, ada signs out everywhere and bob leaves the room,
+    // through another natter on the same database: no socket is there to be closed.
+    let elsewhere = TestApp::start_on(db.clone(), None, &[]).await;
+    let ada_elsewhere = Browser::new(&elsewhere.base);
+    ada_elsewhere.dev_sign_in("ada@example.org").await;
+    let r = ada_elsewhere
+        .post_form("/profile", "/auth/logout/everywhere", &[])
+        .await;
+    assert_eq!(r.status, 303);
+    let bob_elsewhere = Browser::new(&elsewhere.base);
+    bob_elsewhere.dev_sign_in("bob@example.org").await;
+    let r = bob_elsewhere
+        .post_form(
+            &format!("/rooms/{code}"),
+            &format!("/rooms/{code}/leave"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    elsewhere.stop().await.expect("the other natter stops");
+
+    // Back on their port, the upgrades are refused (401, 404), which a page only sees as
+    // failed connections: it asks the page itself and lands where that sends it.
+    let _app = TestApp::start_on(db, Some(port), &[]).await;
+    ada.wait_until("the sign-in page, to come back to the room", "location.pathname === '/' && location.search.includes('next=')", vec![]).await;
+    assert!(ada.exists("#dev-email").await, "the sign-in page");
+    bob.wait_until(
+        "the room's not-found page",
+        "document.title.includes('Not found') || document.body.textContent.includes('Not found')",
+        vec![],
+    )
+    .await;
+    ada.quit().await;
+    bob.quit().await;
+}
