@@ -173,7 +173,8 @@ fn main() -> ExitCode {
     if options.pin {
         server::pin_self(1);
     }
-    // One worker thread: the generator gets one core, like the server.
+    // One worker thread (posting has a thread of its own, scenarios::post_at_rate, pinned
+    // with it): the generator gets one core, like the server.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
