@@ -14,9 +14,11 @@ mod report;
 mod scenarios;
 mod server;
 
-use std::{process::ExitCode, time::Duration};
+use std::{io::Write, process::ExitCode, time::Duration};
 
-/// Options shared by every scenario.
+/// The command line. Each knob is `None` unless given: every scenario has defaults of its own
+/// (`--members` is 190 for fan-out and 10,000 for the big room), and any value can be asked
+/// for explicitly.
 #[derive(Clone, Debug)]
 pub struct Options {
     pub scenario: String,
@@ -28,44 +30,65 @@ pub struct Options {
     pub target: Option<String>,
     pub json: Option<String>,
     /// How long the measured phase runs.
-    pub duration: Duration,
-    /// Scenario-specific knobs.
+    pub duration: Option<Duration>,
+    /// Offered delivery rate (per second) for saturation.
     pub rate: Option<f64>,
-    pub rooms: usize,
-    pub members: usize,
-    pub sockets: usize,
-    pub concurrency: usize,
+    pub rooms: Option<usize>,
+    pub members: Option<usize>,
+    pub sockets: Option<usize>,
+    pub concurrency: Option<usize>,
+    /// How many posts the big-room and cross-instance scenarios send.
+    pub posts: Option<usize>,
     /// Offered delivery rates (per second) for the fan-out sweep.
-    pub rates: Vec<f64>,
+    pub rates: Option<Vec<f64>>,
     pub pin: bool,
 }
 
 const HELP: &str = "natter-load <scenario> [options]
 
-scenarios:
-  idle         hold sockets open; server RSS per socket          (--sockets 19000)
-  handshakes   signed-in socket upgrades per second               (--sockets 19000 --concurrency 64)
-  fanout       rooms x members sockets, posts at fixed rates      (--rooms 100 --members 190 --rates 20000,60000,80000,100000)
-  bigroom      one room of many members, one post, delivery p99   (--members 10000)
-  saturation   offer 2x a delivery rate for a while, then check every client has everything
-                                                                 (--rate 232000 --duration 30)
-  durable      posts/s through the form POST path, nobody listening (--members 1000 --rooms 100 --concurrency 128)
-  pages        room pages/s (5 members, 50 messages), 32 connections (--concurrency 32)
-  cross        two instances on PostgreSQL: post on A, receive on B, latency percentiles
+scenarios, with the knobs each reads and their defaults:
+  idle         hold sockets open: server RSS per socket, CPU to open and to hold them
+                 --sockets 19000 --rooms 100 --duration 10 (how long they are held)
+  handshakes   signed-in socket upgrades per second
+                 --sockets 19000 --rooms 100 --concurrency 64
+  fanout       rooms x members sockets, posts at each offered delivery rate in turn;
+               capacity by a lenient and a strict criterion
+                 --rooms 100 --members 190 --rates 20000,60000,80000,100000,120000
+                 --duration 10 (per rate)
+  bigroom      one room, posts one at a time: each post's delivery p50/p99/max
+                 --members 10000 --posts 10
+  saturation   offer a delivery rate (2x fan-out's lenient capacity) for a while, then
+               check that every client holds its room's full history within 30 s
+                 --rooms 100 --members 190 --rate 232000 --duration 30
+  durable      posts/s through the form POST path, nobody listening
+                 --members 1000 --rooms 100 --concurrency 128 (posting workers)
+                 --duration 10
+  pages        room pages/s (5 members, 50 messages) with wrk if installed, else built in
+                 --concurrency 32 (connections) --duration 10
+  cross        two instances on PostgreSQL: post on A, receive on B, one post at a time
+                 --posts 3000
 
 options:
   --db sqlite|postgres     database for the server natter-load starts (default sqlite)
-  --postgres-url URL       admin URL for --db postgres (default postgres://postgres@127.0.0.1:5432/postgres)
-  --target URL             use a running natter instead of starting one
+  --postgres-url URL       admin URL for --db postgres and cross
+                           (default postgres://postgres@127.0.0.1:5432/postgres)
+  --target URL             use a running natter instead of starting one (no server CPU,
+                           RSS or stored-posts checks then)
   --json FILE              also write the results as JSON
-  --duration SECONDS       measured phase length (default 10)
-  --no-pin                 do not pin server and generator to CPUs 0 and 1";
+  --duration SECONDS       measured phase length
+  --concurrency N          socket handshakes in flight while opening sockets (default 64)
+  --no-pin                 do not pin server and generator to CPUs 0 and 1
 
-fn parse_args() -> Result<Options, String> {
+Every scenario reports both sides' CPU. A failed correctness check (an acknowledged post
+not stored, a post that missed a member, a client without its history, a crashed server,
+a closed idle socket) makes natter-load exit with status 1; a missed speed target does not.";
+
+/// `None` when help was asked for.
+fn parse_args() -> Result<Option<Options>, String> {
     let mut args = std::env::args().skip(1);
     let scenario = args.next().ok_or(HELP)?;
     if scenario == "-h" || scenario == "--help" {
-        return Err(HELP.into());
+        return Ok(None);
     }
     let mut o = Options {
         scenario,
@@ -73,36 +96,38 @@ fn parse_args() -> Result<Options, String> {
         postgres_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
         target: None,
         json: None,
-        duration: Duration::from_secs(10),
+        duration: None,
         rate: None,
-        rooms: 100,
-        members: 190,
-        sockets: 19_000,
-        concurrency: 64,
-        rates: vec![20_000.0, 60_000.0, 80_000.0, 100_000.0, 120_000.0],
+        rooms: None,
+        members: None,
+        sockets: None,
+        concurrency: None,
+        posts: None,
+        rates: None,
         pin: true,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
             "--db" => o.db = value()?,
             "--postgres-url" => o.postgres_url = value()?,
             "--target" => o.target = Some(value()?),
             "--json" => o.json = Some(value()?),
-            "--duration" => {
-                o.duration =
-                    Duration::from_secs_f64(value()?.parse().map_err(|_| "bad --duration")?)
-            }
-            "--rate" => o.rate = Some(value()?.parse().map_err(|_| "bad --rate")?),
-            "--rooms" => o.rooms = value()?.parse().map_err(|_| "bad --rooms")?,
-            "--members" => o.members = value()?.parse().map_err(|_| "bad --members")?,
-            "--sockets" => o.sockets = value()?.parse().map_err(|_| "bad --sockets")?,
-            "--concurrency" => o.concurrency = value()?.parse().map_err(|_| "bad --concurrency")?,
+            "--duration" => o.duration = Some(Duration::from_secs_f64(positive(&flag, &value()?)?)),
+            "--rate" => o.rate = Some(positive(&flag, &value()?)?),
+            "--rooms" => o.rooms = Some(count(&flag, &value()?)?),
+            "--members" => o.members = Some(count(&flag, &value()?)?),
+            "--sockets" => o.sockets = Some(count(&flag, &value()?)?),
+            "--concurrency" => o.concurrency = Some(count(&flag, &value()?)?),
+            "--posts" => o.posts = Some(count(&flag, &value()?)?),
             "--rates" => {
-                o.rates = value()?
-                    .split(',')
-                    .map(|r| r.trim().parse::<f64>().map_err(|_| "bad --rates"))
-                    .collect::<Result<_, _>>()?
+                o.rates = Some(
+                    value()?
+                        .split(',')
+                        .map(|r| positive(&flag, r.trim()))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             "--no-pin" => o.pin = false,
             other => return Err(format!("unknown option {other}\n\n{HELP}")),
@@ -111,12 +136,35 @@ fn parse_args() -> Result<Options, String> {
     if o.db != "sqlite" && o.db != "postgres" {
         return Err("--db is sqlite or postgres".into());
     }
-    Ok(o)
+    Ok(Some(o))
+}
+
+/// A number above zero (rates, seconds).
+fn positive(flag: &str, text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{flag} takes a number above 0, not {text:?}")),
+    }
+}
+
+/// A whole number of at least one (rooms, members, sockets, posts).
+fn count(flag: &str, text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "{flag} takes a whole number of at least 1, not {text:?}"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
     let options = match parse_args() {
-        Ok(o) => o,
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            // Not println!: `natter-load --help | head` must not panic on the closed pipe.
+            let _ = writeln!(std::io::stdout(), "{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
@@ -125,7 +173,8 @@ fn main() -> ExitCode {
     if options.pin {
         server::pin_self(1);
     }
-    // One worker thread: the generator gets one core, like the server.
+    // One worker thread (posting has a thread of its own, scenarios::post_at_rate, pinned
+    // with it): the generator gets one core, like the server.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -3,10 +3,10 @@
 
 use std::{
     process::{Child, Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use crate::Options;
+use crate::{Options, report::Cpu};
 
 /// Pins this process to `cpu` (best effort: needs `taskset`).
 pub fn pin_self(cpu: usize) {
@@ -267,14 +267,24 @@ async fn create_pg_database(admin: &str) -> Result<(String, String), String> {
 
 /// CPU time (user + system) of a process.
 pub fn cpu_of(pid: u32) -> Option<Duration> {
+    stat_ticks(pid, 11).map(ticks)
+}
+
+/// Fields of `/proc/<pid>/stat`, counted after the command name, summed: user and system
+/// time at 11 and 12, those of waited-for children at 13 and 14.
+fn stat_ticks(pid: u32, first: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    // Clock ticks are 100 per second on Linux.
-    Some(Duration::from_millis((utime + stime) * 10))
+    let user: u64 = fields.get(first)?.parse().ok()?;
+    let system: u64 = fields.get(first + 1)?.parse().ok()?;
+    Some(user + system)
+}
+
+/// Clock ticks are 100 per second on Linux: readings are good to 10 ms.
+fn ticks(n: u64) -> Duration {
+    Duration::from_millis(n * 10)
 }
 
 /// Resident memory of a process, in bytes.
@@ -285,7 +295,38 @@ pub fn rss_of(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// This process's CPU time.
+/// This process's CPU time, and that of children it has waited for (`wrk`).
 pub fn own_cpu() -> Option<Duration> {
-    cpu_of(std::process::id())
+    let me = std::process::id();
+    Some(ticks(stat_ticks(me, 11)? + stat_ticks(me, 13)?))
+}
+
+/// Both sides' CPU readings at the start of a phase.
+pub struct Meter {
+    pid: Option<u32>,
+    server: Option<Duration>,
+    generator: Option<Duration>,
+    started: Instant,
+}
+
+impl Meter {
+    pub fn start(server: &Server) -> Self {
+        Self {
+            pid: server.pid,
+            server: server.cpu(),
+            generator: own_cpu(),
+            started: Instant::now(),
+        }
+    }
+
+    /// What each side used since the start.
+    pub fn read(&self) -> Cpu {
+        let since =
+            |now: Option<Duration>, then: Option<Duration>| Some(now?.saturating_sub(then?));
+        Cpu {
+            server: since(self.pid.and_then(cpu_of), self.server),
+            generator: since(own_cpu(), self.generator),
+            wall: self.started.elapsed(),
+        }
+    }
 }
