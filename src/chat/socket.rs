@@ -410,6 +410,9 @@ impl Live {
         hub: &super::Hub,
     ) -> End {
         let shutdown = self.state.shutdown.clone();
+        // Registered once, not once per event: a busy room wakes this loop for every message.
+        let restarting = shutdown.cancelled();
+        tokio::pin!(restarting);
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut heard = Instant::now();
@@ -418,8 +421,13 @@ impl Live {
         loop {
             let event = match held.take() {
                 Some(event) => event,
+                // In this order, and the hub before the client: a wake-up for a message sends
+                // it without first polling the connection and the ping timer. While messages
+                // keep coming the client is read only once they pause; it has nothing to say
+                // but pongs and a close, and a write to a client gone fails on its own.
                 None => tokio::select! {
-                    _ = shutdown.cancelled() => return End::Close(close::RESTART, "server restarting"),
+                    biased;
+                    _ = &mut restarting => return End::Close(close::RESTART, "server restarting"),
                     code = &mut *kicked => {
                         return match code {
                             Ok(close::SIGNED_OUT) => End::Close(close::SIGNED_OUT, "signed out"),

@@ -213,7 +213,12 @@ async fn pages_signed_out_or_out_of_the_room_while_away_stop_knocking_and_say_so
     // Back on their port, the upgrades are refused (401, 404), which a page only sees as
     // failed connections: it asks the page itself and lands where that sends it.
     let _app = TestApp::start_on(db, Some(port), &[]).await;
-    ada.wait_until("the sign-in page, to come back to the room", "location.pathname === '/' && location.search.includes('next=')", vec![]).await;
+    ada.wait_until(
+        "the sign-in page, to come back to the room",
+        "location.pathname === '/' && location.search.includes('next=')",
+        vec![],
+    )
+    .await;
     assert!(ada.exists("#dev-email").await, "the sign-in page");
     bob.wait_until(
         "the room's not-found page",
