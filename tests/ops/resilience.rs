@@ -85,6 +85,12 @@ async fn sigterm_closes_sockets_with_1012_finishes_requests_in_flight_and_exits_
     let probe = Browser::new(&base);
     assert_eq!(probe.get("/healthz").await.status, 503);
     assert_eq!(probe.get("/").await.status, 200);
+    // A socket opened now would be closed at once: it is refused, and the page retries
+    // (behind Caddy, on another instance).
+    assert_eq!(
+        ada.socket(&code, Some(0)).await.err(),
+        Some(crate::common::SocketRefused(503))
+    );
     // Once the drain is over the port is closed; the request in flight is still answered.
     assert!(
         eventually(Duration::from_secs(15), || async {
