@@ -19,6 +19,34 @@ pub async fn pg() -> Option<Arc<TestDb>> {
 
 pub const FAST: &[(&str, &str)] = &[("NATTER_LIMIT_POSTS", "100000/1s")];
 
+/// Two instances on one database: ada, signed in on A, made a room that bob, on B, joined.
+pub struct TwoInstances {
+    pub a: TestApp,
+    pub b: TestApp,
+    pub ada: Browser,
+    pub bob: Browser,
+    pub code: String,
+}
+
+impl TwoInstances {
+    /// `a_settings` configure instance A (B runs with the defaults).
+    pub async fn start(db: &Arc<TestDb>, room: &str, a_settings: &[(&str, &str)]) -> Self {
+        let a = TestApp::start_on(db.clone(), None, a_settings).await;
+        let b = TestApp::start_on(db.clone(), None, &[]).await;
+        let ada = a.signed_in("ada@example.org", "ada").await;
+        let code = ada.create_room(room).await;
+        let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
+        bob.join(&code).await;
+        Self {
+            a,
+            b,
+            ada,
+            bob,
+            code,
+        }
+    }
+}
+
 /// Posts `n` messages with small random pauses, so two sides interleave.
 async fn post_side(who: &Browser, code: &str, tag: &str, n: usize) {
     for i in 0..n {
@@ -99,12 +127,13 @@ async fn messages_posted_on_either_instance_reach_every_client_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_joins_and_leaves_cross_instances() {
     let Some(db) = pg().await else { return };
-    let a = TestApp::start_on(db.clone(), None, &[]).await;
-    let b = TestApp::start_on(db.clone(), None, &[]).await;
-    let ada = a.signed_in("ada@example.org", "ada").await;
-    let code = ada.create_room("Presence").await;
-    let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
-    bob.join(&code).await;
+    let TwoInstances {
+        a,
+        b,
+        ada,
+        bob,
+        code,
+    } = TwoInstances::start(&db, "Presence", &[]).await;
     let mut ada_socket = ada.socket(&code, Some(0)).await.unwrap();
     assert!(ada_socket.wait_for("1 online · 2 members", WAIT).await);
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{Browser, Closed, TestApp, TestDb, assert_exactly, eventually};
-use crate::multi::{FAST, WAIT, pg};
+use crate::multi::{FAST, TwoInstances, WAIT, pg};
 use crate::procs::{DbProxy, Natter, metric};
 
 /// A POST whose headers and first half of its body are sent, the rest held back: a request in
@@ -183,12 +183,13 @@ async fn presence_counts_while_an_instances_heartbeat_is_younger_than_a_minute()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swept_instance_records_its_people_again_when_it_beats_again() {
     let Some(db) = pg().await else { return };
-    let a = TestApp::start_on(db.clone(), None, &[]).await;
-    let b = TestApp::start_on(db.clone(), None, &[]).await;
-    let ada = a.signed_in("ada@example.org", "ada").await;
-    let code = ada.create_room("Swept").await;
-    let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
-    bob.join(&code).await;
+    let TwoInstances {
+        a,
+        b: _b,
+        bob,
+        code,
+        ..
+    } = TwoInstances::start(&db, "Swept", &[]).await;
     let mut bob_socket = bob.socket(&code, Some(0)).await.unwrap();
     assert!(bob_socket.wait_for("1 online · 2 members", WAIT).await);
     let room = a
@@ -302,12 +303,13 @@ async fn leaves_and_sign_outs_missed_while_the_listener_was_cut_off_close_socket
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_taken_while_draining_reach_other_instances_by_notification() {
     let Some(db) = pg().await else { return };
-    let a = TestApp::start_on(db.clone(), None, &[("NATTER_DRAIN", "5s")]).await;
-    let b = TestApp::start_on(db.clone(), None, &[]).await;
-    let ada = a.signed_in("ada@example.org", "ada").await;
-    let code = ada.create_room("Draining").await;
-    let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
-    bob.join(&code).await;
+    let TwoInstances {
+        a,
+        b,
+        ada,
+        bob,
+        code,
+    } = TwoInstances::start(&db, "Draining", &[("NATTER_DRAIN", "5s")]).await;
     let mut socket = bob.socket(&code, Some(0)).await.unwrap();
     ada.say(&code, "before").await;
     assert_exactly(&socket.seqs_until(1, WAIT).await, 1, 1);
