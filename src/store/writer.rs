@@ -269,38 +269,20 @@ async fn commit_postgres(pool: &sqlx::PgPool, jobs: &[Job], now: i64) -> Vec<Res
     let mut outcomes: Vec<Option<Result<PostOutcome>>> = jobs.iter().map(|_| None).collect();
     let mut retries = 0;
     loop {
-        let pending: Vec<&Job> = jobs
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| o.is_none())
-            .map(|(job, _)| job)
-            .collect();
+        // The posts not answered yet, by index into `jobs`.
+        let pending: Vec<usize> = (0..jobs.len()).filter(|&i| outcomes[i].is_none()).collect();
         if pending.is_empty() {
             break;
         }
-        let stopped = match postgres_attempt(pool, &pending, now).await {
+        let attempt: Vec<&Job> = pending.iter().map(|&i| &jobs[i]).collect();
+        match postgres_attempt(pool, &attempt, now).await {
             Ok(done) => {
-                let mut done = done.into_iter();
-                for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
-                    *slot = done.next().map(Ok);
-                }
-                break;
-            }
-            Err(stopped) => stopped,
-        };
-        match stopped {
-            Stopped::Post(i, e) => {
-                let index = outcomes
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| o.is_none())
-                    .nth(i)
-                    .map(|(index, _)| index);
-                if let Some(index) = index {
-                    outcomes[index] = Some(Err(e.into()));
+                for (i, outcome) in pending.into_iter().zip(done) {
+                    outcomes[i] = Some(Ok(outcome));
                 }
             }
-            Stopped::Batch(e) if retryable(&e) && retries < MAX_RETRIES => {
+            Err(Stopped::Post(k, e)) => outcomes[pending[k]] = Some(Err(e.into())),
+            Err(Stopped::Batch(e)) if retryable(&e) && retries < MAX_RETRIES => {
                 retries += 1;
                 tracing::warn!(error = %e, posts = pending.len(), retries, "post batch runs again");
                 // The transaction that won goes on meanwhile; a little jitter keeps two
@@ -308,13 +290,11 @@ async fn commit_postgres(pool: &sqlx::PgPool, jobs: &[Job], now: i64) -> Vec<Res
                 let pause = 5 + rand::random::<u64>() % (10 * u64::from(retries));
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
-            Stopped::Batch(e) => {
+            Err(Stopped::Batch(e)) => {
                 tracing::warn!(error = %e, posts = pending.len(), "post batch failed");
-                let mut failed = all_failed(e.into(), pending.len()).into_iter();
-                for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
-                    *slot = failed.next();
+                for (i, failed) in pending.into_iter().zip(all_failed(e.into(), attempt.len())) {
+                    outcomes[i] = Some(failed);
                 }
-                break;
             }
         }
     }
