@@ -341,10 +341,7 @@ impl Chat {
     /// sockets whose session ended meanwhile.
     async fn recheck_sessions(&self) {
         self.store().forget_all_sessions();
-        let mut sessions: Vec<Vec<u8>> = {
-            let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-            conns.values().map(|c| c.session.clone()).collect()
-        };
+        let mut sessions: Vec<Vec<u8>> = self.conns().values().map(|c| c.session.clone()).collect();
         sessions.sort();
         sessions.dedup();
         if sessions.is_empty() {
@@ -353,10 +350,11 @@ impl Chat {
         match self.store().live_sessions(&sessions, now_ms()).await {
             Ok(live) => {
                 let live: HashSet<Vec<u8>> = live.into_iter().collect();
-                let ended: HashSet<Vec<u8>> =
+                let ended: Vec<Vec<u8>> =
                     sessions.into_iter().filter(|s| !live.contains(s)).collect();
                 if !ended.is_empty() {
-                    self.kick(close::SIGNED_OUT, |c| ended.contains(&c.session));
+                    // As a sign-out notification would have: remembered, then kicked.
+                    self.sessions_ended_here(&ended);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not check the sockets' sessions"),
@@ -464,8 +462,10 @@ impl Chat {
 
     /// Who has sockets on this instance, as (room, user) pairs.
     fn local_presence(&self) -> HashSet<(i64, i64)> {
-        let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.values().map(|c| (c.room_id, c.user_id)).collect()
+        self.conns()
+            .values()
+            .map(|c| (c.room_id, c.user_id))
+            .collect()
     }
 
     /// Records again, in the shared view, everyone with a socket here. Other instances see
