@@ -358,50 +358,6 @@ impl Config {
         format!("{}/auth/callback", self.public_origin())
     }
 
-    /// Opens one connection to the database and closes it again, so that start-up reports
-    /// what really went wrong ("connection refused", "password authentication failed"): a
-    /// pool that cannot connect says only that it timed out waiting for a connection.
-    pub async fn check_database(&self) -> Result<(), String> {
-        use sqlx::{ConnectOptions, Connection};
-        use std::str::FromStr;
-        if let Some(path) = self.sqlite_path() {
-            // SQLite creates the file but not its directory, and then says only "unable to
-            // open database file".
-            let dir = std::path::Path::new(path)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty());
-            return match dir {
-                Some(dir) if !dir.is_dir() => Err(format!(
-                    "cannot open the database {}: the directory {} does not exist",
-                    self.database_url,
-                    dir.display()
-                )),
-                _ => Ok(()),
-            };
-        }
-        let url = crate::redact(&self.database_url);
-        let options = sqlx::postgres::PgConnectOptions::from_str(&self.database_url)
-            .map_err(|e| format!("NATTER_DATABASE_URL {url} is not usable: {e}"))?;
-        match tokio::time::timeout(Duration::from_secs(10), options.connect()).await {
-            Ok(Ok(connection)) => {
-                let _ = connection.close().await;
-                Ok(())
-            }
-            Ok(Err(e)) => Err(format!("cannot connect to the database {url}: {e}")),
-            Err(_) => Err(format!(
-                "cannot connect to the database {url}: no answer within 10 s"
-            )),
-        }
-    }
-
-    /// The file of a `sqlite://PATH` database (`None` for PostgreSQL or in-memory SQLite).
-    fn sqlite_path(&self) -> Option<&str> {
-        let rest = self.database_url.strip_prefix("sqlite:")?;
-        let rest = rest.strip_prefix("//").unwrap_or(rest);
-        let path = rest.split('?').next().unwrap_or(rest);
-        Some(path).filter(|p| !p.is_empty() && !p.contains(":memory:"))
-    }
-
     pub fn session_lifetime(&self) -> Duration {
         Duration::from_secs(u64::from(self.session_days) * 86_400)
     }
@@ -647,31 +603,6 @@ mod tests {
             assert_eq!(config(&[("NATTER_LOG", good)], &[]).unwrap().log, good);
         }
         assert_eq!(config(&[], &[]).unwrap().log, "info");
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_database_is_reported_as_what_happened() {
-        let c = config(
-            &[(
-                "NATTER_DATABASE_URL",
-                "postgres://natter:hunter2@127.0.0.1:1/natter",
-            )],
-            &[],
-        )
-        .unwrap();
-        let e = c.check_database().await.unwrap_err();
-        assert!(e.contains("refused"), "{e}");
-        assert!(!e.contains("timed out") && !e.contains("hunter2"), "{e}");
-        assert!(config(&[], &[]).unwrap().check_database().await.is_ok());
-        let c = config(
-            &[("NATTER_DATABASE_URL", "sqlite:///no/such/dir/natter.db")],
-            &[],
-        );
-        let e = c.unwrap().check_database().await.unwrap_err();
-        assert!(
-            e.contains("the directory /no/such/dir does not exist"),
-            "{e}"
-        );
     }
 
     #[test]

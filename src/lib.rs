@@ -276,3 +276,32 @@ pub fn redact(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn build_on(url: &str) -> Result<State, String> {
+        let env = [("NATTER_DATABASE_URL".to_string(), url.to_string())].into();
+        build(Config::from_sources(&env, &[])?).await
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_reported_as_what_happened() {
+        let Err(e) = build_on("postgres://natter:hunter2@127.0.0.1:1/natter").await else {
+            panic!("nothing listens on port 1");
+        };
+        assert!(e.contains("refused"), "{e}");
+        assert!(!e.contains("timed out") && !e.contains("hunter2"), "{e}");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let fine = format!("sqlite://{}/natter.db", dir.path().display());
+        assert!(build_on(&fine).await.is_ok());
+        let Err(e) = build_on("sqlite:///no/such/dir/natter.db").await else {
+            panic!("the directory does not exist");
+        };
+        assert!(
+            e.contains("the directory /no/such/dir does not exist"),
+            "{e}"
+        );
+    }
+}

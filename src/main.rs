@@ -29,11 +29,7 @@ async fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
     }
     tracing::info!(bind = %config.bind, public_url = %config.public_url, database = %natter::redact(&config.database_url), "starting natter");
-    let started = match config.check_database().await {
-        Ok(()) => natter::serve(config).await,
-        Err(message) => Err(message),
-    };
-    match started {
+    match natter::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");

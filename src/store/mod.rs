@@ -19,7 +19,7 @@ mod writer;
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    PgPool, SqlitePool,
+    ConnectOptions, Connection, PgPool, SqlitePool,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -115,7 +115,19 @@ impl Store {
     /// live side publishes.
     pub async fn connect(url: &str, pool_size: u32) -> Result<(Self, mpsc::Receiver<Committed>)> {
         let db = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let options = SqliteConnectOptions::from_str(url)?;
+            // SQLite creates the file but not its directory, and then says only "unable to
+            // open database file".
+            if let Some(dir) = options.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+                && !dir.is_dir()
+            {
+                return Err(unreachable(
+                    std::io::ErrorKind::NotFound,
+                    format!("the directory {} does not exist", dir.display()),
+                ));
+            }
+            let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 // A post acknowledged is a post on disk; the writer batches posts so this
@@ -135,6 +147,18 @@ impl Store {
             Db::Sqlite { read, write }
         } else {
             let options = PgConnectOptions::from_str(url)?.application_name("natter");
+            // A pool that cannot connect says only that it timed out waiting for a connection;
+            // one connection first says why ("connection refused", "password authentication
+            // failed").
+            match tokio::time::timeout(Duration::from_secs(10), options.connect()).await {
+                Ok(connection) => connection?.close().await?,
+                Err(_) => {
+                    return Err(unreachable(
+                        std::io::ErrorKind::TimedOut,
+                        "no answer within 10 s".into(),
+                    ));
+                }
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(pool_size.max(2))
                 .acquire_timeout(Duration::from_secs(5))
@@ -188,6 +212,11 @@ impl Store {
             Db::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// A database that cannot be reached, for a reason natter found itself.
+fn unreachable(kind: std::io::ErrorKind, why: String) -> StoreError {
+    StoreError::Sqlx(sqlx::Error::Io(std::io::Error::new(kind, why)))
 }
 
 /// Milliseconds since the Unix epoch: how every time is stored (the same type on both backends).
