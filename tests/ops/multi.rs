@@ -19,6 +19,18 @@ pub async fn pg() -> Option<Arc<TestDb>> {
 
 pub const FAST: &[(&str, &str)] = &[("NATTER_LIMIT_POSTS", "100000/1s")];
 
+/// Notifications instance `base` has received from the others so far.
+pub async fn notifications(base: &str) -> f64 {
+    metric(base, "natter_notifications_received_total")
+        .await
+        .unwrap_or(0.0)
+}
+
+/// Whether instance `base` receives more notifications than `before` within `WAIT`.
+pub async fn notified_beyond(base: &str, before: f64) -> bool {
+    eventually(WAIT, || async { notifications(base).await > before }).await
+}
+
 /// Two instances on one database: ada, signed in on A, made a room that bob, on B, joined.
 pub struct TwoInstances {
     pub a: TestApp,
@@ -278,18 +290,11 @@ async fn messages_still_arrive_after_the_listener_connection_is_killed() {
     );
     assert_exactly(&socket.seqs_until(11, WAIT).await, 1, 11);
     // After the reconnect, news comes by notification again, not only by the poll.
-    let heard = metric(&b.base, "natter_notifications_received_total")
-        .await
-        .unwrap_or(0.0);
+    let heard = notifications(&b.base).await;
     ada.say(&code, "after").await;
     assert_exactly(&socket.seqs_until(12, WAIT).await, 1, 12);
     assert!(
-        eventually(WAIT, || async {
-            metric(&b.base, "natter_notifications_received_total")
-                .await
-                .is_some_and(|n| n > heard)
-        })
-        .await,
+        notified_beyond(&b.base, heard).await,
         "B heard of the post by notification"
     );
     admin.close().await;

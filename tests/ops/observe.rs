@@ -84,15 +84,7 @@ async fn json_logs_carry_the_request_id_on_every_line_a_request_writes() {
     assert!(not_json.is_empty(), "every line is JSON: {not_json:?}");
 
     // A post the database refuses: the writer's report of it is in the poster's request.
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    crate::writer::poison(&db).await;
     let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
     let refused = ada
         .post(

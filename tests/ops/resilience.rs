@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{Browser, Closed, TestApp, TestDb, assert_exactly, eventually};
-use crate::multi::{FAST, TwoInstances, WAIT, pg};
+use crate::multi::{FAST, TwoInstances, WAIT, notifications, notified_beyond, pg};
 use crate::procs::{DbProxy, Natter, metric};
 
 /// A POST whose headers and first half of its body are sent, the rest held back: a request in
@@ -324,9 +324,7 @@ async fn posts_taken_while_draining_reach_other_instances_by_notification() {
         .await,
         "A drains"
     );
-    let heard = metric(&b.base, "natter_notifications_received_total")
-        .await
-        .unwrap_or(0.0);
+    let heard = notifications(&b.base).await;
     let posted = ada
         .post(
             &format!("/rooms/{code}/messages"),
@@ -340,12 +338,7 @@ async fn posts_taken_while_draining_reach_other_instances_by_notification() {
     assert_eq!(posted.status, 303, "A still takes posts while it drains");
     assert_exactly(&socket.seqs_until(2, WAIT).await, 1, 2);
     assert!(
-        eventually(WAIT, || async {
-            metric(&b.base, "natter_notifications_received_total")
-                .await
-                .is_some_and(|n| n > heard)
-        })
-        .await,
+        notified_beyond(&b.base, heard).await,
         "A's publisher still notified B (not only B's poll found the post)"
     );
     assert_eq!(stopping.await.unwrap(), Ok(()));

@@ -1,14 +1,13 @@
 //! The post writer's batches: one failing post does not take the others with it.
 
 use crate::both;
-use crate::common::TestDb;
 
-/// Makes the database refuse any message whose body is `poison`, as a constraint or trigger
-/// of an operator's might: a failure that belongs to one post alone.
-async fn poison(db: &TestDb) {
-    match db {
-        TestDb::Sqlite(_) => {
-            let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+/// Makes the database at `url` refuse any message whose body is `poison`, as a constraint or
+/// trigger of an operator's might: a failure that belongs to one post alone.
+pub async fn poison(url: &str) {
+    match url.starts_with("sqlite:") {
+        true => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
             sqlx::query(
                 "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' \
                  BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
@@ -18,7 +17,7 @@ async fn poison(db: &TestDb) {
             .unwrap();
             pool.close().await;
         }
-        TestDb::Postgres { url, .. } => {
+        false => {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
             sqlx::query("ALTER TABLE messages ADD CONSTRAINT poison CHECK (body <> 'poison')")
                 .execute(&pool)
@@ -40,7 +39,7 @@ both! {
             .unwrap()
             .unwrap();
         let user_id = store.members(room.id).await.unwrap()[0].user_id;
-        poison(&app.db).await;
+        poison(&app.db.url()).await;
         let post = |body: &str| natter::store::NewPost {
             room_id: room.id,
             user_id,
