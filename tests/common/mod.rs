@@ -584,6 +584,16 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// A browser on `base` (another instance) carrying this one's cookies: the same session.
+    pub fn same_session_on(&self, base: &str) -> Browser {
+        let there = Browser::new(base);
+        let url = url::Url::parse(base).expect("base");
+        for cookie in self.cookie_header().split("; ") {
+            there.jar.add_cookie_str(cookie, &url);
+        }
+        there
+    }
+
     /// Opens the room's live socket as the page would (same origin, this browser's cookies).
     pub async fn socket(&self, code: &str, after: Option<i64>) -> Result<Socket, SocketRefused> {
         let origin = self.base.clone();

@@ -214,11 +214,7 @@ async fn signing_out_on_one_instance_closes_sockets_on_the_other() {
     let ada = a.signed_in("ada@example.org", "ada").await;
     let code = ada.create_room("Out").await;
     // The same session (cookie) used on B.
-    let ada_on_b = Browser::new(&b.base);
-    let b_url = url::Url::parse(&b.base).unwrap();
-    for cookie in ada.cookie_header().split("; ") {
-        ada_on_b.jar.add_cookie_str(cookie, &b_url);
-    }
+    let ada_on_b = ada.same_session_on(&b.base);
     let mut socket = ada_on_b.socket(&code, Some(0)).await.unwrap();
     assert!(socket.wait_for("id=\"members\"", WAIT).await);
     ada.post_form("/home", "/auth/logout", &[]).await;
@@ -307,11 +303,7 @@ async fn a_username_chosen_on_one_instance_counts_at_once_on_the_other() {
     let b = TestApp::start_on(db.clone(), None, &[]).await;
     let on_a = Browser::new(&a.base);
     on_a.dev_sign_in("ada@example.org").await;
-    let on_b = Browser::new(&b.base);
-    let b_url = url::Url::parse(&b.base).unwrap();
-    for cookie in on_a.cookie_header().split("; ") {
-        on_b.jar.add_cookie_str(cookie, &b_url);
-    }
+    let on_b = on_a.same_session_on(&b.base);
     // B sees the session before the username exists...
     assert_eq!(on_b.get("/home").await.location(), "/username");
     let chosen = on_a

@@ -257,14 +257,7 @@ async fn leaves_and_sign_outs_missed_while_the_listener_was_cut_off_close_socket
     bob.join(&code).await;
     cyd.join(&code).await;
     // Bob and cyd hold sockets on B, with the sessions they use on A.
-    let on_b = |who: &Browser| {
-        let there = Browser::new(&b.base);
-        let b_url = url::Url::parse(&b.base).unwrap();
-        for cookie in who.cookie_header().split("; ") {
-            there.jar.add_cookie_str(cookie, &b_url);
-        }
-        there
-    };
+    let on_b = |who: &Browser| who.same_session_on(&b.base);
     let mut bob_socket = on_b(&bob).socket(&code, Some(0)).await.unwrap();
     let mut cyd_socket = on_b(&cyd).socket(&code, Some(0)).await.unwrap();
     assert!(bob_socket.wait_for("id=\"members\"", WAIT).await);
