@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::chrome::{Chrome, Js};
-use crate::common::{Backend, TestApp, hostile_inputs};
+use crate::common::hostile_inputs;
 use crate::*;
 
 crate::both! {
@@ -90,12 +90,7 @@ crate::both! {
 /// dialog, no script, no element smuggled in, no CSP report, and the page's own markup intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_messages_show_as_text_and_run_nothing() {
-    let Some(app) =
-        TestApp::spawn_with(Backend::Sqlite, &[("NATTER_LIMIT_POSTS", "100000/1s")]).await
-    else {
-        return;
-    };
-    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+    let Some((app, ada)) = app_and_chrome(FAST_POSTS).await else {
         return;
     };
     sign_up_dev(&ada, "ada@example.org", "ada").await;
@@ -223,12 +218,7 @@ const TWO_FRAMES: &str =
 /// messages stays exactly where she is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_view_follows_new_messages_only_from_the_bottom() {
-    let Some(app) =
-        TestApp::spawn_with(Backend::Sqlite, &[("NATTER_LIMIT_POSTS", "100000/1s")]).await
-    else {
-        return;
-    };
-    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+    let Some((app, ada)) = app_and_chrome(FAST_POSTS).await else {
         return;
     };
     let bob = app.signed_in("bob@example.org", "bob").await;

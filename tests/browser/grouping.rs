@@ -4,8 +4,6 @@
 
 use serde_json::json;
 
-use crate::chrome::{Chrome, Js};
-use crate::common::{Backend, TestApp};
 use crate::*;
 
 /// Day dividers and messages that start a name line, in `#messages`.
@@ -15,11 +13,7 @@ const SHAPE: &str = "[document.querySelectorAll('#messages .day-divider').length
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_of_messages_keeps_one_name_line_across_live_and_older_pieces() {
-    let limits = [("NATTER_LIMIT_POSTS", "100000/1s")];
-    let Some(app) = TestApp::spawn_with(Backend::Sqlite, &limits).await else {
-        return;
-    };
-    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+    let Some((app, ada)) = app_and_chrome(FAST_POSTS).await else {
         return;
     };
     sign_up_dev(&ada, "ada@example.org", "ada").await;

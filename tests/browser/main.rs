@@ -22,6 +22,17 @@ use chrome::{Chrome, ENTER, Js};
 use common::{Browser, FakeUser, TestApp};
 use serde_json::json;
 
+/// Posts as fast as a test sends them.
+pub const FAST_POSTS: &[(&str, &str)] = &[("NATTER_LIMIT_POSTS", "100000/1s")];
+
+/// natter on a fresh SQLite database with `settings`, and one Chromium with JavaScript on;
+/// `None` (having said why) where Chromium is not available.
+pub async fn app_and_chrome(settings: &[(&str, &str)]) -> Option<(TestApp, Chrome)> {
+    let app = TestApp::spawn_with(common::Backend::Sqlite, settings).await?;
+    let chrome = Chrome::start(&app.base, Js::On).await?;
+    Some((app, chrome))
+}
+
 /// Signs in through the fake OIDC provider (the real authorization-code flow) and picks a
 /// username; ends on `/home`.
 pub async fn sign_up_with_provider(c: &Chrome, app: &TestApp, email: &str, username: &str) {

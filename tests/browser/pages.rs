@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use crate::chrome::{Chrome, DESKTOP, ENTER, Js, PHONE, TAB};
-use crate::common::{Backend, Mode, TestApp};
+use crate::chrome::{Chrome, DESKTOP, ENTER, PHONE, TAB};
+use crate::common::Mode;
 use crate::*;
 
 /// Looks at the current page: the console, then axe and a screenshot at desktop and phone
@@ -71,12 +71,7 @@ async fn assert_logo_in_place(c: &Chrome, page: &str, width: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_is_accessible_clean_and_photographed() {
-    let Some(app) =
-        TestApp::spawn_with(Backend::Sqlite, &[("NATTER_LIMIT_POSTS", "100000/1s")]).await
-    else {
-        return;
-    };
-    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+    let Some((app, ada)) = app_and_chrome(FAST_POSTS).await else {
         return;
     };
 
@@ -217,12 +212,7 @@ async fn every_page_is_accessible_clean_and_photographed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_pages_are_accessible_clean_and_photographed() {
     // One sign-in per hour from one address: the second is refused.
-    let Some(app) =
-        TestApp::spawn_with(Backend::Sqlite, &[("NATTER_LIMIT_SIGN_INS", "1/1h")]).await
-    else {
-        return;
-    };
-    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+    let Some((_app, ada)) = app_and_chrome(&[("NATTER_LIMIT_SIGN_INS", "1/1h")]).await else {
         return;
     };
     sign_up_dev(&ada, "ada@example.org", "ada").await;
@@ -270,10 +260,7 @@ async fn wait_for_console(c: &Chrome, needle: &str) -> Vec<String> {
 /// this, a console reader or an axe run that saw nothing would pass every page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_and_axe_checks_catch_what_they_look_for() {
-    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
-        return;
-    };
-    let Some(c) = Chrome::start(&app.base, Js::On).await else {
+    let Some((_app, c)) = app_and_chrome(&[]).await else {
         return;
     };
     c.goto("/").await;
@@ -319,10 +306,7 @@ async fn the_console_and_axe_checks_catch_what_they_look_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_join_and_send_with_the_keyboard_alone() {
-    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
-        return;
-    };
-    let Some(ada) = Chrome::start(&app.base, Js::On).await else {
+    let Some((app, ada)) = app_and_chrome(&[]).await else {
         return;
     };
     sign_up_dev(&ada, "ada@example.org", "ada").await;
