@@ -627,7 +627,6 @@ impl Chat {
     ) -> Result<(u64, oneshot::Receiver<u16>), u16> {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (kick, kicked) = oneshot::channel();
-        let ended = |session: &Vec<u8>| self.ended().contains_key(session);
         self.conns().insert(
             id,
             Conn {
@@ -640,7 +639,7 @@ impl Chat {
         // Recorded first, checked second; a sign-out records the ended session first and
         // kicks second, a leave takes the member out of the hub first and kicks second: one
         // of the two sees the other.
-        let refused = if ended(&session) {
+        let refused = if self.ended().contains_key(&session) {
             Some(close::SIGNED_OUT)
         } else if hub.room_for(member.user_id).is_none() {
             Some(close::LEFT)
