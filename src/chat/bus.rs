@@ -20,7 +20,7 @@ use std::{
 };
 
 use sqlx::postgres::{PgListener, PgPoolOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Job;
@@ -159,9 +159,9 @@ pub fn parse(payload: &str, own: &str) -> Vec<Job> {
     }
 }
 
-/// Listens on the channel until `stop`, reconnecting after a lost connection. The first
-/// connect is followed by a resync, every reconnect by a full one (`Job::Reconnected`): what
-/// was notified meanwhile is gone.
+/// Listens on the channel until `stop`, reconnecting after a lost connection. Every LISTEN,
+/// the first included, is followed by a full resync (`Job::Listening`): what was notified
+/// before it is gone. `listening` hears of the first LISTEN.
 ///
 /// The listener has a connection of its own, outside the pool: a `PgListener` made from the
 /// pool would hold one of the pool's connections for as long as it lives, leaving requests
@@ -171,8 +171,10 @@ pub async fn listen(
     own: String,
     jobs: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
+    listening: oneshot::Sender<()>,
     stop: CancellationToken,
 ) {
+    let mut listening = Some(listening);
     let Some(pool) = store.postgres_pool() else {
         return;
     };
@@ -206,14 +208,15 @@ pub async fn listen(
             }
             continue;
         }
-        let resync = if first {
-            Job::Resync
-        } else {
-            reconnected(&metrics)
-        };
+        if !first {
+            reconnected(&metrics);
+        }
         first = false;
-        if jobs.send(resync).await.is_err() {
+        if jobs.send(Job::Listening).await.is_err() {
             break;
+        }
+        if let Some(listening) = listening.take() {
+            let _ = listening.send(());
         }
         loop {
             let received = tokio::select! {
@@ -239,7 +242,8 @@ pub async fn listen(
                 // The connection was lost and sqlx has already listened again on a new one.
                 Ok(None) => {
                     tracing::warn!("notification listener lost its connection");
-                    if jobs.send(reconnected(&metrics)).await.is_err() {
+                    reconnected(&metrics);
+                    if jobs.send(Job::Listening).await.is_err() {
                         return;
                     }
                 }
@@ -257,13 +261,12 @@ pub async fn listen(
     let _ = tokio::time::timeout(Duration::from_secs(1), connection.close()).await;
 }
 
-/// Counts a reconnect; the job that repairs what its notifications would have said.
-fn reconnected(metrics: &Metrics) -> Job {
+/// Counts a reconnect.
+fn reconnected(metrics: &Metrics) {
     tracing::info!(
         "notification listener reconnected; resyncing active rooms, members and sessions"
     );
     metrics.listener_reconnects.fetch_add(1, Ordering::Relaxed);
-    Job::Reconnected
 }
 
 /// Sleeps; true if `stop` came first.

@@ -82,11 +82,11 @@ pub enum Job {
         user_id: i64,
     },
     SessionsEnded(Vec<Vec<u8>>),
-    /// Bring every active hub up to date from the store (messages and presence).
-    Resync,
-    /// The listener lost its connection and listens again: notifications sent meanwhile are
-    /// gone, so everything they could have said is read again (`Scope::Everything`).
-    Reconnected,
+    /// The listener listens (first or again): notifications sent before are gone, so
+    /// everything they could have said is read again (`Scope::Everything`), sessions included.
+    /// The first time matters too: sockets open as soon as the server serves, which may be
+    /// before the first LISTEN.
+    Listening,
     /// Bring one room's hub up to date (its first socket just opened here).
     Room(i64),
 }
@@ -106,6 +106,8 @@ enum Scope {
 /// notification (PostgreSQL) or a catch-up request that did not fit the job queue.
 const POLL_EVERY: Duration = Duration::from_secs(3);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+/// How long start-up waits for the first LISTEN before serving without it.
+const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(5);
 /// How long an ended session is remembered for sockets that were opening as it ended: far
 /// longer than an upgrade takes (the session cache's 5 s included).
 const ENDED_KEPT: Duration = Duration::from_secs(60);
@@ -191,13 +193,26 @@ impl Chat {
                 tracing::warn!(error = %e, "could not register this instance");
             }
             tracing::info!(instance = %bus.instance, "sharing live updates with other instances through PostgreSQL");
+            let (listening, first_listen) = oneshot::channel();
             tokio::spawn(bus::listen(
                 store.clone(),
                 bus.instance.clone(),
                 jobs,
                 chat.inner.metrics.clone(),
+                listening,
                 stop.clone(),
             ));
+            // Serve once we hear the others, so nothing they say meanwhile waits for the poll.
+            // A listener that cannot connect yet does not keep the instance down: its first
+            // LISTEN resyncs everything, whenever it comes.
+            if tokio::time::timeout(FIRST_LISTEN_WAIT, first_listen)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "not listening to other instances yet; serving anyway, the listener keeps trying"
+                );
+            }
             tokio::spawn(chat.clone().heartbeat(stop.clone()));
         }
         tokio::spawn(chat.clone().publisher(commits, job_rx, stop));
@@ -328,8 +343,7 @@ impl Chat {
                 self.store().forget_sessions(&sessions);
                 self.sessions_ended_here(&sessions);
             }
-            Job::Resync => self.resync(Scope::Active).await,
-            Job::Reconnected => {
+            Job::Listening => {
                 self.resync(Scope::Everything).await;
                 self.recheck_sessions().await;
             }
