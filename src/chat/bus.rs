@@ -188,7 +188,6 @@ pub async fn listen(
         .idle_timeout(None)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
-    let mut first = true;
     loop {
         let mut listener = match PgListener::connect_with(&connection).await {
             Ok(listener) => listener,
@@ -208,15 +207,14 @@ pub async fn listen(
             }
             continue;
         }
-        if !first {
-            reconnected(&metrics);
-        }
-        first = false;
         if jobs.send(Job::Listening).await.is_err() {
             break;
         }
-        if let Some(listening) = listening.take() {
-            let _ = listening.send(());
+        match listening.take() {
+            Some(first) => {
+                let _ = first.send(());
+            }
+            None => reconnected(&metrics),
         }
         loop {
             let received = tokio::select! {
