@@ -147,6 +147,17 @@ pub struct MessagePage {
     pub messages: Vec<Message>,
     /// Whether messages older than the first one exist.
     pub has_older: bool,
+    /// The messages as HTML, made by the first view that shows this page. Messages never
+    /// change, so a cached newest page (`latest_messages`) is rendered once per new message in
+    /// its room, not once per view: rendering fifty messages was a fifth of a room page's CPU.
+    pub html: std::sync::OnceLock<String>,
+}
+
+impl MessagePage {
+    /// The bytes of message text on the page.
+    fn text(&self) -> usize {
+        self.messages.iter().map(|m| m.body.len()).sum()
+    }
 }
 
 /// The newest page of each room read lately, keyed by the room's `last_seq` when read.
@@ -155,7 +166,14 @@ pub struct MessagePage {
 /// with the room on every request) still matches: no invalidation, on any instance.
 #[derive(Debug, Default)]
 pub(super) struct LatestPages {
-    pages: std::sync::Mutex<std::collections::HashMap<i64, CachedPage>>,
+    pages: std::sync::Mutex<Cached>,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    by_room: std::collections::HashMap<i64, CachedPage>,
+    /// The message text the pages hold, as `LATEST_TEXT_MAX` counts it.
+    text: usize,
 }
 
 /// (newest seq on the page, page size asked for, the page), by room id.
@@ -163,6 +181,10 @@ type CachedPage = (i64, i64, std::sync::Arc<MessagePage>);
 
 /// Rooms whose newest page is kept; past this the cache starts over.
 const LATEST_PAGES_MAX: usize = 10_000;
+
+/// The bytes of message text the cached pages may hold (their HTML comes to about twice
+/// that); past this the cache starts over. A room page of fifty long messages is 200 KB.
+const LATEST_TEXT_MAX: usize = 32 << 20;
 
 /// What joining did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,6 +418,7 @@ impl Store {
         Ok(MessagePage {
             messages,
             has_older,
+            html: Default::default(),
         })
     }
 
@@ -411,6 +434,7 @@ impl Store {
         let cached = {
             let pages = self.latest.pages.lock().unwrap_or_else(|e| e.into_inner());
             pages
+                .by_room
                 .get(&room.id)
                 .filter(|(newest, size, _)| *newest == room.last_seq && *size == limit)
                 .map(|(_, _, page)| page.clone())
@@ -423,10 +447,14 @@ impl Store {
         // messages as of its own newest seq (which may be past `room.last_seq`).
         let newest = page.messages.last().map_or(0, |m| m.seq);
         let mut pages = self.latest.pages.lock().unwrap_or_else(|e| e.into_inner());
-        if pages.len() >= LATEST_PAGES_MAX {
-            pages.clear();
+        if pages.by_room.len() >= LATEST_PAGES_MAX || pages.text + page.text() > LATEST_TEXT_MAX {
+            *pages = Cached::default();
         }
-        pages.insert(room.id, (newest, limit, page.clone()));
+        pages.text += page.text();
+        if let Some((_, _, replaced)) = pages.by_room.insert(room.id, (newest, limit, page.clone()))
+        {
+            pages.text -= replaced.text();
+        }
         drop(pages);
         Ok(page)
     }

@@ -2,7 +2,7 @@
 //! sends. Each thing on screen has one maud function, used by the page, the htmx answers and the
 //! WebSocket frames alike.
 
-use maud::{Markup, html};
+use maud::{Markup, PreEscaped, html};
 use poem::{
     Request, Response, handler,
     http::{StatusCode, header},
@@ -20,7 +20,7 @@ use crate::{
     auth::{AppData, CurrentUser},
     domain::{MessageBody, RoomCode},
     error::{AppError, FormEcho},
-    store::{Member, Message, Room, RoomLink, RoomOverview},
+    store::{Member, Message, MessagePage, Room, RoomLink, RoomOverview},
 };
 
 /// Messages per page of history.
@@ -309,8 +309,7 @@ struct RoomView<'a> {
     csrf: &'a str,
     members: &'a [Member],
     online: &'a std::collections::HashSet<i64>,
-    history: &'a [Message],
-    has_older: bool,
+    history: &'a MessagePage,
     rooms: &'a [RoomLink],
     composer: Markup,
     /// The newest seq on the page: where the live socket resumes.
@@ -350,13 +349,15 @@ fn room_page(v: RoomView) -> Markup {
                     (room_status(v.notice.unwrap_or("")))
                     div.scroller {
                         div.history {
-                            @if v.has_older {
-                                @if let Some(first) = v.history.first() { (older_link(code, first.seq)) }
+                            @if v.history.has_older {
+                                @if let Some(first) = v.history.messages.first() { (older_link(code, first.seq)) }
                             }
                             div #messages role="log" aria-live="polite" aria-label="Messages" {
-                                (message_items(None, v.history))
+                                (PreEscaped(v.history.html.get_or_init(|| {
+                                    message_items(None, &v.history.messages).into_string()
+                                })))
                             }
-                            @if v.history.is_empty() {
+                            @if v.history.messages.is_empty() {
                                 p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
                             }
                         }
@@ -421,8 +422,7 @@ async fn render_room(
         csrf: &csrf,
         members,
         online: &online,
-        history: &page.messages,
-        has_older: page.has_older,
+        history: &page,
         rooms,
         composer,
         live_after,
