@@ -170,11 +170,14 @@ pub fn valid_client_id(id: &str) -> bool {
 }
 
 /// Posts a message; returns its seq (also when the same `client_id` was posted before: a double
-/// submit answers as if it had succeeded). Live delivery follows the commit.
+/// submit answers as if it had succeeded). Live delivery follows the commit. Membership is
+/// checked where the message is inserted (`NotFound`); a caller that has not checked it
+/// itself must do so before showing any other refusal, or the refusal tells a non-member
+/// that the room exists.
 pub async fn post(
     state: &State,
     actor: Actor<'_>,
-    room: &Room,
+    room_id: i64,
     body: &str,
     client_id: Option<&str>,
 ) -> Result<i64, Refusal> {
@@ -184,7 +187,7 @@ pub async fn post(
         // A retry of a post that went through (a resubmitted form, an API client that missed
         // the answer) answers as if it had succeeded, over the limit too.
         if let Some(id) = client_id
-            && let Some(seq) = state.store.earlier_post(room.id, actor.id, id).await?
+            && let Some(seq) = state.store.earlier_post(room_id, actor.id, id).await?
         {
             return Ok(seq);
         }
@@ -197,7 +200,7 @@ pub async fn post(
         });
     }
     let post = NewPost {
-        room_id: room.id,
+        room_id,
         user_id: actor.id,
         author: actor.username.to_string(),
         body,
@@ -206,6 +209,10 @@ pub async fn post(
     match state.store.post_message(post).await? {
         PostOutcome::Posted(m) => Ok(m.seq),
         PostOutcome::AlreadyPosted(seq) => Ok(seq),
-        PostOutcome::NotMember => Err(Refusal::NotFound),
+        PostOutcome::NotMember => {
+            // Not a member: nothing was posted, so nothing is spent.
+            state.limits.posts.refund(&actor.id);
+            Err(Refusal::NotFound)
+        }
     }
 }

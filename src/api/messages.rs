@@ -258,7 +258,7 @@ impl Api {
         let seq = actions::post(
             &state,
             token.actor(),
-            &room,
+            room.id,
             &message.0.body.0,
             key.0.as_deref(),
         )

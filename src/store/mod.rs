@@ -106,6 +106,7 @@ pub struct Store {
     writer: writer::PostWriter,
     sessions: std::sync::Arc<users::SessionCache>,
     latest: std::sync::Arc<rooms::LatestPages>,
+    room_ids: std::sync::Arc<rooms::RoomIds>,
 }
 
 impl Store {
@@ -176,6 +177,7 @@ impl Store {
                 writer,
                 sessions,
                 latest: Default::default(),
+                room_ids: Default::default(),
             },
             commits,
         ))

@@ -186,6 +186,28 @@ const LATEST_PAGES_MAX: usize = 10_000;
 /// that); past this the cache starts over. A room page of fifty long messages is 200 KB.
 const LATEST_TEXT_MAX: usize = 32 << 20;
 
+/// Room ids by code, as read lately (`room_id`).
+#[derive(Debug, Default)]
+pub(super) struct RoomIds(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+/// Codes whose room id is kept; past this the map starts over.
+const ROOM_IDS_MAX: usize = 100_000;
+
+impl RoomIds {
+    fn get(&self, code: &str) -> Option<i64> {
+        let ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        ids.get(code).copied()
+    }
+
+    fn insert(&self, code: String, id: i64) {
+        let mut ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.len() >= ROOM_IDS_MAX {
+            ids.clear();
+        }
+        ids.insert(code, id);
+    }
+}
+
 /// What joining did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinOutcome {
@@ -257,6 +279,26 @@ impl Store {
         .fetch_optional(pool)
         .await)?;
         Ok(room)
+    }
+
+    /// The id of the room with this code, if there is one. Rooms keep their code and are never
+    /// deleted, so an id once read is remembered: posting needs nothing else (the writer checks
+    /// membership in the statement that inserts), and a post then costs one statement.
+    pub async fn room_id(&self, code: RoomCode) -> Result<Option<i64>> {
+        let canonical = code.canonical();
+        if let Some(id) = self.room_ids.get(&canonical) {
+            return Ok(Some(id));
+        }
+        let id: Option<i64> = on_read!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM rooms WHERE code = $1",
+        )
+        .bind(&canonical)
+        .fetch_optional(pool)
+        .await)?;
+        if let Some(id) = id {
+            self.room_ids.insert(canonical, id);
+        }
+        Ok(id)
     }
 
     /// Whether `user_id` is (still) a member of the room.

@@ -546,28 +546,37 @@ pub async fn post_message(
         .client_id
         .as_deref()
         .filter(|id| actions::valid_client_id(id));
-    let room = match member_room(&state, code, &user).await {
-        Ok(room) => room,
-        Err(AppError::Unavailable) => {
-            // The database is down: the typed text comes back, ready to send again.
-            let mut fields = vec![
-                ("body".to_string(), form.body.clone()),
-                ("csrf".to_string(), user.session.csrf()),
-            ];
-            fields.extend(client_id.map(|id| ("client_id".to_string(), id.to_string())));
-            let action = format!("/rooms/{code}/messages");
-            return Err(AppError::UnavailableKeeping(FormEcho { action, fields }).into());
-        }
-        Err(e) => return Err(e.into()),
+    // The database is down: the typed text comes back, ready to send again.
+    let keep_typed = || {
+        let mut fields = vec![
+            ("body".to_string(), form.body.clone()),
+            ("csrf".to_string(), user.session.csrf()),
+        ];
+        fields.extend(client_id.map(|id| ("client_id".to_string(), id.to_string())));
+        let action = format!("/rooms/{code}/messages");
+        AppError::UnavailableKeeping(FormEcho { action, fields })
     };
-    let outcome = actions::post(&state, user.actor(), &room, &form.body, client_id).await;
-    let csrf = user.session.csrf();
+    // Membership is checked by the statement that inserts: one statement per post.
+    let room_id = match state.store.room_id(code).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(AppError::NotFound.into()),
+        Err(_) => return Err(keep_typed().into()),
+    };
+    let outcome = actions::post(&state, user.actor(), room_id, &form.body, client_id).await;
     let refusal = match outcome {
         Ok(_) if htmx => return Ok(posted_with_htmx()),
-        Ok(seq) => return Ok(see_other(&format!("/rooms/{}#msg-{seq}", room.code), false)),
+        Ok(seq) => return Ok(see_other(&format!("/rooms/{code}#msg-{seq}"), false)),
         Err(Refusal::NotFound) => return Err(AppError::NotFound.into()),
         Err(refusal) => refusal,
     };
+    // Refused before the insert: only a member may learn why (to anyone else the room is
+    // not there).
+    let room = match member_room(&state, code, &user).await {
+        Ok(room) => room,
+        Err(AppError::Unavailable) => return Err(keep_typed().into()),
+        Err(e) => return Err(e.into()),
+    };
+    let csrf = user.session.csrf();
     let status = match refusal {
         Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Refusal::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -212,6 +212,10 @@ both! {
     }
 
     async fn non_members_get_not_found_for_everything_in_a_room(app: TestApp) {
+        // 20 posts per hour: the budget cannot refill while the test runs.
+        let db = app.db.clone();
+        drop(app);
+        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_POSTS", "20/1h")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "Private").await;
         post(&ada, &code, "secret plans").await;
@@ -219,10 +223,24 @@ both! {
         assert_eq!(eve.get(&format!("/rooms/{code}")).await.status, 404);
         assert_eq!(eve.get(&format!("/rooms/{code}/messages?before=100")).await.status, 404);
         let csrf = eve.csrf_from("/home").await;
-        let r = eve.post(&format!("/rooms/{code}/messages"), &[("body", "hi"), ("csrf", &csrf)]).await;
-        assert_eq!(r.status, 404);
+        let path = format!("/rooms/{code}/messages");
+        // Past the post budget too: a refused post costs nothing, and whatever would be wrong
+        // with it (empty, too long, too fast) tells eve nothing either: the room is not there.
+        let long = "a".repeat(4001);
+        for i in 0..30 {
+            let id = format!("eve-{i}");
+            for body in ["hi", "", "   ", long.as_str()] {
+                let r = eve.post(&path, &[("body", body), ("client_id", &id), ("csrf", &csrf)]).await;
+                assert_eq!(r.status, 404, "{i}: {:?}", body.get(..10));
+                let origin = app.base.clone();
+                let r = eve.post_with(&path, &[("body", body)], &[("origin", &origin), ("hx-request", "true"), ("x-csrf-token", &csrf)]).await;
+                assert_eq!(r.status, 404, "htmx {i}: {:?}", body.get(..10));
+            }
+        }
         assert_eq!(eve.post(&format!("/rooms/{code}/leave"), &[("csrf", &csrf)]).await.status, 404);
         assert!(!ada.get(&format!("/rooms/{code}")).await.body.contains("eve"), "nothing was posted by eve");
+        let own = app.create_room(&eve, "Eve's").await;
+        assert_eq!(post(&eve, &own, "my budget is whole").await.status, 303, "the refused posts spent nothing");
     }
 
     async fn other_spellings_of_a_room_url_redirect_to_the_canonical_one(app: TestApp) {
