@@ -138,7 +138,10 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10));
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
-                .connect_with(options.clone())
+                // Checkpoints run beside the writer (see `writer::checkpoints`), not inside
+                // whichever commit crosses the WAL's size: that commit, and every post queued
+                // behind it, waited for the copy.
+                .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
                 .await?;
             sqlx::migrate!("migrations/sqlite").run(&write).await?;
             let read = SqlitePoolOptions::new()

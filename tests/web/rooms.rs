@@ -459,3 +459,51 @@ both! {
         assert!(r.body.contains("value=\"three\""), "typed name kept");
     }
 }
+
+/// SQLite: the write-ahead log is copied back into the database file while posts go on (by
+/// natter's own checkpoints: SQLite's automatic one is off, and 1,000 pages would not have
+/// been reached here anyway). Without them the log would grow for as long as natter runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_posts_reach_the_database_file_not_only_its_log() {
+    let Some(app) = TestApp::spawn_with(
+        crate::common::Backend::Sqlite,
+        &[("NATTER_LIMIT_POSTS", "100000/1s")],
+    )
+    .await
+    else {
+        return;
+    };
+    let crate::common::TestDb::Sqlite(dir) = &*app.db else {
+        unreachable!()
+    };
+    let file = dir.path().join("natter.db");
+    let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let ada = app.signed_in("ada@example.org", "ada").await;
+    let code = app.create_room(&ada, "Log").await;
+    let before = size();
+    let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
+    let path = format!("/rooms/{code}/messages");
+    let body = "checkpointed ".repeat(80);
+    for i in 0..300 {
+        let r = ada
+            .post(
+                &path,
+                &[
+                    ("body", &body),
+                    ("client_id", &format!("c{i}")),
+                    ("csrf", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{i}");
+    }
+    // 300 posts of 1 KB: the file grows by about 300 KB once the log is copied into it.
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(10), || async {
+            size() >= before + 250_000
+        })
+        .await,
+        "natter.db grew from {before} to only {} bytes",
+        size()
+    );
+}
