@@ -200,17 +200,25 @@ async fn the_local_variant_serves_https_with_caddys_own_certificate() {
     assert!(landing.text().await.unwrap().contains("natter"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caddy_reload_closes_sockets_with_1001_and_they_resume() {
-    if !Caddy::available() {
-        return;
-    }
+/// One natter on a fresh SQLite database behind Caddy over plain HTTP, with Caddy's admin
+/// API when `admin` (for reloads). Returns the database's directory (keep it alive), the
+/// public URL, natter and Caddy.
+async fn natter_behind_caddy(admin: bool) -> (tempfile::TempDir, String, Natter, Caddy) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/natter.db", dir.path().display());
     let caddy_port = crate::procs::free_port();
     let public = format!("http://127.0.0.1:{caddy_port}");
     let natter = Natter::start(&db, &public, &[("NATTER_TRUSTED_PROXIES", "127.0.0.1")]).await;
-    let caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, true).await;
+    let caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, admin).await;
+    (dir, public, natter, caddy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caddy_reload_closes_sockets_with_1001_and_they_resume() {
+    if !Caddy::available() {
+        return;
+    }
+    let (_dir, public, natter, caddy) = natter_behind_caddy(true).await;
     let ada = Browser::signed_in(&public, "ada@example.org", "ada").await;
     let code = ada.create_room("Reload").await;
     ada.say(&code, "one").await;
@@ -228,12 +236,7 @@ async fn caddy_keeps_metrics_in_and_leaves_socket_upgrades_uncompressed() {
     if !Caddy::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/natter.db", dir.path().display());
-    let caddy_port = crate::procs::free_port();
-    let public = format!("http://127.0.0.1:{caddy_port}");
-    let natter = Natter::start(&db, &public, &[("NATTER_TRUSTED_PROXIES", "127.0.0.1")]).await;
-    let _caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, false).await;
+    let (_dir, public, natter, _caddy) = natter_behind_caddy(false).await;
     // Scrapers read /metrics from natter's own port; the internet gets nothing there.
     for path in ["/metrics", "/metrics/"] {
         let answer = Browser::new(&public).get(path).await;
@@ -247,9 +250,12 @@ async fn caddy_keeps_metrics_in_and_leaves_socket_upgrades_uncompressed() {
     // Browsers offer compression on the upgrade request too.
     let ada = Browser::signed_in(&public, "ada@example.org", "ada").await;
     let code = ada.create_room("Upgrade").await;
-    let mut request = format!("ws://127.0.0.1:{caddy_port}/rooms/{code}/ws?after=0")
-        .into_client_request()
-        .unwrap();
+    let mut request = format!(
+        "{}/rooms/{code}/ws?after=0",
+        public.replacen("http", "ws", 1)
+    )
+    .into_client_request()
+    .unwrap();
     let headers = request.headers_mut();
     headers.insert("cookie", ada.cookie_header().parse().unwrap());
     headers.insert("origin", public.parse().unwrap());
