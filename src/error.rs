@@ -7,7 +7,7 @@ use std::time::Duration;
 use poem::{Response, error::ResponseError, http::StatusCode};
 use thiserror::Error;
 
-use crate::{actions::Refusal, store::StoreError};
+use crate::{actions::Refusal, store::StoreError, views::FormEcho};
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -66,14 +66,6 @@ impl ResponseError for AppError {
     fn as_response(&self) -> Response {
         Response::builder().status(self.status()).finish()
     }
-}
-
-/// A posted form, echoed back when it could not be handled.
-#[derive(Debug, Clone)]
-pub struct FormEcho {
-    /// Where it was posted.
-    pub action: String,
-    pub fields: Vec<(String, String)>,
 }
 
 /// What an error page says.

@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod store;
+pub mod views;
 pub mod web;
 
 use std::{sync::Arc, time::Duration};
@@ -40,6 +42,9 @@ pub struct AppState {
     /// The OpenID Connect provider, when an OAuth client is configured.
     pub provider: Option<Provider>,
     pub chat: Chat,
+    /// The newest page of each room read lately, rendered (room pages are read far more often
+    /// than rooms change).
+    pub pages: views::NewestPages,
     pub limits: Limiters,
     pub metrics: Arc<metrics::Metrics>,
     /// Cancelled when the server begins shutting down (draining): sockets close with 1012,
@@ -107,6 +112,7 @@ pub async fn build(config: Config) -> Result<State, String> {
         store,
         provider,
         chat,
+        pages: Default::default(),
         limits,
         metrics,
         shutdown: CancellationToken::new(),

@@ -37,7 +37,7 @@ fn dress(html: &str) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n    \
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n    \
          <link rel=\"icon\" type=\"image/svg+xml\" href=\"{}\">",
-        crate::web::assets::url("icon.svg")
+        crate::assets::url("icon.svg")
     );
     html.trim_start()
         .replacen("<html charset=\"UTF-8\">\n<head>", &head, 1)

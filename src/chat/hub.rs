@@ -1,11 +1,5 @@
 //! One room's broadcast point on this instance, and what it knows about the room's members.
-//!
-//! Member-list changes are *upserts* into `#members`: every entry arrives through
-//! `<ul id="members" hx-swap-oob="beforeend">`, and natter.js first removes the entry with the
-//! same id (or drops an offline newcomer when the list is capped). Replacing entries by id
-//! instead would make htmx log an error whenever the entry is not on the page (big rooms show
-//! only the first 100 members; races between joins and list renders), and the target
-//! `#members` always exists.
+//! Member-list changes go out as upserts (see `views::members`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,7 +13,10 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::Event;
 use crate::{
     store::{Member, Message, Room},
-    web::room,
+    views::{
+        members::{self, Counts, MEMBER_LIST_CAP},
+        messages::messages_append,
+    },
 };
 
 /// Above this many members, presence changes are sent in batches: one frame per
@@ -67,8 +64,11 @@ struct HubState {
 }
 
 impl HubState {
-    fn summary(&self) -> maud::Markup {
-        room::member_summary(self.online.len(), self.members.len())
+    fn counts(&self) -> Counts {
+        Counts {
+            online: self.online.len(),
+            members: self.members.len(),
+        }
     }
 
     fn member(&self, user_id: i64) -> Option<&Member> {
@@ -148,7 +148,7 @@ impl Hub {
         let mut frames = Vec::new();
         for m in messages.iter().filter(|m| m.seq > published) {
             let prev = previous.filter(|p| p.seq + 1 == m.seq);
-            let frame = room::messages_append(prev, std::slice::from_ref(m)).into_string();
+            let frame = messages_append(prev, std::slice::from_ref(m)).into_string();
             frames.push((m.seq, Utf8Bytes::from(frame)));
             previous = Some(m);
         }
@@ -183,11 +183,11 @@ impl Hub {
         if let Some(frame) = &state.list_frame {
             return frame.clone();
         }
-        let markup = maud::html! {
-            (room::member_list(&state.members, |id| state.online.contains(&id)))
-            (state.summary())
-            (room::room_status(""))
-        };
+        let markup = members::list_frame(
+            &state.members,
+            |id| state.online.contains(&id),
+            state.counts(),
+        );
         let frame = Utf8Bytes::from(markup.into_string());
         state.list_frame = Some(frame.clone());
         frame
@@ -198,10 +198,7 @@ impl Hub {
         if state.members.len() <= BATCH_ABOVE {
             state.list_frame = None;
             let frame = state.member(user_id).map(|member| {
-                let markup = maud::html! {
-                    ul #members hx-swap-oob="beforeend" { (room::member_item(member, online)) }
-                    (state.summary())
-                };
+                let markup = members::upsert_frame(member, online, state.counts());
                 Utf8Bytes::from(markup.into_string())
             });
             drop(state);
@@ -214,7 +211,7 @@ impl Hub {
         if !state.flush_scheduled {
             state.flush_scheduled = true;
             let hub = Arc::downgrade(self);
-            let window = if state.members.len() > room::MEMBER_LIST_CAP {
+            let window = if state.members.len() > MEMBER_LIST_CAP {
                 CAPPED_BATCH_WINDOW
             } else {
                 BATCH_WINDOW
@@ -240,17 +237,11 @@ impl Hub {
             // gets this frame (it subscribed first), and the entries are upserts.
             state.list_frame = None;
             let pending = std::mem::take(&mut state.pending);
-            let capped = state.members.len() > room::MEMBER_LIST_CAP;
-            let markup = maud::html! {
-                @if !capped {
-                    ul #members hx-swap-oob="beforeend" {
-                        @for (user_id, online) in &pending {
-                            @if let Some(member) = state.member(*user_id) { (room::member_item(member, *online)) }
-                        }
-                    }
-                }
-                (state.summary())
-            };
+            let capped = state.members.len() > MEMBER_LIST_CAP;
+            let changes = pending
+                .iter()
+                .filter_map(|(user_id, online)| Some((state.member(*user_id)?, *online)));
+            let markup = members::batch_frame(changes, capped, state.counts());
             Utf8Bytes::from(markup.into_string())
         };
         self.broadcast(Event::Members { frame });
@@ -318,10 +309,7 @@ impl Hub {
             }
             state.list_frame = None;
             let online = state.online.contains(&member.user_id);
-            let markup = maud::html! {
-                ul #members hx-swap-oob="beforeend" { (room::member_item(member, online)) }
-                (state.summary())
-            };
+            let markup = members::upsert_frame(member, online, state.counts());
             Utf8Bytes::from(markup.into_string())
         };
         self.broadcast(Event::Members { frame });
@@ -360,10 +348,7 @@ impl Hub {
             state.online.remove(&user_id);
             state.pending.remove(&user_id);
             state.list_frame = None;
-            let markup = maud::html! {
-                ul #members hx-swap-oob="beforeend" { (room::departed_item(user_id)) }
-                (state.summary())
-            };
+            let markup = members::departed_frame(user_id, state.counts());
             Utf8Bytes::from(markup.into_string())
         };
         self.broadcast(Event::Members { frame });

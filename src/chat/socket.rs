@@ -41,7 +41,7 @@ use crate::{
     domain::RoomCode,
     error::AppError,
     store::{Member, Room},
-    web::room,
+    views::{messages::messages_append, room::away_notice},
 };
 
 /// A socket may be this far behind (in messages) and still catch up over the socket; further
@@ -358,11 +358,7 @@ impl Live {
             },
         };
         if latest - last_sent > MAX_REPLAY {
-            let notice = maud::html! {
-                p #room-status.room-status role="status" aria-live="polite" hx-swap-oob="true" {
-                    "You were away for a while. " a href={ "/rooms/" (self.room.code) } { "Reload to see everything." }
-                }
-            };
+            let notice = away_notice(&self.room.code);
             self.send(Utf8Bytes::from(notice.into_string())).await?;
             return Err(End::Close(close::TOO_FAR_BEHIND, "too far behind"));
         }
@@ -393,10 +389,8 @@ impl Live {
                 return Err(End::Close(1011, "try again"));
             };
             let new_last = last.seq;
-            self.send(Utf8Bytes::from(
-                room::messages_append(None, &batch).into_string(),
-            ))
-            .await?;
+            self.send(Utf8Bytes::from(messages_append(None, &batch).into_string()))
+                .await?;
             last_sent = new_last;
         }
         Ok(last_sent)

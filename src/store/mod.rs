@@ -105,7 +105,6 @@ pub struct Store {
     db: Db,
     writer: writer::PostWriter,
     sessions: std::sync::Arc<users::SessionCache>,
-    latest: std::sync::Arc<rooms::LatestPages>,
     room_ids: std::sync::Arc<rooms::RoomIds>,
 }
 
@@ -179,7 +178,6 @@ impl Store {
                 db,
                 writer,
                 sessions,
-                latest: Default::default(),
                 room_ids: Default::default(),
             },
             commits,

@@ -147,44 +147,7 @@ pub struct MessagePage {
     pub messages: Vec<Message>,
     /// Whether messages older than the first one exist.
     pub has_older: bool,
-    /// The messages as HTML, made by the first view that shows this page. Messages never
-    /// change, so a cached newest page (`latest_messages`) is rendered once per new message in
-    /// its room, not once per view: rendering fifty messages was a fifth of a room page's CPU.
-    pub html: std::sync::OnceLock<String>,
 }
-
-impl MessagePage {
-    /// The bytes of message text on the page.
-    fn text(&self) -> usize {
-        self.messages.iter().map(|m| m.body.len()).sum()
-    }
-}
-
-/// The newest page of each room read lately, keyed by the room's `last_seq` when read.
-/// Messages never change once stored and `rooms.last_seq` moves in the same transaction as
-/// every insert, so a cached page is current exactly when the room's `last_seq` (read fresh
-/// with the room on every request) still matches: no invalidation, on any instance.
-#[derive(Debug, Default)]
-pub(super) struct LatestPages {
-    pages: std::sync::Mutex<Cached>,
-}
-
-#[derive(Debug, Default)]
-struct Cached {
-    by_room: std::collections::HashMap<i64, CachedPage>,
-    /// The message text the pages hold, as `LATEST_TEXT_MAX` counts it.
-    text: usize,
-}
-
-/// (newest seq on the page, page size asked for, the page), by room id.
-type CachedPage = (i64, i64, std::sync::Arc<MessagePage>);
-
-/// Rooms whose newest page is kept; past this the cache starts over.
-const LATEST_PAGES_MAX: usize = 10_000;
-
-/// The bytes of message text the cached pages may hold (their HTML comes to about twice
-/// that); past this the cache starts over. A room page of fifty long messages is 200 KB.
-const LATEST_TEXT_MAX: usize = 32 << 20;
 
 /// Room ids by code, as read lately (`room_id`).
 #[derive(Debug, Default)]
@@ -460,45 +423,7 @@ impl Store {
         Ok(MessagePage {
             messages,
             has_older,
-            html: Default::default(),
         })
-    }
-
-    /// The newest `limit` messages of `room` (as read with its `last_seq`): from memory when
-    /// nothing was posted since they were last read, otherwise from the database. The room page
-    /// asks for this on every view; a busy room's page is read once per new message, not once
-    /// per viewer.
-    pub async fn latest_messages(
-        &self,
-        room: &Room,
-        limit: i64,
-    ) -> Result<std::sync::Arc<MessagePage>> {
-        let cached = {
-            let pages = self.latest.pages.lock().unwrap_or_else(|e| e.into_inner());
-            pages
-                .by_room
-                .get(&room.id)
-                .filter(|(newest, size, _)| *newest == room.last_seq && *size == limit)
-                .map(|(_, _, page)| page.clone())
-        };
-        if let Some(page) = cached {
-            return Ok(page);
-        }
-        let page = std::sync::Arc::new(self.messages_before(room.id, None, limit).await?);
-        // Seqs are gap-free and committed in order, so this page is the newest `limit`
-        // messages as of its own newest seq (which may be past `room.last_seq`).
-        let newest = page.messages.last().map_or(0, |m| m.seq);
-        let mut pages = self.latest.pages.lock().unwrap_or_else(|e| e.into_inner());
-        if pages.by_room.len() >= LATEST_PAGES_MAX || pages.text + page.text() > LATEST_TEXT_MAX {
-            *pages = Cached::default();
-        }
-        pages.text += page.text();
-        if let Some((_, _, replaced)) = pages.by_room.insert(room.id, (newest, limit, page.clone()))
-        {
-            pages.text -= replaced.text();
-        }
-        drop(pages);
-        Ok(page)
     }
 
     /// Up to `limit` messages with `after < seq <= upto`, in ascending order: what a socket

@@ -1,6 +1,5 @@
 //! Signing in and out, choosing a username, the profile.
 
-use maud::{Markup, html};
 use poem::{
     Request, Response, handler,
     http::{StatusCode, header},
@@ -9,11 +8,7 @@ use poem::{
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{
-    GuestForm, NoFields, SessionForm, UserForm,
-    layout::{self, Nav, Page, csrf_field, field_error, respond, see_other},
-    tokens::{self, TokenPanel},
-};
+use super::{GuestForm, NoFields, SessionForm, UserForm, member_nav, respond, see_other};
 use crate::{
     State,
     auth::{
@@ -23,6 +18,10 @@ use crate::{
     domain::{Email, Username, safe_return_path},
     error::AppError,
     store::{PendingLogin, now_ms},
+    views::{
+        account::{self as view, Profile, SignInOptions},
+        tokens::TokenPanel,
+    },
 };
 
 #[derive(Deserialize, Default)]
@@ -82,37 +81,15 @@ pub async fn landing(
         return see_other(&to, false);
     }
     let (pre_csrf, cookie) = pre_session_csrf(&state, req);
-    let content = html! {
-        section.hero aria-labelledby="landing-title" {
-            h1 #landing-title { "Rooms for the people you talk to." }
-            p.lede { "natter is a calm, fast group chat. Sign in, open a room, share its code, and talk in real time." }
-            @if let Some(provider) = &state.provider {
-                a.button.primary.large href=(with_next("/auth/login", next.as_deref())) {
-                    "Sign in with " (provider.name)
-                }
-            }
-            @if state.config.dev_login {
-                (dev_sign_in_form(&pre_csrf, "", None, next.as_deref(), false))
-            }
-            @if state.provider.is_none() && !state.config.dev_login {
-                div.card.notice {
-                    h2 { "Sign-in is not configured yet" }
-                    p {
-                        "Set " code { "NATTER_OAUTH_CLIENT_ID" } " and " code { "NATTER_OAUTH_CLIENT_SECRET" }
-                        " to sign in with Google (or any OpenID Connect provider), or start natter with "
-                        code { "--dev-login" } " on your own machine to try it. The README explains both."
-                    }
-                }
-            }
-        }
-    };
-    let page = Page {
-        title: "Welcome",
-        nav: Nav::Guest,
-        body_class: "page-landing",
-        content,
-    };
-    let mut response = respond(StatusCode::OK, page.render());
+    let login_url = with_next("/auth/login", next.as_deref());
+    let page = view::landing(&SignInOptions {
+        provider: state.provider.as_ref().map(|p| p.name.as_str()),
+        dev_login: state.config.dev_login,
+        csrf: &pre_csrf,
+        next: next.as_deref(),
+        login_url: &login_url,
+    });
+    let mut response = respond(StatusCode::OK, page);
     if let Some(cookie) = cookie {
         response
             .headers_mut()
@@ -145,36 +122,6 @@ fn pre_session_csrf(state: &State, req: &Request) -> (String, Option<String>) {
     )
 }
 
-/// The development sign-in form; `page` when it is the page's main content (its title is the
-/// page's `h1`), otherwise a section under the landing page's own heading.
-fn dev_sign_in_form(
-    csrf: &str,
-    email: &str,
-    error: Option<&str>,
-    next: Option<&str>,
-    page: bool,
-) -> Markup {
-    html! {
-        section.card.dev-sign-in aria-labelledby="dev-title" {
-            @if page {
-                h1 #dev-title { span.badge { "Development" } " Sign in with any email" }
-            } @else {
-                h2 #dev-title { span.badge { "Development" } " Sign in with any email" }
-            }
-            p.muted { "This form exists because natter runs with development sign-in on this machine. There is no password: never enable it on a server." }
-            form method="post" action="/auth/dev" novalidate {
-                (csrf_field(csrf))
-                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
-                label for="dev-email" { "Email" }
-                input #dev-email type="email" name="email" value=(email) autocomplete="email" required
-                    aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "dev-email-error")];
-                (field_error("dev-email-error", error))
-                button.button type="submit" { "Sign in" }
-            }
-        }
-    }
-}
-
 /// `GET /auth/dev`: the development sign-in form on its own page.
 #[handler]
 pub async fn dev_form(
@@ -186,13 +133,8 @@ pub async fn dev_form(
         return Err(AppError::NotFound.into());
     }
     let (csrf, cookie) = pre_session_csrf(&state, req);
-    let page = Page {
-        title: "Development sign-in",
-        nav: Nav::Guest,
-        body_class: "page-narrow",
-        content: dev_sign_in_form(&csrf, "", None, query.path().as_deref(), true),
-    };
-    let mut response = respond(StatusCode::OK, page.render());
+    let page = view::dev_sign_in(&csrf, "", None, query.path().as_deref());
+    let mut response = respond(StatusCode::OK, page);
     if let Some(cookie) = cookie {
         response
             .headers_mut()
@@ -229,19 +171,8 @@ pub async fn dev_sign_in(
         }
         Err(invalid) => {
             let (csrf, _) = pre_session_csrf(&state, req);
-            let page = Page {
-                title: "Development sign-in",
-                nav: Nav::Guest,
-                body_class: "page-narrow",
-                content: dev_sign_in_form(
-                    &csrf,
-                    &form.email,
-                    Some(invalid.0),
-                    next.as_deref(),
-                    true,
-                ),
-            };
-            Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, page.render()))
+            let page = view::dev_sign_in(&csrf, &form.email, Some(invalid.0), next.as_deref());
+            Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, page))
         }
     }
 }
@@ -411,19 +342,7 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
 }
 
 fn sign_in_problem(status: StatusCode, title: &str, text: &str) -> Response {
-    let page = Page {
-        title,
-        nav: Nav::Guest,
-        body_class: "page-narrow",
-        content: html! {
-            section.card aria-labelledby="problem-title" {
-                h1 #problem-title { (title) }
-                p { (text) }
-                p { a.button.primary href="/" { "Try again" } }
-            }
-        },
-    };
-    respond(status, page.render())
+    respond(status, view::sign_in_problem(title, text))
 }
 
 /// Creates the user on first sign-in and a fresh session (never reusing one the browser
@@ -520,35 +439,6 @@ pub async fn logout_everywhere(
     ))
 }
 
-fn username_page(csrf: &str, typed: &str, error: Option<&str>, next: Option<&str>) -> Markup {
-    let content = html! {
-        section.card aria-labelledby="username-title" {
-            h1 #username-title { "Choose your username" }
-            p { "This is how people in your rooms will see you. You can't change it later." }
-            form method="post" action="/username" novalidate {
-                (csrf_field(csrf))
-                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
-                label for="username" { "Username" }
-                input #username type="text" name="username" value=(typed) required
-                    minlength=(Username::MIN) maxlength=(Username::MAX)
-                    autocomplete="username" autocapitalize="none" spellcheck="false" autofocus
-                    aria-invalid=[error.map(|_| "true")]
-                    aria-describedby={ "username-help" @if error.is_some() { " username-error" } };
-                p.help #username-help { "3–24 letters, digits, underscore, dash or dot." }
-                (field_error("username-error", error))
-                button.button.primary type="submit" { "Continue" }
-            }
-        }
-    };
-    Page {
-        title: "Choose your username",
-        nav: Nav::Newcomer { csrf },
-        body_class: "page-narrow",
-        content,
-    }
-    .render()
-}
-
 /// `GET /username`: the form, only until a username is chosen.
 #[handler]
 pub async fn username_form(session: Session, Query(query): Query<NextQuery>) -> Response {
@@ -557,7 +447,7 @@ pub async fn username_form(session: Session, Query(query): Query<NextQuery>) -> 
     }
     respond(
         StatusCode::OK,
-        username_page(&session.csrf(), "", None, query.path().as_deref()),
+        view::username(&session.csrf(), "", None, query.path().as_deref()),
     )
 }
 
@@ -587,7 +477,7 @@ pub async fn choose_username(
     let refuse = |reason: &str| {
         respond(
             StatusCode::UNPROCESSABLE_ENTITY,
-            username_page(
+            view::username(
                 &session.csrf(),
                 &form.username,
                 Some(reason),
@@ -629,52 +519,25 @@ pub(super) async fn profile_page(
     let rooms = state.store.my_rooms(user.id).await?;
     let tokens = state.store.api_tokens(user.id).await?;
     let csrf = user.session.csrf();
-    let content = html! {
-        section.card.profile aria-labelledby="profile-title" {
-            h1 #profile-title { (user.username) }
-            dl.facts {
-                dt { "Username" } dd { (user.username) }
-                dt { "Email" } dd { (user.session.user.email) }
-                dt { "Member since" } dd { (layout::time(user.session.user.created_at, false)) }
-                dt { "Rooms" } dd { (rooms.len()) }
-            }
-        }
-        section.card aria-labelledby="sessions-title" {
-            h2 #sessions-title { "Sessions" }
-            p {
-                "You are signed in on " (sessions) " "
-                (if sessions == 1 { "browser or device" } else { "browsers or devices" }) "."
-            }
-            form method="post" action="/auth/logout/everywhere" {
-                (csrf_field(&csrf))
-                button.button.danger type="submit" { "Sign out everywhere" }
-            }
-        }
-        (tokens::panel(&tokens, &csrf, &panel))
+    let shown = Profile {
+        user: &user.session.user,
+        username: &user.username,
+        sessions,
+        rooms: rooms.len(),
+        tokens: &tokens,
+        panel,
     };
-    let page = Page {
-        title: "Profile",
-        nav: Nav::Member {
-            username: &user.username,
-            user_id: user.id,
-            csrf: &csrf,
-        },
-        body_class: "page-narrow",
-        content,
-    };
-    Ok(respond(status, page.render()))
+    Ok(respond(
+        status,
+        view::profile(member_nav(user, &csrf), &csrf, &shown),
+    ))
 }
 
 /// `GET /me.css`: the viewer's own messages get an accent. Messages are rendered once for
 /// everyone with `data-author`; this tiny per-user stylesheet is the only per-viewer part.
 #[handler]
 pub async fn me_css(user: CurrentUser) -> Response {
-    let css = format!(
-        ".message[data-author=\"{id}\"]{{--message-accent:var(--accent)}}\
-         .message[data-author=\"{id}\"] .author::after{{content:\" (you)\";color:var(--muted);font-weight:400}}\
-         #member-{id} .member-name::after{{content:\" (you)\";color:var(--muted)}}",
-        id = user.id
-    );
+    let css = view::me_css(user.id);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/css; charset=utf-8")
         .header(header::CACHE_CONTROL, "private, max-age=86400")

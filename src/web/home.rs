@@ -1,6 +1,5 @@
 //! Home: create a room, join one by code, my rooms; and the invitation page.
 
-use maud::{Markup, html};
 use poem::{
     Response, handler,
     http::{StatusCode, header},
@@ -8,26 +7,18 @@ use poem::{
 };
 use serde::Deserialize;
 
-use super::{
-    UserForm,
-    layout::{self, Nav, Page, csrf_field, field_error, respond, see_other},
-};
+use super::{UserForm, member_nav, respond, see_other};
 use crate::{
     State,
     actions::{self, Refusal},
     auth::{AppData, CurrentUser, MaybeSession},
-    domain::{RoomCode, RoomName},
-    error::{AppError, FormEcho},
+    domain::RoomCode,
+    error::AppError,
+    views::{
+        FormEcho,
+        home::{self as view, HomeForms},
+    },
 };
-
-/// What the home forms show after a refused submission.
-#[derive(Default)]
-struct HomeForms<'a> {
-    name: &'a str,
-    name_error: Option<&'a str>,
-    code: &'a str,
-    code_error: Option<&'a str>,
-}
 
 async fn home_page(
     state: &State,
@@ -37,89 +28,8 @@ async fn home_page(
 ) -> Result<Response, AppError> {
     let rooms = state.store.my_rooms(user.id).await?;
     let csrf = user.session.csrf();
-    let content = html! {
-        h1.visually-hidden { "Your rooms" }
-        div.actions {
-            section.card.action aria-labelledby="create-title" {
-                h2 #create-title { "Start a room" }
-                p.muted { "You get a short code to share with the people you invite." }
-                form method="post" action="/rooms" novalidate {
-                    (csrf_field(&csrf))
-                    label for="room-name" { "Room name " span.optional { "(optional)" } }
-                    input #room-name type="text" name="name" value=(forms.name) maxlength=(RoomName::MAX) autocomplete="off"
-                        placeholder="Book club"
-                        aria-invalid=[forms.name_error.map(|_| "true")] aria-describedby=[forms.name_error.map(|_| "room-name-error")];
-                    (field_error("room-name-error", forms.name_error))
-                    button.button.primary type="submit" { "Create room" }
-                }
-            }
-            section.card.action aria-labelledby="join-title" {
-                h2 #join-title { "Join with a code" }
-                p.muted { "Someone sent you a code like " code { "ABCD-EFGH" } "? Enter it here." }
-                form method="post" action="/rooms/join" novalidate {
-                    (csrf_field(&csrf))
-                    label for="join-code" { "Room code" }
-                    input #join-code.code-input type="text" name="code" value=(forms.code) required autocomplete="off"
-                        autocapitalize="characters" spellcheck="false" placeholder="ABCD-EFGH" maxlength="40"
-                        aria-invalid=[forms.code_error.map(|_| "true")] aria-describedby=[forms.code_error.map(|_| "join-code-error")];
-                    (field_error("join-code-error", forms.code_error))
-                    button.button type="submit" { "Join room" }
-                }
-            }
-        }
-        section.my-rooms aria-labelledby="rooms-title" {
-            h2 #rooms-title { "My rooms" }
-            @if rooms.is_empty() {
-                div.empty-state {
-                    p { strong { "No rooms yet." } }
-                    p.muted { "Start a room above and share its code, or join one with a code someone sent you." }
-                }
-            } @else {
-                ul.room-list {
-                    @for r in &rooms {
-                        li {
-                            a.room-row href={ "/rooms/" (r.code) } {
-                                span.room-row-main {
-                                    span.room-row-name { bdi { (r.display_name()) } }
-                                    span.room-row-preview {
-                                        @match (&r.last_author, &r.last_body) {
-                                            (Some(author), Some(body)) => { span.preview-author { (author) ": " } (preview(body)) },
-                                            _ => { span.muted { "No messages yet" } },
-                                        }
-                                    }
-                                }
-                                span.room-row-side {
-                                    code.code-chip { (r.code) }
-                                    (layout::time(r.last_activity_at, false))
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    let page = Page {
-        title: "Rooms",
-        nav: Nav::Member {
-            username: &user.username,
-            user_id: user.id,
-            csrf: &csrf,
-        },
-        body_class: "page-home",
-        content,
-    };
-    Ok(respond(status, page.render()))
-}
-
-/// The first line of a message, shortened for the room list.
-fn preview(body: &str) -> String {
-    let line = body.lines().next().unwrap_or_default();
-    let mut short: String = line.chars().take(90).collect();
-    if short.len() < line.len() || body.lines().nth(1).is_some() {
-        short.push('…');
-    }
-    short
+    let page = view::home(member_nav(user, &csrf), &csrf, &rooms, &forms);
+    Ok(respond(status, page))
 }
 
 /// `GET /home`.
@@ -230,17 +140,7 @@ pub async fn invitation(
     let path = format!("/join/{code}");
     let Some(session) = session else {
         let next = url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>();
-        return Ok(respond(
-            StatusCode::OK,
-            invitation_page(
-                Nav::Guest,
-                html! {
-                    h1 #invite-title { "You're invited to a room" }
-                    p { "Someone shared a natter room with you. Sign in to see it and join." }
-                    a.button.primary href={ "/?next=" (next) } { "Sign in to join" }
-                },
-            ),
-        ));
+        return Ok(respond(StatusCode::OK, view::invitation_signed_out(&next)));
     };
     let user = CurrentUser::from_session(session)?;
     let room = actions::find_by_code(&state, user.actor(), &raw)
@@ -261,36 +161,11 @@ pub async fn invitation(
         return Ok(see_other(&format!("/rooms/{}", room.code), false));
     }
     let csrf = user.session.csrf();
-    let body = html! {
-        h1 #invite-title { "Join " bdi { (room.display_name()) } "?" }
-        p { "Room " code.code-chip { (room.code) } }
-        form method="post" action="/rooms/join" {
-            (csrf_field(&csrf))
-            input type="hidden" name="code" value=(room.code);
-            button.button.primary type="submit" { "Join room" }
-            " "
-            a.button.subtle href="/home" { "Not now" }
-        }
-    };
-    Ok(respond(
-        StatusCode::OK,
-        invitation_page(
-            Nav::Member {
-                username: &user.username,
-                user_id: user.id,
-                csrf: &csrf,
-            },
-            body,
-        ),
-    ))
-}
-
-fn invitation_page(nav: Nav, body: Markup) -> Markup {
-    Page {
-        title: "Invitation",
-        nav,
-        body_class: "page-narrow",
-        content: html! { section.card.invitation aria-labelledby="invite-title" { (body) } },
-    }
-    .render()
+    let page = view::invitation(
+        member_nav(&user, &csrf),
+        &csrf,
+        room.display_name(),
+        &room.code,
+    );
+    Ok(respond(StatusCode::OK, page))
 }

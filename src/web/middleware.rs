@@ -12,11 +12,11 @@ use poem::{
 };
 use tracing::Instrument;
 
-use super::layout::{self, Nav, Page};
 use crate::{
     State,
     auth::{self, CookieRenewal},
-    error::{AppError, FormEcho, error_text},
+    error::{AppError, error_text},
+    views::errors::error_page as page,
 };
 
 /// The id quoted on error pages and in every log line of the request.
@@ -192,9 +192,9 @@ pub fn error_page(error: poem::Error, htmx: bool, id: &str) -> Response {
                 ),
                 None => "/".to_string(),
             };
-            return layout::see_other(&location, htmx);
+            return super::see_other(&location, htmx);
         }
-        Some(AppError::UsernameRequired) => return layout::see_other("/username", htmx),
+        Some(AppError::UsernameRequired) => return super::see_other("/username", htmx),
         _ => {}
     }
     let status = match app_error {
@@ -211,7 +211,7 @@ pub fn error_page(error: poem::Error, htmx: bool, id: &str) -> Response {
         Some(AppError::UnavailableKeeping(echo)) => Some(echo),
         _ => None,
     };
-    let mut response = layout::respond(status, page(text.title, &text.message, id, echo));
+    let mut response = super::respond(status, page(text.title, &text.message, id, echo));
     match app_error {
         Some(AppError::RateLimited { retry_after }) => {
             let secs = crate::limits::retry_after_secs(*retry_after);
@@ -227,45 +227,4 @@ pub fn error_page(error: poem::Error, htmx: bool, id: &str) -> Response {
         _ => {}
     }
     response
-}
-
-/// The error page itself; with `echo`, the refused form again, ready to resend.
-pub fn page(title: &str, message: &str, id: &str, echo: Option<&FormEcho>) -> maud::Markup {
-    Page {
-        title,
-        nav: Nav::Guest,
-        body_class: "page-narrow",
-        content: maud::html! {
-            section.card.error-card aria-labelledby="error-title" {
-                h1 #error-title { (title) }
-                p { (message) }
-                @if let Some(echo) = echo {
-                    (resend_form(echo))
-                }
-                p { a.button href="/" { "Go to natter's start page" } }
-                p.muted.small { "Request id: " code { (id) } }
-            }
-        },
-    }
-    .render()
-}
-
-/// What was typed, back in a form that posts it again (its CSRF token included, so it works
-/// once the database is back). Free text is editable; other fields ride along hidden.
-fn resend_form(echo: &FormEcho) -> maud::Markup {
-    let visible = |name: &str| matches!(name, "body" | "name" | "code" | "username" | "email");
-    maud::html! {
-        form.resend method="post" action=(echo.action) {
-            p { strong { "Nothing was saved." } " Here is what you sent; send it again in a moment." }
-            @for (name, value) in &echo.fields {
-                @if visible(name) {
-                    label for={ "resend-" (name) } { (name) }
-                    textarea id={ "resend-" (name) } name=(name) rows="3" { (value) }
-                } @else {
-                    input type="hidden" name=(name) value=(value);
-                }
-            }
-            button.button.primary type="submit" { "Send again" }
-        }
-    }
 }

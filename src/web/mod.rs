@@ -4,15 +4,14 @@
 pub mod account;
 pub mod assets;
 pub mod home;
-pub mod layout;
 pub mod middleware;
 pub mod ops;
 pub mod room;
 pub mod tokens;
 
 use poem::{
-    FromRequest, Request, RequestBody, Route, get,
-    http::{Method, header},
+    FromRequest, Request, RequestBody, Response, Route, get,
+    http::{Method, StatusCode, header},
     post,
 };
 use serde::{Deserialize, de::DeserializeOwned};
@@ -21,6 +20,7 @@ use crate::{
     State,
     auth::{self, CurrentUser, Session},
     error::AppError,
+    views::Nav,
 };
 
 /// Every route natter serves (DESIGN.md §3).
@@ -59,6 +59,40 @@ pub fn routes() -> Route {
         .at("/metrics", get(ops::metrics))
         .at("/assets/:name", get(assets::serve))
         .nest("/api", crate::api::routes())
+}
+
+/// A complete HTML response.
+pub fn respond(status: StatusCode, markup: maud::Markup) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(markup.into_string())
+}
+
+/// `303 See Other` to `location` (after a successful form post), or for htmx an `HX-Redirect`
+/// (a plain redirect would be followed by the XHR and swapped into the target).
+pub fn see_other(location: &str, htmx: bool) -> Response {
+    if htmx {
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("HX-Redirect", location)
+            .finish()
+    } else {
+        Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header(header::LOCATION, location)
+            .finish()
+    }
+}
+
+/// The header's account links for a signed-in person.
+pub fn member_nav<'a>(user: &'a CurrentUser, csrf: &'a str) -> Nav<'a> {
+    Nav::Member {
+        username: &user.username,
+        user_id: user.id,
+        csrf,
+    }
 }
 
 /// Whether htmx made this request (it answers with fragments or `HX-Redirect`).
@@ -163,7 +197,7 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for SessionForm<T> {
                     .map(|(f, _)| f)
                     .unwrap_or_default();
                 let action = req.original_uri().path().to_string();
-                return Err(AppError::UnavailableKeeping(crate::error::FormEcho {
+                return Err(AppError::UnavailableKeeping(crate::views::FormEcho {
                     action,
                     fields,
                 })

@@ -1,0 +1,70 @@
+//! The static files compiled into the binary (so natter is one file to run), and the
+//! cache-busting URLs pages link them by: `/assets/{name}?v={content hash}`. Such a URL never
+//! changes content, so `web::assets` serves it with a year-long cache; other requests get an ETag.
+
+use std::sync::LazyLock;
+
+use sha2::{Digest, Sha256};
+
+/// One embedded file.
+pub struct Asset {
+    /// Its name under `/assets/`.
+    pub name: &'static str,
+    /// The `Content-Type` it is served with.
+    pub content_type: &'static str,
+    /// Its bytes, as they were in `assets/` when natter was built.
+    pub bytes: &'static [u8],
+}
+
+const FILES: &[Asset] = &[
+    Asset {
+        name: "natter.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../assets/natter.css"),
+    },
+    Asset {
+        name: "natter.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/natter.js"),
+    },
+    Asset {
+        name: "htmx.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/htmx.min.js"),
+    },
+    Asset {
+        name: "ws.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/ws.min.js"),
+    },
+    Asset {
+        name: "icon.svg",
+        content_type: "image/svg+xml",
+        bytes: include_bytes!("../assets/icon.svg"),
+    },
+];
+
+/// Each file's short content hash, computed once.
+static HASHES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    FILES
+        .iter()
+        .map(|f| {
+            let digest = Sha256::digest(f.bytes);
+            digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+        })
+        .collect()
+});
+
+/// The file called `name`, with its content hash.
+pub fn find(name: &str) -> Option<(&'static Asset, &'static str)> {
+    let i = FILES.iter().position(|f| f.name == name)?;
+    Some((&FILES[i], HASHES[i].as_str()))
+}
+
+/// The cache-busting URL of an asset, e.g. `/assets/natter.css?v=3f2a…`.
+pub fn url(name: &str) -> String {
+    match find(name) {
+        Some((_, hash)) => format!("/assets/{name}?v={hash}"),
+        None => format!("/assets/{name}"),
+    }
+}

@@ -1,0 +1,117 @@
+//! The one layout every page shares, and the small form pieces used across pages.
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::assets;
+
+/// htmx settings (DESIGN.md §8, §10): no eval and no injected styles (the CSP forbids both), no
+/// script tags from swapped content, and 422/429 answers swapped so the composer can show why a
+/// post was refused with the typed text kept.
+const HTMX_CONFIG: &str = r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyCacheSize":0,"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"422","swap":true,"error":false},{"code":"429","swap":true,"error":false},{"code":"[45]..","swap":false,"error":true}]}"#;
+
+/// Who the page is for, as far as the header is concerned.
+pub enum Nav<'a> {
+    /// Signed out: no account links.
+    Guest,
+    /// Signed in without a username yet: only "sign out".
+    Newcomer { csrf: &'a str },
+    /// Signed in.
+    Member {
+        username: &'a str,
+        user_id: i64,
+        csrf: &'a str,
+    },
+}
+
+/// A whole page.
+pub struct Page<'a> {
+    pub title: &'a str,
+    pub nav: Nav<'a>,
+    /// A class on `<body>` for page-specific layout (e.g. the full-height room).
+    pub body_class: &'a str,
+    pub content: Markup,
+}
+
+impl Page<'_> {
+    pub fn render(self) -> Markup {
+        let csrf = match &self.nav {
+            Nav::Guest => None,
+            Nav::Newcomer { csrf } | Nav::Member { csrf, .. } => Some(*csrf),
+        };
+        // htmx sends this header with every request it makes; JSON, not code (no eval).
+        let hx_headers = csrf.map(|c| format!(r#"{{"X-CSRF-Token":"{c}"}}"#));
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    meta name="color-scheme" content="light dark";
+                    title { (self.title) " · natter" }
+                    link rel="stylesheet" href=(assets::url("natter.css"));
+                    @if let Nav::Member { user_id, .. } = &self.nav {
+                        // Marks the viewer's own messages without rendering them per viewer.
+                        link rel="stylesheet" href={ "/me.css?u=" (user_id) };
+                    }
+                    link rel="icon" type="image/svg+xml" href=(assets::url("icon.svg"));
+                    meta name="htmx-config" content=(HTMX_CONFIG);
+                    script src=(assets::url("htmx.min.js")) defer {}
+                    script src=(assets::url("ws.min.js")) defer {}
+                    script src=(assets::url("natter.js")) defer {}
+                }
+                body class=(self.body_class) hx-headers=[hx_headers] {
+                    a.skip-link href="#main" { "Skip to content" }
+                    header.site-header {
+                        a.brand href="/" {
+                            span.brand-mark aria-hidden="true" { "n" }
+                            span.brand-name { "natter" }
+                        }
+                        (nav(&self.nav))
+                    }
+                    main #main tabindex="-1" { (self.content) }
+                }
+            }
+        }
+    }
+}
+
+fn nav(nav: &Nav) -> Markup {
+    match nav {
+        Nav::Guest => html! {},
+        Nav::Newcomer { csrf } => html! {
+            nav.site-nav aria-label="Account" {
+                (sign_out_button(csrf))
+            }
+        },
+        Nav::Member { username, csrf, .. } => html! {
+            nav.site-nav aria-label="Account" {
+                a href="/home" { "Rooms" }
+                a href="/profile" { span.visually-hidden { "Profile of " } (username) }
+                (sign_out_button(csrf))
+            }
+        },
+    }
+}
+
+fn sign_out_button(csrf: &str) -> Markup {
+    html! {
+        form.inline-form method="post" action="/auth/logout" {
+            input type="hidden" name="csrf" value=(csrf);
+            button.link-button type="submit" { "Sign out" }
+        }
+    }
+}
+
+/// A hidden CSRF field.
+pub fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
+}
+
+/// A field's error message, tied to the field by id (`aria-describedby`).
+pub fn field_error(id: &str, error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(error) = error {
+            p.field-error id=(id) role="alert" { (error) }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Messages: one `message` function renders a message for the room page, the older-messages
+//! fragment and page, and the live frame alike. Each is rendered once for everyone: nothing in
+//! it depends on who looks (own messages are marked by `/me.css` through `data-author`).
+
+use maud::{Markup, html};
+
+use super::times::time;
+use crate::store::Message;
+
+/// Messages per page of history.
+pub const PAGE_SIZE: i64 = 50;
+
+/// Consecutive messages of one person within this many milliseconds share one name line.
+const GROUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+fn utc_day(ms: i64) -> Option<time::Date> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(|t| t.date())
+}
+
+/// Messages in order, each grouped under the previous one when the same person wrote it within
+/// a few minutes, with a day divider wherever the (UTC) date changes. `previous` is the message
+/// just before the first, if known.
+pub fn message_items(previous: Option<&Message>, messages: &[Message]) -> Markup {
+    html! {
+        @for (i, m) in messages.iter().enumerate() {
+            @let prev = if i == 0 { previous } else { messages.get(i - 1) };
+            @let new_day = prev.is_none_or(|p| utc_day(p.created_at) != utc_day(m.created_at));
+            @let continued = !new_day && prev.is_some_and(|p| {
+                p.user_id == m.user_id && p.seq + 1 == m.seq && m.created_at - p.created_at < GROUP_WINDOW_MS
+            });
+            @if new_day { (day_divider(m.created_at)) }
+            (message(m, continued))
+        }
+    }
+}
+
+fn day_divider(ms: i64) -> Markup {
+    let Some(day) = utc_day(ms) else {
+        return html! {};
+    };
+    let label = day
+        .format(time::macros::format_description!(
+            "[weekday repr:long], [day padding:none] [month repr:long] [year]"
+        ))
+        .unwrap_or_default();
+    html! {
+        div.day-divider role="separator" aria-label=(label) {
+            time datetime=(day.to_string()) data-style="day" { (label) }
+        }
+    }
+}
+
+/// One message. Rendered once and shared by every viewer: nothing in it depends on who looks
+/// (own messages are marked by `/me.css` through `data-author`).
+pub fn message(m: &Message, continued: bool) -> Markup {
+    html! {
+        article.message.continued[continued] id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) {
+            header.message-meta {
+                span.author { (m.author) }
+                " "
+                a.permalink href={ "#msg-" (m.seq) } { (time(m.created_at, true)) }
+            }
+            div.message-body dir="auto" { (linkify(&m.body)) }
+        }
+    }
+}
+
+/// Text with its http(s) URLs as links. Everything is escaped by maud; only the two URL
+/// schemes become links, so `javascript:` stays text.
+fn linkify(text: &str) -> Markup {
+    let mut parts: Vec<(bool, &str)> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = find_url(rest) {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
+            .unwrap_or(tail.len());
+        let url = tail[..end].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '}', '\'']);
+        let scheme_len = if url.starts_with("https://") { 8 } else { 7 };
+        if url.len() <= scheme_len {
+            parts.push((false, &rest[..start + end.max(1)]));
+            rest = &rest[start + end.max(1)..];
+            continue;
+        }
+        parts.push((false, &rest[..start]));
+        parts.push((true, url));
+        rest = &rest[start + url.len()..];
+    }
+    parts.push((false, rest));
+    html! {
+        @for (is_url, part) in parts {
+            @if is_url { a href=(part) rel="noopener nofollow ugc" target="_blank" { (part) } } @else { (part) }
+        }
+    }
+}
+
+fn find_url(text: &str) -> Option<usize> {
+    let http = text.find("http://");
+    let https = text.find("https://");
+    match (http, https) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Messages appended live: the frame the hub renders once per message and sends to every
+/// socket, and what a socket replays from the store.
+pub fn messages_append(previous: Option<&Message>, messages: &[Message]) -> Markup {
+    html! { div #messages hx-swap-oob="beforeend" { (message_items(previous, messages)) } }
+}
+
+/// The "Load older messages" link above the oldest message shown: a link without JS, and
+/// with htmx the request that replaces it with the next link and prepends the messages.
+pub fn older_link(code: &str, before: i64) -> Markup {
+    let href = format!("/rooms/{code}/messages?before={before}");
+    html! {
+        a #load-older.load-older href=(href) hx-get=(href) hx-target="this" hx-swap="outerHTML" {
+            "Load older messages"
+        }
+    }
+}
+
+/// The answer to htmx's "Load older messages": the next link (if there is more), and the
+/// messages prepended to `#messages` out of band.
+pub fn older_fragment(code: &str, messages: &[Message], has_older: bool) -> Markup {
+    html! {
+        @if has_older { @if let Some(first) = messages.first() { (older_link(code, first.seq)) } }
+        div #messages hx-swap-oob="afterbegin" { (message_items(None, messages)) }
+    }
+}
+
+/// A page of older history without JavaScript: links back, further back and forward.
+pub fn history(code: &str, room_name: &str, messages: &[Message], has_older: bool) -> Markup {
+    html! {
+        section.card.history-page aria-labelledby="history-title" {
+            h1 #history-title { "Earlier in " bdi { (room_name) } }
+            p { a href={ "/rooms/" (code) } { "Back to the latest messages" } }
+            @if has_older { @if let Some(first) = messages.first() {
+                p { a href={ "/rooms/" (code) "/messages?before=" (first.seq) } { "Load older messages" } }
+            } }
+            div.messages-static { (message_items(None, messages)) }
+            @if messages.is_empty() { p.muted { "Nothing earlier." } }
+            @if let Some(last) = messages.last() {
+                p { a href={ "/rooms/" (code) "/messages?before=" (last.seq + PAGE_SIZE + 1) } { "Newer messages" } }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: i64, user_id: i64, at: i64, body: &str) -> Message {
+        Message {
+            room_id: 1,
+            seq,
+            user_id,
+            author: format!("u{user_id}"),
+            body: body.into(),
+            created_at: at,
+            edited_at: None,
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_everywhere() {
+        for body in [
+            "<script>alert(1)</script>",
+            "\"><img src=x onerror=alert(1)>",
+            "<div hx-swap-oob=\"true\" id=\"messages\">x</div>",
+        ] {
+            let html = message(&msg(1, 1, 0, body), false).into_string();
+            assert!(
+                !html.contains("<script>")
+                    && !html.contains("<img")
+                    && !html.contains("<div hx-swap-oob"),
+                "{html}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_http_urls_become_links() {
+        let html = linkify(
+            "see https://example.org/a?b=1&c=<2>, or javascript:alert(1) and http://x.org.",
+        )
+        .into_string();
+        assert!(html.contains(r#"<a href="https://example.org/a?b=1&amp;c=" rel="noopener nofollow ugc" target="_blank">"#), "{html}");
+        assert!(html.contains(r#"<a href="http://x.org" rel"#), "{html}");
+        assert!(!html.contains("href=\"javascript"), "{html}");
+        assert_eq!(linkify("http:// nothing").into_string(), "http:// nothing");
+    }
+
+    #[test]
+    fn consecutive_messages_group_and_days_divide() {
+        let day = 86_400_000;
+        let items = message_items(
+            None,
+            &[
+                msg(1, 1, 0, "a"),
+                msg(2, 1, 1000, "b"),
+                msg(3, 2, 2000, "c"),
+                msg(4, 2, day, "d"),
+            ],
+        )
+        .into_string();
+        assert_eq!(items.matches("day-divider").count(), 2, "{items}");
+        assert_eq!(items.matches("message continued").count(), 1, "{items}");
+    }
+}

@@ -1,0 +1,224 @@
+//! The room page and its parts: the header, the rail of my rooms, the conversation, the
+//! member panel, the composer, the status line and the notices the live socket sends.
+
+use maud::{Markup, PreEscaped, html};
+
+use super::{
+    layout::{Nav, Page, csrf_field},
+    members::{Counts, member_list, member_summary},
+    messages::older_link,
+    page_cache::NewestPage,
+};
+use crate::{
+    domain::MessageBody,
+    store::{Member, Room, RoomLink},
+};
+
+/// The live-status line (connection state and notices).
+pub fn room_status(text: &str) -> Markup {
+    html! { p #room-status.room-status role="status" aria-live="polite" { (text) } }
+}
+
+/// The notice a socket too far behind sends before closing with 4409: the page should reload.
+pub fn away_notice(code: &str) -> Markup {
+    html! {
+        p #room-status.room-status role="status" aria-live="polite" hx-swap-oob="true" {
+            "You were away for a while. " a href={ "/rooms/" (code) } { "Reload to see everything." }
+        }
+    }
+}
+
+/// A fresh random `client_id` for a composer: a double click or a resubmitted form with it
+/// posts once.
+fn fresh_client_id() -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
+/// The composer. A fresh one carries a new random `client_id`; after a refused post it keeps
+/// the typed text and says why.
+pub fn composer(
+    code: &str,
+    csrf: &str,
+    body: &str,
+    error: Option<&str>,
+    client_id: Option<&str>,
+    focus: bool,
+) -> Markup {
+    let fresh_id;
+    let client_id = match client_id {
+        Some(id) => id,
+        None => {
+            fresh_id = fresh_client_id();
+            &fresh_id
+        }
+    };
+    let action = format!("/rooms/{code}/messages");
+    html! {
+        form #composer.composer method="post" action=(action) hx-post=(action) hx-target="this" hx-swap="outerHTML" {
+            (csrf_field(csrf))
+            label.visually-hidden for="composer-body" { "Message" }
+            textarea #composer-body name="body" rows="1" maxlength=(MessageBody::MAX) required
+                placeholder="Write a message" autocomplete="off" autofocus[focus]
+                aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "composer-error")]
+                { (body) }
+            button.button.primary.send type="submit" { "Send" }
+            (composer_state(client_id, error))
+        }
+    }
+}
+
+/// The part of the composer a post changes: the next `client_id` and the error, if any.
+fn composer_state(client_id: &str, error: Option<&str>) -> Markup {
+    html! {
+        div #composer-state {
+            input type="hidden" name="client_id" value=(client_id);
+            @if let Some(error) = error {
+                p #composer-error.field-error role="alert" { (error) }
+            }
+        }
+    }
+}
+
+/// The answer to a post htmx made that succeeded: only a fresh `client_id` (and no error),
+/// out of band; the form itself stays, so focus and whatever was typed meanwhile are
+/// untouched (natter.js emptied the text when it sent).
+pub fn posted() -> Markup {
+    html! {
+        div #composer-state hx-swap-oob="true" {
+            input type="hidden" name="client_id" value=(fresh_client_id());
+        }
+    }
+}
+
+/// The left rail: my rooms, this one marked.
+fn rooms_rail(rooms: &[RoomLink], current: &str) -> Markup {
+    html! {
+        nav.rooms-rail aria-label="Your rooms" {
+            h2.rail-title { "Rooms" }
+            ul {
+                @for r in rooms {
+                    li {
+                        a href={ "/rooms/" (r.code) } aria-current=[(r.code == current).then_some("page")] {
+                            span.rail-name { (r.display_name()) }
+                        }
+                    }
+                }
+            }
+            a.rail-home href="/home" { "+ New or join" }
+        }
+    }
+}
+
+/// Everything the room page shows.
+pub struct RoomPage<'a> {
+    /// The room, as read with its members.
+    pub room: &'a Room,
+    /// The header's account links (the viewer).
+    pub nav: Nav<'a>,
+    /// A CSRF token for the page's forms.
+    pub csrf: &'a str,
+    /// The members, by name.
+    pub members: &'a [Member],
+    /// Who of them is online.
+    pub online: &'a std::collections::HashSet<i64>,
+    /// The newest page of messages, already rendered.
+    pub history: &'a NewestPage,
+    /// The viewer's rooms, for the rail.
+    pub rooms: &'a [RoomLink],
+    /// The composer, fresh or after a refused post.
+    pub composer: Markup,
+    /// A notice for the status line.
+    pub notice: Option<&'a str>,
+}
+
+impl RoomPage<'_> {
+    /// The whole page. Its live socket resumes after the newest message it shows.
+    pub fn render(self) -> Markup {
+        let v = self;
+        let code = v.room.code.as_str();
+        let online_count = v
+            .members
+            .iter()
+            .filter(|m| v.online.contains(&m.user_id))
+            .count();
+        let counts = Counts {
+            online: online_count,
+            members: v.members.len(),
+        };
+        let content = html! {
+            div.room hx-ext="ws" ws-connect={ "/rooms/" (code) "/ws?after=" (v.history.last_seq) }
+                data-room=(code) {
+                header.room-header {
+                    div.room-title {
+                        h1 { bdi { (v.room.display_name()) } }
+                        p.room-code {
+                            span.visually-hidden { "Room code " }
+                            code.code-chip #room-code { (code) }
+                            button.button.small.copy-button type="button" data-copy="#room-code" hidden { "Copy code" }
+                            a.invite-link href={ "/join/" (code) } { "Invitation link" }
+                        }
+                    }
+                    form.leave-form method="post" action={ "/rooms/" (code) "/leave" } {
+                        (csrf_field(v.csrf))
+                        button.button.subtle type="submit" { "Leave room" }
+                    }
+                }
+                div.room-body {
+                    (rooms_rail(v.rooms, code))
+                    section.conversation aria-label="Conversation" {
+                        (room_status(v.notice.unwrap_or("")))
+                        div.scroller {
+                            div.history {
+                                @if v.history.has_older {
+                                    @if let Some(first) = v.history.first_seq { (older_link(code, first)) }
+                                }
+                                div #messages role="log" aria-live="polite" aria-label="Messages" {
+                                    (PreEscaped(&v.history.html))
+                                }
+                                @if v.history.first_seq.is_none() {
+                                    p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
+                                }
+                            }
+                        }
+                        (v.composer)
+                    }
+                    aside.members-panel aria-labelledby="members-title" {
+                        details.members-details {
+                            summary #members-title {
+                                span.visually-hidden { "Members: " }
+                                (member_summary(counts))
+                            }
+                            (member_list(v.members, |id| v.online.contains(&id)))
+                        }
+                    }
+                }
+            }
+        };
+        Page {
+            title: v.room.display_name(),
+            nav: v.nav,
+            body_class: "page-room",
+            content,
+        }
+        .render()
+    }
+}
+
+/// The composer alone, for when the room itself cannot be read (the database is down): the
+/// typed text still comes back.
+pub fn unsent_page(room: &Room, nav: Nav, composer: Markup) -> Markup {
+    Page {
+        title: room.display_name(),
+        nav,
+        body_class: "page-narrow",
+        content: html! {
+            section.card aria-labelledby="unsent-title" {
+                h1 #unsent-title { "Your message was not sent yet" }
+                (composer)
+                p { a href={ "/rooms/" (room.code) } { "Back to the room" } }
+            }
+        },
+    }
+    .render()
+}
