@@ -28,27 +28,50 @@ pub use {
 };
 
 /// Runs each listed test body once per backend: `mod name { fn sqlite(); fn postgres(); }`.
+///
+/// A test that needs other `NATTER_*` settings (tighter limits, a provider that is down) names
+/// them above itself, and natter starts with them on both backends:
+///
+/// ```ignore
+/// both! {
+///     #[settings(NATTER_LIMIT_POSTS = "20/1h", NATTER_HUB_CAPACITY = "2")]
+///     async fn posting_too_fast_is_refused(app: TestApp) { … }
+/// }
+/// ```
 #[macro_export]
 macro_rules! both {
-    ($(async fn $name:ident($app:ident : TestApp) $body:block)*) => {$(
+    ($(
+        $(#[settings($($key:ident = $value:expr),+ $(,)?)])?
+        async fn $name:ident($app:ident : TestApp) $body:block
+    )*) => {$(
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             async fn run($app: $crate::common::TestApp) $body
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                if let Some(app) = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite).await {
-                    run(app).await;
-                }
+                let settings: &[(&str, &str)] = &[$($((stringify!($key), $value)),+)?];
+                $crate::common::run_on($crate::common::Backend::Sqlite, settings, run).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) = $crate::common::TestApp::spawn($crate::common::Backend::Postgres).await {
-                    run(app).await;
-                }
+                let settings: &[(&str, &str)] = &[$($((stringify!($key), $value)),+)?];
+                $crate::common::run_on($crate::common::Backend::Postgres, settings, run).await;
             }
         }
     )*};
+}
+
+/// What `both!` does per backend: natter on a fresh database with `settings`, then `test` on it;
+/// nothing (having said why) where the backend is unavailable.
+pub async fn run_on<T, F>(backend: Backend, settings: &[(&str, &str)], test: T)
+where
+    T: FnOnce(TestApp) -> F,
+    F: Future<Output = ()>,
+{
+    if let Some(app) = TestApp::spawn_with(backend, settings).await {
+        test(app).await;
+    }
 }
 
 /// Whether `NATTER_TEST_REQUIRE` makes a missing dependency a failure instead of a skip.

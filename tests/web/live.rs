@@ -41,17 +41,9 @@ async fn room_with(app: &TestApp, people: &[&str]) -> (Vec<Browser>, String) {
     (browsers, code)
 }
 
-async fn fast_app(app: TestApp, extra: &[(&str, &str)]) -> TestApp {
-    let db = app.db.clone();
-    drop(app);
-    let mut settings = vec![("NATTER_LIMIT_POSTS", "100000/1s")];
-    settings.extend_from_slice(extra);
-    TestApp::start_on(db, None, &settings).await
-}
-
 both! {
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s")]
     async fn every_client_receives_every_message_once_in_order_including_the_posters_other_tabs(app: TestApp) {
-        let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada", "bob", "cyd"]).await;
         let mut sockets = Vec::new();
         for b in &people {
@@ -77,8 +69,8 @@ both! {
         }
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s")]
     async fn a_client_that_reconnects_gets_exactly_what_it_missed_then_live_ones(app: TestApp) {
-        let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada", "bob"]).await;
         post_many(&people[0], &code, 0, 3).await;
         let mut bob = people[1].socket(&code, Some(3)).await.unwrap();
@@ -134,8 +126,8 @@ both! {
         }
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s")]
     async fn a_client_too_far_behind_is_told_to_reload(app: TestApp) {
-        let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada"]).await;
         let csrf = people[0].csrf_from(&format!("/rooms/{code}")).await;
         let path = format!("/rooms/{code}/messages");
@@ -149,8 +141,8 @@ both! {
         assert!(socket.frames.iter().any(|f| f.contains("Reload")), "a notice offers a reload");
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s", NATTER_HUB_CAPACITY = "2")]
     async fn a_client_that_overflowed_its_queue_still_gets_everything(app: TestApp) {
-        let app = fast_app(app, &[("NATTER_HUB_CAPACITY", "2")]).await;
         let (people, code) = room_with(&app, &["ada", "bob"]).await;
         let mut sockets = vec![people[1].socket(&code, Some(0)).await.unwrap(), people[1].socket(&code, Some(0)).await.unwrap()];
         let csrf = people[0].csrf_from(&format!("/rooms/{code}")).await;
@@ -339,8 +331,8 @@ both! {
         eprintln!("graceful stop took {:?}", started.elapsed());
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s")]
     async fn one_room_sustains_a_burst_of_posts(app: TestApp) {
-        let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada", "bob"]).await;
         let mut bob = people[1].socket(&code, Some(0)).await.unwrap();
         let csrf = people[0].csrf_from(&format!("/rooms/{code}")).await;
