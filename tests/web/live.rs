@@ -348,59 +348,46 @@ both! {
         let secs = started.elapsed().as_secs_f64();
         eprintln!("one room: {n} posts delivered in {secs:.2} s = {:.0} messages/s (debug build, posts over HTTP)", n as f64 / secs);
     }
-}
 
-/// A room with more members than the list shows: a (re)connecting page gets the first 100
-/// (online first) and a count of the rest, and presence changes send only the counts, not
-/// entries for every coming and going to every socket.
-async fn a_capped_room_sends_counts_not_entries(backend: crate::common::Backend) {
-    let Some(app) = TestApp::spawn_with(backend, &[("NATTER_LIMIT_SIGN_INS", "100000/1s")]).await
-    else {
-        return;
-    };
-    let ada = app.signed_in("ada@example.org", "ada").await;
-    let code = app.create_room(&ada, "Big").await;
-    let mut last = None;
-    for i in 0..100 {
-        let b = app
-            .signed_in(&format!("m{i:03}@example.org"), &format!("m{i:03}"))
-            .await;
-        b.join(&code).await;
-        last = Some(b);
+    // A room with more members than the list shows: a (re)connecting page gets the first 100
+    // (online first) and a count of the rest, and presence changes send only the counts, not
+    // entries for every coming and going to every socket.
+    #[settings(NATTER_LIMIT_SIGN_INS = "100000/1s")]
+    async fn a_capped_room_sends_counts_not_entries(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Big").await;
+        let mut last = None;
+        for i in 0..100 {
+            let b = app
+                .signed_in(&format!("m{i:03}@example.org"), &format!("m{i:03}"))
+                .await;
+            b.join(&code).await;
+            last = Some(b);
+        }
+        let mut socket = ada.socket(&code, Some(0)).await.unwrap();
+        let list = socket.next_text(WAIT).await.unwrap();
+        assert!(
+            list.starts_with("<ul class=\"member-list\" id=\"members\" data-capped"),
+            "{list}"
+        );
+        assert_eq!(list.matches("<li class=\"member\"").count(), 100, "{list}");
+        assert!(
+            list.contains("and 1 more") && list.contains("1 online · 101 members"),
+            "{list}"
+        );
+        assert!(list.contains(">ada<"), "online members come first: {list}");
+        let other = last.unwrap().socket(&code, Some(0)).await.unwrap();
+        assert!(socket.wait_for_new("2 online · 101 members", WAIT).await);
+        let change = socket
+            .frames
+            .iter()
+            .rev()
+            .find(|f| f.contains("2 online"))
+            .unwrap();
+        assert!(!change.contains("<li"), "counts only: {change}");
+        other.close().await;
+        assert!(socket.wait_for_new("1 online · 101 members", WAIT).await);
     }
-    let mut socket = ada.socket(&code, Some(0)).await.unwrap();
-    let list = socket.next_text(WAIT).await.unwrap();
-    assert!(
-        list.starts_with("<ul class=\"member-list\" id=\"members\" data-capped"),
-        "{list}"
-    );
-    assert_eq!(list.matches("<li class=\"member\"").count(), 100, "{list}");
-    assert!(
-        list.contains("and 1 more") && list.contains("1 online · 101 members"),
-        "{list}"
-    );
-    assert!(list.contains(">ada<"), "online members come first: {list}");
-    let other = last.unwrap().socket(&code, Some(0)).await.unwrap();
-    assert!(socket.wait_for_new("2 online · 101 members", WAIT).await);
-    let change = socket
-        .frames
-        .iter()
-        .rev()
-        .find(|f| f.contains("2 online"))
-        .unwrap();
-    assert!(!change.contains("<li"), "counts only: {change}");
-    other.close().await;
-    assert!(socket.wait_for_new("1 online · 101 members", WAIT).await);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_capped_room_sends_counts_not_entries_sqlite() {
-    a_capped_room_sends_counts_not_entries(crate::common::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_capped_room_sends_counts_not_entries_postgres() {
-    a_capped_room_sends_counts_not_entries(crate::common::Backend::Postgres).await;
 }
 
 /// A post this instance's publisher never heard of (here: committed by a second process on the
