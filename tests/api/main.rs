@@ -173,13 +173,6 @@ pub async fn api_user(app: &TestApp, email: &str, username: &str) -> (Browser, A
     (browser, api)
 }
 
-/// `app`'s database under a fresh natter started with `settings` (the first one stops).
-pub async fn restart_with(app: TestApp, settings: &[(&str, &str)]) -> TestApp {
-    let db = app.db.clone();
-    drop(app);
-    TestApp::start_on(db, None, settings).await
-}
-
 /// The `token_hash` of every stored API token, read straight from the database.
 pub async fn stored_token_hashes(app: &TestApp) -> Vec<Vec<u8>> {
     const SQL: &str = "SELECT token_hash FROM api_tokens ORDER BY id";

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::both;
 use crate::common::hostile_inputs;
-use crate::{Api, Reply, api_user, restart_with};
+use crate::{Api, Reply, api_user};
 
 fn seqs(page: &Reply) -> Vec<i64> {
     page.json["messages"]
@@ -105,8 +105,8 @@ both! {
         assert_eq!(api.get(&format!("{path}?limit=200&unknown=1")).await.status, 200);
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "1000/1m")]
     async fn message_bodies_follow_the_web_rules(app: TestApp) {
-        let app = restart_with(app, &[("NATTER_LIMIT_POSTS", "1000/1m")]).await;
         let (ada_browser, api) = api_user(&app, "ada@example.org", "ada").await;
         let code = api.create_room("Hostile").await;
         let inputs = hostile_inputs().into_iter().chain(["A".repeat(4000), "A".repeat(4001), "😀".repeat(4000), "a\u{0}b".into(), "\u{85}".into()]);
@@ -170,8 +170,8 @@ both! {
         assert_eq!(Api::send(req).await.status, 201);
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "3/1h")]
     async fn posting_too_fast_answers_429_with_retry_after_and_the_web_shares_the_budget(app: TestApp) {
-        let app = restart_with(app, &[("NATTER_LIMIT_POSTS", "3/1h")]).await;
         let (ada_browser, api) = api_user(&app, "ada@example.org", "ada").await;
         let code = api.create_room("Limits").await;
         let path = format!("/rooms/{code}/messages");

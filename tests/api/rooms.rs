@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::both;
 use crate::common::hostile_inputs;
-use crate::{Api, api_user, restart_with};
+use crate::{Api, api_user};
 
 both! {
     async fn creating_a_room_answers_201_with_the_room_and_lists_it(app: TestApp) {
@@ -110,8 +110,8 @@ both! {
         assert_eq!(_b.post_form("/home", "/rooms/join", &[("code", &code)]).await.status, 429);
     }
 
+    #[settings(NATTER_LIMIT_ROOMS = "2/1h")]
     async fn creating_rooms_is_limited_like_the_web(app: TestApp) {
-        let app = restart_with(app, &[("NATTER_LIMIT_ROOMS", "2/1h")]).await;
         let (ada_browser, ada) = api_user(&app, "ada@example.org", "ada").await;
         ada.create_room("one").await;
         ada.create_room("two").await;
@@ -122,8 +122,8 @@ both! {
         assert_eq!(ada.get("/rooms").await.json["rooms"].as_array().unwrap().len(), 2);
     }
 
+    #[settings(NATTER_LIMIT_ROOMS = "1000/1h")]
     async fn room_names_follow_the_web_rules(app: TestApp) {
-        let app = restart_with(app, &[("NATTER_LIMIT_ROOMS", "1000/1h")]).await;
         let (_a, api) = api_user(&app, "ada@example.org", "ada").await;
         for input in hostile_inputs().into_iter().chain(["x".repeat(80), "x".repeat(81), "a\nb".into()]) {
             let r = api.post("/rooms", json!({ "name": input })).await;
@@ -142,8 +142,8 @@ both! {
         }
     }
 
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "1000/1m")]
     async fn hostile_join_codes_are_refused_never_a_500(app: TestApp) {
-        let app = restart_with(app, &[("NATTER_LIMIT_JOIN_FAILS", "1000/1m")]).await;
         let (_a, api) = api_user(&app, "ada@example.org", "ada").await;
         for input in hostile_inputs() {
             api.post("/rooms/join", json!({ "code": input })).await.assert_problem(422, "invalid-input");

@@ -88,11 +88,12 @@ fn session_cookie(answer: &Answer) -> Option<String> {
         .map(str::to_string)
 }
 
-/// natter again on the same database, with `settings`.
-async fn restart(app: TestApp, settings: &[(&str, &str)]) -> TestApp {
-    let db = app.db.clone();
-    drop(app);
-    TestApp::start_on(db, None, settings).await
+/// A URL on a port nothing listens on (taken a moment ago and let go): a provider that is down.
+fn unanswered_url(path: &str) -> String {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{path}", dead.local_addr().unwrap());
+    drop(dead);
+    url
 }
 
 /// Follows the provider sign-in as a browser does: natter → provider → natter's callback.
@@ -315,13 +316,8 @@ both! {
         assert_eq!(provider_sign_in(&app, &app.browser(), None).await.status, 303);
     }
 
+    #[settings(NATTER_OAUTH_TOKEN_URL = &unanswered_url("/token"))]
     async fn a_provider_that_is_down_ends_on_a_friendly_page(app: TestApp) {
-        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dead_url = format!("http://{}/token", dead.local_addr().unwrap());
-        drop(dead);
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_OAUTH_TOKEN_URL", &dead_url)]).await;
         let browser = app.browser();
         let page = provider_sign_in(&app, &browser, None).await;
         assert_eq!(page.status, 502);
@@ -352,8 +348,8 @@ both! {
         }
     }
 
+    #[settings(NATTER_LIMIT_SIGN_INS = "10000/1m")]
     async fn every_hostile_username_is_refused_with_the_reason_and_what_was_typed(app: TestApp) {
-        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "10000/1m")]).await;
         let browser = app.browser();
         browser.dev_sign_in("hostile@example.org").await;
         let csrf = browser.csrf_from("/username").await;
@@ -386,8 +382,8 @@ both! {
         assert_eq!(browser.get("/username").await.status, 200, "no name was set");
     }
 
+    #[settings(NATTER_LIMIT_SIGN_INS = "10000/1m")]
     async fn hostile_emails_and_return_paths_are_refused_or_shown_as_text(app: TestApp) {
-        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "10000/1m")]).await;
         let guest = app.browser();
         let csrf = guest.csrf_from("/").await;
         // Signs in over and over, so it cannot be the guest looking at the signed-out pages.
@@ -435,8 +431,8 @@ both! {
         assert_eq!(r.header("location"), Some("/home"));
     }
 
+    #[settings(NATTER_LIMIT_SIGN_INS = "10000/1m")]
     async fn hostile_callback_parameters_end_on_the_friendly_page(app: TestApp) {
-        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "10000/1m")]).await;
         let browser = app.browser();
         for input in hostile_inputs() {
             let q = encoded(&input);
@@ -569,8 +565,8 @@ both! {
         assert_eq!(sql.scalar("SELECT MAX(expires_at) FROM sessions").await, after);
     }
 
+    #[settings(NATTER_LIMIT_SIGN_INS = "3/1h")]
     async fn spoofed_forwarding_headers_share_one_sign_in_budget(app: TestApp) {
-        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "3/1h")]).await;
         let browser = app.browser();
         for i in 0..3 {
             let (xff, real) = (format!("10.0.0.{i}"), format!("10.1.0.{i}"));
@@ -582,8 +578,8 @@ both! {
         assert!(r.header("retry-after").is_some());
     }
 
+    #[settings(NATTER_LIMIT_SIGN_INS = "3/1h", NATTER_TRUSTED_PROXIES = "127.0.0.1")]
     async fn behind_a_trusted_proxy_each_client_has_its_own_budget(app: TestApp) {
-        let app = restart(app, &[("NATTER_LIMIT_SIGN_INS", "3/1h"), ("NATTER_TRUSTED_PROXIES", "127.0.0.1")]).await;
         let browser = app.browser();
         let browser = &browser;
         let login = move |headers: &'static [(&'static str, &'static str)]| async move {
@@ -602,10 +598,8 @@ both! {
         assert_eq!(login(&[]).await, 303, "the proxy's own requests count as its own");
     }
 
+    #[settings(NATTER_LIMIT_SIGN_INS = "3/1h")]
     async fn sign_in_attempts_are_limited_per_address(app: TestApp) {
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_SIGN_INS", "3/1h")]).await;
         let browser = app.browser();
         for _ in 0..3 {
             assert_eq!(browser.get("/auth/login").await.status, 303);
@@ -616,10 +610,8 @@ both! {
         assert!(limited.body.contains("Slow down"), "{}", limited.body);
     }
 
+    #[settings(NATTER_DEV_LOGIN = "0")]
     async fn development_sign_in_can_be_off(app: TestApp) {
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_DEV_LOGIN", "0")]).await;
         let browser = app.browser();
         assert!(!browser.get("/").await.body.contains("/auth/dev"));
         assert_eq!(browser.get("/auth/dev").await.status, 404);

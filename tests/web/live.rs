@@ -41,17 +41,9 @@ async fn room_with(app: &TestApp, people: &[&str]) -> (Vec<Browser>, String) {
     (browsers, code)
 }
 
-async fn fast_app(app: TestApp, extra: &[(&str, &str)]) -> TestApp {
-    let db = app.db.clone();
-    drop(app);
-    let mut settings = vec![("NATTER_LIMIT_POSTS", "100000/1s")];
-    settings.extend_from_slice(extra);
-    TestApp::start_on(db, None, &settings).await
-}
-
 both! {
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s")]
     async fn every_client_receives_every_message_once_in_order_including_the_posters_other_tabs(app: TestApp) {
-        let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada", "bob", "cyd"]).await;
         let mut sockets = Vec::new();
         for b in &people {
@@ -77,8 +69,8 @@ both! {
         }
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s")]
     async fn a_client_that_reconnects_gets_exactly_what_it_missed_then_live_ones(app: TestApp) {
-        let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada", "bob"]).await;
         post_many(&people[0], &code, 0, 3).await;
         let mut bob = people[1].socket(&code, Some(3)).await.unwrap();
@@ -134,8 +126,8 @@ both! {
         }
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s")]
     async fn a_client_too_far_behind_is_told_to_reload(app: TestApp) {
-        let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada"]).await;
         let csrf = people[0].csrf_from(&format!("/rooms/{code}")).await;
         let path = format!("/rooms/{code}/messages");
@@ -149,8 +141,8 @@ both! {
         assert!(socket.frames.iter().any(|f| f.contains("Reload")), "a notice offers a reload");
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s", NATTER_HUB_CAPACITY = "2")]
     async fn a_client_that_overflowed_its_queue_still_gets_everything(app: TestApp) {
-        let app = fast_app(app, &[("NATTER_HUB_CAPACITY", "2")]).await;
         let (people, code) = room_with(&app, &["ada", "bob"]).await;
         let mut sockets = vec![people[1].socket(&code, Some(0)).await.unwrap(), people[1].socket(&code, Some(0)).await.unwrap()];
         let csrf = people[0].csrf_from(&format!("/rooms/{code}")).await;
@@ -339,8 +331,8 @@ both! {
         eprintln!("graceful stop took {:?}", started.elapsed());
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "100000/1s")]
     async fn one_room_sustains_a_burst_of_posts(app: TestApp) {
-        let app = fast_app(app, &[]).await;
         let (people, code) = room_with(&app, &["ada", "bob"]).await;
         let mut bob = people[1].socket(&code, Some(0)).await.unwrap();
         let csrf = people[0].csrf_from(&format!("/rooms/{code}")).await;
@@ -356,59 +348,46 @@ both! {
         let secs = started.elapsed().as_secs_f64();
         eprintln!("one room: {n} posts delivered in {secs:.2} s = {:.0} messages/s (debug build, posts over HTTP)", n as f64 / secs);
     }
-}
 
-/// A room with more members than the list shows: a (re)connecting page gets the first 100
-/// (online first) and a count of the rest, and presence changes send only the counts, not
-/// entries for every coming and going to every socket.
-async fn a_capped_room_sends_counts_not_entries(backend: crate::common::Backend) {
-    let Some(app) = TestApp::spawn_with(backend, &[("NATTER_LIMIT_SIGN_INS", "100000/1s")]).await
-    else {
-        return;
-    };
-    let ada = app.signed_in("ada@example.org", "ada").await;
-    let code = app.create_room(&ada, "Big").await;
-    let mut last = None;
-    for i in 0..100 {
-        let b = app
-            .signed_in(&format!("m{i:03}@example.org"), &format!("m{i:03}"))
-            .await;
-        b.join(&code).await;
-        last = Some(b);
+    // A room with more members than the list shows: a (re)connecting page gets the first 100
+    // (online first) and a count of the rest, and presence changes send only the counts, not
+    // entries for every coming and going to every socket.
+    #[settings(NATTER_LIMIT_SIGN_INS = "100000/1s")]
+    async fn a_capped_room_sends_counts_not_entries(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Big").await;
+        let mut last = None;
+        for i in 0..100 {
+            let b = app
+                .signed_in(&format!("m{i:03}@example.org"), &format!("m{i:03}"))
+                .await;
+            b.join(&code).await;
+            last = Some(b);
+        }
+        let mut socket = ada.socket(&code, Some(0)).await.unwrap();
+        let list = socket.next_text(WAIT).await.unwrap();
+        assert!(
+            list.starts_with("<ul class=\"member-list\" id=\"members\" data-capped"),
+            "{list}"
+        );
+        assert_eq!(list.matches("<li class=\"member\"").count(), 100, "{list}");
+        assert!(
+            list.contains("and 1 more") && list.contains("1 online · 101 members"),
+            "{list}"
+        );
+        assert!(list.contains(">ada<"), "online members come first: {list}");
+        let other = last.unwrap().socket(&code, Some(0)).await.unwrap();
+        assert!(socket.wait_for_new("2 online · 101 members", WAIT).await);
+        let change = socket
+            .frames
+            .iter()
+            .rev()
+            .find(|f| f.contains("2 online"))
+            .unwrap();
+        assert!(!change.contains("<li"), "counts only: {change}");
+        other.close().await;
+        assert!(socket.wait_for_new("1 online · 101 members", WAIT).await);
     }
-    let mut socket = ada.socket(&code, Some(0)).await.unwrap();
-    let list = socket.next_text(WAIT).await.unwrap();
-    assert!(
-        list.starts_with("<ul class=\"member-list\" id=\"members\" data-capped"),
-        "{list}"
-    );
-    assert_eq!(list.matches("<li class=\"member\"").count(), 100, "{list}");
-    assert!(
-        list.contains("and 1 more") && list.contains("1 online · 101 members"),
-        "{list}"
-    );
-    assert!(list.contains(">ada<"), "online members come first: {list}");
-    let other = last.unwrap().socket(&code, Some(0)).await.unwrap();
-    assert!(socket.wait_for_new("2 online · 101 members", WAIT).await);
-    let change = socket
-        .frames
-        .iter()
-        .rev()
-        .find(|f| f.contains("2 online"))
-        .unwrap();
-    assert!(!change.contains("<li"), "counts only: {change}");
-    other.close().await;
-    assert!(socket.wait_for_new("1 online · 101 members", WAIT).await);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_capped_room_sends_counts_not_entries_sqlite() {
-    a_capped_room_sends_counts_not_entries(crate::common::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_capped_room_sends_counts_not_entries_postgres() {
-    a_capped_room_sends_counts_not_entries(crate::common::Backend::Postgres).await;
 }
 
 /// A post this instance's publisher never heard of (here: committed by a second process on the

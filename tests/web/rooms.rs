@@ -94,10 +94,8 @@ both! {
         assert!(ada.get(&format!("/rooms/{unnamed}")).await.body.contains(&format!("<h1><bdi>{unnamed}</bdi></h1>")));
     }
 
+    #[settings(NATTER_LIMIT_ROOMS = "1000/1h")]
     async fn room_codes_stay_unique_under_many_creations(app: TestApp) {
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_ROOMS", "1000/1h")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         let csrf = ada.csrf_from("/home").await;
         let answers = futures_util::future::join_all((0..200).map(|i| {
@@ -125,11 +123,9 @@ both! {
         assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", &code)]).await.status, 303);
     }
 
+    // 10 per hour: the budget cannot refill while the test runs.
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "10/1h")]
     async fn a_wrong_code_re_renders_home_and_guessing_is_limited(app: TestApp) {
-        // 10 per hour: the budget cannot refill while the test runs.
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_JOIN_FAILS", "10/1h")]).await;
         let bob = app.signed_in("bob@example.org", "bob").await;
         for typed in ["ZZZZ-ZZZZ", "nonsense", "<script>alert(1)</script>"] {
             let r = bob.post_form("/home", "/rooms/join", &[("code", typed)]).await;
@@ -151,10 +147,8 @@ both! {
         assert_eq!(bob.get(&format!("/join/{code}")).await.status, 429);
     }
 
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "10/1h")]
     async fn guesses_sent_all_at_once_are_limited_like_guesses_in_a_row(app: TestApp) {
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_JOIN_FAILS", "10/1h")]).await;
         let bob = app.signed_in("bob@example.org", "bob").await;
         let csrf = bob.csrf_from("/home").await;
         let guesses: Vec<String> = (0..40).map(|i| format!("ZZZZ-ZZ{:02}", i % 30 + 10)).collect();
@@ -171,10 +165,8 @@ both! {
         assert_eq!(bob.post_form("/home", "/rooms/join", &[("code", &code)]).await.status, 429);
     }
 
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "2/1h")]
     async fn a_right_code_costs_no_guess(app: TestApp) {
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_JOIN_FAILS", "2/1h")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         let bob = app.signed_in("bob@example.org", "bob").await;
         let code = app.create_room(&ada, "Open").await;
@@ -211,11 +203,9 @@ both! {
         assert_eq!(friend.get("/join/ZZZZ-ZZZZ").await.status, 404);
     }
 
+    // 20 posts per hour: the budget cannot refill while the test runs.
+    #[settings(NATTER_LIMIT_POSTS = "20/1h")]
     async fn non_members_get_not_found_for_everything_in_a_room(app: TestApp) {
-        // 20 posts per hour: the budget cannot refill while the test runs.
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_POSTS", "20/1h")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "Private").await;
         post(&ada, &code, "secret plans").await;
@@ -343,11 +333,9 @@ both! {
         assert_eq!(post(&ada, &code, &huge).await.status, 413);
     }
 
+    // 20 per hour: the budget cannot refill while the test runs, however slow the machine.
+    #[settings(NATTER_LIMIT_POSTS = "20/1h")]
     async fn posting_too_fast_is_refused_with_the_text_kept(app: TestApp) {
-        // 20 per hour: the budget cannot refill while the test runs, however slow the machine.
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_POSTS", "20/1h")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "Fast").await;
         let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
@@ -372,10 +360,8 @@ both! {
         assert_eq!(ada.post(&path, &[("body", " "), ("client_id", "fast-z"), ("csrf", &csrf)]).await.status, 422);
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "1000/1s", NATTER_LIMIT_ROOMS = "1000/1h", NATTER_LIMIT_JOIN_FAILS = "1000/1s")]
     async fn every_hostile_input_is_shown_as_text_or_refused(app: TestApp) {
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_POSTS", "1000/1s"), ("NATTER_LIMIT_ROOMS", "1000/1h"), ("NATTER_LIMIT_JOIN_FAILS", "1000/1s")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "Hostile").await;
         for input in hostile_inputs() {
@@ -398,10 +384,8 @@ both! {
         assert!(!home.body.contains("<script>alert") && !home.body.contains("<img src=x"));
     }
 
+    #[settings(NATTER_LIMIT_POSTS = "1000/1s")]
     async fn the_room_shows_the_latest_fifty_and_older_pages_load(app: TestApp) {
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_POSTS", "1000/1s")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "History").await;
         let csrf = ada.csrf_from(&format!("/rooms/{code}")).await;
@@ -446,10 +430,8 @@ both! {
         assert_eq!(ada.get(&format!("/rooms/{code}")).await.status, 200);
     }
 
+    #[settings(NATTER_LIMIT_ROOMS = "2/1h")]
     async fn creating_rooms_is_rate_limited(app: TestApp) {
-        let db = app.db.clone();
-        drop(app);
-        let app = TestApp::start_on(db, None, &[("NATTER_LIMIT_ROOMS", "2/1h")]).await;
         let ada = app.signed_in("ada@example.org", "ada").await;
         app.create_room(&ada, "one").await;
         app.create_room(&ada, "two").await;
