@@ -3,11 +3,12 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use async_broadcast::{InactiveReceiver, Receiver, Sender};
+use parking_lot::{Mutex, MutexGuard};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::Event;
@@ -104,7 +105,7 @@ impl Hub {
     }
 
     fn state(&self) -> MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     fn broadcast(&self, event: Event) {

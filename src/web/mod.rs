@@ -4,6 +4,7 @@
 pub mod account;
 pub mod assets;
 pub mod home;
+pub mod live;
 pub mod middleware;
 pub mod ops;
 pub mod room;
@@ -52,7 +53,7 @@ pub fn routes() -> Route {
             "/rooms/:code/messages",
             get(room::older).post(room::post_message),
         )
-        .at("/rooms/:code/ws", get(crate::chat::socket::connect))
+        .at("/rooms/:code/ws", get(live::connect))
         .at("/rooms/:code/leave", post(room::leave))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))

@@ -1,0 +1,268 @@
+//! The one task that changes what hubs broadcast: committed posts in, rendered frames out, and
+//! the resyncs that repair whatever a lost notification or a full queue left out.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Chat, Hub};
+use crate::store::{Committed, Message, now_ms};
+
+/// Work for the publisher: news from other instances (and resync requests).
+#[derive(Debug)]
+pub enum Job {
+    /// Messages up to `seq` are committed in the room.
+    Upto {
+        /// The room.
+        room_id: i64,
+        /// Its newest committed seq.
+        seq: i64,
+    },
+    /// Someone's presence in the room changed: recompute it from the shared view.
+    Presence {
+        /// The room.
+        room_id: i64,
+        /// Whose presence.
+        user_id: i64,
+    },
+    /// Someone joined the room (on another instance).
+    Joined {
+        /// The room.
+        room_id: i64,
+        /// Who joined.
+        user_id: i64,
+    },
+    /// Someone left the room (on another instance): close their sockets here.
+    Left {
+        /// The room.
+        room_id: i64,
+        /// Who left.
+        user_id: i64,
+    },
+    /// These sessions ended (by their token hashes): close their sockets here.
+    SessionsEnded(Vec<Vec<u8>>),
+    /// The listener listens (first or again): notifications sent before are gone, so
+    /// everything they could have said is read again (`Scope::Everything`), sessions included.
+    /// The first time matters too: sockets open as soon as the server serves, which may be
+    /// before the first LISTEN.
+    Listening,
+    /// Bring one room's hub up to date (its first socket just opened here).
+    Room(i64),
+}
+
+/// What a resync brings up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every active hub's messages and presence: the periodic safety net.
+    Active,
+    /// One new hub: its messages, presence and member list.
+    Room(i64),
+    /// Every active hub's messages, presence and member list (after lost notifications).
+    Everything,
+}
+
+/// How often active rooms are checked against the store: the safety net for a lost
+/// notification (PostgreSQL) or a catch-up request that did not fit the job queue.
+const POLL_EVERY: Duration = Duration::from_secs(3);
+/// The most messages a hub reads from the store to close a gap before broadcasting; sockets
+/// further behind catch up (or reload) on their own.
+const MAX_GAP: i64 = 500;
+
+impl Chat {
+    /// The publisher task: commits, jobs and the poll, one at a time.
+    pub(super) async fn publisher(
+        self,
+        mut commits: mpsc::Receiver<Committed>,
+        mut jobs: mpsc::Receiver<Job>,
+        stop: CancellationToken,
+    ) {
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                batch = commits.recv() => {
+                    let Some(batch) = batch else { return };
+                    self.publish_committed(batch).await;
+                }
+                job = jobs.recv() => {
+                    let Some(job) = job else { return };
+                    self.handle(job).await;
+                }
+                _ = poll.tick() => self.resync(Scope::Active).await,
+                _ = stop.cancelled() => {
+                    // The server has answered its last post: publish what it committed.
+                    while let Ok(batch) = commits.try_recv() {
+                        self.publish_committed(batch).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn publish_committed(&self, batch: Committed) {
+        let posted = batch.messages.len() as u64;
+        self.inner
+            .metrics
+            .messages_posted
+            .fetch_add(posted, Ordering::Relaxed);
+        let mut newest: Vec<(i64, i64)> = Vec::new();
+        for run in batch.messages.chunk_by(|a, b| a.room_id == b.room_id) {
+            let room_id = run[0].room_id;
+            if let Some(hub) = self.hub(room_id) {
+                self.deliver(&hub, run, batch.at).await;
+            }
+            newest.retain(|(r, _)| *r != room_id);
+            newest.push((room_id, run[run.len() - 1].seq));
+        }
+        if let Some(bus) = self.inner.bus.clone() {
+            // Off the publishing path: other instances learn a moment later, this one is done.
+            tokio::spawn(async move { bus.committed(&newest).await });
+        }
+    }
+
+    /// Broadcasts `messages` (one room, ascending seq) on `hub`, first reading from the store
+    /// whatever the hub is missing before them.
+    async fn deliver(&self, hub: &Hub, messages: &[Message], committed: Instant) {
+        let published = hub.published();
+        let Some(first) = messages.iter().find(|m| m.seq > published) else {
+            return;
+        };
+        if first.seq > published + 1 {
+            self.catch_up_hub(hub, first.seq - 1).await;
+        }
+        hub.publish(messages, committed);
+    }
+
+    /// Reads and broadcasts the hub's missing messages up to `upto`.
+    async fn catch_up_hub(&self, hub: &Hub, upto: i64) {
+        let from = hub.published().max(upto - MAX_GAP);
+        if upto <= from {
+            return;
+        }
+        match self
+            .store()
+            .messages_between(hub.room.id, from, upto, MAX_GAP)
+            .await
+        {
+            Ok(missing) => {
+                let now = Instant::now();
+                let ms = now_ms();
+                // Dated by their creation: they come from another instance or a lost hint.
+                let committed = missing
+                    .first()
+                    .and_then(|m| {
+                        now.checked_sub(Duration::from_millis((ms - m.created_at).max(0) as u64))
+                    })
+                    .unwrap_or(now);
+                hub.publish(&missing, committed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, room_id = hub.room.id, "could not read missed messages")
+            }
+        }
+    }
+
+    async fn handle(&self, job: Job) {
+        match job {
+            Job::Upto { room_id, seq } => {
+                if let Some(hub) = self.hub(room_id)
+                    && seq > hub.published()
+                {
+                    self.catch_up_hub(&hub, seq).await;
+                }
+            }
+            Job::Presence { room_id, user_id } => self.refresh_presence(room_id, user_id).await,
+            Job::Joined { room_id, user_id } => {
+                if let Some(hub) = self.hub(room_id)
+                    && let Ok(Some(member)) = self.store().member(room_id, user_id).await
+                {
+                    hub.member_joined(&member);
+                }
+            }
+            Job::Left { room_id, user_id } => self.left_here(room_id, user_id),
+            Job::SessionsEnded(sessions) => {
+                self.store().forget_sessions(&sessions);
+                self.sessions_ended_here(&sessions);
+            }
+            Job::Listening => {
+                self.resync(Scope::Everything).await;
+                self.recheck_sessions().await;
+            }
+            Job::Room(room_id) => self.resync(Scope::Room(room_id)).await,
+        }
+    }
+
+    /// Brings hubs up to date from the store: messages by cursor, and presence from the
+    /// shared view; member lists too where a join or leave may have reached no hub (`scope`).
+    /// Runs periodically as the safety net for lost notifications, when a room's first socket
+    /// opens, and after the listener reconnects.
+    async fn resync(&self, scope: Scope) {
+        let hubs: Vec<Arc<Hub>> = match scope {
+            Scope::Room(room_id) => self.hub(room_id).into_iter().collect(),
+            Scope::Active | Scope::Everything => self.active_hubs(),
+        };
+        if hubs.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = hubs.iter().map(|h| h.room.id).collect();
+        if let Ok(seqs) = self.store().last_seqs(&ids).await {
+            for (room_id, seq) in seqs {
+                if let Some(hub) = hubs.iter().find(|h| h.room.id == room_id)
+                    && seq > hub.published()
+                {
+                    self.catch_up_hub(hub, seq).await;
+                }
+            }
+        }
+        if scope != Scope::Active {
+            // A new hub: joins and leaves between its members read and its registration
+            // reached no hub. After a reconnect: their notifications may be lost.
+            for hub in &hubs {
+                if let Ok(members) = self.store().members(hub.room.id).await {
+                    for user_id in hub.reconcile(&members) {
+                        // Also closes a socket that opened just before its owner left.
+                        self.left_here(hub.room.id, user_id);
+                    }
+                }
+            }
+        }
+        self.resync_presence(&hubs, &ids).await;
+    }
+
+    /// Compares each hub's presence with the shared view (several instances only).
+    async fn resync_presence(&self, hubs: &[Arc<Hub>], ids: &[i64]) {
+        if self.inner.bus.is_none() {
+            return;
+        }
+        let Ok(online) = self.store().online_in(ids, now_ms()).await else {
+            return;
+        };
+        for hub in hubs {
+            let now: HashSet<i64> = online
+                .iter()
+                .filter(|(r, _)| *r == hub.room.id)
+                .map(|(_, u)| *u)
+                .collect();
+            let known = hub.online();
+            for user_id in now.symmetric_difference(&known) {
+                self.refresh_presence(hub.room.id, *user_id).await;
+            }
+        }
+    }
+
+    /// Delivers committed messages to hubs directly, in seq order per room (tests use it to
+    /// simulate racing publishers).
+    pub fn publish(&self, batch: &[Message], committed: Instant) {
+        for run in batch.chunk_by(|a, b| a.room_id == b.room_id) {
+            if let Some(hub) = self.hub(run[0].room_id) {
+                hub.publish(run, committed);
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `GET /rooms/{code}/ws?after={seq}`: the live socket of a room page.
+//!
+//! Checked before the upgrade, in this order: Origin (403), session (401), membership (404),
+//! `after` (400). Then the socket listens on its room's hub (`chat::Chat::listen`) and its task
+//! (`socket.rs`) sends the member list, replays what the page missed (`seq > after`) and
+//! forwards live events, each message exactly once and in order.
+
+mod batch;
+mod socket;
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use poem::{
+    Request, Response, handler,
+    http::{StatusCode, header},
+    web::Path,
+};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        handshake::derive_accept_key,
+        protocol::{Role, WebSocketConfig},
+    },
+};
+use tracing::Instrument;
+
+use crate::{
+    State,
+    auth::{AppData, CurrentUser, Session},
+    chat,
+    domain::RoomCode,
+    error::AppError,
+    store::{Member, Room},
+};
+
+/// Small buffers: an idle socket should cost a few KiB, not tungstenite's default ~260 KiB.
+/// Clients send nothing but control frames (a pong or a close is at most 131 bytes), so the
+/// read buffer starts at 512 bytes (it grows for a bigger frame, up to the 4 KiB limit).
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(512)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(4096))
+        .max_frame_size(Some(4096))
+}
+
+/// The `after` cursor of a socket URL: `None` when absent; refused unless given once, as
+/// decimal digits that fit a seq (`+5`, `-0`, `1e3` are not cursors).
+fn after_cursor(query: Option<&str>) -> Result<Option<i64>, ()> {
+    let values: Vec<_> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(name, _)| name == "after")
+        .map(|(_, value)| value)
+        .collect();
+    match values.as_slice() {
+        [] => Ok(None),
+        [v] if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse().map(Some).map_err(|_| ())
+        }
+        _ => Err(()),
+    }
+}
+
+fn refuse(status: StatusCode, text: &'static str) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(text)
+}
+
+#[handler]
+pub async fn connect(
+    state: AppData<'_>,
+    req: &Request,
+    Path(raw): Path<String>,
+) -> poem::Result<Response> {
+    if state.shutdown.is_cancelled() {
+        // Draining for a restart: a socket accepted now would be closed with 1012 at once.
+        // Refused, the page retries and (behind Caddy) lands on a live instance.
+        return Ok(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "restarting, try again\n",
+        ));
+    }
+    let origin_ok = req
+        .headers()
+        .get(header::ORIGIN)
+        .is_some_and(|o| o.as_bytes() == state.config.public_origin().as_bytes());
+    if !origin_ok {
+        return Ok(refuse(
+            StatusCode::FORBIDDEN,
+            "cross-origin socket refused\n",
+        ));
+    }
+    let Some(user) = Session::load(&state, req)
+        .await?
+        .and_then(|s| CurrentUser::from_session(s).ok())
+    else {
+        return Ok(refuse(StatusCode::UNAUTHORIZED, "sign in first\n"));
+    };
+    let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
+    // Reconnects and sockets to active rooms are checked against the room's hub here, without
+    // a database read.
+    let room = match state.chat.active_member_room(code, user.id) {
+        Some(room) => room,
+        None => match state.store.room_for_member(code, user.id).await {
+            Ok(Some(room)) => room,
+            Ok(None) => return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n")),
+            Err(e) => return Err(AppError::from(e).into()),
+        },
+    };
+    let Ok(after) = after_cursor(req.uri().query()) else {
+        return Ok(refuse(
+            StatusCode::BAD_REQUEST,
+            "after must be a non-negative integer\n",
+        ));
+    };
+    let headers = req.headers();
+    let upgrade_ok = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| upgrade_ok)
+    else {
+        return Ok(refuse(
+            StatusCode::BAD_REQUEST,
+            "this address only speaks WebSocket\n",
+        ));
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = req
+        .take_upgrade()
+        .map_err(|_| AppError::BadRequest("the connection cannot be upgraded"))?;
+    let task_state = (*state).clone();
+    // The socket's log lines carry the upgrade request's id, and who and where.
+    let span = tracing::info_span!("socket", room_id = room.id, user_id = user.id);
+    state.tasks.spawn(
+        async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config())).await;
+            live(task_state, room, user, ws, after).await;
+        }
+        .instrument(span),
+    );
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .finish())
+}
+
+/// The upgraded socket's life: listen on the room's hub, serve, and account for it.
+async fn live(state: State, room: Room, user: CurrentUser, ws: socket::Ws, after: Option<i64>) {
+    let me = Member {
+        user_id: user.id,
+        username: user.username,
+        joined_at: 0,
+    };
+    let session = user.session.token_hash;
+    let metrics = state.metrics.clone();
+    let listener = match state.chat.listen(&room, me, session).await {
+        Ok(listener) => listener,
+        Err(chat::Refused::Unavailable(e)) => {
+            tracing::warn!(error = %e, "socket could not join its room's hub");
+            return socket::close(ws, 1011, "try again").await;
+        }
+        Err(chat::Refused::Closed(code)) => {
+            metrics.socket_upgrades.fetch_add(1, Relaxed);
+            let reason = match code {
+                chat::close::SIGNED_OUT => "signed out",
+                _ => "left the room",
+            };
+            return socket::close(ws, code, reason).await;
+        }
+    };
+    metrics.socket_upgrades.fetch_add(1, Relaxed);
+    metrics.sockets_open.fetch_add(1, Relaxed);
+    socket::Socket::new(state, room, ws, listener)
+        .run(after)
+        .await;
+    metrics.sockets_open.fetch_sub(1, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_after_cursor_is_digits_given_once() {
+        assert_eq!(after_cursor(None), Ok(None));
+        assert_eq!(after_cursor(Some("")), Ok(None));
+        assert_eq!(after_cursor(Some("x=1")), Ok(None));
+        assert_eq!(after_cursor(Some("after=0")), Ok(Some(0)));
+        assert_eq!(after_cursor(Some("after=0042")), Ok(Some(42)));
+        assert_eq!(after_cursor(Some("x=1&after=7")), Ok(Some(7)));
+        for bad in [
+            "after=",
+            "after",
+            "after=-1",
+            "after=+5",
+            "after=-0",
+            "after=1e3",
+            "after=1.0",
+            "after=%201",
+            "after=99999999999999999999",
+            "after=1&after=2",
+            "after=%00",
+        ] {
+            assert_eq!(after_cursor(Some(bad)), Err(()), "{bad}");
+        }
+    }
+}
