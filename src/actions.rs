@@ -2,61 +2,12 @@
 //! input into domain types, applies the limits, writes, and tells the live side. Pages and the
 //! API both call these, so a rule cannot differ between them.
 
-use std::time::Duration;
-
 use crate::{
     State,
     domain::{MessageBody, RoomCode, RoomName},
-    limits::{retry_after_secs, wait_in_words},
-    store::{JoinOutcome, NewPost, PostOutcome, Room, StoreError, now_ms},
+    refusal::{Budget, Refusal},
+    store::{JoinOutcome, NewPost, PostOutcome, Room, RoomOverview, StoreError, now_ms},
 };
-
-/// Why an action was refused. Each maps to one status: 422, 429, 404, 503.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// The input broke a rule; the text says which (422).
-    Invalid(&'static str),
-    /// Over a rate limit (429, `Retry-After`).
-    TooFast {
-        retry_after: Duration,
-        message: String,
-    },
-    /// No such room, or not the actor's (404).
-    NotFound,
-    /// The database failed; nothing was done (503).
-    Unavailable,
-}
-
-impl Refusal {
-    /// The sentence shown to people.
-    pub fn message(&self) -> String {
-        match self {
-            Refusal::Invalid(why) => (*why).to_string(),
-            Refusal::TooFast { message, .. } => message.clone(),
-            Refusal::NotFound => "There is no such room, or you are not a member.".into(),
-            Refusal::Unavailable => {
-                "natter could not save this just now (database unavailable). Try again in a moment."
-                    .into()
-            }
-        }
-    }
-
-    /// Seconds for `Retry-After`, when there is one.
-    pub fn retry_after_secs(&self) -> Option<u64> {
-        match self {
-            Refusal::TooFast { retry_after, .. } => Some(retry_after_secs(*retry_after)),
-            Refusal::Unavailable => Some(5),
-            _ => None,
-        }
-    }
-}
-
-impl From<StoreError> for Refusal {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "database failure");
-        Refusal::Unavailable
-    }
-}
 
 /// The signed-in person acting.
 #[derive(Debug, Clone, Copy)]
@@ -74,10 +25,7 @@ pub async fn create_room(state: &State, actor: Actor<'_>, name: &str) -> Result<
         .check(&actor.id)
         .map_err(|wait| Refusal::TooFast {
             retry_after: wait,
-            message: format!(
-                "You have created many rooms recently. You can create another in {}.",
-                wait_in_words(wait)
-            ),
+            budget: Budget::Rooms,
         })?;
     // 40 random bits: a collision is rare; several in a row would mean something is broken.
     for _ in 0..8 {
@@ -115,10 +63,7 @@ pub async fn join_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result
 pub async fn find_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result<Room, Refusal> {
     let too_many = |wait| Refusal::TooFast {
         retry_after: wait,
-        message: format!(
-            "Too many wrong codes. Wait {}, then try again.",
-            wait_in_words(wait)
-        ),
+        budget: Budget::JoinFails,
     };
     // Every attempt spends a guess up front and a right one gets it back: guesses sent in
     // parallel cannot all pass a check made before any of them failed.
@@ -142,11 +87,82 @@ pub async fn find_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result
     }
 }
 
-/// The room with this code if the actor is a member: the one access check for room routes.
-pub async fn member_room(state: &State, actor: Actor<'_>, code: RoomCode) -> Result<Room, Refusal> {
-    state
-        .store
-        .room_for_member(code, actor.id)
+/// What a room route needs of its room, looked up **through the person's membership**: for
+/// someone who is not a member the room does not exist (the same answer as no room at all).
+/// Each implementation does that in one statement, the one that serves the request where it
+/// can (the room page reads its members and rail in it), so access costs nothing extra.
+pub trait ThroughMembership: Sized {
+    /// The room with `code` as `user_id` may see it; `None` when there is no such room or they
+    /// are not a member.
+    fn load(
+        state: &State,
+        code: RoomCode,
+        user_id: i64,
+    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send;
+}
+
+/// The room row.
+impl ThroughMembership for Room {
+    async fn load(state: &State, code: RoomCode, user_id: i64) -> Result<Option<Self>, StoreError> {
+        state.store.room_for_member(code, user_id).await
+    }
+}
+
+/// The rooms listed in the room page's side rail.
+const SIDE_RAIL_ROOMS: i64 = 50;
+
+/// The room page's room, members and side rail, in one statement.
+impl ThroughMembership for RoomOverview {
+    async fn load(state: &State, code: RoomCode, user_id: i64) -> Result<Option<Self>, StoreError> {
+        state
+            .store
+            .room_overview(code, user_id, SIDE_RAIL_ROOMS)
+            .await
+    }
+}
+
+/// A room for a live socket: from its hub when the room is active here (reconnect storms and
+/// busy rooms need no database read), otherwise from the store.
+pub struct LiveRoom(pub Room);
+
+impl ThroughMembership for LiveRoom {
+    async fn load(state: &State, code: RoomCode, user_id: i64) -> Result<Option<Self>, StoreError> {
+        if let Some(room) = state.chat.active_member_room(code, user_id) {
+            return Ok(Some(LiveRoom(room)));
+        }
+        Ok(state
+            .store
+            .room_for_member(code, user_id)
+            .await?
+            .map(LiveRoom))
+    }
+}
+
+/// A room to post in. Membership is checked by the statement that inserts the post (one
+/// statement per post: the room's id comes from memory), so `post` answers `NotFound` for a
+/// non-member, and checks membership itself before telling anyone why a post was refused.
+pub struct PostingRoom {
+    /// The room's id.
+    pub id: i64,
+    /// Its code, as the URL named it.
+    pub code: RoomCode,
+}
+
+impl ThroughMembership for PostingRoom {
+    async fn load(state: &State, code: RoomCode, _: i64) -> Result<Option<Self>, StoreError> {
+        let id = state.store.room_id(code).await?;
+        Ok(id.map(|id| PostingRoom { id, code }))
+    }
+}
+
+/// The room with this code as `T`, if the person is a member: the one access check for room
+/// routes (pages, fragments, posts, the socket, the API).
+pub async fn room_for<T: ThroughMembership>(
+    state: &State,
+    code: RoomCode,
+    user_id: i64,
+) -> Result<T, Refusal> {
+    T::load(state, code, user_id)
         .await?
         .ok_or(Refusal::NotFound)
 }
@@ -171,10 +187,28 @@ pub fn valid_client_id(id: &str) -> bool {
 
 /// Posts a message; returns its seq (also when the same `client_id` was posted before: a double
 /// submit answers as if it had succeeded). Live delivery follows the commit. Membership is
-/// checked where the message is inserted (`NotFound`); a caller that has not checked it
-/// itself must do so before showing any other refusal, or the refusal tells a non-member
-/// that the room exists.
+/// checked where the message is inserted (`NotFound`), and before any other refusal is told:
+/// to a non-member the room is not there, whatever they sent.
 pub async fn post(
+    state: &State,
+    actor: Actor<'_>,
+    room_id: i64,
+    body: &str,
+    client_id: Option<&str>,
+) -> Result<i64, Refusal> {
+    let refusal = match attempt_post(state, actor, room_id, body, client_id).await {
+        Ok(seq) => return Ok(seq),
+        Err(Refusal::NotFound) => return Err(Refusal::NotFound),
+        Err(refusal) => refusal,
+    };
+    if state.store.is_member(room_id, actor.id).await? {
+        Err(refusal)
+    } else {
+        Err(Refusal::NotFound)
+    }
+}
+
+async fn attempt_post(
     state: &State,
     actor: Actor<'_>,
     room_id: i64,
@@ -193,10 +227,7 @@ pub async fn post(
         }
         return Err(Refusal::TooFast {
             retry_after: wait,
-            message: format!(
-                "You are sending messages very fast. Wait {}, then send again.",
-                wait_in_words(wait)
-            ),
+            budget: Budget::Posts,
         });
     }
     let post = NewPost {

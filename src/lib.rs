@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod refusal;
 pub mod store;
 pub mod views;
 pub mod web;

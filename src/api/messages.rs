@@ -17,11 +17,7 @@ use super::{
     text::Text,
     timestamp,
 };
-use crate::{
-    State,
-    actions::{self, Refusal},
-    store::Message,
-};
+use crate::{State, actions, refusal::Refusal, store::Message};
 
 /// Messages per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: i64 = 50;

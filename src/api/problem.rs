@@ -24,7 +24,7 @@ use poem_openapi::{
     types::{Example, ToJSON, Type},
 };
 
-use crate::{State, actions::Refusal, store::StoreError};
+use crate::{State, refusal::Refusal, store::StoreError};
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -142,7 +142,7 @@ impl ApiError {
     }
 
     pub fn not_found() -> Self {
-        Self::new(Kind::NotFound, Refusal::NotFound.message())
+        Refusal::NotFound.into()
     }
 
     pub fn invalid_parameter(detail: impl Into<String>) -> Self {
@@ -186,17 +186,28 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The one place a refusal becomes a problem document: its kind (the stable `type`), its
+/// sentence as `detail`, its `Retry-After`. The status is the refusal's own wherever the web
+/// and the API mean the same thing; what only pages do (send people to sign in, redirect to a
+/// canonical URL) has the API's answer instead.
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         let kind = match refusal {
+            Refusal::BadRequest(_) => Kind::MalformedBody,
+            Refusal::SignInRequired { .. } | Refusal::UsernameRequired | Refusal::Forbidden(_) => {
+                Kind::Unauthorized
+            }
+            Refusal::NotFound | Refusal::Moved { .. } => Kind::NotFound,
+            Refusal::MethodNotAllowed => Kind::MethodNotAllowed,
+            Refusal::TooLarge => Kind::BodyTooLarge,
             Refusal::Invalid(_) => Kind::InvalidInput,
             Refusal::TooFast { .. } => Kind::RateLimited,
-            Refusal::NotFound => Kind::NotFound,
             Refusal::Unavailable => Kind::Unavailable,
+            Refusal::Internal => Kind::Internal,
         };
         Self {
             kind,
-            detail: refusal.message(),
+            detail: refusal.sentence().into_owned(),
             retry_after: refusal.retry_after_secs(),
         }
     }
@@ -228,7 +239,7 @@ impl Example for Problem {
     fn example() -> Self {
         ApiError::from(Refusal::TooFast {
             retry_after: std::time::Duration::from_secs(4),
-            message: "You are sending messages very fast. Wait 4 seconds, then send again.".into(),
+            budget: crate::refusal::Budget::Posts,
         })
         .body()
     }
@@ -523,5 +534,42 @@ fn problem_for(error: &poem::Error) -> ApiError {
                 "natter failed unexpectedly. The request id in X-Request-Id helps find out why.",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::refusal::Budget;
+
+    #[test]
+    fn a_refusal_keeps_its_status_sentence_and_wait_as_a_problem() {
+        for refusal in [
+            Refusal::BadRequest("The form was malformed."),
+            Refusal::NotFound,
+            Refusal::MethodNotAllowed,
+            Refusal::TooLarge,
+            Refusal::Invalid("Say something."),
+            Refusal::TooFast {
+                retry_after: Duration::from_secs(3),
+                budget: Budget::Posts,
+            },
+            Refusal::Unavailable,
+            Refusal::Internal,
+        ] {
+            let problem = ApiError::from(refusal.clone());
+            assert_eq!(problem.kind.status(), refusal.status(), "{refusal:?}");
+            assert_eq!(problem.detail, refusal.sentence(), "{refusal:?}");
+            assert_eq!(
+                problem.retry_after,
+                refusal.retry_after_secs(),
+                "{refusal:?}"
+            );
+        }
+        // What only pages do has the API's own answer.
+        let sign_in = Refusal::SignInRequired { next: None };
+        assert_eq!(ApiError::from(sign_in).kind, Kind::Unauthorized);
     }
 }

@@ -193,10 +193,11 @@ enum Left {
     Done,
 }
 
-/// The room with this code (any spelling) if the caller is a member: the one access check.
+/// The room with this code (any spelling), found through the caller's membership: the API
+/// flavour of the one room access check (`web::InRoom`), answering problem+json.
 pub(super) async fn member_room(state: &State, token: &Token, raw: &str) -> Result<Room, ApiError> {
     let code = RoomCode::parse(raw).map_err(|_| ApiError::not_found())?;
-    Ok(actions::member_room(state, token.actor(), code).await?)
+    Ok(actions::room_for::<Room>(state, code, token.0.id).await?)
 }
 
 pub struct Api;

@@ -14,6 +14,7 @@ use crate::{
     State,
     config::Config,
     error::AppError,
+    refusal::Refusal,
     store::{User, now_ms},
 };
 
@@ -198,8 +199,10 @@ impl Session {
 }
 
 fn app_state(req: &Request) -> Result<&State, AppError> {
-    req.data::<State>()
-        .ok_or_else(|| AppError::Internal("application state missing".into()))
+    req.data::<State>().ok_or_else(|| {
+        tracing::error!("application state missing");
+        Refusal::Internal.into()
+    })
 }
 
 /// The session, if the browser has one.
@@ -227,9 +230,9 @@ impl<'a> FromRequest<'a> for Session {
         let state = app_state(req)?;
         match Session::load(state, req).await? {
             Some(session) => Ok(session),
-            None => Err(AppError::SignInRequired {
+            None => Err(AppError::from(Refusal::SignInRequired {
                 next: return_path(req),
-            }
+            })
             .into()),
         }
     }
@@ -258,7 +261,7 @@ impl CurrentUser {
             .user
             .username
             .clone()
-            .ok_or(AppError::UsernameRequired)?;
+            .ok_or(AppError::from(Refusal::UsernameRequired))?;
         Ok(CurrentUser {
             id: session.user.id,
             username,

@@ -204,21 +204,3 @@ impl RoomPage<'_> {
         .render()
     }
 }
-
-/// The composer alone, for when the room itself cannot be read (the database is down): the
-/// typed text still comes back.
-pub fn unsent_page(room: &Room, nav: Nav, composer: Markup) -> Markup {
-    Page {
-        title: room.display_name(),
-        nav,
-        body_class: "page-narrow",
-        content: html! {
-            section.card aria-labelledby="unsent-title" {
-                h1 #unsent-title { "Your message was not sent yet" }
-                (composer)
-                p { a href={ "/rooms/" (room.code) } { "Back to the room" } }
-            }
-        },
-    }
-    .render()
-}

@@ -8,7 +8,7 @@ use poem::{
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{GuestForm, NoFields, SessionForm, UserForm, member_nav, respond, see_other};
+use super::{GuestForm, NoFields, SessionForm, UserForm, member_nav, refused, respond, see_other};
 use crate::{
     State,
     auth::{
@@ -17,6 +17,7 @@ use crate::{
     },
     domain::{Email, Username, safe_return_path},
     error::AppError,
+    refusal::{Budget, Refusal},
     store::{PendingLogin, now_ms},
     views::{
         account::{self as view, Profile, SignInOptions},
@@ -130,7 +131,7 @@ pub async fn dev_form(
     Query(query): Query<NextQuery>,
 ) -> poem::Result<Response> {
     if !state.config.dev_login {
-        return Err(AppError::NotFound.into());
+        return Err(AppError::NOT_FOUND.into());
     }
     let (csrf, cookie) = pre_session_csrf(&state, req);
     let page = view::dev_sign_in(&csrf, "", None, query.path().as_deref());
@@ -160,7 +161,7 @@ pub async fn dev_sign_in(
     // Switched off, the route does not exist (404), whatever the form carries: the CSRF
     // check comes second so that it cannot tell anyone otherwise.
     if !state.config.dev_login {
-        return Err(AppError::NotFound.into());
+        return Err(AppError::NOT_FOUND.into());
     }
     let GuestForm { form } = form?;
     limit_sign_ins(&state, req)?;
@@ -172,18 +173,20 @@ pub async fn dev_sign_in(
         Err(invalid) => {
             let (csrf, _) = pre_session_csrf(&state, req);
             let page = view::dev_sign_in(&csrf, &form.email, Some(invalid.0), next.as_deref());
-            Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, page))
+            Ok(refused(&Refusal::Invalid(invalid.0), page))
         }
     }
 }
 
 fn limit_sign_ins(state: &State, req: &Request) -> Result<(), AppError> {
     let ip = auth::client_ip(req, &state.config).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    state
-        .limits
-        .sign_ins
-        .check(&ip)
-        .map_err(|retry_after| AppError::RateLimited { retry_after })
+    state.limits.sign_ins.check(&ip).map_err(|retry_after| {
+        Refusal::TooFast {
+            retry_after,
+            budget: Budget::SignIns,
+        }
+        .into()
+    })
 }
 
 /// `GET /auth/login`: off to the provider, remembering (in a row bound to this browser) the
@@ -195,7 +198,7 @@ pub async fn login(
     Query(query): Query<NextQuery>,
 ) -> poem::Result<Response> {
     let Some(provider) = &state.provider else {
-        return Err(AppError::NotFound.into());
+        return Err(AppError::NOT_FOUND.into());
     };
     limit_sign_ins(&state, req)?;
     let authorization = provider.authorize();
@@ -242,7 +245,7 @@ pub async fn callback(
     Query(params): Query<Callback>,
 ) -> poem::Result<Response> {
     let Some(provider) = &state.provider else {
-        return Err(AppError::NotFound.into());
+        return Err(AppError::NOT_FOUND.into());
     };
     limit_sign_ins(&state, req)?;
     let clear = auth::clear_cookie(&state.config, LOGIN_COOKIE);
@@ -467,6 +470,7 @@ pub async fn choose_username(
         session,
         form,
         htmx,
+        ..
     }: SessionForm<ChooseUsername>,
 ) -> poem::Result<Response> {
     let next = form.next.as_deref().and_then(return_path);
@@ -474,16 +478,14 @@ pub async fn choose_username(
     if session.user.username.is_some() {
         return Ok(done());
     }
-    let refuse = |reason: &str| {
-        respond(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            view::username(
-                &session.csrf(),
-                &form.username,
-                Some(reason),
-                next.as_deref(),
-            ),
-        )
+    let refuse = |reason: &'static str| {
+        let page = view::username(
+            &session.csrf(),
+            &form.username,
+            Some(reason),
+            next.as_deref(),
+        );
+        refused(&Refusal::Invalid(reason), page)
     };
     let name = match Username::parse(&form.username) {
         Ok(name) => name,
@@ -504,17 +506,17 @@ pub async fn choose_username(
 /// `GET /profile`: who you are here, sessions, API tokens.
 #[handler]
 pub async fn profile(state: AppData<'_>, user: CurrentUser) -> poem::Result<Response> {
-    Ok(profile_page(&state, &user, TokenPanel::default(), StatusCode::OK).await?)
+    let page = profile_page(&state, &user, TokenPanel::default()).await?;
+    Ok(respond(StatusCode::OK, page))
 }
 
-/// The profile page at `status`, its API-token panel showing `panel` (a refused name, or a token
-/// just created).
+/// The profile page, its API-token panel showing `panel` (a refused name, or a token just
+/// created).
 pub(super) async fn profile_page(
     state: &State,
     user: &CurrentUser,
     panel: TokenPanel<'_>,
-    status: StatusCode,
-) -> Result<Response, AppError> {
+) -> Result<maud::Markup, AppError> {
     let sessions = state.store.session_count(user.id, now_ms()).await?;
     let rooms = state.store.my_rooms(user.id).await?;
     let tokens = state.store.api_tokens(user.id).await?;
@@ -527,10 +529,7 @@ pub(super) async fn profile_page(
         tokens: &tokens,
         panel,
     };
-    Ok(respond(
-        status,
-        view::profile(member_nav(user, &csrf), &csrf, &shown),
-    ))
+    Ok(view::profile(member_nav(user, &csrf), &csrf, &shown))
 }
 
 /// `GET /me.css`: the viewer's own messages get an accent. Messages are rendered once for

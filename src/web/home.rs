@@ -1,43 +1,37 @@
 //! Home: create a room, join one by code, my rooms; and the invitation page.
 
-use poem::{
-    Response, handler,
-    http::{StatusCode, header},
-    web::Path,
-};
+use poem::{Response, handler, http::StatusCode, web::Path};
 use serde::Deserialize;
 
-use super::{UserForm, member_nav, respond, see_other};
+use super::{UserForm, member_nav, refused, respond, see_other};
 use crate::{
-    State,
-    actions::{self, Refusal},
+    State, actions,
     auth::{AppData, CurrentUser, MaybeSession},
     domain::RoomCode,
     error::AppError,
-    views::{
-        FormEcho,
-        home::{self as view, HomeForms},
-    },
+    refusal::Refusal,
+    views::home::{self as view, HomeForms},
 };
 
+/// The home page, with `forms` showing what was typed and why it was refused, if it was.
 async fn home_page(
     state: &State,
     user: &CurrentUser,
-    forms: HomeForms<'_>,
-    status: StatusCode,
-) -> Result<Response, AppError> {
+    forms: &HomeForms<'_>,
+) -> Result<maud::Markup, AppError> {
     let rooms = state.store.my_rooms(user.id).await?;
     let csrf = user.session.csrf();
-    let page = view::home(member_nav(user, &csrf), &csrf, &rooms, &forms);
-    Ok(respond(status, page))
+    Ok(view::home(member_nav(user, &csrf), &csrf, &rooms, forms))
 }
 
 /// `GET /home`.
 #[handler]
 pub async fn home(state: AppData<'_>, user: CurrentUser) -> poem::Result<Response> {
-    Ok(home_page(&state, &user, HomeForms::default(), StatusCode::OK).await?)
+    let page = home_page(&state, &user, &HomeForms::default()).await?;
+    Ok(respond(StatusCode::OK, page))
 }
 
+/// The "Start a room" form.
 #[derive(Deserialize)]
 pub struct CreateRoom {
     #[serde(default)]
@@ -48,22 +42,23 @@ pub struct CreateRoom {
 #[handler]
 pub async fn create_room(
     state: AppData<'_>,
-    UserForm { user, form, htmx }: UserForm<CreateRoom>,
+    posted: UserForm<CreateRoom>,
 ) -> poem::Result<Response> {
-    match actions::create_room(&state, user.actor(), &form.name).await {
-        Ok(room) => Ok(see_other(&format!("/rooms/{}", room.code), htmx)),
-        Err(refusal) => {
-            let why = refusal.message();
-            let forms = HomeForms {
-                name: &form.name,
-                name_error: Some(&why),
-                ..Default::default()
-            };
-            refused(&state, &user, forms, &refusal).await
-        }
-    }
+    let UserForm { user, form, .. } = &posted;
+    let refusal = match actions::create_room(&state, user.actor(), &form.name).await {
+        Ok(room) => return Ok(see_other(&format!("/rooms/{}", room.code), posted.htmx)),
+        Err(refusal) => refusal,
+    };
+    let why = refusal.sentence();
+    let forms = HomeForms {
+        name: &form.name,
+        name_error: Some(&why),
+        ..Default::default()
+    };
+    home_refused(&state, &posted, &forms, refusal).await
 }
 
+/// The "Join with a code" form.
 #[derive(Deserialize)]
 pub struct JoinRoom {
     #[serde(default)]
@@ -72,59 +67,36 @@ pub struct JoinRoom {
 
 /// `POST /rooms/join`: join by code; a wrong code re-renders home with the reason (422).
 #[handler]
-pub async fn join_room(
-    state: AppData<'_>,
-    UserForm { user, form, htmx }: UserForm<JoinRoom>,
-) -> poem::Result<Response> {
-    match actions::join_by_code(&state, user.actor(), &form.code).await {
-        Ok(room) => Ok(see_other(&format!("/rooms/{}", room.code), htmx)),
-        Err(refusal) => {
-            let why = refusal.message();
-            let forms = HomeForms {
-                code: &form.code,
-                code_error: Some(&why),
-                ..Default::default()
-            };
-            refused(&state, &user, forms, &refusal).await
-        }
-    }
+pub async fn join_room(state: AppData<'_>, posted: UserForm<JoinRoom>) -> poem::Result<Response> {
+    let UserForm { user, form, .. } = &posted;
+    let refusal = match actions::join_by_code(&state, user.actor(), &form.code).await {
+        Ok(room) => return Ok(see_other(&format!("/rooms/{}", room.code), posted.htmx)),
+        Err(refusal) => refusal,
+    };
+    let why = refusal.sentence();
+    let forms = HomeForms {
+        code: &form.code,
+        code_error: Some(&why),
+        ..Default::default()
+    };
+    home_refused(&state, &posted, &forms, refusal).await
 }
 
-/// Home again, with the refused form showing why and what was typed.
-async fn refused(
+/// Home again, with the refused form showing why and what was typed; when the database is
+/// down, the error page gives the text back instead.
+async fn home_refused<T>(
     state: &State,
-    user: &CurrentUser,
-    forms: HomeForms<'_>,
-    refusal: &Refusal,
+    posted: &UserForm<T>,
+    forms: &HomeForms<'_>,
+    refusal: Refusal,
 ) -> poem::Result<Response> {
-    let status = match refusal {
-        Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Refusal::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Refusal::NotFound => StatusCode::NOT_FOUND,
-        Refusal::Unavailable => {
-            // The database is down: give the typed text back, ready to send again.
-            let (action, field, value) = match forms.code_error {
-                Some(_) => ("/rooms/join", "code", forms.code),
-                None => ("/rooms", "name", forms.name),
-            };
-            let fields = vec![
-                (field.to_string(), value.to_string()),
-                ("csrf".to_string(), user.session.csrf()),
-            ];
-            return Err(AppError::UnavailableKeeping(FormEcho {
-                action: action.into(),
-                fields,
-            })
-            .into());
-        }
-    };
-    let mut response = home_page(state, user, forms, status).await?;
-    if let Some(secs) = refusal.retry_after_secs() {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, secs.into());
+    if refusal == Refusal::Unavailable {
+        return Err(posted.keeping(refusal).into());
     }
-    Ok(response)
+    match home_page(state, &posted.user, forms).await {
+        Ok(page) => Ok(refused(&refusal, page)),
+        Err(_) => Err(posted.keeping(Refusal::Unavailable).into()),
+    }
 }
 
 /// `GET /join/{code}`: the invitation link. Signed out: a page asking to sign in first (and
@@ -136,7 +108,7 @@ pub async fn invitation(
     MaybeSession(session): MaybeSession,
     Path(raw): Path<String>,
 ) -> poem::Result<Response> {
-    let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
+    let code = RoomCode::parse(&raw).map_err(|_| AppError::NOT_FOUND)?;
     let path = format!("/join/{code}");
     let Some(session) = session else {
         let next = url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>();
@@ -146,7 +118,7 @@ pub async fn invitation(
     let room = actions::find_by_code(&state, user.actor(), &raw)
         .await
         .map_err(|r| match r {
-            Refusal::Invalid(_) => AppError::NotFound,
+            Refusal::Invalid(_) => AppError::NOT_FOUND,
             other => AppError::from(other),
         })?;
     if code.canonical() != raw {

@@ -7,7 +7,6 @@ use futures_util::FutureExt;
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
-    error::ResponseError,
     http::{HeaderValue, Method, StatusCode, header},
 };
 use tracing::Instrument;
@@ -15,7 +14,8 @@ use tracing::Instrument;
 use crate::{
     State,
     auth::{self, CookieRenewal},
-    error::{AppError, error_text},
+    error::AppError,
+    refusal::Refusal,
     views::errors::error_page as page,
 };
 
@@ -48,9 +48,9 @@ pub async fn around<E: Endpoint>(
             redirect
         } else if needs_origin_check(&method, &path) && !same_origin(state, &req) {
             error_page(
-                AppError::Forbidden(
+                AppError::from(Refusal::Forbidden(
                     "This request did not come from a natter page, so it was refused.",
-                )
+                ))
                 .into(),
                 htmx,
                 &id,
@@ -65,7 +65,7 @@ pub async fn around<E: Endpoint>(
                 Ok(Err(error)) => error_page(error, htmx, &id),
                 Err(panic) => {
                     tracing::error!(panic = panic_text(&*panic), "handler panicked");
-                    error_page(AppError::Internal("panic".into()).into(), htmx, &id)
+                    error_page(AppError::from(Refusal::Internal).into(), htmx, &id)
                 }
             };
             renew_session_cookie(state, &renewal, &mut response);
@@ -179,12 +179,17 @@ fn secure_headers(response: &mut Response, id: &str) {
     }
 }
 
-/// Turns an error into what the person sees: a redirect for "sign in first", otherwise a page in
-/// the layout with the request id.
+/// Turns an error into what the person sees: a redirect for "sign in first" (and canonical
+/// room URLs), otherwise the error page in the layout with the request id, and what was typed
+/// when natter can give it back.
 pub fn error_page(error: poem::Error, htmx: bool, id: &str) -> Response {
-    let app_error = error.downcast_ref::<AppError>();
-    match app_error {
-        Some(AppError::SignInRequired { next }) => {
+    let detail = error.to_string();
+    let (refusal, typed) = match error.downcast::<AppError>() {
+        Ok(AppError { refusal, typed }) => (refusal, typed),
+        Err(error) => (Refusal::from_status(error.status()), None),
+    };
+    match &refusal {
+        Refusal::SignInRequired { next } => {
             let location = match next {
                 Some(next) => format!(
                     "/?next={}",
@@ -194,37 +199,21 @@ pub fn error_page(error: poem::Error, htmx: bool, id: &str) -> Response {
             };
             return super::see_other(&location, htmx);
         }
-        Some(AppError::UsernameRequired) => return super::see_other("/username", htmx),
+        Refusal::UsernameRequired => return super::see_other("/username", htmx),
+        Refusal::Moved { location } => {
+            return Response::builder()
+                .status(refusal.status())
+                .header(header::LOCATION, location.as_str())
+                .finish();
+        }
         _ => {}
     }
-    let status = match app_error {
-        Some(e) => e.status(),
-        None => error.status(),
-    };
-    if status.is_server_error() {
-        tracing::error!(error = %error, status = status.as_u16(), "request failed");
+    let status = refusal.status().as_u16();
+    if refusal.status().is_server_error() {
+        tracing::error!(error = %detail, status, "request failed");
     } else {
-        tracing::debug!(error = %error, status = status.as_u16(), "request refused");
+        tracing::debug!(error = %detail, status, "request refused");
     }
-    let text = error_text(status, app_error);
-    let echo = match app_error {
-        Some(AppError::UnavailableKeeping(echo)) => Some(echo),
-        _ => None,
-    };
-    let mut response = super::respond(status, page(text.title, &text.message, id, echo));
-    match app_error {
-        Some(AppError::RateLimited { retry_after }) => {
-            let secs = crate::limits::retry_after_secs(*retry_after);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        _ if status == StatusCode::SERVICE_UNAVAILABLE => {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(5u32));
-        }
-        _ => {}
-    }
-    response
+    let markup = page(refusal.title(), &refusal.explanation(), id, typed.as_ref());
+    super::refused(&refusal, markup)
 }

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod assets;
+pub mod extract;
 pub mod home;
 pub mod live;
 pub mod middleware;
@@ -11,18 +12,14 @@ pub mod room;
 pub mod tokens;
 
 use poem::{
-    FromRequest, Request, RequestBody, Response, Route, get,
-    http::{Method, StatusCode, header},
+    Response, Route, get,
+    http::{HeaderValue, StatusCode, header},
     post,
 };
-use serde::{Deserialize, de::DeserializeOwned};
 
-use crate::{
-    State,
-    auth::{self, CurrentUser, Session},
-    error::AppError,
-    views::Nav,
-};
+pub use extract::{GuestForm, InRoom, NoFields, SessionForm, UserForm, is_htmx};
+
+use crate::{auth::CurrentUser, refusal::Refusal, views::Nav};
 
 /// Every route natter serves (DESIGN.md §3).
 pub fn routes() -> Route {
@@ -71,6 +68,19 @@ pub fn respond(status: StatusCode, markup: maud::Markup) -> Response {
         .body(markup.into_string())
 }
 
+/// A page or fragment saying why something was refused (the form again with the reason, the
+/// composer with its text, the error page): at the refusal's status, with its `Retry-After`.
+/// Every HTML answer to a refusal goes through here.
+pub fn refused(refusal: &Refusal, markup: maud::Markup) -> Response {
+    let mut response = respond(refusal.status(), markup);
+    if let Some(secs) = refusal.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
 /// `303 See Other` to `location` (after a successful form post), or for htmx an `HX-Redirect`
 /// (a plain redirect would be followed by the XHR and swapped into the target).
 pub fn see_other(location: &str, htmx: bool) -> Response {
@@ -95,150 +105,3 @@ pub fn member_nav<'a>(user: &'a CurrentUser, csrf: &'a str) -> Nav<'a> {
         csrf,
     }
 }
-
-/// Whether htmx made this request (it answers with fragments or `HX-Redirect`).
-pub fn is_htmx(req: &Request) -> bool {
-    req.headers().contains_key("hx-request")
-}
-
-fn state(req: &Request) -> Result<&State, AppError> {
-    req.data::<State>()
-        .ok_or_else(|| AppError::Internal("application state missing".into()))
-}
-
-#[derive(Deserialize)]
-struct CsrfField {
-    csrf: Option<String>,
-}
-
-/// Reads an urlencoded body of at most the configured size into `T`, returning it with the CSRF
-/// token it carries (`csrf` field, else the `X-CSRF-Token` header htmx sends).
-async fn read_form<T: DeserializeOwned>(
-    req: &Request,
-    body: &mut RequestBody,
-) -> Result<(T, Option<String>), AppError> {
-    let limit = state(req)?.config.limits.body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(AppError::TooLarge);
-    }
-    let bytes = body
-        .take()
-        .map_err(|_| AppError::BadRequest("The form was empty."))?
-        .into_bytes_limit(limit)
-        .await
-        .map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => AppError::TooLarge,
-            _ => AppError::BadRequest("The form could not be read."),
-        })?;
-    let form: T = serde_urlencoded::from_bytes(&bytes)
-        .map_err(|_| AppError::BadRequest("The form was malformed."))?;
-    let csrf = serde_urlencoded::from_bytes::<CsrfField>(&bytes)
-        .ok()
-        .and_then(|f| f.csrf)
-        .or_else(|| {
-            req.headers()
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        });
-    Ok((form, csrf))
-}
-
-const CSRF_REFUSED: &str =
-    "The form's security token did not match your session. Reload the page and try again.";
-
-/// A form posted by a signed-in person with a username, CSRF-checked.
-pub struct UserForm<T> {
-    pub user: CurrentUser,
-    pub form: T,
-    pub htmx: bool,
-}
-
-impl<'a, T: DeserializeOwned> FromRequest<'a> for UserForm<T> {
-    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let SessionForm {
-            session,
-            form,
-            htmx,
-        } = SessionForm::from_request(req, body).await?;
-        Ok(UserForm {
-            user: CurrentUser::from_session(session)?,
-            form,
-            htmx,
-        })
-    }
-}
-
-/// A form posted by a signed-in browser (username not required: choosing one, signing out),
-/// CSRF-checked.
-pub struct SessionForm<T> {
-    pub session: Session,
-    pub form: T,
-    pub htmx: bool,
-}
-
-impl<'a, T: DeserializeOwned> FromRequest<'a> for SessionForm<T> {
-    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
-        debug_assert_eq!(req.method(), Method::POST);
-        let session = match Session::from_request(req, body).await {
-            Ok(session) => session,
-            Err(e)
-                if e.downcast_ref::<AppError>()
-                    .is_some_and(|e| matches!(e, AppError::Store(_))) =>
-            {
-                // The database is down: nothing can be checked or saved, but what was typed
-                // goes back to the person instead of being lost.
-                let fields = read_form::<Vec<(String, String)>>(req, body)
-                    .await
-                    .map(|(f, _)| f)
-                    .unwrap_or_default();
-                let action = req.original_uri().path().to_string();
-                return Err(AppError::UnavailableKeeping(crate::views::FormEcho {
-                    action,
-                    fields,
-                })
-                .into());
-            }
-            Err(e) => return Err(e),
-        };
-        let (form, csrf) = read_form::<T>(req, body).await?;
-        if !csrf.is_some_and(|c| session.verify_csrf(&c)) {
-            return Err(AppError::Forbidden(CSRF_REFUSED).into());
-        }
-        Ok(SessionForm {
-            session,
-            form,
-            htmx: is_htmx(req),
-        })
-    }
-}
-
-/// A form posted before signing in, CSRF-checked against the pre-session cookie.
-pub struct GuestForm<T> {
-    pub form: T,
-}
-
-impl<'a, T: DeserializeOwned> FromRequest<'a> for GuestForm<T> {
-    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let state = state(req)?;
-        let (form, csrf) = read_form::<T>(req, body).await?;
-        let secret = auth::read_cookie(req, &state.config, auth::PRE_SESSION_COOKIE)
-            .and_then(|v| auth::decode_token(&v))
-            .map(|t| auth::csrf::pre_session_secret(&t));
-        match (secret, csrf) {
-            (Some(secret), Some(csrf)) if auth::csrf::verify(&secret, &csrf) => {
-                Ok(GuestForm { form })
-            }
-            _ => Err(AppError::Forbidden(CSRF_REFUSED).into()),
-        }
-    }
-}
-
-/// An empty form: only its CSRF token matters (sign out, leave).
-#[derive(Deserialize)]
-pub struct NoFields {}

@@ -1,82 +1,36 @@
-//! The room: its page, older messages, posting and leaving (the markup is in `views`).
+//! The room: its page, older messages, posting and leaving (the markup is in `views`). Every
+//! handler takes its room through `InRoom`, the one membership check.
 
 use maud::Markup;
 use poem::{
     Request, Response, handler,
-    http::{StatusCode, header},
-    web::{Path, Query},
+    http::{HeaderValue, StatusCode},
+    web::Query,
 };
 use serde::Deserialize;
 
-use super::{NoFields, UserForm, is_htmx, member_nav, respond, see_other};
+use super::{InRoom, NoFields, UserForm, is_htmx, member_nav, refused, respond, see_other};
 use crate::{
     State,
-    actions::{self, Refusal},
+    actions::{self, PostingRoom},
     auth::{AppData, CurrentUser},
-    domain::RoomCode,
     error::AppError,
+    refusal::Refusal,
     store::{Room, RoomOverview},
     views::{
-        FormEcho, Page,
+        Page,
         messages::{self, PAGE_SIZE},
         room::{self as view, RoomPage},
     },
 };
 
-/// Parses the code in a room URL. A valid code spelled another way (`abcd-efgh`, `ABCDEFGH`)
-/// answers 308 to the canonical URL; an invalid one is simply not found.
-pub fn room_code(raw: &str, req: &Request) -> Result<Result<RoomCode, Response>, AppError> {
-    let code = RoomCode::parse(raw).map_err(|_| AppError::NotFound)?;
-    if code.canonical() == raw {
-        return Ok(Ok(code));
-    }
-    // `/rooms/{code}[/rest]`: the code is the third piece of the path, percent-encoded there
-    // (`raw` is decoded), so the new path is built from the pieces, not by replacing `raw`.
-    let mut pieces = req.uri().path().splitn(4, '/').skip(1);
-    let prefix = pieces.next().unwrap_or("rooms");
-    let rest = pieces.nth(1).map(|r| format!("/{r}")).unwrap_or_default();
-    let path = format!("/{prefix}/{}{rest}", code.canonical());
-    let location = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    };
-    Ok(Err(Response::builder()
-        .status(StatusCode::PERMANENT_REDIRECT)
-        .header(header::LOCATION, location)
-        .finish()))
-}
-
-/// The room behind a URL code, if the user is a member: the one access check for room routes.
-async fn member_room(state: &State, code: RoomCode, user: &CurrentUser) -> Result<Room, AppError> {
-    Ok(actions::member_room(state, user.actor(), code).await?)
-}
-
-/// The rooms listed in the room page's side rail.
-const SIDE_RAIL_ROOMS: i64 = 50;
-
-/// What the room page shows besides messages, if the user is a member (the same access check
-/// as `member_room`, in the same statement).
-async fn room_overview(
-    state: &State,
-    code: RoomCode,
-    user: &CurrentUser,
-) -> Result<RoomOverview, AppError> {
-    state
-        .store
-        .room_overview(code, user.id, SIDE_RAIL_ROOMS)
-        .await?
-        .ok_or(AppError::NotFound)
-}
-
-/// Renders the room page with the given composer, at `status`.
-async fn render_room(
+/// The room page with `composer`, for `status` (200, or a refusal's).
+async fn room_page(
     state: &State,
     user: &CurrentUser,
     overview: &RoomOverview,
     composer: Markup,
-    status: StatusCode,
-    notice: Option<&str>,
-) -> Result<Response, AppError> {
+) -> Result<Markup, AppError> {
     let RoomOverview {
         room,
         members,
@@ -94,35 +48,24 @@ async fn render_room(
         history: &history,
         rooms: links,
         composer,
-        notice,
+        notice: None,
     };
-    Ok(respond(status, page.render()))
+    Ok(page.render())
 }
 
 /// `GET /rooms/{code}`.
 #[handler]
 pub async fn show(
     state: AppData<'_>,
-    req: &Request,
-    user: CurrentUser,
-    Path(raw): Path<String>,
+    InRoom { user, room }: InRoom<RoomOverview>,
 ) -> poem::Result<Response> {
-    let code = match room_code(&raw, req)? {
-        Ok(code) => code,
-        Err(redirect) => return Ok(redirect),
-    };
-    let overview = room_overview(&state, code, &user).await?;
-    let composer = view::composer(
-        &overview.room.code,
-        &user.session.csrf(),
-        "",
-        None,
-        None,
-        false,
-    );
-    Ok(render_room(&state, &user, &overview, composer, StatusCode::OK, None).await?)
+    let csrf = user.session.csrf();
+    let composer = view::composer(&room.room.code, &csrf, "", None, None, false);
+    let page = room_page(&state, &user, &room, composer).await?;
+    Ok(respond(StatusCode::OK, page))
 }
 
+/// `?before=` of older messages.
 #[derive(Deserialize)]
 pub struct OlderQuery {
     before: Option<String>,
@@ -134,22 +77,17 @@ pub struct OlderQuery {
 pub async fn older(
     state: AppData<'_>,
     req: &Request,
-    user: CurrentUser,
-    Path(raw): Path<String>,
+    InRoom { user, room }: InRoom<Room>,
     Query(q): Query<OlderQuery>,
 ) -> poem::Result<Response> {
-    let code = match room_code(&raw, req)? {
-        Ok(code) => code,
-        Err(redirect) => return Ok(redirect),
-    };
-    let room = member_room(&state, code, &user).await?;
     let before = match q.before.as_deref() {
         None => None,
         Some(b) => Some(
             b.parse::<i64>()
                 .ok()
                 .filter(|b| *b >= 0)
-                .ok_or(AppError::BadRequest("`before` must be a message number."))?,
+                .ok_or(Refusal::BadRequest("`before` must be a message number."))
+                .map_err(AppError::from)?,
         ),
     };
     let page = state
@@ -172,6 +110,7 @@ pub async fn older(
     Ok(respond(StatusCode::OK, page.render()))
 }
 
+/// The message form.
 #[derive(Deserialize)]
 pub struct PostForm {
     #[serde(default)]
@@ -179,82 +118,45 @@ pub struct PostForm {
     client_id: Option<String>,
 }
 
-/// `POST /rooms/{code}/messages`: post a message. htmx gets a fresh composer (the message itself
-/// arrives over the socket like everyone else's); without JS, 303 back to the room at the new
-/// message. Refusals keep the typed text: 422 invalid, 429 too fast, 503 database down.
+/// `POST /rooms/{code}/messages`: post a message. htmx gets a fresh `client_id` (the message
+/// itself arrives over the socket like everyone else's); without JS, 303 back to the room at
+/// the new message. Refused, the typed text stays: in the composer (422 invalid, 429 too
+/// fast), or on the error page when the database failed (503).
 #[handler]
 pub async fn post_message(
     state: AppData<'_>,
-    Path(raw): Path<String>,
-    UserForm { user, form, htmx }: UserForm<PostForm>,
+    posted: UserForm<PostForm>,
+    found: poem::Result<InRoom<PostingRoom>>,
 ) -> poem::Result<Response> {
-    let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
+    let InRoom { user, room } = posted.or_keeping(found)?;
+    let form = &posted.form;
     let client_id = form
         .client_id
         .as_deref()
         .filter(|id| actions::valid_client_id(id));
-    // The database is down: the typed text comes back, ready to send again.
-    let keep_typed = || {
-        let mut fields = vec![
-            ("body".to_string(), form.body.clone()),
-            ("csrf".to_string(), user.session.csrf()),
-        ];
-        fields.extend(client_id.map(|id| ("client_id".to_string(), id.to_string())));
-        let action = format!("/rooms/{code}/messages");
-        AppError::UnavailableKeeping(FormEcho { action, fields })
-    };
-    // Membership is checked by the statement that inserts: one statement per post.
-    let room_id = match state.store.room_id(code).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return Err(AppError::NotFound.into()),
-        Err(_) => return Err(keep_typed().into()),
-    };
-    let outcome = actions::post(&state, user.actor(), room_id, &form.body, client_id).await;
-    let refusal = match outcome {
-        Ok(_) if htmx => return Ok(posted_with_htmx()),
+    let code = room.code.canonical();
+    let refusal = match actions::post(&state, user.actor(), room.id, &form.body, client_id).await {
+        Ok(_) if posted.htmx => return Ok(posted_with_htmx()),
         Ok(seq) => return Ok(see_other(&format!("/rooms/{code}#msg-{seq}"), false)),
-        Err(Refusal::NotFound) => return Err(AppError::NotFound.into()),
+        Err(Refusal::NotFound) => return Err(AppError::NOT_FOUND.into()),
+        Err(Refusal::Unavailable) => return Err(posted.keeping(Refusal::Unavailable).into()),
         Err(refusal) => refusal,
     };
-    // Refused before the insert: only a member may learn why (to anyone else the room is
-    // not there).
-    let room = match member_room(&state, code, &user).await {
-        Ok(room) => room,
-        Err(AppError::Unavailable) => return Err(keep_typed().into()),
-        Err(e) => return Err(e.into()),
-    };
     let csrf = user.session.csrf();
-    let status = match refusal {
-        Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Refusal::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    let why = refusal.message();
-    let composer = view::composer(&room.code, &csrf, &form.body, Some(&why), client_id, true);
-    let mut response = if htmx {
-        respond(status, composer)
-    } else {
-        let page = match room_overview(&state, code, &user).await {
-            Ok(overview) => {
-                render_room(&state, &user, &overview, composer.clone(), status, None).await
-            }
-            Err(e) => Err(e),
-        };
-        match page {
-            Ok(page) => page,
-            // The database is down: still give the typed text back, in a page of its own.
-            Err(_) => respond(
-                status,
-                view::unsent_page(&room, member_nav(&user, &csrf), composer),
-            ),
-        }
-    };
-    if let Some(secs) = refusal.retry_after_secs() {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, secs.into());
+    let why = refusal.sentence();
+    let composer = view::composer(&code, &csrf, &form.body, Some(&why), client_id, true);
+    if posted.htmx {
+        return Ok(refused(&refusal, composer));
     }
-    Ok(response)
+    let page = match actions::room_for::<RoomOverview>(&state, room.code, user.id).await {
+        Ok(overview) => room_page(&state, &user, &overview, composer).await,
+        Err(refusal) => Err(refusal.into()),
+    };
+    match page {
+        Ok(page) => Ok(refused(&refusal, page)),
+        // The database went away meanwhile: the typed text comes back on the error page.
+        Err(_) => Err(posted.keeping(Refusal::Unavailable).into()),
+    }
 }
 
 /// The answer to a post htmx made that succeeded: a fresh `client_id` out of band, nothing
@@ -263,7 +165,7 @@ fn posted_with_htmx() -> Response {
     let mut response = respond(StatusCode::OK, view::posted());
     response
         .headers_mut()
-        .insert("hx-reswap", header::HeaderValue::from_static("none"));
+        .insert("hx-reswap", HeaderValue::from_static("none"));
     response
 }
 
@@ -271,11 +173,9 @@ fn posted_with_htmx() -> Response {
 #[handler]
 pub async fn leave(
     state: AppData<'_>,
-    Path(raw): Path<String>,
-    UserForm { user, htmx, .. }: UserForm<NoFields>,
+    UserForm { htmx, .. }: UserForm<NoFields>,
+    InRoom { user, room }: InRoom<Room>,
 ) -> poem::Result<Response> {
-    let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
-    let room = member_room(&state, code, &user).await?;
     actions::leave(&state, user.actor(), &room)
         .await
         .map_err(AppError::from)?;

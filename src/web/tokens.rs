@@ -4,11 +4,13 @@
 use poem::{Response, handler, http::StatusCode, web::Path};
 use serde::Deserialize;
 
-use super::{NoFields, UserForm, account, see_other};
+use super::{NoFields, UserForm, account, refused, respond, see_other};
 use crate::{
-    auth::{self, AppData},
+    State,
+    auth::{self, AppData, CurrentUser},
     domain::TokenName,
     error::AppError,
+    refusal::Refusal,
     store::now_ms,
     views::tokens::TokenPanel,
 };
@@ -31,22 +33,9 @@ pub async fn create(
     state: AppData<'_>,
     UserForm { user, form, .. }: UserForm<NewToken>,
 ) -> poem::Result<Response> {
-    let refuse = |why: &'static str| TokenPanel {
-        typed: &form.name,
-        error: Some(why),
-        created: None,
-    };
     let name = match TokenName::parse(&form.name) {
         Ok(name) => name,
-        Err(invalid) => {
-            let page = account::profile_page(
-                &state,
-                &user,
-                refuse(invalid.0),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
-            return Ok(page.await?);
-        }
+        Err(invalid) => return refuse(&state, &user, &form.name, invalid.0).await,
     };
     let (secret, text) = auth::new_api_token();
     let created = state
@@ -60,23 +49,34 @@ pub async fn create(
         )
         .await
         .map_err(AppError::from)?;
-    let (panel, status) = match created {
-        Some(id) => {
-            tracing::info!(user_id = user.id, token_id = id, "API token created");
-            let panel = TokenPanel {
-                created: Some((name.as_str(), &text)),
-                ..TokenPanel::default()
-            };
-            (panel, StatusCode::CREATED)
-        }
-        None => (
-            refuse(
-                "You have 20 tokens, the most one person may hold. Revoke one you no longer use first.",
-            ),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+    let Some(id) = created else {
+        let why = "You have 20 tokens, the most one person may hold. Revoke one you no longer use \
+                   first.";
+        return refuse(&state, &user, &form.name, why).await;
     };
-    Ok(account::profile_page(&state, &user, panel, status).await?)
+    tracing::info!(user_id = user.id, token_id = id, "API token created");
+    let panel = TokenPanel {
+        created: Some((name.as_str(), &text)),
+        ..TokenPanel::default()
+    };
+    let page = account::profile_page(&state, &user, panel).await?;
+    Ok(respond(StatusCode::CREATED, page))
+}
+
+/// The profile again, the token name as typed and why it was refused (422).
+async fn refuse(
+    state: &State,
+    user: &CurrentUser,
+    typed: &str,
+    why: &'static str,
+) -> poem::Result<Response> {
+    let panel = TokenPanel {
+        typed,
+        error: Some(why),
+        created: None,
+    };
+    let page = account::profile_page(state, user, panel).await?;
+    Ok(refused(&Refusal::Invalid(why), page))
 }
 
 /// `POST /profile/tokens/{id}/revoke`: the token stops working at once (401 from the API).
@@ -86,14 +86,14 @@ pub async fn revoke(
     Path(raw): Path<String>,
     UserForm { user, htmx, .. }: UserForm<NoFields>,
 ) -> poem::Result<Response> {
-    let id: i64 = raw.parse().map_err(|_| AppError::NotFound)?;
+    let id: i64 = raw.parse().map_err(|_| AppError::NOT_FOUND)?;
     if !state
         .store
         .revoke_api_token(user.id, id)
         .await
         .map_err(AppError::from)?
     {
-        return Err(AppError::NotFound.into());
+        return Err(AppError::NOT_FOUND.into());
     }
     tracing::info!(user_id = user.id, token_id = id, "API token revoked");
     Ok(see_other("/profile", htmx))

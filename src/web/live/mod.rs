@@ -11,9 +11,8 @@ mod socket;
 use std::sync::atomic::Ordering::Relaxed;
 
 use poem::{
-    Request, Response, handler,
+    FromRequest, Request, Response, handler,
     http::{StatusCode, header},
-    web::Path,
 };
 use tokio_tungstenite::{
     WebSocketStream,
@@ -24,12 +23,14 @@ use tokio_tungstenite::{
 };
 use tracing::Instrument;
 
+use super::InRoom;
 use crate::{
     State,
-    auth::{AppData, CurrentUser, Session},
+    actions::LiveRoom,
+    auth::{AppData, CurrentUser},
     chat,
-    domain::RoomCode,
     error::AppError,
+    refusal::Refusal,
     store::{Member, Room},
 };
 
@@ -68,12 +69,9 @@ fn refuse(status: StatusCode, text: &'static str) -> Response {
         .body(text)
 }
 
+/// `GET /rooms/{code}/ws`: checks, then upgrades and spawns the socket's task.
 #[handler]
-pub async fn connect(
-    state: AppData<'_>,
-    req: &Request,
-    Path(raw): Path<String>,
-) -> poem::Result<Response> {
+pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
     if state.shutdown.is_cancelled() {
         // Draining for a restart: a socket accepted now would be closed with 1012 at once.
         // Refused, the page retries and (behind Caddy) lands on a live instance.
@@ -92,21 +90,19 @@ pub async fn connect(
             "cross-origin socket refused\n",
         ));
     }
-    let Some(user) = Session::load(&state, req)
-        .await?
-        .and_then(|s| CurrentUser::from_session(s).ok())
-    else {
-        return Ok(refuse(StatusCode::UNAUTHORIZED, "sign in first\n"));
-    };
-    let code = RoomCode::parse(&raw).map_err(|_| AppError::NotFound)?;
-    // Reconnects and sockets to active rooms are checked against the room's hub here, without
-    // a database read.
-    let room = match state.chat.active_member_room(code, user.id) {
-        Some(room) => room,
-        None => match state.store.room_for_member(code, user.id).await {
-            Ok(Some(room)) => room,
-            Ok(None) => return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n")),
-            Err(e) => return Err(AppError::from(e).into()),
+    // Reconnects and sockets to active rooms are checked against the room's hub, without a
+    // database read (`LiveRoom`).
+    let (user, room) = match InRoom::<LiveRoom>::from_request_without_body(req).await {
+        Ok(InRoom {
+            user,
+            room: LiveRoom(room),
+        }) => (user, room),
+        Err(e) => match e.downcast_ref::<AppError>().map(|e| &e.refusal) {
+            Some(Refusal::SignInRequired { .. } | Refusal::UsernameRequired) => {
+                return Ok(refuse(StatusCode::UNAUTHORIZED, "sign in first\n"));
+            }
+            Some(Refusal::NotFound) => return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n")),
+            _ => return Err(e),
         },
     };
     let Ok(after) = after_cursor(req.uri().query()) else {
@@ -135,7 +131,7 @@ pub async fn connect(
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = req
         .take_upgrade()
-        .map_err(|_| AppError::BadRequest("the connection cannot be upgraded"))?;
+        .map_err(|_| AppError::from(Refusal::BadRequest("the connection cannot be upgraded")))?;
     let task_state = (*state).clone();
     // The socket's log lines carry the upgrade request's id, and who and where.
     let span = tracing::info_span!("socket", room_id = room.id, user_id = user.id);

@@ -1,0 +1,289 @@
+//! What handlers take from a request besides the session (`auth`): posted forms, CSRF-checked,
+//! and the room of a room route, found through the person's membership.
+
+use poem::{
+    FromRequest, Request, RequestBody,
+    http::{Method, header},
+    web::Path,
+};
+use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::{
+    State,
+    actions::{self, ThroughMembership},
+    auth::{self, CurrentUser, Session},
+    domain::RoomCode,
+    error::AppError,
+    refusal::Refusal,
+    views::FormEcho,
+};
+
+/// Whether htmx made this request (it answers with fragments or `HX-Redirect`).
+pub fn is_htmx(req: &Request) -> bool {
+    req.headers().contains_key("hx-request")
+}
+
+/// The shared state, which `lib::app` puts on every request.
+pub(super) fn state(req: &Request) -> Result<&State, AppError> {
+    req.data::<State>().ok_or_else(|| {
+        tracing::error!("application state missing");
+        Refusal::Internal.into()
+    })
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    csrf: Option<String>,
+}
+
+/// A posted urlencoded body, read whole (at most the configured size), and where it was
+/// posted. Cheap to keep: both share the request's bytes.
+struct Posted {
+    action: poem::http::Uri,
+    bytes: bytes::Bytes,
+}
+
+impl Posted {
+    async fn read(req: &Request, body: &mut RequestBody) -> Result<Self, AppError> {
+        let limit = state(req)?.config.limits.body_bytes;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Refusal::TooLarge.into());
+        }
+        let bytes = body
+            .take()
+            .map_err(|_| Refusal::BadRequest("The form was empty."))?
+            .into_bytes_limit(limit)
+            .await
+            .map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => Refusal::TooLarge,
+                _ => Refusal::BadRequest("The form could not be read."),
+            })?;
+        Ok(Posted {
+            action: req.original_uri().clone(),
+            bytes,
+        })
+    }
+
+    fn form<T: DeserializeOwned>(&self) -> Result<T, AppError> {
+        serde_urlencoded::from_bytes(&self.bytes)
+            .map_err(|_| Refusal::BadRequest("The form was malformed.").into())
+    }
+
+    /// The CSRF token it carries: the `csrf` field, else the `X-CSRF-Token` header htmx sends.
+    fn csrf(&self, req: &Request) -> Option<String> {
+        serde_urlencoded::from_bytes::<CsrfField>(&self.bytes)
+            .ok()
+            .and_then(|f| f.csrf)
+            .or_else(|| {
+                req.headers()
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+    }
+
+    /// What was typed, to give back: every field as posted (its CSRF token is still good for
+    /// the session), to be posted again to where it went.
+    fn echo(&self) -> FormEcho {
+        FormEcho {
+            action: self.action.path().to_string(),
+            fields: serde_urlencoded::from_bytes(&self.bytes).unwrap_or_default(),
+        }
+    }
+}
+
+const CSRF_REFUSED: &str =
+    "The form's security token did not match your session. Reload the page and try again.";
+
+/// A form posted by a signed-in person with a username, CSRF-checked.
+pub struct UserForm<T> {
+    /// Who posted it.
+    pub user: CurrentUser,
+    /// Its fields.
+    pub form: T,
+    /// Whether htmx posted it.
+    pub htmx: bool,
+    /// What was posted, for `keeping`.
+    posted: Posted,
+}
+
+impl<T> UserForm<T> {
+    /// `refusal`, with what was typed given back on the error page, ready to send again: the
+    /// one way a refused form's text comes back when no page of its own can show it.
+    pub fn keeping(&self, refusal: Refusal) -> AppError {
+        AppError {
+            refusal,
+            typed: Some(self.posted.echo()),
+        }
+    }
+}
+
+impl<T> UserForm<T> {
+    /// What another extractor found (the room of a room route), or, when it failed because
+    /// the database did, that refusal with what was typed given back.
+    pub fn or_keeping<R>(&self, found: poem::Result<R>) -> poem::Result<R> {
+        found.map_err(|e| match e.downcast_ref::<AppError>() {
+            Some(e) if e.refusal == Refusal::Unavailable => {
+                self.keeping(Refusal::Unavailable).into()
+            }
+            _ => e,
+        })
+    }
+}
+
+impl<'a, T: DeserializeOwned> FromRequest<'a> for UserForm<T> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let SessionForm {
+            session,
+            form,
+            htmx,
+            posted,
+        } = SessionForm::from_request(req, body).await?;
+        Ok(UserForm {
+            user: CurrentUser::from_session(session)?,
+            form,
+            htmx,
+            posted,
+        })
+    }
+}
+
+/// A form posted by a signed-in browser (username not required: choosing one, signing out),
+/// CSRF-checked.
+pub struct SessionForm<T> {
+    /// The browser's session.
+    pub session: Session,
+    /// Its fields.
+    pub form: T,
+    /// Whether htmx posted it.
+    pub htmx: bool,
+    posted: Posted,
+}
+
+impl<'a, T: DeserializeOwned> FromRequest<'a> for SessionForm<T> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        debug_assert_eq!(req.method(), Method::POST);
+        let session = match Session::from_request(req, body).await {
+            Ok(session) => session,
+            Err(e)
+                if e.downcast_ref::<AppError>()
+                    .is_some_and(|e| e.refusal == Refusal::Unavailable) =>
+            {
+                // The database is down: nothing can be checked or saved, but what was typed
+                // goes back to the person instead of being lost.
+                let typed = match Posted::read(req, body).await {
+                    Ok(posted) => posted.echo(),
+                    Err(_) => FormEcho {
+                        action: req.original_uri().path().to_string(),
+                        fields: Vec::new(),
+                    },
+                };
+                return Err(AppError {
+                    refusal: Refusal::Unavailable,
+                    typed: Some(typed),
+                }
+                .into());
+            }
+            Err(e) => return Err(e),
+        };
+        let posted = Posted::read(req, body).await?;
+        let form = posted.form::<T>()?;
+        if !posted.csrf(req).is_some_and(|c| session.verify_csrf(&c)) {
+            return Err(AppError::from(Refusal::Forbidden(CSRF_REFUSED)).into());
+        }
+        Ok(SessionForm {
+            session,
+            form,
+            htmx: is_htmx(req),
+            posted,
+        })
+    }
+}
+
+/// A form posted before signing in, CSRF-checked against the pre-session cookie.
+pub struct GuestForm<T> {
+    /// Its fields.
+    pub form: T,
+}
+
+impl<'a, T: DeserializeOwned> FromRequest<'a> for GuestForm<T> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let state = state(req)?;
+        let posted = Posted::read(req, body).await?;
+        let form = posted.form::<T>()?;
+        let secret = auth::read_cookie(req, &state.config, auth::PRE_SESSION_COOKIE)
+            .and_then(|v| auth::decode_token(&v))
+            .map(|t| auth::csrf::pre_session_secret(&t));
+        match (secret, posted.csrf(req)) {
+            (Some(secret), Some(csrf)) if auth::csrf::verify(&secret, &csrf) => {
+                Ok(GuestForm { form })
+            }
+            _ => Err(AppError::from(Refusal::Forbidden(CSRF_REFUSED)).into()),
+        }
+    }
+}
+
+/// An empty form: only its CSRF token matters (sign out, leave).
+#[derive(Deserialize)]
+pub struct NoFields {}
+
+/// The `{code}` of a room route.
+#[derive(Deserialize)]
+struct CodeParam {
+    code: String,
+}
+
+/// The room of a room route (`/rooms/{code}/…`), for a signed-in person with a username, found
+/// through their membership: the one access check every room route makes. `T` is what the
+/// route needs of the room (see `actions::ThroughMembership`), loaded in the statement that
+/// checks membership.
+///
+/// In order: the session (303 to sign in), the code (404 if it is not one), its spelling (a
+/// page or fragment asked for with a valid code spelled another way, `abcd-efgh`, answers 308
+/// to the canonical URL; posts and sockets accept any spelling), then membership (404, the
+/// same answer as no such room).
+pub struct InRoom<T = crate::store::Room> {
+    /// Who asks.
+    pub user: CurrentUser,
+    /// The room, as the route needs it.
+    pub room: T,
+}
+
+impl<'a, T: ThroughMembership> FromRequest<'a> for InRoom<T> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let user = CurrentUser::from_request(req, body).await?;
+        let Path(CodeParam { code: raw }) = Path::from_request(req, body).await?;
+        let code = RoomCode::parse(&raw).map_err(|_| AppError::NOT_FOUND)?;
+        let is_page = req.method() == Method::GET && !req.headers().contains_key(header::UPGRADE);
+        if is_page && code.canonical() != raw {
+            return Err(AppError::from(Refusal::Moved {
+                location: canonical_location(req, code),
+            })
+            .into());
+        }
+        let state = state(req)?;
+        let room = actions::room_for::<T>(state, code, user.id)
+            .await
+            .map_err(AppError::from)?;
+        Ok(InRoom { user, room })
+    }
+}
+
+/// The request's URL with the room code spelled canonically. The code is the third piece of
+/// the path, percent-encoded there (the parameter is decoded), so the new path is built from
+/// the pieces, not by replacing the parameter's text.
+fn canonical_location(req: &Request, code: RoomCode) -> String {
+    let mut pieces = req.uri().path().splitn(4, '/').skip(1);
+    let prefix = pieces.next().unwrap_or("rooms");
+    let rest = pieces.nth(1).map(|r| format!("/{r}")).unwrap_or_default();
+    let path = format!("/{prefix}/{}{rest}", code.canonical());
+    match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    }
+}
