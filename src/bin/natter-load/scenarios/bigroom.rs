@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{drain_all, grid, open_sockets, populate, settle};
+use super::{World, drain_all, grid, open_sockets, populate, settle};
 use crate::{
     Options,
     client::{self, STAMP, Tally},
@@ -39,20 +39,7 @@ pub(super) async fn bigroom(o: &Options) -> Result<Report, String> {
     let _drains = drain_all(sockets, &tally);
     settle().await;
     let http = client::http();
-    let mut table = Table::new(
-        &format!("big room: each post to {members} members"),
-        &[
-            "post",
-            "received",
-            "p50 [ms]",
-            "p99 [ms]",
-            "max [ms]",
-            "server CPU [ms]",
-            "server [µs/delivery]",
-            "generator CPU [ms]",
-            "generator busy [%]",
-        ],
-    );
+    let mut table = bigroom_table(members);
     let (mut all, mut p99s) = (Vec::new(), Vec::new());
     let mut total = Cpu {
         server: server.pid.map(|_| Duration::ZERO),
@@ -60,23 +47,7 @@ pub(super) async fn bigroom(o: &Options) -> Result<Report, String> {
         wall: Duration::ZERO,
     };
     for i in 0..posts {
-        tally.take_latencies();
-        tally.recording.store(true, Relaxed);
-        let meter = Meter::start(&server);
-        let body = format!("{STAMP}{}", client::now_us());
-        world.people[i % members]
-            .say(&http, &server.base, &world.rooms[0], &body)
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tally.latencies.lock().map(|l| l.len()).unwrap_or(0) < members
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let cpu = meter.read();
-        tally.recording.store(false, Relaxed);
-        let mut lat = tally.take_latencies();
-        lat.sort_unstable();
+        let (lat, cpu) = one_post(&server, &world, &tally, &http, i, members).await?;
         let received = lat.len() as u64;
         report.check(
             received >= members as u64,
@@ -105,6 +76,68 @@ pub(super) async fn bigroom(o: &Options) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     report.tables.push(table);
+    report_pooled(&mut report, members, posts, all, p99s, &total);
+    Ok(report)
+}
+
+/// The big-room table: one line per post.
+fn bigroom_table(members: usize) -> Table {
+    Table::new(
+        &format!("big room: each post to {members} members"),
+        &[
+            "post",
+            "received",
+            "p50 [ms]",
+            "p99 [ms]",
+            "max [ms]",
+            "server CPU [ms]",
+            "server [µs/delivery]",
+            "generator CPU [ms]",
+            "generator busy [%]",
+        ],
+    )
+}
+
+/// Sends post `i` and waits until every member has received it (10 s at most): its
+/// deliveries' latencies, sorted, and both sides' CPU meanwhile.
+async fn one_post(
+    server: &Server,
+    world: &World,
+    tally: &Tally,
+    http: &reqwest::Client,
+    i: usize,
+    members: usize,
+) -> Result<(Vec<u32>, Cpu), String> {
+    tally.take_latencies();
+    tally.recording.store(true, Relaxed);
+    let meter = Meter::start(server);
+    let body = format!("{STAMP}{}", client::now_us());
+    world.people[i % members]
+        .say(http, &server.base, &world.rooms[0], &body)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tally.latencies.lock().map(|l| l.len()).unwrap_or(0) < members
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cpu = meter.read();
+    tally.recording.store(false, Relaxed);
+    let mut lat = tally.take_latencies();
+    lat.sort_unstable();
+    Ok((lat, cpu))
+}
+
+/// The targets' rows, read against the median post's p99 and all posts pooled, and the CPU
+/// of all posts.
+fn report_pooled(
+    report: &mut Report,
+    members: usize,
+    posts: usize,
+    mut all: Vec<u32>,
+    mut p99s: Vec<f64>,
+    total: &Cpu,
+) {
     all.sort_unstable();
     p99s.sort_by(f64::total_cmp);
     let median_p99 = p99s.get(p99s.len() / 2).copied().unwrap_or(f64::NAN);
@@ -133,10 +166,9 @@ pub(super) async fn bigroom(o: &Options) -> Result<Report, String> {
     report.figure("max delivery, all posts", percentile(&all, 1.0) / 1e3, "ms");
     report.cpu(
         &format!("{posts} posts"),
-        &total,
+        total,
         Some((all.len() as u64, "delivery")),
     );
     report
         .note("per-post CPU comes from /proc in 10 ms ticks; the per-delivery rows use all posts");
-    Ok(report)
 }

@@ -133,90 +133,19 @@ pub(super) async fn fanout(o: &Options) -> Result<Report, String> {
         pairs.len(),
         duration.as_secs_f64()
     ));
-    let mut table = Table::new(
-        "fan-out: one line per offered rate",
-        &[
-            "offered [/s]",
-            "sent [/s]",
-            "delivered [/s]",
-            "late",
-            "missing",
-            "p50 [ms]",
-            "p99 [ms]",
-            "max [ms]",
-            "server CPU [s]",
-            "server [µs/delivery]",
-            "generator CPU [s]",
-            "generator [µs/delivery]",
-            "server busy [%]",
-            "generator busy [%]",
-            "failed posts",
-            "sustained",
-            "strictly",
-        ],
-    );
+    let mut table = fanout_table();
     let (mut capacity, mut strict_capacity) = (0.0f64, 0.0f64);
     let mut accepted = 0;
     for rate in &rates {
         let step = fanout_step(&server, &world, &tally, *rate, members, duration).await?;
         accepted += step.posted.ok;
-        let delivered = step.in_window + step.late;
         if step.sustained() {
             capacity = capacity.max(step.achieved);
         }
         if step.sustained_strictly() {
             strict_capacity = strict_capacity.max(step.achieved);
         }
-        let sent = step.posted.sent as f64 * members as f64 / step.posted.sending.as_secs_f64();
-        if let Some(why) = offer_limit(*rate, sent, &step.posted, &step.cpu) {
-            report.note(format!("offered {rate:.0}/s, sent {sent:.0}/s: {why}"));
-        }
-        if !step.sustained() {
-            report.note(format!(
-                "offered {rate:.0}/s, not sustained: {}",
-                receive_limit(&step.cpu)
-            ));
-        }
-        if step.closed > 0 {
-            report.note(format!(
-                "offered {rate:.0}/s: {} sockets closed (their deliveries are missing)",
-                step.closed
-            ));
-        }
-        report.add_cpu(&step.cpu);
-        table.line(vec![
-            (*rate as u64).into(),
-            (sent.round() as u64).into(),
-            (step.achieved.round() as u64).into(),
-            step.late.into(),
-            step.expected.saturating_sub(delivered).into(),
-            step.p50_ms.into(),
-            step.p99_ms.into(),
-            step.max_ms.into(),
-            step.cpu.server.map(|c| c.as_secs_f64()).into(),
-            step.cpu.server_us_per(delivered).into(),
-            step.cpu.generator.map(|c| c.as_secs_f64()).into(),
-            step.cpu.generator_us_per(delivered).into(),
-            step.cpu.server_busy_pct().into(),
-            step.cpu.generator_busy_pct().into(),
-            step.posted.failed.into(),
-            step.sustained().into(),
-            step.sustained_strictly().into(),
-        ]);
-        if (*rate - 60_000.0).abs() < 1.0 {
-            report.at_most(
-                "p50 post→receive at 60,000 deliveries/s",
-                step.p50_ms,
-                "ms",
-                Some(3.0),
-            );
-            report.at_most(
-                "p99 post→receive at 60,000 deliveries/s",
-                step.p99_ms,
-                "ms",
-                Some(STRICT_P99_MS),
-            );
-        }
+        record_step(&mut report, &mut table, *rate, &step, members);
     }
     report.tables.push(table);
     report.at_least(
@@ -239,4 +168,91 @@ pub(super) async fn fanout(o: &Options) -> Result<Report, String> {
     }
     check_stored(&server, &mut report, accepted).await;
     Ok(report)
+}
+
+/// The fan-out table: one line per offered rate.
+fn fanout_table() -> Table {
+    Table::new(
+        "fan-out: one line per offered rate",
+        &[
+            "offered [/s]",
+            "sent [/s]",
+            "delivered [/s]",
+            "late",
+            "missing",
+            "p50 [ms]",
+            "p99 [ms]",
+            "max [ms]",
+            "server CPU [s]",
+            "server [µs/delivery]",
+            "generator CPU [s]",
+            "generator [µs/delivery]",
+            "server busy [%]",
+            "generator busy [%]",
+            "failed posts",
+            "sustained",
+            "strictly",
+        ],
+    )
+}
+
+/// Reports one step: what held it back, its CPU, its line of the table and, at 60,000/s, the
+/// latency targets.
+fn record_step(report: &mut Report, table: &mut Table, rate: f64, step: &Step, members: usize) {
+    let sent = step.posted.sent as f64 * members as f64 / step.posted.sending.as_secs_f64();
+    if let Some(why) = offer_limit(rate, sent, &step.posted, &step.cpu) {
+        report.note(format!("offered {rate:.0}/s, sent {sent:.0}/s: {why}"));
+    }
+    if !step.sustained() {
+        report.note(format!(
+            "offered {rate:.0}/s, not sustained: {}",
+            receive_limit(&step.cpu)
+        ));
+    }
+    if step.closed > 0 {
+        report.note(format!(
+            "offered {rate:.0}/s: {} sockets closed (their deliveries are missing)",
+            step.closed
+        ));
+    }
+    report.add_cpu(&step.cpu);
+    table.line(step_line(rate, sent, step));
+    if (rate - 60_000.0).abs() < 1.0 {
+        report.at_most(
+            "p50 post→receive at 60,000 deliveries/s",
+            step.p50_ms,
+            "ms",
+            Some(3.0),
+        );
+        report.at_most(
+            "p99 post→receive at 60,000 deliveries/s",
+            step.p99_ms,
+            "ms",
+            Some(STRICT_P99_MS),
+        );
+    }
+}
+
+/// A step's line of the fan-out table, in `fanout_table`'s column order.
+fn step_line(rate: f64, sent: f64, step: &Step) -> Vec<serde_json::Value> {
+    let delivered = step.in_window + step.late;
+    vec![
+        (rate as u64).into(),
+        (sent.round() as u64).into(),
+        (step.achieved.round() as u64).into(),
+        step.late.into(),
+        step.expected.saturating_sub(delivered).into(),
+        step.p50_ms.into(),
+        step.p99_ms.into(),
+        step.max_ms.into(),
+        step.cpu.server.map(|c| c.as_secs_f64()).into(),
+        step.cpu.server_us_per(delivered).into(),
+        step.cpu.generator.map(|c| c.as_secs_f64()).into(),
+        step.cpu.generator_us_per(delivered).into(),
+        step.cpu.server_busy_pct().into(),
+        step.cpu.generator_busy_pct().into(),
+        step.posted.failed.into(),
+        step.sustained().into(),
+        step.sustained_strictly().into(),
+    ]
 }

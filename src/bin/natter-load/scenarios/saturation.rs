@@ -21,15 +21,16 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::{
-    check_stored, grid, offer_limit, open_sockets, populate, post_at_rate, receive_limit, settle,
+    Posted, World, check_stored, grid, offer_limit, open_sockets, populate, post_at_rate,
+    receive_limit, settle,
 };
 use crate::{
     Options,
     client::{self, Person, Tally, Ws},
-    report::Report,
+    report::{Cpu, Report},
     server::{self, Meter, Server},
 };
 
@@ -44,20 +45,8 @@ pub(super) async fn saturation(o: &Options) -> Result<Report, String> {
     let tally = Arc::new(Tally::default());
     settle().await;
     let idle_rss = server.rss().unwrap_or(0);
-    // Each client follows its room like natter.js: on a close it reconnects after the newest
-    // seq it holds; what it cannot get over the socket (after 4409) it reads from the pages.
     let targets = Arc::new(Targets::default());
-    let mut followers = JoinSet::new();
-    for ((p, _), (room, ws)) in pairs.iter().zip(sockets) {
-        let follower = Follower {
-            base: server.base.clone(),
-            person: world.people[*p].clone(),
-            code: world.rooms[room].clone(),
-            tally: tally.clone(),
-            targets: targets.clone(),
-        };
-        followers.spawn(follower.run(ws));
-    }
+    let mut followers = follow_all(&server, &world, &pairs, sockets, &tally, &targets);
     let asked = o.rate.unwrap_or(SATURATION_RATE);
     let duration = o.duration.unwrap_or(Duration::from_secs(30));
     report.note(format!(
@@ -65,18 +54,7 @@ pub(super) async fn saturation(o: &Options) -> Result<Report, String> {
         duration.as_secs_f64(),
         pairs.len()
     ));
-    let peak = Arc::new(AtomicU64::new(idle_rss));
-    let sampler = {
-        let (peak, pid) = (peak.clone(), server.pid);
-        tokio::spawn(async move {
-            loop {
-                if let Some(rss) = pid.and_then(server::rss_of) {
-                    peak.fetch_max(rss, Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-    };
+    let (peak, sampler) = sample_peak_rss(server.pid, idle_rss);
     let d0 = tally.deliveries.load(Relaxed);
     let meter = Meter::start(&server);
     let posted = post_at_rate(
@@ -90,44 +68,11 @@ pub(super) async fn saturation(o: &Options) -> Result<Report, String> {
     let load = meter.read();
     let stopped = Instant::now();
     let during = tally.deliveries.load(Relaxed) - d0;
-    let per_s = |posts: u64| posts as f64 * members as f64 / posted.sending.as_secs_f64();
-    let offered = per_s(posted.sent);
-    report.figure("delivery rate asked for", asked, "/s");
-    report.figure(
-        "delivery rate offered (posts sent x members)",
-        offered,
-        "/s",
-    );
-    report.figure(
-        "delivery rate accepted (posts answered 303)",
-        per_s(posted.ok),
-        "/s",
-    );
-    report.figure(
-        "deliveries received during the load",
-        during as f64 / load.wall.as_secs_f64(),
-        "/s",
-    );
-    report.figure("failed posts", posted.failed as f64, "");
-    match offer_limit(asked, offered, &posted, &load) {
-        Some(why) => report.note(format!(
-            "offered {:.0}% of the asked rate: {why}",
-            offered / asked * 100.0
-        )),
-        None => report.note("the asked rate was offered in full"),
-    }
-    report.note(format!("during the load {}", receive_limit(&load)));
-    report.cpu("load", &load, Some((during, "delivery")));
+    report_load(&mut report, asked, members, &posted, during, &load);
     targets.set(server.room_last_seqs().await);
     let meter = Meter::start(&server);
-    let mut complete = 0;
     let total = pairs.len();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while let Ok(Some(done)) = tokio::time::timeout_at(deadline, followers.join_next()).await {
-        if matches!(done, Ok(true)) {
-            complete += 1;
-        }
-    }
+    let complete = caught_up(&mut followers).await;
     let catching_up = meter.read();
     report.note(format!(
         "{complete} of {total} clients held their room's full history {:.1} s after the load stopped",
@@ -163,6 +108,103 @@ pub(super) async fn saturation(o: &Options) -> Result<Report, String> {
         check_stored(&server, &mut report, posted.ok).await;
     }
     Ok(report)
+}
+
+/// Starts a `Follower` on each socket, one per `(person, room)` pair.
+///
+/// Each client follows its room like natter.js: on a close it reconnects after the newest
+/// seq it holds; what it cannot get over the socket (after 4409) it reads from the pages.
+fn follow_all(
+    server: &Server,
+    world: &World,
+    pairs: &[(usize, usize)],
+    sockets: Vec<(usize, Ws)>,
+    tally: &Arc<Tally>,
+    targets: &Arc<Targets>,
+) -> JoinSet<bool> {
+    let mut followers = JoinSet::new();
+    for ((p, _), (room, ws)) in pairs.iter().zip(sockets) {
+        let follower = Follower {
+            base: server.base.clone(),
+            person: world.people[*p].clone(),
+            code: world.rooms[room].clone(),
+            tally: tally.clone(),
+            targets: targets.clone(),
+        };
+        followers.spawn(follower.run(ws));
+    }
+    followers
+}
+
+/// Samples the server's RSS every 250 ms, keeping the highest (from `idle_rss`) until the
+/// returned task is aborted.
+fn sample_peak_rss(pid: Option<u32>, idle_rss: u64) -> (Arc<AtomicU64>, JoinHandle<()>) {
+    let peak = Arc::new(AtomicU64::new(idle_rss));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(rss) = pid.and_then(server::rss_of) {
+                    peak.fetch_max(rss, Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    (peak, sampler)
+}
+
+/// The load's figures: the delivery rate asked for, offered, accepted and received, and
+/// which side held it back.
+fn report_load(
+    report: &mut Report,
+    asked: f64,
+    members: usize,
+    posted: &Posted,
+    during: u64,
+    load: &Cpu,
+) {
+    let per_s = |posts: u64| posts as f64 * members as f64 / posted.sending.as_secs_f64();
+    let offered = per_s(posted.sent);
+    report.figure("delivery rate asked for", asked, "/s");
+    report.figure(
+        "delivery rate offered (posts sent x members)",
+        offered,
+        "/s",
+    );
+    report.figure(
+        "delivery rate accepted (posts answered 303)",
+        per_s(posted.ok),
+        "/s",
+    );
+    report.figure(
+        "deliveries received during the load",
+        during as f64 / load.wall.as_secs_f64(),
+        "/s",
+    );
+    report.figure("failed posts", posted.failed as f64, "");
+    match offer_limit(asked, offered, posted, load) {
+        Some(why) => report.note(format!(
+            "offered {:.0}% of the asked rate: {why}",
+            offered / asked * 100.0
+        )),
+        None => report.note("the asked rate was offered in full"),
+    }
+    report.note(format!("during the load {}", receive_limit(load)));
+    report.cpu("load", load, Some((during, "delivery")));
+}
+
+/// How many followers hold their room's full history within 30 s. Those that do not are
+/// left running in the set.
+async fn caught_up(followers: &mut JoinSet<bool>) -> usize {
+    let mut complete = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(Some(done)) = tokio::time::timeout_at(deadline, followers.join_next()).await {
+        if matches!(done, Ok(true)) {
+            complete += 1;
+        }
+    }
+    complete
 }
 
 /// Saturation's default: twice fan-out's lenient capacity in the latest README figures
