@@ -369,17 +369,18 @@ pub async fn drain(mut ws: Ws, tally: Arc<Tally>, mut seen: Option<&mut Vec<i64>
 mod tests {
     use super::*;
 
-    /// Two messages as a socket sends them when it is behind: one frame, shaped like
-    /// `web::room::message` renders them.
+    /// Two messages as a socket sends them when it is behind: one frame, each message the
+    /// markup `web::room::message` renders today (the second one `continued`), in the
+    /// `#messages` wrapper of a live frame.
     const FRAME: &str = concat!(
         r#"<div id="messages" hx-swap-oob="beforeend">"#,
         r#"<article class="message" id="msg-41" data-seq="41" data-author="7">"#,
         r#"<header class="message-meta"><span class="author">p6_a1b2c3</span> "#,
-        r##"<a class="permalink" href="#msg-41"><time datetime="2026-11-29T10:00:00Z" data-style="time">10:00</time></a></header>"##,
+        r##"<a class="permalink" href="#msg-41"><time datetime="2026-11-29T10:00:00.000Z" title="Sun 29 Nov 2026, 10:00 UTC" data-style="short">10:00</time></a></header>"##,
         r#"<div class="message-body" dir="auto">bench t=123456</div></article>"#,
         r#"<article class="message continued" id="msg-42" data-seq="42" data-author="7">"#,
         r#"<header class="message-meta"><span class="author">p6_a1b2c3</span> "#,
-        r##"<a class="permalink" href="#msg-42"><time datetime="2026-11-29T10:00:01Z" data-style="time">10:00</time></a></header>"##,
+        r##"<a class="permalink" href="#msg-42"><time datetime="2026-11-29T10:00:01.000Z" title="Sun 29 Nov 2026, 10:00 UTC" data-style="short">10:00</time></a></header>"##,
         r#"<div class="message-body" dir="auto">a = b, no stamp here</div></article></div>"#,
     );
 
