@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use natter::config::{Config, LogFormat};
+use natter::config::{Config, ConfigError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -12,7 +12,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let config = match Config::from_env_and_args() {
         Ok(config) => config,
-        Err(message) => {
+        // --help and --version are answers, not errors.
+        Err(ConfigError::Shown(shown)) => {
+            let _ = shown.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(ConfigError::Invalid(message)) => {
             eprintln!("natter: {message}");
             return ExitCode::from(2);
         }
