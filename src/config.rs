@@ -32,6 +32,79 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where the data lives: `sqlite:…` or `postgres://…`. A PostgreSQL URL may carry a password
+/// (`postgres://natter:secret@db/natter`), so `Display` and `Debug` show it as `***`; only
+/// `expose`, for connecting, gives the URL as written.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Accepts the backends natter has: `sqlite:` and `postgres://` (or `postgresql://`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| text.starts_with(scheme))
+        {
+            Ok(Self(text.to_string()))
+        } else {
+            Err("NATTER_DATABASE_URL must start with sqlite:// or postgres://".to_string())
+        }
+    }
+
+    /// Whether the database is an SQLite file (one instance, one writer).
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
+    }
+
+    /// The URL as written, password included: for the one place that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// The URL without its password, for logs and messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // An SQLite URL names a file: there is no credential in it to hide.
+        if self.is_sqlite() {
+            return f.write_str(&self.0);
+        }
+        let Ok(mut url) = Url::parse(&self.0) else {
+            // Whatever does not parse might hold a password anywhere: show only the scheme.
+            let scheme = self.0.split_once(':').map_or("", |(scheme, _)| scheme);
+            return write!(f, "{scheme}://*** (not a well-formed URL)");
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        // sqlx also takes the password as a query parameter.
+        if url.query_pairs().any(|(key, _)| key == "password") {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| match key == "password" {
+                    true => (key.into_owned(), "***".to_string()),
+                    false => (key.into_owned(), value.into_owned()),
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        write!(f, "{url}")
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl(\"{self}\")")
+    }
+}
+
+/// Compares the URL as written, e.g. with a literal in a test.
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// The OAuth 2.0 / OpenID Connect provider natter signs people in with.
 #[derive(Clone, Debug)]
 pub struct OAuthConfig {
@@ -132,8 +205,8 @@ pub struct Config {
     pub bind: SocketAddr,
     /// The external origin: redirect URL, cookie `Secure`, Origin checks, host redirects.
     pub public_url: Url,
-    /// `sqlite://PATH` or `postgres://…`.
-    pub database_url: String,
+    /// The database; prints without its password.
+    pub database_url: DatabaseUrl,
     /// The sign-in provider, when both a client id and secret are set.
     pub oauth: Option<OAuthConfig>,
     /// Development sign-in by email alone; only ever on loopback.
@@ -428,13 +501,8 @@ impl Args {
             .parse()
             .map_err(|_| "NATTER_BIND must be an address like 127.0.0.1:8080".to_string())?;
         let public_url = parse_public_url(or_default(&self.public_url, DEFAULT_PUBLIC_URL))?;
-        let database_url = or_default(&self.database_url, DEFAULT_DATABASE_URL).to_string();
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err("NATTER_DATABASE_URL must start with sqlite:// or postgres://".to_string());
-        }
+        let database_url =
+            DatabaseUrl::parse(or_default(&self.database_url, DEFAULT_DATABASE_URL))?;
 
         let client_id = self.oauth_client_id.as_deref().and_then(given);
         let client_secret = self.oauth_client_secret.as_deref().and_then(given);
@@ -863,6 +931,52 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn neither_the_client_secret_nor_the_database_password_prints() {
+        let c = config(
+            &[
+                ("NATTER_OAUTH_CLIENT_ID", "id"),
+                ("NATTER_OAUTH_CLIENT_SECRET", "hunter2"),
+                (
+                    "NATTER_DATABASE_URL",
+                    "postgres://natter:swordfish@db.internal/natter",
+                ),
+            ],
+            &[],
+        )
+        .unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("swordfish"), "{printed}");
+        assert!(
+            printed.contains("postgres://natter:***@db.internal/natter"),
+            "{printed}"
+        );
+        assert_eq!(
+            c.database_url.expose(),
+            "postgres://natter:swordfish@db.internal/natter"
+        );
+    }
+
+    #[test]
+    fn a_database_url_shows_without_its_password() {
+        let shown = |url: &str| DatabaseUrl::parse(url).unwrap().to_string();
+        assert_eq!(shown("sqlite://natter.db"), "sqlite://natter.db");
+        assert_eq!(
+            shown("postgres://natter@db/natter"),
+            "postgres://natter@db/natter"
+        );
+        assert_eq!(
+            shown("postgresql://natter:pw@db:5432/natter?sslmode=require"),
+            "postgresql://natter:***@db:5432/natter?sslmode=require"
+        );
+        assert_eq!(
+            shown("postgres://db/natter?user=natter&password=pw&sslmode=require"),
+            "postgres://db/natter?user=natter&password=***&sslmode=require"
+        );
+        assert!(!shown("postgres://natter:p w@[bad/natter").contains("p w"));
     }
 
     #[test]

@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
             .init(),
         LogFormat::Text => logs.init(),
     }
-    tracing::info!(bind = %config.bind, public_url = %config.public_url, database = %natter::redact(&config.database_url), "starting natter");
+    tracing::info!(bind = %config.bind, public_url = %config.public_url, database = %config.database_url, "starting natter");
     match natter::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
