@@ -1,8 +1,13 @@
 //! Every setting natter reads, from the environment and command-line flags, validated once at
 //! start so a bad value stops the process with a sentence instead of failing later.
+//!
+//! clap reads the flags and the `NATTER_*` variables (flags win) and writes `--help`; it hands
+//! over raw text, and `Args::into_config` is the one place that text is checked and typed, so
+//! every refusal is one of natter's sentences and a blank value means "use the default".
 
-use std::{collections::HashMap, fmt, net::IpAddr, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, ffi::OsString, fmt, net::IpAddr, net::SocketAddr, time::Duration};
 
+use clap::{CommandFactory, FromArgMatches, Parser};
 use url::Url;
 
 /// A value that must never be printed (logs, `Debug`, error pages).
@@ -10,6 +15,7 @@ use url::Url;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret as soon as it is read.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
@@ -26,14 +32,93 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where the data lives: `sqlite:…` or `postgres://…`. A PostgreSQL URL may carry a password
+/// (`postgres://natter:secret@db/natter`), so `Display` and `Debug` show it as `***`; only
+/// `expose`, for connecting, gives the URL as written.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Accepts the backends natter has: `sqlite:` and `postgres://` (or `postgresql://`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| text.starts_with(scheme))
+        {
+            Ok(Self(text.to_string()))
+        } else {
+            Err("NATTER_DATABASE_URL must start with sqlite:// or postgres://".to_string())
+        }
+    }
+
+    /// Whether the database is an SQLite file (one instance, one writer).
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
+    }
+
+    /// The URL as written, password included: for the one place that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// The URL without its password, for logs and messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // An SQLite URL names a file: there is no credential in it to hide.
+        if self.is_sqlite() {
+            return f.write_str(&self.0);
+        }
+        let Ok(mut url) = Url::parse(&self.0) else {
+            // Whatever does not parse might hold a password anywhere: show only the scheme.
+            let scheme = self.0.split_once(':').map_or("", |(scheme, _)| scheme);
+            return write!(f, "{scheme}://*** (not a well-formed URL)");
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        // sqlx also takes the password as a query parameter.
+        if url.query_pairs().any(|(key, _)| key == "password") {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| match key == "password" {
+                    true => (key.into_owned(), "***".to_string()),
+                    false => (key.into_owned(), value.into_owned()),
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        write!(f, "{url}")
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl(\"{self}\")")
+    }
+}
+
+/// Compares the URL as written, e.g. with a literal in a test.
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// The OAuth 2.0 / OpenID Connect provider natter signs people in with.
 #[derive(Clone, Debug)]
 pub struct OAuthConfig {
+    /// The client id registered at the provider.
     pub client_id: String,
+    /// The client secret registered at the provider; sent only to its token endpoint.
     pub client_secret: Secret,
+    /// Where browsers are sent to sign in.
     pub auth_url: Url,
+    /// Where natter exchanges the code for tokens.
     pub token_url: Url,
+    /// The OIDC userinfo endpoint: subject, email and name.
     pub userinfo_url: Url,
+    /// Scopes asked for, e.g. `openid`, `email`, `profile`.
     pub scopes: Vec<String>,
     /// Label on the sign-in button ("Sign in with {provider_name}").
     pub provider_name: String,
@@ -42,11 +127,14 @@ pub struct OAuthConfig {
 /// "n per duration", e.g. `20/10s`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
+    /// How many are allowed in one period.
     pub count: u32,
+    /// The period, at most `LONGEST_PERIOD`.
     pub per: Duration,
 }
 
 impl RateLimit {
+    /// `count` per `per`, unchecked (for defaults and tests).
     pub const fn new(count: u32, per: Duration) -> Self {
         Self { count, per }
     }
@@ -77,8 +165,11 @@ impl RateLimit {
 /// The per-user and per-address budgets (DESIGN.md §5).
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// Posts per user.
     pub posts: RateLimit,
+    /// Rooms created per user.
     pub rooms: RateLimit,
+    /// Wrong room codes per user: the code is the invitation, so guessing is throttled.
     pub join_fails: RateLimit,
     /// Sign-in attempts per client address.
     pub sign_ins: RateLimit,
@@ -101,24 +192,34 @@ impl Default for Limits {
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 
 /// natter's whole configuration (DESIGN.md §2).
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The address natter listens on.
     pub bind: SocketAddr,
     /// The external origin: redirect URL, cookie `Secure`, Origin checks, host redirects.
     pub public_url: Url,
-    pub database_url: String,
+    /// The database; prints without its password.
+    pub database_url: DatabaseUrl,
+    /// The sign-in provider, when both a client id and secret are set.
     pub oauth: Option<OAuthConfig>,
+    /// Development sign-in by email alone; only ever on loopback.
     pub dev_login: bool,
+    /// The tracing filter, already known to parse.
     pub log: String,
+    /// How log lines are written.
     pub log_format: LogFormat,
     /// Peers whose `X-Real-IP`/`X-Forwarded-For` are believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Sessions end this many days after their last use.
     pub session_days: u32,
+    /// The rate limits and the body size limit.
     pub limits: Limits,
     /// Events queued per socket in a room's hub before the socket must resync from the store.
     pub hub_capacity: usize,
@@ -131,94 +232,301 @@ pub struct Config {
     pub drain: Duration,
 }
 
+/// Why `Config::from_env_and_args` gave no configuration.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// `--help` or `--version` was asked for: `print` it and exit successfully.
+    Shown(clap::Error),
+    /// A setting natter refuses, as a sentence saying which one and why.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shown(shown) => write!(f, "{}", shown.render()),
+            Self::Invalid(sentence) => f.write_str(sentence),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// clap's own errors (unknown or repeated flags, missing values) as natter's sentences.
+    fn from_clap(error: clap::Error) -> Self {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        let context = |kind| match error.get(kind) {
+            Some(ContextValue::String(text)) => text.as_str(),
+            _ => "",
+        };
+        let sentence = match error.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => return Self::Shown(error),
+            ErrorKind::UnknownArgument => {
+                let arg = context(ContextKind::InvalidArg);
+                match context(ContextKind::SuggestedArg) {
+                    "" if arg.starts_with('-') => format!("unknown flag {arg} (try --help)"),
+                    "" => format!("unexpected argument {arg:?} (try --help)"),
+                    like => format!("unknown flag {arg}; did you mean {like}? (try --help)"),
+                }
+            }
+            // `--bind` with nothing after it; the context names it as `--bind <ADDR>`.
+            ErrorKind::InvalidValue if context(ContextKind::InvalidValue).is_empty() => {
+                let arg = context(ContextKind::InvalidArg);
+                let flag = arg.split_whitespace().next().unwrap_or(arg);
+                format!("{flag} needs a value")
+            }
+            // Anything else: clap's own first sentence, without its "error: " and usage.
+            _ => {
+                let rendered = error.render().to_string();
+                let first = rendered.split("\n\n").next().unwrap_or(&rendered);
+                first.trim_start_matches("error: ").trim().to_string()
+            }
+        };
+        Self::Invalid(sentence)
+    }
+}
+
+const DEFAULT_BIND: &str = "127.0.0.1:8080";
+const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
+const DEFAULT_DATABASE_URL: &str = "sqlite://natter.db";
 const GOOGLE_AUTH_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 const GOOGLE_USERINFO_URL: &str = "https://openidconnect.googleapis.com/v1/userinfo";
+const DEFAULT_SCOPES: &str = "openid email profile";
+const DEFAULT_PROVIDER_NAME: &str = "Google";
+const DEFAULT_LOG: &str = "info";
+const DEFAULT_LOG_FORMAT: &str = "text";
+const DEFAULT_SESSION_DAYS: &str = "30";
+// The same budgets as `Limits::default()` (a test keeps them equal), as text for `--help`.
+const DEFAULT_LIMIT_POSTS: &str = "20/10s";
+const DEFAULT_LIMIT_ROOMS: &str = "20/1h";
+const DEFAULT_LIMIT_JOIN_FAILS: &str = "10/1m";
+const DEFAULT_LIMIT_SIGN_INS: &str = "30/1m";
+const DEFAULT_HUB_CAPACITY: &str = "256";
+const DEFAULT_DRAIN: &str = "0s";
 
-impl Config {
-    /// Reads the process environment and arguments.
-    pub fn from_env_and_args() -> Result<Self, String> {
-        let env: HashMap<String, String> = std::env::vars().collect();
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        Self::from_sources(&env, &args)
-    }
+/// The command line and the environment as clap reads them. Values stay text here: a blank
+/// variable must mean "the default" (clap would hand it over as a value), and each bad value
+/// must be refused with natter's sentence, which `into_config` writes. Not `Debug`: it holds
+/// the secrets unwrapped.
+#[derive(Parser)]
+#[command(
+    name = "natter",
+    version,
+    about = "natter: real-time group chat for the browser",
+    long_about = None,
+    after_help = "Every option is also read from its NATTER_* variable; a flag wins over the \
+                  variable, and a blank value counts as unset. See README.md.",
+    // A repeated flag takes its last value, as before; `from_sources` relies on it too.
+    args_override_self = true,
+    // Wrapped to the terminal, but never wider than this: long lines are hard to read.
+    max_term_width = 100,
+    next_line_help = true
+)]
+struct Args {
+    /// Listen address
+    #[arg(long, env = "NATTER_BIND", value_name = "ADDR", default_value = DEFAULT_BIND)]
+    bind: String,
 
-    /// Builds the configuration from explicit sources: flags (`--bind 0.0.0.0:80`,
-    /// `--bind=…`, `--dev-login`) override `NATTER_*` variables.
-    pub fn from_sources(env: &HashMap<String, String>, args: &[String]) -> Result<Self, String> {
-        let mut vars: HashMap<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("NATTER_"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
-                return Err(HELP.to_string());
-            }
-            let Some(flag) = arg.strip_prefix("--") else {
-                return Err(format!("unexpected argument {arg:?} (try --help)"));
-            };
-            let (name, value) = match flag.split_once('=') {
-                Some((name, value)) => (name, value.to_string()),
-                None if flag == "dev-login" => (flag, "1".to_string()),
-                None => (
-                    flag,
-                    args.next()
-                        .ok_or_else(|| format!("--{flag} needs a value"))?
-                        .clone(),
-                ),
-            };
-            let key = format!("NATTER_{}", name.replace('-', "_").to_ascii_uppercase());
-            if !KNOWN.contains(&key.as_str()) {
-                return Err(format!("unknown flag --{name} (try --help)"));
-            }
-            vars.insert(key, value);
-        }
-        let get = |key: &str| vars.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    /// The origin people use: redirect URL, Secure cookies (https), Origin checks
+    #[arg(long, env = "NATTER_PUBLIC_URL", value_name = "URL", default_value = DEFAULT_PUBLIC_URL)]
+    public_url: String,
 
-        let bind: SocketAddr = get("NATTER_BIND")
-            .unwrap_or("127.0.0.1:8080")
+    /// sqlite://PATH or postgres://user:pass@host/db
+    #[arg(
+        long,
+        env = "NATTER_DATABASE_URL",
+        value_name = "URL",
+        default_value = DEFAULT_DATABASE_URL,
+        // It may carry a password: --help must not print the variable's value.
+        hide_env_values = true
+    )]
+    database_url: String,
+
+    /// OAuth client id; provider sign-in is on when both id and secret are set
+    #[arg(long, env = "NATTER_OAUTH_CLIENT_ID", value_name = "ID")]
+    oauth_client_id: Option<String>,
+
+    /// OAuth client secret
+    #[arg(
+        long,
+        env = "NATTER_OAUTH_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    oauth_client_secret: Option<String>,
+
+    /// The provider's authorization endpoint
+    #[arg(long, env = "NATTER_OAUTH_AUTH_URL", value_name = "URL", default_value = GOOGLE_AUTH_URL)]
+    oauth_auth_url: String,
+
+    /// The provider's token endpoint
+    #[arg(long, env = "NATTER_OAUTH_TOKEN_URL", value_name = "URL", default_value = GOOGLE_TOKEN_URL)]
+    oauth_token_url: String,
+
+    /// The provider's OIDC userinfo endpoint
+    #[arg(
+        long,
+        env = "NATTER_OAUTH_USERINFO_URL",
+        value_name = "URL",
+        default_value = GOOGLE_USERINFO_URL
+    )]
+    oauth_userinfo_url: String,
+
+    /// Space-separated scopes
+    #[arg(long, env = "NATTER_OAUTH_SCOPES", value_name = "SCOPES", default_value = DEFAULT_SCOPES)]
+    oauth_scopes: String,
+
+    /// Label on the sign-in button
+    #[arg(
+        long,
+        env = "NATTER_OAUTH_PROVIDER_NAME",
+        value_name = "NAME",
+        default_value = DEFAULT_PROVIDER_NAME
+    )]
+    oauth_provider_name: String,
+
+    /// Development sign-in by email, no password (loopback only); a bare --dev-login means true
+    #[arg(
+        long,
+        env = "NATTER_DEV_LOGIN",
+        value_name = "BOOL",
+        default_value = "false",
+        // `--dev-login` alone turns it on; `--dev-login=no` is the only way to give a value,
+        // so `--dev-login` never swallows the argument after it.
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    dev_login: String,
+
+    /// Tracing filter, e.g. natter=debug,info
+    #[arg(long, env = "NATTER_LOG", value_name = "FILTER", default_value = DEFAULT_LOG)]
+    log: String,
+
+    /// text, or json for one JSON object per line
+    #[arg(
+        long,
+        env = "NATTER_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = DEFAULT_LOG_FORMAT
+    )]
+    log_format: String,
+
+    /// Comma-separated proxy IPs whose X-Real-IP / X-Forwarded-For are believed (none by
+    /// default: the peer address is the client)
+    #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_name = "IPS")]
+    trusted_proxies: Option<String>,
+
+    /// Sessions expire this many days after their last use
+    #[arg(
+        long,
+        env = "NATTER_SESSION_DAYS",
+        value_name = "DAYS",
+        default_value = DEFAULT_SESSION_DAYS
+    )]
+    session_days: String,
+
+    /// Posts per user, as count/period (units ms, s, m, h; period at most 168h)
+    #[arg(
+        long,
+        env = "NATTER_LIMIT_POSTS",
+        value_name = "RATE",
+        default_value = DEFAULT_LIMIT_POSTS
+    )]
+    limit_posts: String,
+
+    /// Rooms created per user
+    #[arg(
+        long,
+        env = "NATTER_LIMIT_ROOMS",
+        value_name = "RATE",
+        default_value = DEFAULT_LIMIT_ROOMS
+    )]
+    limit_rooms: String,
+
+    /// Wrong room codes per user before joining pauses
+    #[arg(
+        long,
+        env = "NATTER_LIMIT_JOIN_FAILS",
+        value_name = "RATE",
+        default_value = DEFAULT_LIMIT_JOIN_FAILS
+    )]
+    limit_join_fails: String,
+
+    /// Sign-in attempts per client address
+    #[arg(
+        long,
+        env = "NATTER_LIMIT_SIGN_INS",
+        value_name = "RATE",
+        default_value = DEFAULT_LIMIT_SIGN_INS
+    )]
+    limit_sign_ins: String,
+
+    /// Live events queued per socket before a slow socket catches up from the database
+    #[arg(
+        long,
+        env = "NATTER_HUB_CAPACITY",
+        value_name = "N",
+        default_value = DEFAULT_HUB_CAPACITY
+    )]
+    hub_capacity: String,
+
+    /// Database connections for requests, 2 to 1000 (by default 16 on PostgreSQL; 2 per core,
+    /// at most 8, on SQLite)
+    #[arg(long, env = "NATTER_DB_POOL", value_name = "N")]
+    db_pool: Option<String>,
+
+    /// On SIGTERM, how long to keep serving with /healthz failing, at most 5s (2s behind Caddy)
+    #[arg(long, env = "NATTER_DRAIN", value_name = "DURATION", default_value = DEFAULT_DRAIN)]
+    drain: String,
+}
+
+/// A setting as given: trimmed, `None` when blank (a blank variable counts as unset).
+fn given(raw: &str) -> Option<&str> {
+    Some(raw.trim()).filter(|value| !value.is_empty())
+}
+
+/// A setting as given, or its default when blank.
+fn or_default<'a>(raw: &'a str, default: &'a str) -> &'a str {
+    given(raw).unwrap_or(default)
+}
+
+impl Args {
+    /// The one validation path: every value checked and typed, every refusal a sentence that
+    /// names the variable.
+    fn into_config(self) -> Result<Config, String> {
+        let bind: SocketAddr = or_default(&self.bind, DEFAULT_BIND)
             .parse()
             .map_err(|_| "NATTER_BIND must be an address like 127.0.0.1:8080".to_string())?;
-        let public_url =
-            parse_public_url(get("NATTER_PUBLIC_URL").unwrap_or("http://localhost:8080"))?;
-        let database_url = get("NATTER_DATABASE_URL")
-            .unwrap_or("sqlite://natter.db")
-            .to_string();
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err("NATTER_DATABASE_URL must start with sqlite:// or postgres://".to_string());
-        }
+        let public_url = parse_public_url(or_default(&self.public_url, DEFAULT_PUBLIC_URL))?;
+        let database_url =
+            DatabaseUrl::parse(or_default(&self.database_url, DEFAULT_DATABASE_URL))?;
 
-        let oauth = match (
-            get("NATTER_OAUTH_CLIENT_ID"),
-            get("NATTER_OAUTH_CLIENT_SECRET"),
-        ) {
+        let client_id = self.oauth_client_id.as_deref().and_then(given);
+        let client_secret = self.oauth_client_secret.as_deref().and_then(given);
+        let oauth = match (client_id, client_secret) {
             (Some(id), Some(secret)) => Some(OAuthConfig {
                 client_id: id.to_string(),
                 client_secret: Secret::new(secret),
                 auth_url: parse_url(
                     "NATTER_OAUTH_AUTH_URL",
-                    get("NATTER_OAUTH_AUTH_URL").unwrap_or(GOOGLE_AUTH_URL),
+                    or_default(&self.oauth_auth_url, GOOGLE_AUTH_URL),
                 )?,
                 token_url: parse_url(
                     "NATTER_OAUTH_TOKEN_URL",
-                    get("NATTER_OAUTH_TOKEN_URL").unwrap_or(GOOGLE_TOKEN_URL),
+                    or_default(&self.oauth_token_url, GOOGLE_TOKEN_URL),
                 )?,
                 userinfo_url: parse_url(
                     "NATTER_OAUTH_USERINFO_URL",
-                    get("NATTER_OAUTH_USERINFO_URL").unwrap_or(GOOGLE_USERINFO_URL),
+                    or_default(&self.oauth_userinfo_url, GOOGLE_USERINFO_URL),
                 )?,
-                scopes: get("NATTER_OAUTH_SCOPES")
-                    .unwrap_or("openid email profile")
+                scopes: or_default(&self.oauth_scopes, DEFAULT_SCOPES)
                     .split_whitespace()
                     .map(str::to_string)
                     .collect(),
-                provider_name: get("NATTER_OAUTH_PROVIDER_NAME")
-                    .unwrap_or("Google")
+                provider_name: or_default(&self.oauth_provider_name, DEFAULT_PROVIDER_NAME)
                     .to_string(),
             }),
             (None, None) => None,
@@ -230,10 +538,7 @@ impl Config {
             }
         };
 
-        let dev_login = match get("NATTER_DEV_LOGIN") {
-            None => false,
-            Some(v) => parse_bool("NATTER_DEV_LOGIN", v)?,
-        };
+        let dev_login = parse_bool("NATTER_DEV_LOGIN", or_default(&self.dev_login, "false"))?;
         if dev_login {
             if !bind.ip().is_loopback() {
                 return Err(format!(
@@ -247,7 +552,7 @@ impl Config {
             }
         }
 
-        let log_format = match get("NATTER_LOG_FORMAT").unwrap_or("text") {
+        let log_format = match or_default(&self.log_format, DEFAULT_LOG_FORMAT) {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
@@ -256,12 +561,14 @@ impl Config {
                 ));
             }
         };
-        let log = get("NATTER_LOG").unwrap_or("info").to_string();
+        let log = or_default(&self.log, DEFAULT_LOG).to_string();
         // Checked here, not when logging starts: a typo would otherwise silently mean "info".
         tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| {
             format!("NATTER_LOG: {log:?} is not a log filter like info or natter=debug,info ({e})")
         })?;
-        let trusted_proxies = get("NATTER_TRUSTED_PROXIES")
+        let trusted_proxies = self
+            .trusted_proxies
+            .as_deref()
             .unwrap_or("")
             .split([',', ' '])
             .filter(|s| !s.is_empty())
@@ -270,36 +577,37 @@ impl Config {
                     .map_err(|_| format!("NATTER_TRUSTED_PROXIES: {s:?} is not an IP address"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let session_days = match get("NATTER_SESSION_DAYS") {
-            None => 30,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|d| (1..=3650).contains(d))
-                .ok_or("NATTER_SESSION_DAYS must be a whole number of days from 1 to 3650")?,
+        let session_days = or_default(&self.session_days, DEFAULT_SESSION_DAYS)
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or("NATTER_SESSION_DAYS must be a whole number of days from 1 to 3650")?;
+        let rate = |key: &str, raw: &str, default: &str| {
+            RateLimit::parse(or_default(raw, default)).map_err(|e| format!("{key}: {e}"))
         };
-        let mut limits = Limits::default();
-        for (key, slot) in [
-            ("NATTER_LIMIT_POSTS", &mut limits.posts),
-            ("NATTER_LIMIT_ROOMS", &mut limits.rooms),
-            ("NATTER_LIMIT_JOIN_FAILS", &mut limits.join_fails),
-            ("NATTER_LIMIT_SIGN_INS", &mut limits.sign_ins),
-        ] {
-            if let Some(v) = get(key) {
-                *slot = RateLimit::parse(v).map_err(|e| format!("{key}: {e}"))?;
-            }
-        }
-
-        let hub_capacity = match get("NATTER_HUB_CAPACITY") {
-            None => 256,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=65_536).contains(n))
-                .ok_or("NATTER_HUB_CAPACITY must be a number from 1 to 65536")?,
+        let limits = Limits {
+            posts: rate("NATTER_LIMIT_POSTS", &self.limit_posts, DEFAULT_LIMIT_POSTS)?,
+            rooms: rate("NATTER_LIMIT_ROOMS", &self.limit_rooms, DEFAULT_LIMIT_ROOMS)?,
+            join_fails: rate(
+                "NATTER_LIMIT_JOIN_FAILS",
+                &self.limit_join_fails,
+                DEFAULT_LIMIT_JOIN_FAILS,
+            )?,
+            sign_ins: rate(
+                "NATTER_LIMIT_SIGN_INS",
+                &self.limit_sign_ins,
+                DEFAULT_LIMIT_SIGN_INS,
+            )?,
+            ..Limits::default()
         };
 
-        let db_pool = match get("NATTER_DB_POOL") {
+        let hub_capacity = or_default(&self.hub_capacity, DEFAULT_HUB_CAPACITY)
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=65_536).contains(n))
+            .ok_or("NATTER_HUB_CAPACITY must be a number from 1 to 65536")?;
+
+        let db_pool = match self.db_pool.as_deref().and_then(given) {
             None => None,
             Some(v) => Some(
                 v.parse::<u32>()
@@ -309,15 +617,12 @@ impl Config {
             ),
         };
 
-        let drain = match get("NATTER_DRAIN") {
-            None => Duration::ZERO,
-            Some(v) => parse_duration(v)
-                // The drain and finishing requests share the 10 s a restart may take.
-                .filter(|d| *d <= Duration::from_secs(5))
-                .ok_or("NATTER_DRAIN must be a duration of at most 5s, like 2s or 500ms")?,
-        };
+        let drain = parse_duration(or_default(&self.drain, DEFAULT_DRAIN))
+            // The drain and finishing requests share the 10 s a restart may take.
+            .filter(|d| *d <= Duration::from_secs(5))
+            .ok_or("NATTER_DRAIN must be a duration of at most 5s, like 2s or 500ms")?;
 
-        Ok(Self {
+        Ok(Config {
             bind,
             public_url,
             database_url,
@@ -332,6 +637,46 @@ impl Config {
             db_pool,
             drain,
         })
+    }
+}
+
+/// Runs `command` over `argv` (program name first) and validates what it read.
+fn parse(
+    command: clap::Command,
+    argv: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<Config, ConfigError> {
+    let matches = command
+        .try_get_matches_from(argv)
+        .map_err(ConfigError::from_clap)?;
+    let args = Args::from_arg_matches(&matches).map_err(ConfigError::from_clap)?;
+    args.into_config().map_err(ConfigError::Invalid)
+}
+
+impl Config {
+    /// Reads the process's arguments and its `NATTER_*` variables; flags win.
+    pub fn from_env_and_args() -> Result<Self, ConfigError> {
+        parse(Args::command(), std::env::args_os())
+    }
+
+    /// Builds the configuration from explicit sources, never the process environment (tests
+    /// run many apps in one process): flags (`--bind 0.0.0.0:80`, `--bind=…`, `--dev-login`)
+    /// override the `NATTER_*` variables in `env`.
+    pub fn from_sources(env: &HashMap<String, String>, args: &[String]) -> Result<Self, String> {
+        // clap's `env` reads the process environment, so the command drops every variable and
+        // `env` comes in as flags placed before `args`: a flag repeated later wins
+        // (`args_override_self`), so the real flags still override the environment.
+        let command = Args::command();
+        let from_env: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let value = env.get(arg.get_env()?.to_str()?)?;
+                Some(format!("--{}={value}", arg.get_long()?))
+            })
+            .collect();
+        let argv = std::iter::once("natter".to_string())
+            .chain(from_env)
+            .chain(args.iter().cloned());
+        parse(command.mut_args(|arg| arg.env(None)), argv).map_err(|e| e.to_string())
     }
 
     /// The public origin, e.g. `http://localhost:8080`, as browsers send it in `Origin`.
@@ -358,12 +703,14 @@ impl Config {
         format!("{}/auth/callback", self.public_origin())
     }
 
+    /// How long a session lasts after its last use.
     pub fn session_lifetime(&self) -> Duration {
         Duration::from_secs(u64::from(self.session_days) * 86_400)
     }
 }
 
-/// `500ms`, `2s`, `10m`, `1h`; a missing number means 1 (`s` = `1s`).
+/// `500ms`, `2s`, `10m`, `1h`; a missing number means 1 (`s` = `1s`). Hand-written rather than
+/// `humantime`, which takes more units (`1d`, `1w`) than the README documents.
 fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
@@ -418,38 +765,6 @@ fn is_loopback_host(url: &Url) -> bool {
         None => false,
     }
 }
-
-const KNOWN: &[&str] = &[
-    "NATTER_BIND",
-    "NATTER_PUBLIC_URL",
-    "NATTER_DATABASE_URL",
-    "NATTER_OAUTH_CLIENT_ID",
-    "NATTER_OAUTH_CLIENT_SECRET",
-    "NATTER_OAUTH_AUTH_URL",
-    "NATTER_OAUTH_TOKEN_URL",
-    "NATTER_OAUTH_USERINFO_URL",
-    "NATTER_OAUTH_SCOPES",
-    "NATTER_OAUTH_PROVIDER_NAME",
-    "NATTER_DEV_LOGIN",
-    "NATTER_LOG",
-    "NATTER_LOG_FORMAT",
-    "NATTER_TRUSTED_PROXIES",
-    "NATTER_SESSION_DAYS",
-    "NATTER_LIMIT_POSTS",
-    "NATTER_LIMIT_ROOMS",
-    "NATTER_LIMIT_JOIN_FAILS",
-    "NATTER_LIMIT_SIGN_INS",
-    "NATTER_HUB_CAPACITY",
-    "NATTER_DB_POOL",
-    "NATTER_DRAIN",
-];
-
-const HELP: &str = "natter: real-time group chat
-
-usage: natter [--dev-login] [--bind ADDR] [--public-url URL] [--database-url URL] [--name value ...]
-
-Every NATTER_* environment variable has a flag of the same name in lower case
-(NATTER_PUBLIC_URL = --public-url). Flags override the environment. See README.md.";
 
 #[cfg(test)]
 mod tests {
@@ -616,5 +931,334 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn neither_the_client_secret_nor_the_database_password_prints() {
+        let c = config(
+            &[
+                ("NATTER_OAUTH_CLIENT_ID", "id"),
+                ("NATTER_OAUTH_CLIENT_SECRET", "hunter2"),
+                (
+                    "NATTER_DATABASE_URL",
+                    "postgres://natter:swordfish@db.internal/natter",
+                ),
+            ],
+            &[],
+        )
+        .unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("swordfish"), "{printed}");
+        assert!(
+            printed.contains("postgres://natter:***@db.internal/natter"),
+            "{printed}"
+        );
+        assert_eq!(
+            c.database_url.expose(),
+            "postgres://natter:swordfish@db.internal/natter"
+        );
+    }
+
+    #[test]
+    fn a_database_url_shows_without_its_password() {
+        let shown = |url: &str| DatabaseUrl::parse(url).unwrap().to_string();
+        assert_eq!(shown("sqlite://natter.db"), "sqlite://natter.db");
+        assert_eq!(
+            shown("postgres://natter@db/natter"),
+            "postgres://natter@db/natter"
+        );
+        assert_eq!(
+            shown("postgresql://natter:pw@db:5432/natter?sslmode=require"),
+            "postgresql://natter:***@db:5432/natter?sslmode=require"
+        );
+        assert_eq!(
+            shown("postgres://db/natter?user=natter&password=pw&sslmode=require"),
+            "postgres://db/natter?user=natter&password=***&sslmode=require"
+        );
+        assert!(!shown("postgres://natter:p w@[bad/natter").contains("p w"));
+    }
+
+    #[test]
+    fn blank_values_count_as_unset_and_values_are_trimmed() {
+        let c = config(
+            &[
+                ("NATTER_BIND", "   "),
+                ("NATTER_LIMIT_POSTS", ""),
+                ("NATTER_DEV_LOGIN", " "),
+                ("NATTER_OAUTH_CLIENT_ID", ""),
+                ("NATTER_DB_POOL", " "),
+                ("NATTER_PUBLIC_URL", " http://127.0.0.1:9 "),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.limits.posts, Limits::default().posts);
+        assert!(!c.dev_login && c.oauth.is_none() && c.db_pool.is_none());
+        assert_eq!(c.public_origin(), "http://127.0.0.1:9");
+        let c = config(&[], &["--bind=", "--drain", " 2s "]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.drain, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_defaults_shown_in_help_are_the_defaults_used() {
+        let c = config(&[], &[]).unwrap();
+        let d = Limits::default();
+        assert_eq!(
+            [
+                c.limits.posts,
+                c.limits.rooms,
+                c.limits.join_fails,
+                c.limits.sign_ins
+            ],
+            [d.posts, d.rooms, d.join_fails, d.sign_ins]
+        );
+        assert_eq!((c.hub_capacity, c.drain), (256, Duration::ZERO));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn dev_login_takes_a_bare_flag_or_a_boolean() {
+        for (value, on) in [
+            ("1", true),
+            ("true", true),
+            ("YES", true),
+            ("on", true),
+            ("0", false),
+            ("false", false),
+            ("no", false),
+            ("off", false),
+        ] {
+            assert_eq!(
+                config(&[("NATTER_DEV_LOGIN", value)], &[])
+                    .unwrap()
+                    .dev_login,
+                on,
+                "{value}"
+            );
+            let flag = format!("--dev-login={value}");
+            assert_eq!(config(&[], &[&flag]).unwrap().dev_login, on, "{flag}");
+        }
+        assert!(
+            config(&[("NATTER_DEV_LOGIN", "0")], &["--dev-login"])
+                .unwrap()
+                .dev_login
+        );
+        assert!(
+            !config(&[("NATTER_DEV_LOGIN", "1")], &["--dev-login=off"])
+                .unwrap()
+                .dev_login
+        );
+        // A bare --dev-login does not swallow the argument after it.
+        let c = config(&[], &["--dev-login", "--bind", "127.0.0.1:3"]).unwrap();
+        assert!(c.dev_login && c.bind.port() == 3);
+        assert_eq!(
+            config(&[("NATTER_DEV_LOGIN", "maybe")], &[]).unwrap_err(),
+            "NATTER_DEV_LOGIN must be true or false, not \"maybe\""
+        );
+    }
+
+    #[test]
+    fn flag_mistakes_are_sentences() {
+        assert_eq!(
+            config(&[], &["--frobnicate", "1"]).unwrap_err(),
+            "unknown flag --frobnicate (try --help)"
+        );
+        assert_eq!(
+            config(&[], &["--public-ur=http://localhost:1"]).unwrap_err(),
+            "unknown flag --public-ur; did you mean --public-url? (try --help)"
+        );
+        assert_eq!(
+            config(&[], &["serve"]).unwrap_err(),
+            "unexpected argument \"serve\" (try --help)"
+        );
+        assert_eq!(
+            config(&[], &["--bind"]).unwrap_err(),
+            "--bind needs a value"
+        );
+        // A repeated flag takes its last value.
+        let c = config(&[], &["--bind=127.0.0.1:1", "--bind", "127.0.0.1:2"]).unwrap();
+        assert_eq!(c.bind.port(), 2);
+        // Variables natter does not know are not flags and are left alone.
+        assert!(config(&[("NATTER_TEST_LOG", "x"), ("HOME", "/")], &[]).is_ok());
+    }
+
+    #[test]
+    fn every_refusal_keeps_its_sentence() {
+        for (key, value, sentence) in [
+            (
+                "NATTER_BIND",
+                "localhost",
+                "NATTER_BIND must be an address like 127.0.0.1:8080",
+            ),
+            (
+                "NATTER_OAUTH_CLIENT_SECRET",
+                "s",
+                "set both NATTER_OAUTH_CLIENT_ID and NATTER_OAUTH_CLIENT_SECRET, or neither",
+            ),
+            (
+                "NATTER_DB_POOL",
+                "1",
+                "NATTER_DB_POOL must be a number from 2 to 1000",
+            ),
+            (
+                "NATTER_DRAIN",
+                "6s",
+                "NATTER_DRAIN must be a duration of at most 5s, like 2s or 500ms",
+            ),
+            (
+                "NATTER_DRAIN",
+                "soon",
+                "NATTER_DRAIN must be a duration of at most 5s, like 2s or 500ms",
+            ),
+            (
+                "NATTER_LIMIT_ROOMS",
+                "lots",
+                "NATTER_LIMIT_ROOMS: \"lots\" is not a rate like 20/10s (units: ms, s, m, h)",
+            ),
+            (
+                "NATTER_LIMIT_JOIN_FAILS",
+                "0/1m",
+                "NATTER_LIMIT_JOIN_FAILS: \"0/1m\": both the count and the period must be above zero",
+            ),
+            (
+                "NATTER_SESSION_DAYS",
+                "0",
+                "NATTER_SESSION_DAYS must be a whole number of days from 1 to 3650",
+            ),
+            (
+                "NATTER_HUB_CAPACITY",
+                "65537",
+                "NATTER_HUB_CAPACITY must be a number from 1 to 65536",
+            ),
+            (
+                "NATTER_LOG_FORMAT",
+                "xml",
+                "NATTER_LOG_FORMAT must be text or json, not \"xml\"",
+            ),
+            (
+                "NATTER_TRUSTED_PROXIES",
+                "127.0.0.1,caddy",
+                "NATTER_TRUSTED_PROXIES: \"caddy\" is not an IP address",
+            ),
+            (
+                "NATTER_DATABASE_URL",
+                "mysql://x",
+                "NATTER_DATABASE_URL must start with sqlite:// or postgres://",
+            ),
+        ] {
+            assert_eq!(
+                config(&[(key, value)], &[]).unwrap_err(),
+                sentence,
+                "{key}={value}"
+            );
+        }
+        assert_eq!(
+            config(&[("NATTER_BIND", "0.0.0.0:8080")], &["--dev-login"]).unwrap_err(),
+            "dev sign-in lets anyone sign in as anyone, so it needs a loopback NATTER_BIND; 0.0.0.0:8080 is not loopback"
+        );
+        assert_eq!(
+            config(
+                &[("NATTER_PUBLIC_URL", "https://chat.example.org")],
+                &["--dev-login"]
+            )
+            .unwrap_err(),
+            "dev sign-in needs a loopback NATTER_PUBLIC_URL (localhost, 127.0.0.1, [::1]); https://chat.example.org/ is not"
+        );
+        let e = config(&[], &["--log", "natter=loud"]).unwrap_err();
+        assert!(
+            e.starts_with(
+                "NATTER_LOG: \"natter=loud\" is not a log filter like info or natter=debug,info ("
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_option_with_its_variable_and_default() {
+        Args::command().debug_assert();
+        let Err(ConfigError::Shown(help)) =
+            parse(Args::command().term_width(0), ["natter", "--help"])
+        else {
+            panic!("--help is shown, not refused");
+        };
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert_eq!(help.exit_code(), 0);
+        let help = help.render().to_string();
+        let command = Args::command();
+        for arg in command
+            .get_arguments()
+            .filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version"))
+        {
+            let long = arg.get_long().unwrap();
+            let var = arg
+                .get_env()
+                .and_then(|v| v.to_str())
+                .unwrap_or_else(|| panic!("--{long} has a variable"));
+            assert!(help.contains(&format!("--{long}")), "--{long} in {help}");
+            assert!(help.contains(&format!("[env: {var}")), "{var} in {help}");
+            assert_eq!(
+                var,
+                format!("NATTER_{}", long.replace('-', "_").to_uppercase())
+            );
+        }
+        for default in [
+            "[default: 127.0.0.1:8080]",
+            "[default: sqlite://natter.db]",
+            "[default: 20/10s]",
+            "[default: 0s]",
+        ] {
+            assert!(help.contains(default), "{default} in {help}");
+        }
+        let Err(ConfigError::Shown(version)) = parse(Args::command(), ["natter", "--version"])
+        else {
+            panic!("--version is shown, not refused");
+        };
+        assert_eq!(version.exit_code(), 0);
+    }
+
+    /// Set in the child process `only_from_env_and_args_reads_the_process_environment` starts.
+    const CHILD: &str = "NATTER_CONFIG_TEST_CHILD";
+
+    #[test]
+    fn only_from_env_and_args_reads_the_process_environment() {
+        // Changing this process's environment would race the other tests (and C code reading
+        // it), so the check runs in a child: this test binary, running only the test below,
+        // with a NATTER_BIND that no explicit environment mentions.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "config::tests::child_sees_the_process_environment_only_through_clap",
+            ])
+            .args(["--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .env("NATTER_BIND", "127.0.0.1:7")
+            .env("NATTER_DB_POOL", "9")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("1 passed"), "{stdout}");
+    }
+
+    #[test]
+    fn child_sees_the_process_environment_only_through_clap() {
+        if std::env::var_os(CHILD).is_none() {
+            return; // Only meaningful in the child process started above.
+        }
+        // from_sources: an unrelated process variable is ignored; flags still beat `env`.
+        let c = config(&[("NATTER_HUB_CAPACITY", "8")], &[]).unwrap();
+        assert_eq!((c.bind.port(), c.db_pool, c.hub_capacity), (8080, None, 8));
+        let c = config(&[("NATTER_BIND", "127.0.0.1:1")], &["--bind=127.0.0.1:2"]).unwrap();
+        assert_eq!(c.bind.port(), 2);
+        // The process path: clap reads the variables, and a flag overrides one of them.
+        let c = parse(Args::command(), ["natter", "--db-pool", "3"]).unwrap();
+        assert_eq!((c.bind.port(), c.db_pool), (7, Some(3)));
     }
 }

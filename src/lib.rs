@@ -76,18 +76,13 @@ pub async fn build(config: Config) -> Result<State, String> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
     let pool_size = config
         .db_pool
-        .unwrap_or(match config.database_url.starts_with("sqlite:") {
+        .unwrap_or(match config.database_url.is_sqlite() {
             true => (2 * cores).clamp(2, 8),
             false => 16,
         });
-    let (store, commits) = Store::connect(&config.database_url, pool_size)
+    let (store, commits) = Store::connect(config.database_url.expose(), pool_size)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot open the database {}: {e}",
-                redact(&config.database_url)
-            )
-        })?;
+        .map_err(|e| format!("cannot open the database {}: {e}", config.database_url))?;
     let provider = match &config.oauth {
         Some(oauth) => Some(Provider::new(oauth, &config.redirect_url())?),
         None => None,
@@ -271,17 +266,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// The database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use natter::config::{Config, LogFormat};
+use natter::config::{Config, ConfigError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -12,7 +12,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let config = match Config::from_env_and_args() {
         Ok(config) => config,
-        Err(message) => {
+        // --help and --version are answers, not errors.
+        Err(ConfigError::Shown(shown)) => {
+            let _ = shown.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(ConfigError::Invalid(message)) => {
             eprintln!("natter: {message}");
             return ExitCode::from(2);
         }
@@ -28,7 +33,7 @@ async fn main() -> ExitCode {
             .init(),
         LogFormat::Text => logs.init(),
     }
-    tracing::info!(bind = %config.bind, public_url = %config.public_url, database = %natter::redact(&config.database_url), "starting natter");
+    tracing::info!(bind = %config.bind, public_url = %config.public_url, database = %config.database_url, "starting natter");
     match natter::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

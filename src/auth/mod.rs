@@ -7,6 +7,10 @@ pub mod oidc;
 use std::net::IpAddr;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use cookie::{
+    Cookie, SameSite,
+    prefix::{Host, Prefix},
+};
 use poem::{FromRequest, Request, RequestBody, web::Data};
 use sha2::{Digest, Sha256};
 
@@ -64,7 +68,7 @@ pub const PRE_SESSION_COOKIE: &str = "natter_pre";
 /// this exact host and path `/` so a sibling subdomain cannot plant one.
 pub fn cookie_name(config: &Config, base: &str) -> String {
     if config.secure_cookies() {
-        format!("__Host-{base}")
+        format!("{}{base}", Host::PREFIX)
     } else {
         base.to_string()
     }
@@ -72,15 +76,15 @@ pub fn cookie_name(config: &Config, base: &str) -> String {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure over https.
 pub fn set_cookie(config: &Config, base: &str, value: &str, max_age_secs: u64) -> String {
-    let secure = if config.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}",
-        cookie_name(config, base)
-    )
+    let max_age = i64::try_from(max_age_secs).unwrap_or(i64::MAX);
+    Cookie::build((cookie_name(config, base), value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .secure(config.secure_cookies())
+        .build()
+        .to_string()
 }
 
 /// A `Set-Cookie` value that deletes the cookie.
@@ -91,20 +95,15 @@ pub fn clear_cookie(config: &Config, base: &str) -> String {
 /// The value of the named cookie in the request (last one wins).
 pub fn read_cookie(req: &Request, config: &Config, base: &str) -> Option<String> {
     let name = cookie_name(config, base);
-    let mut found = None;
-    for header in req.headers().get_all(poem::http::header::COOKIE) {
-        let Ok(header) = header.to_str() else {
-            continue;
-        };
-        for pair in header.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=')
-                && k == name
-            {
-                found = Some(v.trim_matches('"').to_string());
-            }
-        }
-    }
-    found
+    req.headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(|cookie| cookie.name() == name)
+        .last()
+        .map(|cookie| cookie.value_trimmed().to_string())
 }
 
 /// The address of the person asking: the peer, unless the peer is a trusted proxy, in which case
@@ -295,15 +294,59 @@ mod tests {
         let cookie = set_cookie(&https, SESSION_COOKIE, "t0ken", 60);
         assert_eq!(
             cookie,
-            "__Host-natter_session=t0ken; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+            "__Host-natter_session=t0ken; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=60"
         );
         assert!(clear_cookie(&https, LOGIN_COOKIE).starts_with("__Host-natter_login=;"));
         let http = config("http://localhost:8080");
         let cookie = set_cookie(&http, SESSION_COOKIE, "t0ken", 60);
         assert_eq!(
             cookie,
-            "natter_session=t0ken; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+            "natter_session=t0ken; HttpOnly; SameSite=Lax; Path=/; Max-Age=60"
         );
+    }
+
+    #[test]
+    fn a_cleared_cookie_is_empty_and_expires_at_once_with_the_same_attributes() {
+        for (url, name, secure) in [
+            (
+                "https://chat.example.org",
+                "__Host-natter_session",
+                Some(true),
+            ),
+            ("http://localhost:8080", "natter_session", None),
+        ] {
+            let cleared = clear_cookie(&config(url), SESSION_COOKIE);
+            let cookie = Cookie::parse(cleared.as_str()).unwrap();
+            assert_eq!((cookie.name(), cookie.value()), (name, ""), "{cleared}");
+            assert_eq!(cookie.max_age(), Some(cookie::time::Duration::ZERO));
+            assert_eq!(cookie.path(), Some("/"));
+            assert_eq!(cookie.http_only(), Some(true));
+            assert_eq!(cookie.same_site(), Some(SameSite::Lax));
+            assert_eq!(cookie.secure(), secure, "{cleared}");
+        }
+    }
+
+    #[test]
+    fn the_last_cookie_of_a_name_wins_across_headers() {
+        let http = config("http://localhost:8080");
+        let req = Request::builder()
+            .header("cookie", "natter_session=first; other=x")
+            .header("cookie", "natter_pre=p;natter_session=\"second\"; ;junk")
+            .finish();
+        assert_eq!(
+            read_cookie(&req, &http, SESSION_COOKIE).as_deref(),
+            Some("second")
+        );
+        assert_eq!(
+            read_cookie(&req, &http, PRE_SESSION_COOKIE).as_deref(),
+            Some("p")
+        );
+        assert_eq!(read_cookie(&req, &http, LOGIN_COOKIE), None);
+        // A prefixed cookie is not the plain one either.
+        let req = Request::builder()
+            .header("cookie", "__Host-natter_session=prefixed")
+            .finish();
+        assert_eq!(read_cookie(&req, &http, SESSION_COOKIE), None);
     }
 
     #[test]
