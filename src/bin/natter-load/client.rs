@@ -369,20 +369,34 @@ pub async fn drain(mut ws: Ws, tally: Arc<Tally>, mut seen: Option<&mut Vec<i64>
 mod tests {
     use super::*;
 
-    /// Two messages as a socket sends them when it is behind: one frame, each message the
-    /// markup `web::room::message` renders today (the second one `continued`), in the
-    /// `#messages` wrapper of a live frame.
-    const FRAME: &str = concat!(
-        r#"<div id="messages" hx-swap-oob="beforeend">"#,
-        r#"<article class="message" id="msg-41" data-seq="41" data-author="7">"#,
-        r#"<header class="message-meta"><span class="author">p6_a1b2c3</span> "#,
-        r##"<a class="permalink" href="#msg-41"><time datetime="2026-11-29T10:00:00.000Z" title="Sun 29 Nov 2026, 10:00 UTC" data-style="short">10:00</time></a></header>"##,
-        r#"<div class="message-body" dir="auto">bench t=123456</div></article>"#,
-        r#"<article class="message continued" id="msg-42" data-seq="42" data-author="7">"#,
-        r#"<header class="message-meta"><span class="author">p6_a1b2c3</span> "#,
-        r##"<a class="permalink" href="#msg-42"><time datetime="2026-11-29T10:00:01.000Z" title="Sun 29 Nov 2026, 10:00 UTC" data-style="short">10:00</time></a></header>"##,
-        r#"<div class="message-body" dir="auto">a = b, no stamp here</div></article></div>"#,
-    );
+    use natter::{
+        store::{Member, Message},
+        views::{members, messages::messages_append},
+    };
+
+    fn message(seq: i64, at: i64, body: &str) -> Message {
+        Message {
+            room_id: 1,
+            seq,
+            user_id: 7,
+            author: "p6_a1b2c3".into(),
+            body: body.into(),
+            created_at: at,
+            edited_at: None,
+        }
+    }
+
+    /// Two messages as a socket sends them when it is behind: one frame, rendered by natter's
+    /// own views (a day divider, then the second message `continued` under the first), so
+    /// the parser is tested against what natter really sends and cannot drift from it.
+    fn frame() -> String {
+        let at = 1_796_032_800_000; // 2026-11-30 10:00 UTC
+        let batch = [
+            message(41, at, "bench t=123456"),
+            message(42, at + 1000, "a = b, no stamp here"),
+        ];
+        messages_append(None, &batch).into_string()
+    }
 
     fn parsed(frame: &str) -> Vec<(i64, Option<u64>)> {
         let mut found = Vec::new();
@@ -392,15 +406,29 @@ mod tests {
 
     #[test]
     fn each_message_of_a_frame_is_found_with_its_own_stamp() {
-        assert_eq!(parsed(FRAME), [(41, Some(123456)), (42, None)]);
+        let frame = frame();
+        assert!(
+            frame.contains("continued"),
+            "the second is grouped: {frame}"
+        );
+        assert_eq!(parsed(&frame), [(41, Some(123456)), (42, None)]);
     }
 
     #[test]
     fn a_frame_without_messages_yields_nothing() {
-        assert_eq!(
-            parsed(r#"<ul id="members" hx-swap-oob="beforeend"><li data-user="3">x</li></ul>"#),
-            []
-        );
+        let member = Member {
+            user_id: 3,
+            username: "bench t=9".into(),
+            joined_at: 0,
+        };
+        let counts = members::Counts {
+            online: 1,
+            members: 1,
+        };
+        let presence = members::upsert_frame(&member, true, counts).into_string();
+        assert_eq!(parsed(&presence), []);
+        let list = members::list_frame(std::slice::from_ref(&member), |_| true, counts);
+        assert_eq!(parsed(&list.into_string()), []);
         assert_eq!(parsed(""), []);
         assert_eq!(parsed("data-seq="), []);
     }
