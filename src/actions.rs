@@ -4,17 +4,11 @@
 
 use crate::{
     State,
+    auth::Actor,
     domain::{MessageBody, RoomCode, RoomName},
     refusal::{Budget, Refusal},
     store::{JoinOutcome, NewPost, PostOutcome, Room, RoomOverview, StoreError, now_ms},
 };
-
-/// The signed-in person acting.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    pub id: i64,
-    pub username: &'a str,
-}
 
 /// Creates a room named `name` (optional) with the actor as its first member.
 pub async fn create_room(state: &State, actor: Actor<'_>, name: &str) -> Result<Room, Refusal> {

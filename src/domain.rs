@@ -59,7 +59,9 @@ const RESERVED_USERNAMES: &[&str] = &[
 ];
 
 impl Username {
+    /// Fewest characters.
     pub const MIN: usize = 3;
+    /// Most characters.
     pub const MAX: usize = 24;
 
     /// Accepts 3–24 ASCII letters, digits, `_`, `-`, `.`, starting with a letter or digit, not a
@@ -89,6 +91,7 @@ impl Username {
         Ok(Self(name.to_string()))
     }
 
+    /// The username as typed.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -133,6 +136,7 @@ impl Email {
         }
     }
 
+    /// The address, trimmed.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -218,6 +222,7 @@ fn has_forbidden_control(text: &str) -> bool {
 pub struct RoomName(String);
 
 impl RoomName {
+    /// Most characters.
     pub const MAX: usize = 80;
 
     /// Empty (or invisible-only) input means "no name"; the room is then shown by its code.
@@ -237,6 +242,7 @@ impl RoomName {
         Ok(Self(name.to_string()))
     }
 
+    /// The name, trimmed (empty: none).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -248,6 +254,7 @@ impl RoomName {
 pub struct TokenName(String);
 
 impl TokenName {
+    /// Most characters.
     pub const MAX: usize = 60;
 
     /// One line of 1–60 characters, surrounding spaces forgiven, something visible in it.
@@ -267,6 +274,7 @@ impl TokenName {
         Ok(Self(name.to_string()))
     }
 
+    /// The name, trimmed.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -277,6 +285,7 @@ impl TokenName {
 pub struct MessageBody(String);
 
 impl MessageBody {
+    /// Most Unicode scalar values.
     pub const MAX: usize = 4000;
 
     /// CRLF and CR become LF, the ends are trimmed, and the result must hold 1–4000 Unicode
@@ -298,10 +307,12 @@ impl MessageBody {
         Ok(Self(text.to_string()))
     }
 
+    /// The text as stored.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The text as stored, owned.
     pub fn into_string(self) -> String {
         self.0
     }

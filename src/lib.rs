@@ -2,6 +2,64 @@
 //!
 //! `serve` runs the whole thing; `build` and `app` give tests the exact same application on a
 //! port of their choosing.
+//!
+//! # The map
+//!
+//! From the bottom up; each module may call those above it in this list, never those below.
+//!
+//! - **`domain`**: validated input (`Username`, `RoomCode`, `MessageBody`, …), each with a
+//!   `parse` that says why it refuses. Calls nothing of natter's.
+//! - **`config`**: every setting, from `NATTER_*` variables and flags (clap), checked once at
+//!   start; secrets are wrapped so they never print.
+//! - **`store`**: all SQL, one API over SQLite and PostgreSQL: users, sessions, rooms,
+//!   members, messages, tokens, shared presence. Posts go through one writer task that
+//!   commits them in batches and hands each committed batch on. No HTML here.
+//! - **`limits`**, **`metrics`**: the in-memory rate limiters; the `/metrics` counters.
+//! - **`refusal`**: why natter says no. Each `Refusal` knows its status, `Retry-After` and
+//!   words; everything below refuses with it.
+//! - **`assets`**, **`views`**: the embedded static files; everything people see, as one maud
+//!   function per thing on screen (pages, fragments, live frames), taking data, never a
+//!   request. The rendered newest page of each room is cached beside them.
+//! - **`error`**: the web's error type, a `Refusal` plus the typed form to give back.
+//! - **`chat`**: live delivery on this instance: one hub per active room (`hub`), the one
+//!   publisher task that renders committed messages once and broadcasts the shared bytes
+//!   (`publisher`), presence (`presence`), closing sockets on sign-out or leave (`kicks`),
+//!   and with PostgreSQL the notifications between instances (`bus`). Calls `store` and
+//!   `views`, never `web`.
+//! - **`auth`**: sessions behind a random cookie, CSRF tokens, OIDC sign-in, client
+//!   addresses, and the extractors `Session` and `CurrentUser`.
+//! - **`actions`**: what people do, whichever way they ask (create, join, post, leave), with
+//!   the limits and the one room access check (`room_for`, through the person's membership).
+//!   Pages and the API both call these, so a rule cannot differ between them.
+//! - **`web`**: the HTTP application: every route in `web::routes`, one module per area, the
+//!   extractors for forms and rooms (`web::extract`), the live socket (`web::live`), and the
+//!   middleware around every request (request id, origin check, error pages, headers).
+//! - **`api`**: the JSON API under `/api/v1` (poem-openapi), bearer tokens only, every error
+//!   problem+json.
+//!
+//! # One message, from the form to every browser
+//!
+//! 1. The composer posts `body`, `client_id` and `csrf` to `POST /rooms/{code}/messages`
+//!    (htmx with JavaScript, a plain form without). `web::middleware` gives the request an id
+//!    and checks its `Origin`.
+//! 2. `web::room::post_message` takes a CSRF-checked `UserForm` and the room through
+//!    `web::InRoom` (its id, remembered by code), and calls `actions::post`, which validates
+//!    the body and spends the person's post budget.
+//! 3. `store`'s writer task puts the post in the next batch: in one transaction per batch,
+//!    each post takes its room's next `seq` and is inserted only if its author is a member,
+//!    so commit order is `seq` order. One fsync answers the whole batch.
+//! 4. The poster gets `303 /rooms/{code}#msg-{seq}` (htmx: a fresh `client_id`); the
+//!    message itself reaches them like everyone else's, through their socket.
+//! 5. The committed batch goes to `chat`'s publisher, which renders each message once
+//!    (`views::messages::messages_append`) into shared bytes and broadcasts them on the
+//!    room's hub. With PostgreSQL it also notifies the other instances after the commit;
+//!    their publishers read the new rows by cursor and broadcast them on their own hubs.
+//! 6. Each socket's task (`web::live::socket`) takes the frame, skips what it already sent,
+//!    reads any gap from the store first, joins the messages waiting behind it into one
+//!    frame, and writes it. In the browser, htmx's WebSocket extension appends it to
+//!    `#messages` and natter's JavaScript shows local times and groups name lines.
+
+#![warn(missing_docs)]
 
 pub mod actions;
 pub mod api;
@@ -38,15 +96,20 @@ use crate::{
 /// Everything a request handler may need, shared by all of them. Passed explicitly (poem
 /// `Data`), never global.
 pub struct AppState {
+    /// The settings natter started with.
     pub config: Config,
+    /// All SQL: the one way to the database.
     pub store: Store,
     /// The OpenID Connect provider, when an OAuth client is configured.
     pub provider: Option<Provider>,
+    /// The live side: hubs, presence, kicks.
     pub chat: Chat,
     /// The newest page of each room read lately, rendered (room pages are read far more often
     /// than rooms change).
     pub pages: views::NewestPages,
+    /// The rate limiters, one per budget.
     pub limits: Limiters,
+    /// The counters `/metrics` shows.
     pub metrics: Arc<metrics::Metrics>,
     /// Cancelled when the server begins shutting down (draining): sockets close with 1012,
     /// `/healthz` fails and no new socket is accepted, while requests are still served.
@@ -61,12 +124,17 @@ pub struct AppState {
 
 /// The rate limiters, one per budget.
 pub struct Limiters {
+    /// Posts per person.
     pub posts: Limiter<i64>,
+    /// Rooms created per person.
     pub rooms: Limiter<i64>,
+    /// Wrong room codes per person.
     pub join_fails: Limiter<i64>,
+    /// Sign-in attempts per client address.
     pub sign_ins: Limiter<std::net::IpAddr>,
 }
 
+/// The shared state as handlers hold it.
 pub type State = Arc<AppState>;
 
 /// Connects to the database, applies migrations and assembles the shared state.

@@ -26,6 +26,7 @@ pub struct Limiter<K> {
 }
 
 impl<K: Eq + Hash + Clone> Limiter<K> {
+    /// A limiter allowing `rate` per key.
     pub fn new(rate: RateLimit) -> Self {
         let interval = rate.per / rate.count;
         Self {

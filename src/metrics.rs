@@ -12,10 +12,14 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// This instance's counters.
 #[derive(Default)]
 pub struct Metrics {
+    /// Live sockets open now.
     pub sockets_open: AtomicI64,
+    /// Live sockets opened.
     pub socket_upgrades: AtomicU64,
+    /// Messages this instance committed.
     pub messages_posted: AtomicU64,
     /// Message frames written to sockets (one per message per socket).
     pub deliveries: AtomicU64,
@@ -44,6 +48,7 @@ impl Default for HttpCounts {
 }
 
 impl Metrics {
+    /// Counts one HTTP response by its status.
     pub fn http_response(&self, status: u16) {
         if let Some(slot) = self.http.0.get(usize::from(status).wrapping_sub(100)) {
             slot.fetch_add(1, Relaxed);

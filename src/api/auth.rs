@@ -10,8 +10,7 @@ use poem_openapi::{SecurityScheme, auth::Bearer};
 use super::problem::ApiError;
 use crate::{
     State,
-    actions::Actor,
-    auth::{hash_token, parse_api_token},
+    auth::{Actor, hash_token, parse_api_token},
     store::now_ms,
 };
 

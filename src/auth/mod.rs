@@ -153,8 +153,10 @@ impl CookieRenewal {
 /// A signed-in browser.
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// The SHA-256 of the cookie's token: the session row's key.
     pub token_hash: Vec<u8>,
     csrf_secret: Vec<u8>,
+    /// Who is signed in.
     pub user: User,
 }
 
@@ -237,24 +239,38 @@ impl<'a> FromRequest<'a> for Session {
     }
 }
 
+/// The signed-in person acting, whichever way they ask (a page or an API token): who
+/// `actions` act for.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// Their user id.
+    pub id: i64,
+    /// Their username, shown as the author of what they post.
+    pub username: &'a str,
+}
+
 /// A signed-in person who has chosen a username: what every page but sign-out and the username
 /// form requires.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
+    /// Their session.
     pub session: Session,
+    /// Their user id.
     pub id: i64,
+    /// Their username.
     pub username: String,
 }
 
 impl CurrentUser {
     /// The person as an actor in `actions`.
-    pub fn actor(&self) -> crate::actions::Actor<'_> {
-        crate::actions::Actor {
+    pub fn actor(&self) -> Actor<'_> {
+        Actor {
             id: self.id,
             username: &self.username,
         }
     }
 
+    /// The person behind `session`, or `UsernameRequired` if they have not chosen a name yet.
     pub fn from_session(session: Session) -> Result<Self, AppError> {
         let username = session
             .user

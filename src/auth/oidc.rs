@@ -34,27 +34,36 @@ pub struct Provider {
 
 /// Where to send the browser and what to remember until it comes back.
 pub struct Authorization {
+    /// The provider's authorization URL to send the browser to.
     pub url: Url,
+    /// The `state` parameter, checked on the way back.
     pub state: String,
+    /// The PKCE verifier, sent with the code.
     pub pkce_verifier: String,
 }
 
 /// Who the provider says signed in.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The provider's stable id for the person (`sub`).
     pub subject: String,
+    /// Their verified email.
     pub email: String,
 }
 
 /// Why finishing a sign-in failed. Each becomes a friendly page; the detail goes to the log.
 #[derive(Debug, Error)]
 pub enum SignInError {
+    /// The provider refused the authorization code.
     #[error("the token endpoint refused the code: {0}")]
     TokenRefused(String),
+    /// The provider could not be reached.
     #[error("the provider could not be reached: {0}")]
     Unreachable(String),
+    /// The userinfo answer could not be read.
     #[error("the userinfo response was unusable: {0}")]
     BadUserinfo(String),
+    /// The provider says the email is not verified.
     #[error("the email address is not verified")]
     EmailUnverified,
 }
@@ -68,6 +77,7 @@ struct Userinfo {
 }
 
 impl Provider {
+    /// The provider in `config`, sending people back to `redirect_url`.
     pub fn new(config: &OAuthConfig, redirect_url: &str) -> Result<Self, String> {
         let client = BasicClient::new(ClientId::new(config.client_id.clone()))
             .set_client_secret(ClientSecret::new(config.client_secret.expose().to_string()))

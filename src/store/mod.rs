@@ -37,17 +37,22 @@ pub use writer::{Committed, NewPost, PostOutcome, Posted};
 /// Which database natter runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// One SQLite file: one instance.
     Sqlite,
+    /// PostgreSQL: one or many instances.
     Postgres,
 }
 
 /// A database failure. Shown to people only as "something went wrong" with a request id.
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// sqlx failed (the connection, or the statement).
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// A migration could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The post writer task ended (shutting down).
     #[error("the post writer has stopped")]
     WriterGone,
     /// The transaction holding this post failed as a whole.
@@ -62,6 +67,7 @@ impl StoreError {
     }
 }
 
+/// What the store's methods return.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone, Debug)]
@@ -184,6 +190,7 @@ impl Store {
         ))
     }
 
+    /// Which database this is.
     pub fn backend(&self) -> Backend {
         match self.db {
             Db::Sqlite { .. } => Backend::Sqlite,

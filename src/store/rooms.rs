@@ -9,9 +9,13 @@ use crate::domain::{RoomCode, RoomName};
 /// non-member simply finds nothing.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct Room {
+    /// Its id.
     pub id: i64,
+    /// Its code, `ABCD-EFGH`.
     pub code: String,
+    /// The name its creator gave it (empty: none).
     pub name: String,
+    /// When it was created (Unix ms).
     pub created_at: i64,
     /// The newest event's sequence number (0: nothing posted yet).
     pub last_seq: i64,
@@ -33,8 +37,11 @@ impl Room {
 /// One person in a room.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct Member {
+    /// Their user id.
     pub user_id: i64,
+    /// Their username.
     pub username: String,
+    /// When they joined (Unix ms).
     pub joined_at: i64,
 }
 
@@ -42,29 +49,43 @@ pub struct Member {
 /// live WebSocket fragment.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct Message {
+    /// The room.
     pub room_id: i64,
+    /// Its number in the room.
     pub seq: i64,
+    /// The author's user id.
     pub user_id: i64,
+    /// The author's username.
     pub author: String,
+    /// The text, as stored.
     pub body: String,
+    /// When it was posted (Unix ms).
     pub created_at: i64,
+    /// When it was last edited, if ever.
     pub edited_at: Option<i64>,
 }
 
 /// A room in "my rooms", with its latest message for the preview.
 #[derive(Debug, Clone, FromRow)]
 pub struct RoomSummary {
+    /// Its code.
     pub code: String,
+    /// Its name (empty: none).
     pub name: String,
+    /// When it was created (Unix ms).
     pub created_at: i64,
+    /// The newest message's seq.
     pub last_seq: i64,
+    /// When it was created or last posted in (Unix ms).
     pub last_activity_at: i64,
+    /// Who wrote the latest message.
     pub last_author: Option<String>,
     /// The first 200 characters of the latest message.
     pub last_body: Option<String>,
 }
 
 impl RoomSummary {
+    /// The name people gave it, or its code when it has none.
     pub fn display_name(&self) -> &str {
         if self.name.is_empty() {
             &self.code
@@ -111,8 +132,11 @@ macro_rules! overview_sql {
 /// What the room page shows besides messages (`Store::room_overview`).
 #[derive(Debug, Clone)]
 pub struct RoomOverview {
+    /// The room.
     pub room: Room,
+    /// Its members, by name.
     pub members: Vec<Member>,
+    /// The viewer's rooms for the side rail, most recently active first.
     pub links: Vec<RoomLink>,
 }
 
@@ -127,11 +151,14 @@ struct OverviewRow {
 /// A room in the room page's side rail: just enough to link to it.
 #[derive(Debug, Clone, FromRow)]
 pub struct RoomLink {
+    /// Its code.
     pub code: String,
+    /// Its name (empty: none).
     pub name: String,
 }
 
 impl RoomLink {
+    /// The name people gave it, or its code when it has none.
     pub fn display_name(&self) -> &str {
         if self.name.is_empty() {
             &self.code
@@ -144,6 +171,7 @@ impl RoomLink {
 /// A slice of a room's history in ascending `seq` order.
 #[derive(Debug, Clone, Default)]
 pub struct MessagePage {
+    /// The messages.
     pub messages: Vec<Message>,
     /// Whether messages older than the first one exist.
     pub has_older: bool,
@@ -174,7 +202,9 @@ impl RoomIds {
 /// What joining did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinOutcome {
+    /// Newly a member.
     Joined,
+    /// Was a member already.
     AlreadyMember,
 }
 
@@ -276,6 +306,7 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// Makes `user_id` a member of the room.
     pub async fn join_room(&self, room_id: i64, user_id: i64, now: i64) -> Result<JoinOutcome> {
         let done = on_write!(&self.db, pool => sqlx::query(
             "INSERT INTO members (room_id, user_id, joined_at) VALUES ($1, $2, $3) \
@@ -320,6 +351,7 @@ impl Store {
         Ok(members)
     }
 
+    /// One member of the room, if they are one.
     pub async fn member(&self, room_id: i64, user_id: i64) -> Result<Option<Member>> {
         let member = on_read!(&self.db, pool => sqlx::query_as::<_, Member>(
             "SELECT mb.user_id, COALESCE(u.username, '') AS username, mb.joined_at \
@@ -467,6 +499,7 @@ impl Store {
         Ok(seq)
     }
 
+    /// The room's newest seq (`None`: no such room).
     pub async fn last_seq(&self, room_id: i64) -> Result<Option<i64>> {
         let seq = on_read!(&self.db, pool => sqlx::query_scalar::<_, i64>(
             "SELECT last_seq FROM rooms WHERE id = $1",

@@ -9,8 +9,11 @@ use crate::domain::TokenName;
 /// A token as its owner sees it on the profile page (never its text).
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct ApiToken {
+    /// Its id.
     pub id: i64,
+    /// What its owner named it.
     pub name: String,
+    /// When it was created (Unix ms).
     pub created_at: i64,
     /// `None` until first used; updated at most once a minute.
     pub last_used_at: Option<i64>,
@@ -19,8 +22,11 @@ pub struct ApiToken {
 /// Who a presented token acts for.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct TokenOwner {
+    /// The token's id.
     pub token_id: i64,
+    /// When it was last used (Unix ms), if ever.
     pub last_used_at: Option<i64>,
+    /// Its owner.
     pub user_id: i64,
     /// `None` only for a user without a username, who cannot have created a token.
     pub username: Option<String>,

@@ -8,20 +8,28 @@ use crate::domain::Username;
 /// A person who signed in at least once.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct User {
+    /// Their id.
     pub id: i64,
+    /// Their email, as the provider last said.
     pub email: String,
     /// `None` until chosen on the first visit after signing in.
     pub username: Option<String>,
+    /// When they first signed in (Unix ms).
     pub created_at: i64,
 }
 
 /// A signed-in browser: the row behind the session cookie, with its user.
 #[derive(Debug, Clone, FromRow)]
 pub struct SessionRecord {
+    /// The SHA-256 of the cookie's token.
     pub token_hash: Vec<u8>,
+    /// The session's CSRF secret.
     pub csrf_token: Vec<u8>,
+    /// When it was last used (Unix ms; renewed at most once a minute).
     pub last_seen_at: i64,
+    /// When it expires (Unix ms).
     pub expires_at: i64,
+    /// Whose session it is.
     #[sqlx(flatten)]
     pub user: User,
 }
@@ -29,9 +37,13 @@ pub struct SessionRecord {
 /// A sign-in started in this browser and not finished yet.
 #[derive(Debug, Clone, FromRow)]
 pub struct PendingLogin {
+    /// The `state` sent to the provider.
     pub state: String,
+    /// The PKCE verifier for the code.
     pub pkce_verifier: String,
+    /// Where to go after signing in.
     pub return_to: Option<String>,
+    /// When it expires (Unix ms).
     pub expires_at: i64,
 }
 
@@ -86,6 +98,7 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// The user with this id.
     pub async fn user(&self, id: i64) -> Result<Option<User>> {
         let user = on_read!(&self.db, pool => sqlx::query_as::<_, User>(
             "SELECT id, email, username, created_at FROM users WHERE id = $1",
@@ -96,6 +109,7 @@ impl Store {
         Ok(user)
     }
 
+    /// Stores a new session (by its token's hash) with its CSRF secret.
     pub async fn create_session(
         &self,
         token_hash: &[u8],
@@ -168,6 +182,7 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a session (signing out).
     pub async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
         self.sessions.forget(|r| r.token_hash == token_hash);
         on_write!(&self.db, pool => sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
@@ -203,6 +218,7 @@ impl Store {
         Ok(n)
     }
 
+    /// Remembers a sign-in started in this browser (by its cookie token's hash).
     pub async fn create_pending_login(
         &self,
         token_hash: &[u8],

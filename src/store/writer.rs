@@ -35,10 +35,13 @@ const MAX_RETRIES: u32 = 5;
 /// A message to store.
 #[derive(Debug, Clone)]
 pub struct NewPost {
+    /// The room.
     pub room_id: i64,
+    /// The author.
     pub user_id: i64,
     /// The poster's username, copied into the returned `Message` for rendering.
     pub author: String,
+    /// The text, validated.
     pub body: MessageBody,
     /// The composer's random id: the same id posts once.
     pub client_id: Option<String>,
@@ -50,13 +53,16 @@ pub type Posted = Message;
 /// Posts one transaction committed, in seq order within each room, and when it committed.
 #[derive(Debug, Clone)]
 pub struct Committed {
+    /// When the batch committed.
     pub at: std::time::Instant,
+    /// Its messages, in commit (and seq) order.
     pub messages: Vec<Message>,
 }
 
 /// What became of a post.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostOutcome {
+    /// Stored, with its seq.
     Posted(Posted),
     /// The same `client_id` was posted before (double click, resubmitted form): this is its seq.
     AlreadyPosted(i64),

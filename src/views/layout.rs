@@ -14,25 +14,35 @@ pub enum Nav<'a> {
     /// Signed out: no account links.
     Guest,
     /// Signed in without a username yet: only "sign out".
-    Newcomer { csrf: &'a str },
+    Newcomer {
+        /// A CSRF token for the sign-out form.
+        csrf: &'a str,
+    },
     /// Signed in.
     Member {
+        /// Their username.
         username: &'a str,
+        /// Their id (for `/me.css`).
         user_id: i64,
+        /// A CSRF token for the sign-out form.
         csrf: &'a str,
     },
 }
 
 /// A whole page.
 pub struct Page<'a> {
+    /// The page title (before " · natter").
     pub title: &'a str,
+    /// The header's account links.
     pub nav: Nav<'a>,
     /// A class on `<body>` for page-specific layout (e.g. the full-height room).
     pub body_class: &'a str,
+    /// The page's main content.
     pub content: Markup,
 }
 
 impl Page<'_> {
+    /// The whole document.
     pub fn render(self) -> Markup {
         let csrf = match &self.nav {
             Nav::Guest => None,

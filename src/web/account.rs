@@ -25,6 +25,7 @@ use crate::{
     },
 };
 
+/// `?next=`: where to go after signing in.
 #[derive(Deserialize, Default)]
 pub struct NextQuery {
     next: Option<String>,
@@ -144,6 +145,7 @@ pub async fn dev_form(
     Ok(response)
 }
 
+/// The development sign-in form.
 #[derive(Deserialize)]
 pub struct DevSignIn {
     #[serde(default)]
@@ -229,6 +231,7 @@ pub async fn login(
         .finish())
 }
 
+/// What the provider sends back to `/auth/callback`.
 #[derive(Deserialize)]
 pub struct Callback {
     code: Option<String>,
@@ -454,6 +457,7 @@ pub async fn username_form(session: Session, Query(query): Query<NextQuery>) -> 
     )
 }
 
+/// The username form.
 #[derive(Deserialize)]
 pub struct ChooseUsername {
     #[serde(default)]

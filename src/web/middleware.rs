@@ -31,6 +31,7 @@ fn is_machine_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/api/")
 }
 
+/// Wraps every request (see the module doc).
 pub async fn around<E: Endpoint>(
     state: &State,
     ep: Arc<E>,

@@ -19,6 +19,7 @@ use crate::{
 /// that a forgotten one stands out on the list.
 pub const MAX_TOKENS: i64 = 20;
 
+/// The new-token form.
 #[derive(Deserialize)]
 pub struct NewToken {
     #[serde(default)]
