@@ -9,7 +9,7 @@
 
 use maud::{Markup, html};
 
-use super::room::room_status;
+use super::status::room_status;
 use crate::store::Member;
 
 /// The most members listed at once; the rest are counted ("and 9,900 more"). Online

@@ -13,6 +13,7 @@ pub mod members;
 pub mod messages;
 pub mod page_cache;
 pub mod room;
+pub mod status;
 pub mod times;
 pub mod tokens;
 

@@ -1,5 +1,5 @@
 //! The room page and its parts: the header, the rail of my rooms, the conversation, the
-//! member panel, the composer, the status line and the notices the live socket sends.
+//! member panel and the composer.
 
 use maud::{Markup, PreEscaped, html};
 
@@ -8,25 +8,12 @@ use super::{
     members::{Counts, member_list, member_summary},
     messages::older_link,
     page_cache::NewestPage,
+    status::room_status,
 };
 use crate::{
     domain::MessageBody,
     store::{Member, Room, RoomLink},
 };
-
-/// The live-status line (connection state and notices).
-pub fn room_status(text: &str) -> Markup {
-    html! { p #room-status.room-status role="status" aria-live="polite" { (text) } }
-}
-
-/// The notice a socket too far behind sends before closing with 4409: the page should reload.
-pub fn away_notice(code: &str) -> Markup {
-    html! {
-        p #room-status.room-status role="status" aria-live="polite" hx-swap-oob="true" {
-            "You were away for a while. " a href={ "/rooms/" (code) } { "Reload to see everything." }
-        }
-    }
-}
 
 /// A fresh random `client_id` for a composer: a double click or a resubmitted form with it
 /// posts once.

@@ -35,7 +35,7 @@ use crate::{
     State,
     chat::{Event, Listener, close},
     store::Room,
-    views::{messages::messages_append, room::away_notice},
+    views::{messages::messages_append, status::away_notice},
 };
 
 /// A socket may be this far behind (in messages) and still catch up over the socket; further
