@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 /// One embedded file.
 pub struct Asset {
-    /// Its name under `/assets/`.
+    /// Its path under `assets/` in the source tree, and under `/assets/` in URLs.
     pub name: &'static str,
     /// The `Content-Type` it is served with.
     pub content_type: &'static str,
@@ -16,32 +16,26 @@ pub struct Asset {
     pub bytes: &'static [u8],
 }
 
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The table entry for `assets/{name}`.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("../assets/", $name)),
+        }
+    };
+}
+
 const FILES: &[Asset] = &[
-    Asset {
-        name: "natter.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../assets/natter.css"),
-    },
-    Asset {
-        name: "natter.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/natter.js"),
-    },
-    Asset {
-        name: "htmx.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/htmx.min.js"),
-    },
-    Asset {
-        name: "ws.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/ws.min.js"),
-    },
-    Asset {
-        name: "icon.svg",
-        content_type: "image/svg+xml",
-        bytes: include_bytes!("../assets/icon.svg"),
-    },
+    asset!("natter.css", "text/css; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
+    // Vendored (assets/VERSIONS); every page loads them first.
+    asset!("htmx.min.js", JS),
+    asset!("ws.min.js", JS),
+    asset!("natter.js", JS),
 ];
 
 /// Each file's short content hash, computed once.
