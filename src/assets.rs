@@ -35,7 +35,14 @@ const FILES: &[Asset] = &[
     // Vendored (assets/VERSIONS); every page loads them first.
     asset!("htmx.min.js", JS),
     asset!("ws.min.js", JS),
-    asset!("natter.js", JS),
+    // natter's own script: one ES module per behaviour, each loaded by every page (in this
+    // order) and talking to the others only through the DOM and htmx events.
+    asset!("js/live.js", JS),
+    asset!("js/composer.js", JS),
+    asset!("js/scroll.js", JS),
+    asset!("js/members.js", JS),
+    asset!("js/times.js", JS),
+    asset!("js/copy.js", JS),
 ];
 
 /// Each file's short content hash, computed once.
@@ -53,6 +60,16 @@ static HASHES: LazyLock<Vec<String>> = LazyLock::new(|| {
 pub fn find(name: &str) -> Option<(&'static Asset, &'static str)> {
     let i = FILES.iter().position(|f| f.name == name)?;
     Some((&FILES[i], HASHES[i].as_str()))
+}
+
+/// natter's own scripts, in the order pages load them (as modules, after htmx and its ws
+/// extension). They import nothing: an imported URL would carry no content hash, so it would
+/// be revalidated on every page load instead of cached for a year.
+pub fn modules() -> impl Iterator<Item = &'static str> {
+    FILES
+        .iter()
+        .map(|f| f.name)
+        .filter(|name| name.starts_with("js/"))
 }
 
 /// The cache-busting URL of an asset, e.g. `/assets/natter.css?v=3f2a…`.

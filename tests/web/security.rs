@@ -68,7 +68,7 @@ both! {
             (browser.get("/profile").await, "/profile"),
             (browser.get(&format!("/rooms/{code}")).await, "room"),
             (browser.get(&format!("/join/{code}")).await, "join"),
-            (browser.get("/assets/natter.js").await, "asset"),
+            (browser.get("/assets/js/live.js").await, "asset"),
         ];
         for (page, name) in pages {
             assert_secure(&page, name);
