@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 /// One embedded file.
 pub struct Asset {
-    /// Its name under `/assets/`.
+    /// Its path under `assets/` in the source tree, and under `/assets/` in URLs.
     pub name: &'static str,
     /// The `Content-Type` it is served with.
     pub content_type: &'static str,
@@ -16,32 +16,33 @@ pub struct Asset {
     pub bytes: &'static [u8],
 }
 
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The table entry for `assets/{name}`.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("../assets/", $name)),
+        }
+    };
+}
+
 const FILES: &[Asset] = &[
-    Asset {
-        name: "natter.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../assets/natter.css"),
-    },
-    Asset {
-        name: "natter.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/natter.js"),
-    },
-    Asset {
-        name: "htmx.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/htmx.min.js"),
-    },
-    Asset {
-        name: "ws.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/ws.min.js"),
-    },
-    Asset {
-        name: "icon.svg",
-        content_type: "image/svg+xml",
-        bytes: include_bytes!("../assets/icon.svg"),
-    },
+    asset!("natter.css", "text/css; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
+    // Vendored (assets/VERSIONS); every page loads them first.
+    asset!("htmx.min.js", JS),
+    asset!("ws.min.js", JS),
+    // natter's own script: one ES module per behaviour, each loaded by every page (in this
+    // order) and talking to the others only through the DOM and htmx events.
+    asset!("js/live.js", JS),
+    asset!("js/composer.js", JS),
+    asset!("js/scroll.js", JS),
+    asset!("js/members.js", JS),
+    asset!("js/times.js", JS),
+    asset!("js/copy.js", JS),
 ];
 
 /// Each file's short content hash, computed once.
@@ -59,6 +60,16 @@ static HASHES: LazyLock<Vec<String>> = LazyLock::new(|| {
 pub fn find(name: &str) -> Option<(&'static Asset, &'static str)> {
     let i = FILES.iter().position(|f| f.name == name)?;
     Some((&FILES[i], HASHES[i].as_str()))
+}
+
+/// natter's own scripts, in the order pages load them (as modules, after htmx and its ws
+/// extension). They import nothing: an imported URL would carry no content hash, so it would
+/// be revalidated on every page load instead of cached for a year.
+pub fn modules() -> impl Iterator<Item = &'static str> {
+    FILES
+        .iter()
+        .map(|f| f.name)
+        .filter(|name| name.starts_with("js/"))
 }
 
 /// The cache-busting URL of an asset, e.g. `/assets/natter.css?v=3f2a…`.

@@ -65,9 +65,14 @@ impl Page<'_> {
                     }
                     link rel="icon" type="image/svg+xml" href=(assets::url("icon.svg"));
                     meta name="htmx-config" content=(HTMX_CONFIG);
+                    // Deferred scripts and modules run in this order once the page is parsed,
+                    // before DOMContentLoaded (when htmx connects): js/live.js can replace
+                    // htmx.createWebSocket before the first connection.
                     script src=(assets::url("htmx.min.js")) defer {}
                     script src=(assets::url("ws.min.js")) defer {}
-                    script src=(assets::url("natter.js")) defer {}
+                    @for module in assets::modules() {
+                        script type="module" src=(assets::url(module)) {}
+                    }
                 }
                 body class=(self.body_class) hx-headers=[hx_headers] {
                     a.skip-link href="#main" { "Skip to content" }

@@ -1,6 +1,7 @@
-//! `GET /assets/{name}`: the embedded static files (`crate::assets`). A URL carrying the
-//! file's content hash (`?v=…`, as pages link them) is cached for a year (`immutable`); any
-//! other request gets an ETag to revalidate with.
+//! `GET /assets/{name}`: the embedded static files (`crate::assets`), named by their path under
+//! `assets/` (`natter.css`, `js/live.js`). A URL carrying the file's content hash (`?v=…`, as
+//! pages link them) is cached for a year (`immutable`); any other request gets an ETag to
+//! revalidate with. Only the table's names are served, so no path can reach outside it.
 
 use poem::{
     Request, Response, handler,

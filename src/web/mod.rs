@@ -55,7 +55,7 @@ pub fn routes() -> Route {
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))
-        .at("/assets/:name", get(assets::serve))
+        .at("/assets/*name", get(assets::serve))
         .nest("/api", crate::api::routes())
 }
 

@@ -22,7 +22,7 @@ crate::both! {
 
         send(&ada, "hello without javascript").await;
         wait_for_message(&ada, "hello without javascript").await;
-        // JavaScript really is off: natter.js would have shown the copy button.
+        // JavaScript really is off: js/copy.js would have shown the copy button.
         assert!(
             ada.find("button[data-copy]")
                 .await

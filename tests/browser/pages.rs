@@ -153,7 +153,7 @@ async fn every_page_is_accessible_clean_and_photographed() {
         .unwrap();
     inspect(&ada, "room-members-open", None).await;
 
-    // While the live connection is down (natter.js marks it on <html>), nobody shows as online:
+    // While the live connection is down (js/live.js marks <html>), nobody shows as online:
     // the presence on screen is stale.
     const DOT_FILLED: &str = "getComputedStyle(document.querySelector('#members li.member[data-online=\"true\"]'), '::before')
         .backgroundColor !== 'rgba(0, 0, 0, 0)'";

@@ -11,7 +11,7 @@ use crate::procs::{Caddy, Natter, free_port};
 use crate::*;
 
 /// Counts the page's socket opens and closes from now on, by listening to the events the htmx
-/// ws extension fires anyway (natter.js carries no test hooks).
+/// ws extension fires anyway (natter's scripts carry no test hooks).
 const COUNT_SOCKETS: &str = "(window.natterOpens = 0, window.natterCloses = 0,
     document.addEventListener('htmx:wsOpen', () => window.natterOpens++),
     document.addEventListener('htmx:wsClose', () => window.natterCloses++), true)";

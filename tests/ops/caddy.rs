@@ -132,7 +132,7 @@ async fn an_upstream_stopped_mid_conversation_loses_nothing() {
     );
 }
 
-/// Reads a socket as natter.js would: on a close, reconnect with `?after=` the last seq shown.
+/// Reads a socket as js/live.js does: on a close, reconnect with `?after=` the last seq shown.
 /// Returns the seqs received and how the socket was closed along the way.
 async fn follow(
     b: &Browser,

@@ -68,7 +68,7 @@ both! {
             (browser.get("/profile").await, "/profile"),
             (browser.get(&format!("/rooms/{code}")).await, "room"),
             (browser.get(&format!("/join/{code}")).await, "join"),
-            (browser.get("/assets/natter.js").await, "asset"),
+            (browser.get("/assets/js/live.js").await, "asset"),
         ];
         for (page, name) in pages {
             assert_secure(&page, name);
@@ -248,5 +248,72 @@ both! {
         let again = browser.get_with("/assets/natter.css", &[("if-none-match", &etag)]).await;
         assert_eq!(again.status, 304);
         assert_eq!(browser.get("/assets/../Cargo.toml").await.status, 404);
+        // The path is decoded into one name, which must be in the table.
+        let encoded = browser.get("/assets/js%2F..%2F..%2FCargo.toml").await;
+        assert_eq!(encoded.status, 404);
+    }
+
+    async fn pages_load_htmx_first_then_each_of_natters_modules(app: TestApp) {
+        let browser = app.browser();
+        let page = browser.get("/").await;
+        // Every <script …> tag, as written.
+        let tags: Vec<&str> = page
+            .body
+            .split("<script ")
+            .skip(1)
+            .map(|rest| &rest[..rest.find('>').unwrap()])
+            .collect();
+        // Deferred classic scripts and modules run in document order, so htmx and its ws
+        // extension are there before js/live.js replaces htmx.createWebSocket.
+        assert!(tags.len() > 2, "{tags:?}");
+        for (tag, vendored) in tags.iter().zip(["htmx.min.js", "ws.min.js"]) {
+            assert!(tag.starts_with(&format!("src=\"/assets/{vendored}?v=")), "{tag}");
+            assert!(tag.ends_with(" defer"), "{tag}");
+        }
+        let mut linked = Vec::new();
+        for tag in &tags[2..] {
+            let url = tag
+                .strip_prefix("type=\"module\" src=\"")
+                .and_then(|t| t.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("not one of natter's modules: {tag}"));
+            let (path, _) = url.split_once("?v=").expect("a content-hashed URL");
+            linked.push(path.strip_prefix("/assets/").unwrap().to_string());
+            let r = browser.get(url).await;
+            assert_eq!(r.status, 200, "{url}");
+            let js = Some("text/javascript; charset=utf-8");
+            assert_eq!(r.header("content-type"), js, "{url}");
+            let cache = r.header("cache-control").unwrap();
+            assert!(cache.contains("immutable"), "{url}: {cache}");
+        }
+        // Every file under assets/js/ is served and loaded: none forgotten in the table.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/js");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| format!("js/{}", f.unwrap().file_name().to_string_lossy()))
+            .collect();
+        on_disk.sort();
+        linked.sort();
+        assert_eq!(linked, on_disk);
+    }
+}
+
+/// natter's modules import nothing (an imported URL would carry no content hash, so it would be
+/// revalidated on every page load instead of cached for a year), and people can read them: no
+/// line is over 100 columns.
+#[test]
+fn natters_scripts_import_nothing_and_keep_lines_readable() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/js");
+    for file in std::fs::read_dir(dir).unwrap() {
+        let path = file.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let at = format!("{}:{}", path.display(), n + 1);
+            let code = line.trim_start();
+            assert!(
+                !code.starts_with("import ") && !code.contains("import("),
+                "{at} imports"
+            );
+            assert!(line.chars().count() <= 100, "{at} is over 100 columns");
+        }
     }
 }

@@ -1,0 +1,16 @@
+// The message list scrolls in a column-reverse box, so it opens at the newest message even
+// without JS and scrollTop 0 means "at the bottom". Follow new messages only from there (or
+// from less than 48 px above it): a reader scrolled up to read older ones stays where they are.
+
+const scroller = () => document.querySelector(".scroller");
+let atBottom = true;
+
+document.addEventListener("htmx:wsBeforeMessage", () => {
+  const s = scroller();
+  atBottom = !s || Math.abs(s.scrollTop) < 48;
+});
+
+document.addEventListener("htmx:wsAfterMessage", () => {
+  const s = scroller();
+  if (s && atBottom) s.scrollTop = 0;
+});
