@@ -1,7 +1,7 @@
 //! The member list and its live changes.
 //!
 //! Member-list changes are *upserts* into `#members`: every entry arrives through
-//! `<ul id="members" hx-swap-oob="beforeend">`, and natter.js first removes the entry with the
+//! `<ul id="members" hx-swap-oob="beforeend">`, and `assets/js/members.js` first removes the entry with the
 //! same id (or drops an offline newcomer when the list is capped). Replacing entries by id
 //! instead would make htmx log an error whenever the entry is not on the page (big rooms show
 //! only the first 100 members; races between joins and list renders), and the target

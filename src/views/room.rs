@@ -69,7 +69,7 @@ fn composer_state(client_id: &str, error: Option<&str>) -> Markup {
 
 /// The answer to a post htmx made that succeeded: only a fresh `client_id` (and no error),
 /// out of band; the form itself stays, so focus and whatever was typed meanwhile are
-/// untouched (natter.js emptied the text when it sent).
+/// untouched (`assets/js/composer.js` emptied the text when it sent).
 pub fn posted() -> Markup {
     html! {
         div #composer-state hx-swap-oob="true" {

@@ -1,9 +1,9 @@
 //! Times as people read them: `<time>` elements with the UTC instant for machines and
-//! natter.js (which shows it in the reader's zone), and a readable UTC fallback without JS.
+//! `assets/js/times.js` (which shows it in the reader's zone), and a readable UTC fallback without JS.
 
 use maud::{Markup, html};
 
-/// `<time>` with the UTC instant for machines (and natter.js, which shows it in local time) and
+/// `<time>` with the UTC instant for machines (and `times.js`, which shows it in local time) and
 /// a readable UTC fallback for people without JavaScript.
 pub fn time(ms: i64, short: bool) -> Markup {
     use std::fmt::Write;

@@ -1,6 +1,6 @@
 //! Saturation: `--rooms` × `--members` sockets as in fan-out (100 × 190), offered `--rate`
 //! deliveries/s (232,000 by default: twice fan-out's lenient capacity) for `--duration`
-//! (30 s). Each client follows its room like natter.js: when its socket closes it reconnects
+//! (30 s). Each client follows its room like the page's `live.js`: when its socket closes it reconnects
 //! after the newest seq it holds, and what the socket cannot bring it reads from the
 //! older-messages pages.
 //!
@@ -112,7 +112,7 @@ pub(super) async fn saturation(o: &Options) -> Result<Report, String> {
 
 /// Starts a `Follower` on each socket, one per `(person, room)` pair.
 ///
-/// Each client follows its room like natter.js: on a close it reconnects after the newest
+/// Each client follows its room like the page's `live.js`: on a close it reconnects after the newest
 /// seq it holds; what it cannot get over the socket (after 4409) it reads from the pages.
 fn follow_all(
     server: &Server,
