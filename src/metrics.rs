@@ -14,20 +14,20 @@ const LATENCY_BUCKETS: [f64; 12] = [
 
 #[derive(Default)]
 pub struct Metrics {
-    pub sockets_open: AtomicI64,
-    pub socket_upgrades: AtomicU64,
-    pub messages_posted: AtomicU64,
+    sockets_open: AtomicI64,
+    socket_upgrades: AtomicU64,
+    messages_posted: AtomicU64,
     /// Message frames written to sockets (one per message per socket).
-    pub deliveries: AtomicU64,
+    deliveries: AtomicU64,
     /// Sockets that fell behind their hub and caught up from the store.
-    pub resyncs: AtomicU64,
+    resyncs: AtomicU64,
     /// Gaps filled from the store (a later message arrived before an earlier one).
-    pub gap_fills: AtomicU64,
+    gap_fills: AtomicU64,
     /// Notifications from other instances received by this one's listener (PostgreSQL).
-    pub notifications: AtomicU64,
+    notifications: AtomicU64,
     /// Times the listener lost its connection and listened again (each followed by a full
     /// resync: what was notified meanwhile is gone).
-    pub listener_reconnects: AtomicU64,
+    listener_reconnects: AtomicU64,
     /// HTTP responses by status code (index = code - 100).
     http: HttpCounts,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -44,6 +44,43 @@ impl Default for HttpCounts {
 }
 
 impl Metrics {
+    /// Counts a socket upgrade, whether or not the socket then stays open.
+    pub fn socket_upgraded(&self) {
+        self.socket_upgrades.fetch_add(1, Relaxed);
+    }
+
+    /// Counts an open socket until the returned guard is dropped, however its task ends.
+    pub fn socket_opened(&self) -> OpenSocket<'_> {
+        self.sockets_open.fetch_add(1, Relaxed);
+        OpenSocket(&self.sockets_open)
+    }
+
+    /// Counts messages this instance committed.
+    pub fn posted(&self, messages: u64) {
+        self.messages_posted.fetch_add(messages, Relaxed);
+    }
+
+    /// Counts a socket that fell behind its hub and resynced from the store.
+    pub fn resynced(&self) {
+        self.resyncs.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a gap in a socket's messages filled from the store.
+    pub fn gap_filled(&self) {
+        self.gap_fills.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a notification from another instance.
+    pub fn notified(&self) {
+        self.notifications.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a reconnect of the notification listener.
+    pub fn listener_reconnected(&self) {
+        self.listener_reconnects.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a response by its status code.
     pub fn http_response(&self, status: u16) {
         if let Some(slot) = self.http.0.get(usize::from(status).wrapping_sub(100)) {
             slot.fetch_add(1, Relaxed);
@@ -160,6 +197,15 @@ impl Metrics {
     }
 }
 
+/// Keeps a socket counted in `natter_sockets_open` while it lives.
+pub struct OpenSocket<'a>(&'a AtomicI64);
+
+impl Drop for OpenSocket<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +227,16 @@ mod tests {
         assert!(text.contains("natter_delivery_latency_seconds_bucket{le=\"0.001\"} 1"));
         assert!(text.contains("natter_delivery_latency_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("natter_deliveries_total 2"));
+    }
+
+    #[test]
+    fn an_open_socket_is_counted_until_its_guard_drops() {
+        let m = Metrics::default();
+        let first = m.socket_opened();
+        let second = m.socket_opened();
+        assert!(m.render().contains("\nnatter_sockets_open 2\n"));
+        drop(first);
+        drop(second);
+        assert!(m.render().contains("\nnatter_sockets_open 0\n"));
     }
 }
