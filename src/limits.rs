@@ -8,9 +8,10 @@
 use std::{
     collections::HashMap,
     hash::Hash,
-    sync::Mutex,
     time::{Duration, Instant},
 };
+
+use parking_lot::Mutex;
 
 use crate::config::RateLimit;
 
@@ -21,7 +22,7 @@ pub struct Limiter<K> {
     interval: Duration,
     /// How far ahead of now the arrival time may run: the burst allowance.
     tolerance: Duration,
-    /// A std mutex: held only for a map lookup, never across an `.await`.
+    /// A blocking mutex: held only for a map lookup, never across an `.await`.
     state: Mutex<HashMap<K, Instant>>,
 }
 
@@ -41,7 +42,7 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     }
 
     fn check_at(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         let tat = state.get(key).copied().filter(|t| *t > now).unwrap_or(now);
         let ahead = tat - now;
         if ahead > self.tolerance {
@@ -61,7 +62,7 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     /// Gives back one unit `check` spent (for "failed joins": every attempt spends one up
     /// front, so parallel attempts cannot all pass, and a success gets it back).
     pub fn refund(&self, key: &K) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         if let Some(tat) = state.get_mut(key) {
             *tat = tat.checked_sub(self.interval).unwrap_or(*tat);
         }
@@ -70,7 +71,7 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     /// Forgets keys whose budget is full again.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         state.retain(|_, t| *t > now);
     }
 }
