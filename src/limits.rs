@@ -4,6 +4,12 @@
 //! Each limiter is a GCRA ("generic cell rate algorithm"): per key one instant, the theoretical
 //! arrival time. It allows `count` events in a burst and then one per `per / count`, the same
 //! long-run rate as "count per period" without the double burst of fixed windows.
+//!
+//! It stays hand-written rather than `governor`'s keyed GCRA because natter's limits refund:
+//! every room-code guess spends a unit up front and a right one gets it back, so guesses sent
+//! in parallel cannot all pass a check made before any of them failed; and a post refused
+//! because its author is not a member spends nothing. `governor` (0.10) can only spend cells,
+//! never give one back (its issue #186 asks for that).
 
 use std::{
     collections::HashMap,
