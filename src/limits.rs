@@ -4,13 +4,20 @@
 //! Each limiter is a GCRA ("generic cell rate algorithm"): per key one instant, the theoretical
 //! arrival time. It allows `count` events in a burst and then one per `per / count`, the same
 //! long-run rate as "count per period" without the double burst of fixed windows.
+//!
+//! It stays hand-written rather than `governor`'s keyed GCRA because natter's limits refund:
+//! every room-code guess spends a unit up front and a right one gets it back, so guesses sent
+//! in parallel cannot all pass a check made before any of them failed; and a post refused
+//! because its author is not a member spends nothing. `governor` (0.10) can only spend cells,
+//! never give one back (its issue #186 asks for that).
 
 use std::{
     collections::HashMap,
     hash::Hash,
-    sync::Mutex,
     time::{Duration, Instant},
 };
+
+use parking_lot::Mutex;
 
 use crate::config::RateLimit;
 
@@ -21,7 +28,7 @@ pub struct Limiter<K> {
     interval: Duration,
     /// How far ahead of now the arrival time may run: the burst allowance.
     tolerance: Duration,
-    /// A std mutex: held only for a map lookup, never across an `.await`.
+    /// A blocking mutex: held only for a map lookup, never across an `.await`.
     state: Mutex<HashMap<K, Instant>>,
 }
 
@@ -42,7 +49,7 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     }
 
     fn check_at(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         let tat = state.get(key).copied().filter(|t| *t > now).unwrap_or(now);
         let ahead = tat - now;
         if ahead > self.tolerance {
@@ -62,7 +69,7 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     /// Gives back one unit `check` spent (for "failed joins": every attempt spends one up
     /// front, so parallel attempts cannot all pass, and a success gets it back).
     pub fn refund(&self, key: &K) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         if let Some(tat) = state.get_mut(key) {
             *tat = tat.checked_sub(self.interval).unwrap_or(*tat);
         }
@@ -71,7 +78,7 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     /// Forgets keys whose budget is full again.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         state.retain(|_, t| *t > now);
     }
 }

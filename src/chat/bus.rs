@@ -14,10 +14,7 @@
 //! repeated notification costs a little work, never a lost or doubled message. A periodic poll of
 //! active rooms and a full resync after the listener reconnects are the safety net.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -229,7 +226,7 @@ pub async fn listen(
                 Ok(Some(notification)) => {
                     let news = parse(notification.payload(), &own);
                     if !news.is_empty() {
-                        metrics.notifications.fetch_add(1, Ordering::Relaxed);
+                        metrics.notified();
                     }
                     for job in news {
                         if jobs.send(job).await.is_err() {
@@ -264,7 +261,7 @@ fn reconnected(metrics: &Metrics) {
     tracing::info!(
         "notification listener reconnected; resyncing active rooms, members and sessions"
     );
-    metrics.listener_reconnects.fetch_add(1, Ordering::Relaxed);
+    metrics.listener_reconnected();
 }
 
 /// Sleeps; true if `stop` came first.

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -107,10 +107,7 @@ impl Chat {
 
     async fn publish_committed(&self, batch: Committed) {
         let posted = batch.messages.len() as u64;
-        self.inner
-            .metrics
-            .messages_posted
-            .fetch_add(posted, Ordering::Relaxed);
+        self.inner.metrics.posted(posted);
         let mut newest: Vec<(i64, i64)> = Vec::new();
         for run in batch.messages.chunk_by(|a, b| a.room_id == b.room_id) {
             let room_id = run[0].room_id;

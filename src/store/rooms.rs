@@ -179,19 +179,19 @@ pub struct MessagePage {
 
 /// Room ids by code, as read lately (`room_id`).
 #[derive(Debug, Default)]
-pub(super) struct RoomIds(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+pub(super) struct RoomIds(parking_lot::Mutex<std::collections::HashMap<String, i64>>);
 
 /// Codes whose room id is kept; past this the map starts over.
 const ROOM_IDS_MAX: usize = 100_000;
 
 impl RoomIds {
     fn get(&self, code: &str) -> Option<i64> {
-        let ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let ids = self.0.lock();
         ids.get(code).copied()
     }
 
     fn insert(&self, code: String, id: i64) {
-        let mut ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids = self.0.lock();
         if ids.len() >= ROOM_IDS_MAX {
             ids.clear();
         }

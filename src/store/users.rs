@@ -285,30 +285,21 @@ impl From<StoreError> for std::io::Error {
 #[derive(Debug, Default)]
 pub(super) struct SessionCache {
     entries:
-        std::sync::Mutex<std::collections::HashMap<Vec<u8>, (SessionRecord, std::time::Instant)>>,
+        parking_lot::Mutex<std::collections::HashMap<Vec<u8>, (SessionRecord, std::time::Instant)>>,
 }
 
 /// How long a read session is trusted without asking the database again.
 const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl SessionCache {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<Vec<u8>, (SessionRecord, std::time::Instant)>,
-    > {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn get(&self, token_hash: &[u8], now: i64) -> Option<SessionRecord> {
-        let entries = self.lock();
+        let entries = self.entries.lock();
         let (record, read_at) = entries.get(token_hash)?;
         (read_at.elapsed() < SESSION_CACHE_TTL && record.expires_at > now).then(|| record.clone())
     }
 
     fn put(&self, record: SessionRecord) {
-        let mut entries = self.lock();
+        let mut entries = self.entries.lock();
         if entries.len() >= 100_000 {
             entries.retain(|_, (_, read_at)| read_at.elapsed() < SESSION_CACHE_TTL);
         }
@@ -319,13 +310,13 @@ impl SessionCache {
     }
 
     fn touched(&self, token_hash: &[u8], now: i64, expires_at: i64) {
-        if let Some((record, _)) = self.lock().get_mut(token_hash) {
+        if let Some((record, _)) = self.entries.lock().get_mut(token_hash) {
             record.last_seen_at = now;
             record.expires_at = expires_at;
         }
     }
 
     fn forget(&self, which: impl Fn(&SessionRecord) -> bool) {
-        self.lock().retain(|_, (record, _)| !which(record));
+        self.entries.lock().retain(|_, (record, _)| !which(record));
     }
 }

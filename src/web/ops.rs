@@ -45,10 +45,17 @@ fn not_ready() -> Response {
         .body("database unavailable\n")
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format (0.0.4), which every Prometheus-compatible scraper
+/// reads.
 #[handler]
 pub fn metrics(state: AppData<'_>) -> Response {
-    Response::builder()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+    match state.metrics.render() {
+        Ok(text) => Response::builder()
+            .content_type(crate::metrics::CONTENT_TYPE)
+            .body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics could not be written");
+            StatusCode::INTERNAL_SERVER_ERROR.into()
+        }
+    }
 }

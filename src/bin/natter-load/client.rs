@@ -248,13 +248,13 @@ pub struct Tally {
     pub deliveries: AtomicU64,
     pub closes: AtomicU64,
     /// Post→receive latencies in µs (sampled: every frame while `recording`).
-    pub latencies: std::sync::Mutex<Vec<u32>>,
+    pub latencies: parking_lot::Mutex<Vec<u32>>,
     pub recording: std::sync::atomic::AtomicBool,
 }
 
 impl Tally {
     pub fn take_latencies(&self) -> Vec<u32> {
-        std::mem::take(&mut *self.latencies.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.latencies.lock())
     }
 }
 
@@ -344,11 +344,7 @@ pub async fn drain(mut ws: Ws, tally: Arc<Tally>, mut seen: Option<&mut Vec<i64>
                     }
                 });
                 if !lat.is_empty() {
-                    tally
-                        .latencies
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(lat);
+                    tally.latencies.lock().extend(lat);
                 }
             }
             Ok(Message::Close(frame)) => {

@@ -8,8 +8,6 @@
 mod batch;
 mod socket;
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use poem::{
     FromRequest, Request, Response, handler,
     http::{StatusCode, header},
@@ -169,7 +167,7 @@ async fn live(state: State, room: Room, user: CurrentUser, ws: socket::Ws, after
             return socket::close(ws, 1011, "try again").await;
         }
         Err(chat::Refused::Closed(code)) => {
-            metrics.socket_upgrades.fetch_add(1, Relaxed);
+            metrics.socket_upgraded();
             let reason = match code {
                 chat::close::SIGNED_OUT => "signed out",
                 _ => "left the room",
@@ -177,12 +175,11 @@ async fn live(state: State, room: Room, user: CurrentUser, ws: socket::Ws, after
             return socket::close(ws, code, reason).await;
         }
     };
-    metrics.socket_upgrades.fetch_add(1, Relaxed);
-    metrics.sockets_open.fetch_add(1, Relaxed);
+    metrics.socket_upgraded();
+    let _open = metrics.socket_opened();
     socket::Socket::new(state, room, ws, listener)
         .run(after)
         .await;
-    metrics.sockets_open.fetch_sub(1, Relaxed);
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 
 use std::{
     pin::Pin,
-    sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
 
@@ -220,7 +219,7 @@ impl Socket {
         if seq > self.last_sent + 1 {
             // A gap: the missing messages are committed (commit order is seq order), so read
             // them before sending this one.
-            self.state.metrics.gap_fills.fetch_add(1, Relaxed);
+            self.state.metrics.gap_filled();
             self.catch_up(seq - 1).await?;
         }
         let mut batch = Batch::new(frame, seq, at);
@@ -241,7 +240,7 @@ impl Socket {
             missed,
             "socket fell behind its hub; resyncing from the store"
         );
-        self.state.metrics.resyncs.fetch_add(1, Relaxed);
+        self.state.metrics.resynced();
         let latest = match self.state.store.last_seq(self.room.id).await {
             Ok(Some(latest)) => latest,
             _ => return Err(End::Close(1011, "try again")),

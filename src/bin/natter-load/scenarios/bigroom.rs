@@ -116,9 +116,7 @@ async fn one_post(
         .say(http, &server.base, &world.rooms[0], &body)
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tally.latencies.lock().map(|l| l.len()).unwrap_or(0) < members
-        && Instant::now() < deadline
-    {
+    while tally.latencies.lock().len() < members && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let cpu = meter.read();
