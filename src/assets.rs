@@ -45,13 +45,16 @@ const FILES: &[Asset] = &[
     asset!("js/copy.js", JS),
 ];
 
-/// Each file's short content hash, computed once.
-static HASHES: LazyLock<Vec<String>> = LazyLock::new(|| {
+/// Each file's short content hash and versioned URL, computed once: every page links a
+/// dozen of them.
+static VERSIONS: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
     FILES
         .iter()
         .map(|f| {
             let digest = Sha256::digest(f.bytes);
-            digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+            let hash: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+            let url = format!("/assets/{}?v={hash}", f.name);
+            (hash, url)
         })
         .collect()
 });
@@ -59,23 +62,25 @@ static HASHES: LazyLock<Vec<String>> = LazyLock::new(|| {
 /// The file called `name`, with its content hash.
 pub fn find(name: &str) -> Option<(&'static Asset, &'static str)> {
     let i = FILES.iter().position(|f| f.name == name)?;
-    Some((&FILES[i], HASHES[i].as_str()))
+    Some((&FILES[i], VERSIONS[i].0.as_str()))
 }
 
 /// natter's own scripts, in the order pages load them (as modules, after htmx and its ws
-/// extension). They import nothing: an imported URL would carry no content hash, so it would
-/// be revalidated on every page load instead of cached for a year.
+/// extension), by their versioned URLs. They import nothing: an imported URL would carry no
+/// content hash, so it would be revalidated on every page load instead of cached for a year.
 pub fn modules() -> impl Iterator<Item = &'static str> {
     FILES
         .iter()
-        .map(|f| f.name)
-        .filter(|name| name.starts_with("js/"))
+        .zip(VERSIONS.iter())
+        .filter(|(f, _)| f.name.starts_with("js/"))
+        .map(|(_, (_, url))| url.as_str())
 }
 
-/// The cache-busting URL of an asset, e.g. `/assets/natter.css?v=3f2a…`.
-pub fn url(name: &str) -> String {
-    match find(name) {
-        Some((_, hash)) => format!("/assets/{name}?v={hash}"),
-        None => format!("/assets/{name}"),
+/// The cache-busting URL of an embedded asset, e.g. `/assets/natter.css?v=3f2a…`. A name that
+/// is not in the table gets a plain URL (which then answers 404).
+pub fn url(name: &str) -> std::borrow::Cow<'static, str> {
+    match FILES.iter().position(|f| f.name == name) {
+        Some(i) => VERSIONS[i].1.as_str().into(),
+        None => format!("/assets/{name}").into(),
     }
 }

@@ -71,7 +71,7 @@ impl Page<'_> {
                     script src=(assets::url("htmx.min.js")) defer {}
                     script src=(assets::url("ws.min.js")) defer {}
                     @for module in assets::modules() {
-                        script type="module" src=(assets::url(module)) {}
+                        script type="module" src=(module) {}
                     }
                 }
                 body class=(self.body_class) hx-headers=[hx_headers] {
