@@ -8,6 +8,8 @@
 mod batch;
 mod socket;
 
+use socket::Socket;
+
 use poem::{
     FromRequest, Request, Response, handler,
     http::{StatusCode, header},
@@ -23,13 +25,7 @@ use tracing::Instrument;
 
 use super::InRoom;
 use crate::{
-    State,
-    actions::LiveRoom,
-    auth::{AppData, CurrentUser},
-    chat,
-    error::AppError,
-    refusal::Refusal,
-    store::{Member, Room},
+    actions::LiveRoom, auth::AppData, chat, error::AppError, refusal::Refusal, store::Member,
 };
 
 /// Small buffers: an idle socket should cost a few KiB, not tungstenite's default ~260 KiB.
@@ -130,16 +126,46 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
     let on_upgrade = req
         .take_upgrade()
         .map_err(|_| AppError::from(Refusal::BadRequest("the connection cannot be upgraded")))?;
-    let task_state = (*state).clone();
+    let state = (*state).clone();
+    let member = Member {
+        user_id: user.id,
+        username: user.username,
+        joined_at: 0,
+    };
+    let session = user.session.token_hash;
     // The socket's log lines carry the upgrade request's id, and who and where.
-    let span = tracing::info_span!("socket", room_id = room.id, user_id = user.id);
-    state.tasks.spawn(
+    let span = tracing::info_span!("socket", room_id = room.id, user_id = member.user_id);
+    let tasks = state.tasks.clone();
+    tasks.spawn(
         async move {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config())).await;
-            live(task_state, room, user, ws, after).await;
+            // Boxed: listening reads the store, and inline its future would size the task of
+            // every socket for its whole life.
+            let listening = Box::pin(state.chat.listen(&room, member, session)).await;
+            let mut ws =
+                WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config())).await;
+            let metrics = state.metrics.clone();
+            match listening {
+                Ok(listener) => {
+                    metrics.socket_upgraded();
+                    let _open = metrics.socket_opened();
+                    Socket::new(state, room, ws, listener).run(after).await;
+                }
+                Err(chat::Refused::Unavailable(e)) => {
+                    tracing::warn!(error = %e, "socket could not join its room's hub");
+                    socket::close(&mut ws, 1011, "try again").await;
+                }
+                Err(chat::Refused::Closed(code)) => {
+                    metrics.socket_upgraded();
+                    let reason = match code {
+                        chat::close::SIGNED_OUT => "signed out",
+                        _ => "left the room",
+                    };
+                    socket::close(&mut ws, code, reason).await;
+                }
+            }
         }
         .instrument(span),
     );
@@ -149,37 +175,6 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .finish())
-}
-
-/// The upgraded socket's life: listen on the room's hub, serve, and account for it.
-async fn live(state: State, room: Room, user: CurrentUser, ws: socket::Ws, after: Option<i64>) {
-    let me = Member {
-        user_id: user.id,
-        username: user.username,
-        joined_at: 0,
-    };
-    let session = user.session.token_hash;
-    let metrics = state.metrics.clone();
-    let listener = match state.chat.listen(&room, me, session).await {
-        Ok(listener) => listener,
-        Err(chat::Refused::Unavailable(e)) => {
-            tracing::warn!(error = %e, "socket could not join its room's hub");
-            return socket::close(ws, 1011, "try again").await;
-        }
-        Err(chat::Refused::Closed(code)) => {
-            metrics.socket_upgraded();
-            let reason = match code {
-                chat::close::SIGNED_OUT => "signed out",
-                _ => "left the room",
-            };
-            return socket::close(ws, code, reason).await;
-        }
-    };
-    metrics.socket_upgraded();
-    let _open = metrics.socket_opened();
-    socket::Socket::new(state, room, ws, listener)
-        .run(after)
-        .await;
 }
 
 #[cfg(test)]

@@ -110,13 +110,24 @@ impl Socket {
     }
 
     /// Serves the socket until it ends, then closes it and leaves the hub.
+    ///
+    /// A socket spends its life inside one task, whose future is as large as its largest
+    /// state: no future here is kept alive past its `.await` (a `match` on an awaited
+    /// expression would keep it alive through the arms), nothing large is moved into another
+    /// future, and the store's futures are boxed (see `catch_up`). Each of these was a few
+    /// hundred bytes on every idle socket.
     pub(super) async fn run(mut self, after: Option<i64>) {
-        let end = match self.start(after).await {
+        let started = self.start(after).await;
+        let end = match started {
             Ok(()) => self.forward().await,
             Err(end) => end,
         };
-        let Socket { ws, listener, .. } = self;
-        listener.close().await;
+        let Socket {
+            ref mut ws,
+            listener,
+            ..
+        } = self;
+        Box::pin(listener.close()).await;
         if let End::Close(code, reason) = end {
             close(ws, code, reason).await;
         }
@@ -149,7 +160,8 @@ impl Socket {
     /// store's seq instead, a post committed since subscribing would be skipped, and clamped to
     /// `latest` when real, the lagging ones sent twice.
     async fn resume_point(&mut self, after: i64, latest: i64) -> Result<i64, End> {
-        match self.state.store.last_seq(self.room.id).await {
+        let read = Box::pin(self.state.store.last_seq(self.room.id)).await;
+        match read {
             Ok(committed) if after <= committed.unwrap_or(0) => Ok(after),
             Ok(_) => Ok(latest),
             Err(e) => {
@@ -162,7 +174,8 @@ impl Socket {
     /// Forwards the hub's events until the socket ends.
     async fn forward(&mut self) -> End {
         loop {
-            let handled = match self.next_event().await {
+            let next = self.next_event().await;
+            let handled = match next {
                 Next::Hub(Ok(Event::Message {
                     seq,
                     frame,
@@ -241,7 +254,8 @@ impl Socket {
             "socket fell behind its hub; resyncing from the store"
         );
         self.state.metrics.resynced();
-        let latest = match self.state.store.last_seq(self.room.id).await {
+        let read = Box::pin(self.state.store.last_seq(self.room.id)).await;
+        let latest = match read {
             Ok(Some(latest)) => latest,
             _ => return Err(End::Close(1011, "try again")),
         };
@@ -265,15 +279,16 @@ impl Socket {
     /// socket closes and the page resumes on a new one.
     async fn catch_up(&mut self, upto: i64) -> Result<(), End> {
         while self.last_sent < upto {
-            let batch = self
-                .state
-                .store
-                .messages_between(self.room.id, self.last_sent, upto, REPLAY_CHUNK)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "socket could not read messages");
-                    End::Close(1011, "try again")
-                })?;
+            // Boxed: the store's futures are large, and kept inline they would size every
+            // idle socket's task.
+            let read =
+                self.state
+                    .store
+                    .messages_between(self.room.id, self.last_sent, upto, REPLAY_CHUNK);
+            let batch = Box::pin(read).await.map_err(|e| {
+                tracing::warn!(error = %e, "socket could not read messages");
+                End::Close(1011, "try again")
+            })?;
             let Some(last) = batch.last().map(|m| m.seq) else {
                 tracing::warn!(
                     after = self.last_sent,
@@ -327,7 +342,7 @@ impl Socket {
 
 /// Says goodbye with `code`, and waits (briefly) for the client's answering close so the TCP
 /// connection ends cleanly.
-pub(super) async fn close(mut ws: Ws, code: u16, reason: &'static str) {
+pub(super) async fn close(ws: &mut Ws, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
