@@ -175,6 +175,8 @@ pub struct Limits {
     pub sign_ins: RateLimit,
     /// Largest accepted request body, in bytes.
     pub body_bytes: usize,
+    /// Live sockets one person may have open on this instance (each tab of a room holds one).
+    pub sockets_per_user: u32,
 }
 
 impl Default for Limits {
@@ -185,6 +187,29 @@ impl Default for Limits {
             join_fails: RateLimit::new(10, Duration::from_secs(60)),
             sign_ins: RateLimit::new(30, Duration::from_secs(60)),
             body_bytes: 64 * 1024,
+            sockets_per_user: 20,
+        }
+    }
+}
+
+/// How long natter waits for slow clients before giving up on them (`server`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For a whole request head: from a connection's opening, and from the first byte of each
+    /// later request on it.
+    pub head: Duration,
+    /// For the next request on a keep-alive connection, from the last answer.
+    pub idle: Duration,
+    /// For a whole request body, from when natter starts reading it (then 408).
+    pub body: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            body: Duration::from_secs(30),
         }
     }
 }
@@ -221,6 +246,8 @@ pub struct Config {
     pub session_days: u32,
     /// The rate limits and the body size limit.
     pub limits: Limits,
+    /// How long slow clients are waited for.
+    pub timeouts: Timeouts,
     /// Events queued per socket in a room's hub before the socket must resync from the store.
     pub hub_capacity: usize,
     /// Database connections this instance may open (`None`: natter's default for the backend).
@@ -305,6 +332,11 @@ const DEFAULT_LIMIT_JOIN_FAILS: &str = "10/1m";
 const DEFAULT_LIMIT_SIGN_INS: &str = "30/1m";
 const DEFAULT_HUB_CAPACITY: &str = "256";
 const DEFAULT_DRAIN: &str = "0s";
+// The same as `Timeouts::default()` and `Limits::default()` (a test keeps them equal).
+const DEFAULT_HEADER_TIMEOUT: &str = "10s";
+const DEFAULT_IDLE_TIMEOUT: &str = "60s";
+const DEFAULT_BODY_TIMEOUT: &str = "30s";
+const DEFAULT_SOCKETS_PER_USER: &str = "20";
 
 /// The command line and the environment as clap reads them. Values stay text here: a blank
 /// variable must mean "the default" (clap would hand it over as a value), and each bad value
@@ -481,6 +513,43 @@ struct Args {
     /// On SIGTERM, how long to keep serving with /healthz failing, at most 5s (2s behind Caddy)
     #[arg(long, env = "NATTER_DRAIN", value_name = "DURATION", default_value = DEFAULT_DRAIN)]
     drain: String,
+
+    /// Time a client has to send a whole request head, from connecting or from the first byte
+    /// of its next request (100ms to 1h)
+    #[arg(
+        long,
+        env = "NATTER_HEADER_TIMEOUT",
+        value_name = "DURATION",
+        default_value = DEFAULT_HEADER_TIMEOUT
+    )]
+    header_timeout: String,
+
+    /// Time an idle keep-alive connection is kept open after its last answer (100ms to 1h)
+    #[arg(
+        long,
+        env = "NATTER_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = DEFAULT_IDLE_TIMEOUT
+    )]
+    idle_timeout: String,
+
+    /// Time a client has to send a whole request body; then 408 (100ms to 1h)
+    #[arg(
+        long,
+        env = "NATTER_BODY_TIMEOUT",
+        value_name = "DURATION",
+        default_value = DEFAULT_BODY_TIMEOUT
+    )]
+    body_timeout: String,
+
+    /// Live sockets one person may hold open on this instance, 1 to 10000; the next gets 429
+    #[arg(
+        long,
+        env = "NATTER_SOCKETS_PER_USER",
+        value_name = "N",
+        default_value = DEFAULT_SOCKETS_PER_USER
+    )]
+    sockets_per_user: String,
 }
 
 /// A setting as given: trimmed, `None` when blank (a blank variable counts as unset).
@@ -598,7 +667,35 @@ impl Args {
                 &self.limit_sign_ins,
                 DEFAULT_LIMIT_SIGN_INS,
             )?,
+            sockets_per_user: or_default(&self.sockets_per_user, DEFAULT_SOCKETS_PER_USER)
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or("NATTER_SOCKETS_PER_USER must be a number from 1 to 10000")?,
             ..Limits::default()
+        };
+
+        let timeout = |key: &str, raw: &str, default: &str| {
+            parse_duration(or_default(raw, default))
+                .filter(|d| (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(d))
+                .ok_or_else(|| format!("{key} must be a duration from 100ms to 1h, like 10s or 2m"))
+        };
+        let timeouts = Timeouts {
+            head: timeout(
+                "NATTER_HEADER_TIMEOUT",
+                &self.header_timeout,
+                DEFAULT_HEADER_TIMEOUT,
+            )?,
+            idle: timeout(
+                "NATTER_IDLE_TIMEOUT",
+                &self.idle_timeout,
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
+            body: timeout(
+                "NATTER_BODY_TIMEOUT",
+                &self.body_timeout,
+                DEFAULT_BODY_TIMEOUT,
+            )?,
         };
 
         let hub_capacity = or_default(&self.hub_capacity, DEFAULT_HUB_CAPACITY)
@@ -633,6 +730,7 @@ impl Args {
             trusted_proxies,
             session_days,
             limits,
+            timeouts,
             hub_capacity,
             db_pool,
             drain,
@@ -1017,6 +1115,40 @@ mod tests {
         );
         assert_eq!((c.hub_capacity, c.drain), (256, Duration::ZERO));
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.limits.sockets_per_user, d.sockets_per_user);
+    }
+
+    #[test]
+    fn timeouts_and_the_socket_cap_are_bounded() {
+        let c = config(
+            &[
+                ("NATTER_HEADER_TIMEOUT", "500ms"),
+                ("NATTER_IDLE_TIMEOUT", "2m"),
+                ("NATTER_SOCKETS_PER_USER", "3"),
+            ],
+            &["--body-timeout", "1s"],
+        )
+        .unwrap();
+        assert_eq!(
+            c.timeouts,
+            Timeouts {
+                head: Duration::from_millis(500),
+                idle: Duration::from_secs(120),
+                body: Duration::from_secs(1),
+            }
+        );
+        assert_eq!(c.limits.sockets_per_user, 3);
+        for (key, bad) in [
+            ("NATTER_HEADER_TIMEOUT", "0s"),
+            ("NATTER_IDLE_TIMEOUT", "2h"),
+            ("NATTER_BODY_TIMEOUT", "soon"),
+            ("NATTER_SOCKETS_PER_USER", "0"),
+            ("NATTER_SOCKETS_PER_USER", "lots"),
+        ] {
+            let e = config(&[(key, bad)], &[]).unwrap_err();
+            assert!(e.contains(key), "{key}={bad}: {e}");
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@
 //!   middleware around every request (request id, origin check, error pages, headers).
 //! - **`api`**: the JSON API under `/api/v1` (poem-openapi), bearer tokens only, every error
 //!   problem+json.
+//! - **`server`**: accepts connections and serves the application on them (hyper), closing
+//!   those that send too slowly or idle too long.
 //!
 //! # One message, from the form to every browser
 //!
@@ -72,17 +74,14 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod refusal;
+pub mod server;
 pub mod store;
 pub mod views;
 pub mod web;
 
 use std::{sync::Arc, time::Duration};
 
-use poem::{
-    EndpointExt, Server,
-    listener::{Acceptor, TcpAcceptor},
-    web::{LocalAddr, RemoteAddr},
-};
+use poem::EndpointExt;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -132,6 +131,8 @@ pub struct Limiters {
     pub join_fails: Limiter<i64>,
     /// Sign-in attempts per client address.
     pub sign_ins: Limiter<std::net::IpAddr>,
+    /// Open live sockets per person.
+    pub sockets: limits::SocketCap,
 }
 
 /// The shared state as handlers hold it.
@@ -160,6 +161,7 @@ pub async fn build(config: Config) -> Result<State, String> {
         rooms: Limiter::new(config.limits.rooms),
         join_fails: Limiter::new(config.limits.join_fails),
         sign_ins: Limiter::new(config.limits.sign_ins),
+        sockets: limits::SocketCap::new(config.limits.sockets_per_user),
     };
     let background = CancellationToken::new();
     let metrics = Arc::new(metrics::Metrics::default());
@@ -205,6 +207,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// with 1012, finish in-flight requests, exit within 10 s.
 pub async fn serve(config: Config) -> Result<(), String> {
     let bind = config.bind;
+    raise_open_file_limit();
     let state = build(config).await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -218,7 +221,6 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let acceptor = TcpAcceptor::from_tokio(listener).map_err(|e| format!("cannot listen: {e}"))?;
     if state.store.backend() == Backend::Sqlite {
         tracing::info!(
             "database is SQLite: run a single natter instance on it (use PostgreSQL for several)"
@@ -249,10 +251,15 @@ pub async fn run(
         // request is sent to a closed port.
         tokio::time::sleep(drain).await;
     };
-    let result = Server::new_with_acceptor(NoDelay(acceptor))
-        .name("natter")
-        .run_with_graceful_shutdown(app(state.clone()), server_stop, Some(requests))
-        .await;
+    let timeouts = state.config.timeouts;
+    server::serve(
+        listener,
+        app(state.clone()),
+        timeouts,
+        server_stop,
+        requests,
+    )
+    .await;
     // Sockets were told to close when `shutdown` was cancelled; give them a moment to finish.
     state.tasks.close();
     let _ = tokio::time::timeout(SOCKETS_GRACE, state.tasks.wait()).await;
@@ -267,36 +274,15 @@ pub async fn run(
     if closed.is_err() {
         tracing::warn!("the database did not close in time; exiting anyway");
     }
-    result.map_err(|e| format!("server error: {e}"))
+    Ok(())
 }
 
-/// Accepts connections with Nagle's algorithm off (a live frame must leave at once, not wait
-/// for an ACK), and rides out accept errors such as running out of file descriptors instead of
-/// stopping the server.
-struct NoDelay(TcpAcceptor);
-
-impl Acceptor for NoDelay {
-    type Io = tokio::net::TcpStream;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(
-        &mut self,
-    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
-        loop {
-            match self.0.accept().await {
-                Ok(accepted) => {
-                    let _ = accepted.0.set_nodelay(true);
-                    return Ok(accepted);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying shortly");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+/// Every connection and socket is a file descriptor: raise the soft limit to the hard one
+/// (often 1,024 → 524,288 under systemd), and say what it is.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
 }
 

@@ -14,6 +14,7 @@
 use std::{
     collections::HashMap,
     hash::Hash,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -83,6 +84,62 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     }
 }
 
+/// Open live sockets per person on this instance, at most `cap` each: one person's tabs or
+/// scripts cannot hold the instance's file descriptors.
+#[derive(Debug)]
+pub struct SocketCap {
+    cap: u32,
+    open: Arc<Mutex<HashMap<i64, u32>>>,
+}
+
+/// One open socket, counted against its person until dropped.
+#[derive(Debug)]
+pub struct SocketSlot {
+    open: Arc<Mutex<HashMap<i64, u32>>>,
+    user: i64,
+}
+
+impl SocketCap {
+    /// At most `cap` sockets per person.
+    pub fn new(cap: u32) -> Self {
+        Self {
+            cap,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for one more of `user`'s sockets, unless they have `cap` open already.
+    pub fn take(&self, user: i64) -> Option<SocketSlot> {
+        let mut open = self.open.lock();
+        let count = open.entry(user).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(SocketSlot {
+            open: self.open.clone(),
+            user,
+        })
+    }
+
+    /// Whether `user` has all their sockets open.
+    pub fn is_full(&self, user: i64) -> bool {
+        self.open.lock().get(&user).is_some_and(|n| *n >= self.cap)
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(count) = open.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// A wait in words for people, rounded up: "1 second", "40 seconds", "3 minutes", "2 hours".
 pub fn wait_in_words(wait: Duration) -> String {
     let secs = retry_after_secs(wait);
@@ -130,6 +187,21 @@ mod tests {
         assert!(limiter.check(&"k").is_ok());
         assert!(limiter.check(&"k").is_err());
         limiter.refund(&"nobody");
+    }
+
+    #[test]
+    fn a_socket_slot_is_given_back_when_dropped() {
+        let cap = SocketCap::new(2);
+        let (a, b) = (cap.take(1).unwrap(), cap.take(1).unwrap());
+        assert!(cap.take(1).is_none() && cap.is_full(1));
+        assert!(cap.take(2).is_some(), "another person has their own cap");
+        drop(a);
+        assert!(!cap.is_full(1));
+        let _c = cap.take(1).unwrap();
+        drop(b);
+        assert_eq!(cap.open.lock().get(&1), Some(&1));
+        drop(_c);
+        assert!(cap.open.lock().is_empty(), "nobody's count is kept at zero");
     }
 
     #[test]

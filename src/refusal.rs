@@ -59,6 +59,9 @@ pub enum Refusal {
     /// The request body is larger than natter accepts (413).
     #[error("request body too large")]
     TooLarge,
+    /// The request body did not arrive in time (408).
+    #[error("request body too slow")]
+    TooSlow,
     /// The input broke a rule (422); the text says which.
     #[error("invalid: {0}")]
     Invalid(&'static str),
@@ -92,6 +95,7 @@ impl Refusal {
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -115,6 +119,7 @@ impl Refusal {
             StatusCode::NOT_FOUND => Refusal::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Refusal::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Refusal::TooLarge,
+            StatusCode::REQUEST_TIMEOUT => Refusal::TooSlow,
             StatusCode::SERVICE_UNAVAILABLE => Refusal::Unavailable,
             StatusCode::FORBIDDEN => Refusal::Forbidden(
                 "The form may have expired. Go back, reload the page and try again.",
@@ -137,6 +142,7 @@ impl Refusal {
             Refusal::NotFound => "Not found",
             Refusal::MethodNotAllowed => "Not allowed",
             Refusal::TooLarge => "Too large",
+            Refusal::TooSlow => "That took too long",
             Refusal::Invalid(_) => "Please check what you entered",
             Refusal::TooFast { .. } => "Slow down a little",
             Refusal::Unavailable => "natter is having trouble",
@@ -174,6 +180,11 @@ impl Refusal {
             }
             Refusal::TooLarge => {
                 "That was more than natter accepts in one go. Shorten it and try again.".into()
+            }
+            Refusal::TooSlow => {
+                "What you sent arrived too slowly, so natter stopped waiting. Check your \
+                 connection and send it again."
+                    .into()
             }
             Refusal::TooFast {
                 retry_after,
@@ -268,6 +279,11 @@ mod tests {
             405
         );
         assert_eq!(Refusal::from_status(StatusCode::IM_A_TEAPOT).status(), 400);
+        assert_eq!(Refusal::TooSlow.status(), 408);
+        assert_eq!(
+            Refusal::from_status(StatusCode::REQUEST_TIMEOUT),
+            Refusal::TooSlow
+        );
         assert_eq!(Refusal::from_status(StatusCode::BAD_GATEWAY).status(), 500);
     }
 }

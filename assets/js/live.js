@@ -31,11 +31,15 @@ function status(text) {
 let downSince = 0; // when the connection went down (0: it is up)
 let downTimer = 0;
 let retries = 0; // failed connections since the last open
+let refused = ""; // why the server refused the last upgrade, when it said
 
 // Nothing while connected, "reconnecting…" after 1 s down, "offline" after 30 s (UI.md).
 function showDown() {
   const offline = (Date.now() - downSince) / 1000 > 30;
-  status(offline ? "offline: messages will appear when the connection is back" : "reconnecting…");
+  const down = offline
+    ? "offline: messages will appear when the connection is back"
+    : "reconnecting…";
+  status(refused || down);
 }
 
 // While the connection is down, what the page shows of presence is stale: natter.css mutes it
@@ -44,6 +48,7 @@ const page = document.documentElement.dataset;
 
 document.addEventListener("htmx:wsOpen", () => {
   downSince = retries = 0;
+  refused = "";
   clearInterval(downTimer);
   status("");
   delete page.live;
@@ -61,11 +66,16 @@ document.addEventListener("htmx:wsClose", (e) => {
     downSince = Date.now();
     downTimer = setInterval(showDown, 1000);
   }
-  // A refused upgrade (signed out, or no longer a member, while away) looks like any failed
-  // connection: every third failure asks the page itself, and reloads onto what it says.
+  // A refused upgrade (signed out or out of the room while away, too many tabs open) looks
+  // like any failed connection: every third failure asks the socket's address over plain
+  // HTTP, which answers what the upgrade got; the page reloads onto it or says it.
   if (++retries % 3 === 0) {
-    fetch(location.href, { redirect: "manual" }).then((r) => {
-      if (r.type === "opaqueredirect" || r.status === 404) location.reload();
+    fetch(e.target.getAttribute("ws-connect")).then((r) => {
+      if (r.status === 401 || r.status === 404) location.reload();
+      if (r.status === 429) {
+        refused = "paused: too many natter tabs open; close one and this one reconnects";
+      }
+      showDown();
     }, () => {}); // unreachable too: asked again three failures later
   }
   // The ws extension retries by itself only after 1006/1011/1012/1013 (Caddy closes with

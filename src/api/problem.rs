@@ -45,6 +45,8 @@ pub enum Kind {
     MethodNotAllowed,
     /// The body is larger than natter accepts (64 KiB by default).
     BodyTooLarge,
+    /// The body did not arrive within the body timeout (30 s by default).
+    BodyTimeout,
     /// The body is not `application/json`.
     UnsupportedMediaType,
     /// A query or header parameter is malformed or out of range.
@@ -67,6 +69,7 @@ impl Kind {
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::InvalidParameter | Kind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -83,6 +86,7 @@ impl Kind {
             Kind::NotFound => "not-found",
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::BodyTooLarge => "body-too-large",
+            Kind::BodyTimeout => "body-timeout",
             Kind::UnsupportedMediaType => "unsupported-media-type",
             Kind::InvalidParameter => "invalid-parameter",
             Kind::InvalidInput => "invalid-input",
@@ -99,6 +103,7 @@ impl Kind {
             Kind::NotFound => "Not found",
             Kind::MethodNotAllowed => "Method not allowed",
             Kind::BodyTooLarge => "The request body is too large",
+            Kind::BodyTimeout => "The request body arrived too slowly",
             Kind::UnsupportedMediaType => "The request body must be JSON",
             Kind::InvalidParameter => "A parameter is not valid",
             Kind::InvalidInput => "A value is not valid",
@@ -200,6 +205,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotFound | Refusal::Moved { .. } => Kind::NotFound,
             Refusal::MethodNotAllowed => Kind::MethodNotAllowed,
             Refusal::TooLarge => Kind::BodyTooLarge,
+            Refusal::TooSlow => Kind::BodyTimeout,
             Refusal::Invalid(_) => Kind::InvalidInput,
             Refusal::TooFast { .. } => Kind::RateLimited,
             Refusal::Unavailable => Kind::Unavailable,
@@ -263,11 +269,14 @@ pub mod status {
     pub const RATE_LIMITED: u16 = 1 << 6;
     /// 503 `unavailable`.
     pub const UNAVAILABLE: u16 = 1 << 7;
+    /// 408 `body-timeout`.
+    pub const TIMEOUT: u16 = 1 << 8;
 
     /// What any operation may answer: the token is refused, or the database is down.
     pub const ALWAYS: u16 = UNAUTHORIZED | UNAVAILABLE;
-    /// What a POST may answer besides: every POST body is size-checked before parsing.
-    pub const POST: u16 = ALWAYS | TOO_LARGE;
+    /// What a POST may answer besides: every POST body is size- and time-checked before
+    /// parsing.
+    pub const POST: u16 = ALWAYS | TOO_LARGE | TIMEOUT;
     /// What an operation taking a JSON body may answer besides.
     pub const JSON_BODY: u16 = POST | BAD_REQUEST | UNSUPPORTED;
 }
@@ -304,6 +313,12 @@ const DOCUMENTED: &[Documented] = &[
         kind: Kind::BodyTooLarge,
         description: "`body-too-large`: the body is larger than natter accepts (64 KiB unless configured otherwise).",
         example_detail: "The body may have at most 65536 bytes.",
+    },
+    Documented {
+        bit: status::TIMEOUT,
+        kind: Kind::BodyTimeout,
+        description: "`body-timeout`: the body did not arrive within 30 s (unless configured otherwise) of natter starting to read it. Send it again.",
+        example_detail: "What you sent arrived too slowly, so natter stopped waiting. Check your connection and send it again.",
     },
     Documented {
         bit: status::UNSUPPORTED,
@@ -425,8 +440,9 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<R
     if req.method() == Method::POST
         && let Some(state) = req.data::<State>()
     {
-        let limit = state.config.limits.body_bytes;
-        if let Err(error) = bound_body(&mut req, limit).await {
+        let (limit, timeout) = (state.config.limits.body_bytes, state.config.timeouts.body);
+        let bounded = tokio::time::timeout(timeout, bound_body(&mut req, limit)).await;
+        if let Err(error) = bounded.unwrap_or_else(|_| Err(Refusal::TooSlow.into())) {
             return Ok(error.as_response());
         }
     }
@@ -551,6 +567,7 @@ mod tests {
             Refusal::NotFound,
             Refusal::MethodNotAllowed,
             Refusal::TooLarge,
+            Refusal::TooSlow,
             Refusal::Invalid("Say something."),
             Refusal::TooFast {
                 retry_after: Duration::from_secs(3),

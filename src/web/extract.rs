@@ -45,7 +45,8 @@ struct Posted {
 
 impl Posted {
     async fn read(req: &Request, body: &mut RequestBody) -> Result<Self, AppError> {
-        let limit = state(req)?.config.limits.body_bytes;
+        let config = &state(req)?.config;
+        let limit = config.limits.body_bytes;
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -54,11 +55,13 @@ impl Posted {
         if declared.is_some_and(|n| n > limit) {
             return Err(Refusal::TooLarge.into());
         }
-        let bytes = body
+        let reading = body
             .take()
             .map_err(|_| Refusal::BadRequest("The form was empty."))?
-            .into_bytes_limit(limit)
+            .into_bytes_limit(limit);
+        let bytes = tokio::time::timeout(config.timeouts.body, reading)
             .await
+            .map_err(|_| Refusal::TooSlow)?
             .map_err(|e| match e {
                 poem::error::ReadBodyError::PayloadTooLarge => Refusal::TooLarge,
                 _ => Refusal::BadRequest("The form could not be read."),

@@ -17,6 +17,41 @@ const STRICT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self
 /// Statuses per operation, keyed by (method, path as the spec writes it).
 type Statuses = BTreeMap<(String, String), BTreeSet<u16>>;
 
+/// A POST whose body stops arriving after its first byte: answered 408 once the body
+/// timeout passes. Only the status is read.
+async fn stalled_post(app: &TestApp, api: &Api, path: &str) -> Reply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        app.addr,
+        api.token.as_deref().unwrap_or_default()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(2).any(|w| w == b"\r\n") {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf));
+        match read.await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => panic!("POST {path} with a stalled body got no answer"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        headers: Default::default(),
+        body: text.into_owned(),
+        json: serde_json::Value::Null,
+    }
+}
+
 async fn spec(app: &TestApp) -> (Reply, openapiv3::OpenAPI) {
     let r = Api::send(reqwest::Client::new().get(app.url("/api/v1/openapi.json"))).await;
     assert_eq!(r.status, 200);
@@ -252,6 +287,7 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         (&leave, "/rooms/{code}/leave", json!({})),
     ] {
         record("POST", spec_path, anon.post(path, body.clone()).await);
+        record("POST", spec_path, stalled_post(app, &ada, path).await);
         record(
             "POST",
             spec_path,
@@ -425,7 +461,7 @@ both! {
         assert!(problems.is_empty(), "{problems:#?}");
     }
 
-    #[settings(NATTER_LIMIT_POSTS = "2/1h", NATTER_LIMIT_ROOMS = "2/1h", NATTER_LIMIT_JOIN_FAILS = "2/1m")]
+    #[settings(NATTER_LIMIT_POSTS = "2/1h", NATTER_LIMIT_ROOMS = "2/1h", NATTER_LIMIT_JOIN_FAILS = "2/1m", NATTER_BODY_TIMEOUT = "200ms")]
     async fn every_documented_status_is_one_the_operation_really_answers(app: TestApp) {
         let (_reply, spec) = spec(&app).await;
         let documented = documented(&spec);

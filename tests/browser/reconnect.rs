@@ -229,3 +229,53 @@ async fn pages_signed_out_or_out_of_the_room_while_away_stop_knocking_and_say_so
     ada.quit().await;
     bob.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_over_the_socket_cap_says_why_and_goes_live_when_another_closes() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, &[("NATTER_SOCKETS_PER_USER", "1")]).await
+    else {
+        return;
+    };
+    let Some((first, second)) = Chrome::pair(&app.base, Js::On).await else {
+        return;
+    };
+    sign_up_dev(&first, "ada@example.org", "ada").await;
+    let code = create_room(&first, "Tabs").await;
+    first
+        .wait_until(
+            "ada online in her first tab",
+            MEMBER_ONLINE,
+            vec![json!("ada")],
+        )
+        .await;
+    // The same person in another browser: her one socket is taken.
+    second.goto("/").await;
+    second.type_into("#dev-email", "ada@example.org").await;
+    second
+        .click("form[action='/auth/dev'] button[type=submit]")
+        .await;
+    second.wait_for_path("/home").await;
+    second.goto(&format!("/rooms/{code}")).await;
+    second
+        .wait_until(
+            "the page saying why it is not live",
+            "document.querySelector('#room-status').textContent.includes('too many natter tabs')",
+            vec![],
+        )
+        .await;
+    second.screenshot("socket-cap").await;
+    // The first tab leaves the room page; the second connects on its next try.
+    first.goto("/home").await;
+    second
+        .wait_until(
+            "live again, the status line cleared",
+            "document.querySelector('#room-status').textContent === ''
+             && !document.documentElement.dataset.live",
+            vec![],
+        )
+        .await;
+    send(&second, "from the second tab").await;
+    wait_for_message(&second, "from the second tab").await;
+    first.quit().await;
+    second.quit().await;
+}

@@ -8,3 +8,4 @@ mod accounts;
 mod live;
 mod rooms;
 mod security;
+mod slow;

@@ -1,7 +1,10 @@
 //! `GET /rooms/{code}/ws?after={seq}`: the live socket of a room page.
 //!
 //! Checked before the upgrade, in this order: Origin (403), session (401), membership (404),
-//! `after` (400). Then the socket listens on its room's hub (`chat::Chat::listen`) and its task
+//! `after` (400), the person's open sockets (429, `NATTER_SOCKETS_PER_USER`). The same address
+//! asked without an upgrade answers what an upgrade would get (without the Origin check: it
+//! changes nothing, and another site cannot read the answer), so the page can tell a refused
+//! socket from a network failure. Then the socket listens on its room's hub (`chat::Chat::listen`) and its task
 //! (`socket.rs`) sends the member list, replays what the page missed (`seq > after`) and
 //! forwards live events, each message exactly once and in order.
 
@@ -56,6 +59,9 @@ fn after_cursor(query: Option<&str>) -> Result<Option<i64>, ()> {
     }
 }
 
+/// How long a person over the socket cap is asked to wait: time to close a tab.
+const SOCKETS_RETRY_SECS: u64 = 10;
+
 fn refuse(status: StatusCode, text: &'static str) -> Response {
     Response::builder()
         .status(status)
@@ -74,11 +80,15 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
             "restarting, try again\n",
         ));
     }
-    let origin_ok = req
-        .headers()
+    let headers = req.headers();
+    let upgrading = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let origin_ok = headers
         .get(header::ORIGIN)
         .is_some_and(|o| o.as_bytes() == state.config.public_origin().as_bytes());
-    if !origin_ok {
+    if upgrading && !origin_ok {
         return Ok(refuse(
             StatusCode::FORBIDDEN,
             "cross-origin socket refused\n",
@@ -105,11 +115,17 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
             "after must be a non-negative integer\n",
         ));
     };
-    let headers = req.headers();
-    let upgrade_ok = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    let over_cap = || {
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many live connections open: close another natter tab\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, SOCKETS_RETRY_SECS.into());
+        Ok(response)
+    };
+    let upgrade_ok = upgrading
         && headers
             .get(header::SEC_WEBSOCKET_VERSION)
             .is_some_and(|v| v == "13");
@@ -117,10 +133,16 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
         .get(header::SEC_WEBSOCKET_KEY)
         .filter(|_| upgrade_ok)
     else {
+        if state.limits.sockets.is_full(user.id) {
+            return over_cap();
+        }
         return Ok(refuse(
             StatusCode::BAD_REQUEST,
             "this address only speaks WebSocket\n",
         ));
+    };
+    let Some(slot) = state.limits.sockets.take(user.id) else {
+        return over_cap();
     };
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = req
@@ -146,6 +168,7 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
             let listening = Box::pin(state.chat.listen(&room, member, session)).await;
             let mut ws =
                 WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config())).await;
+            let _slot = slot; // the socket counts against its person while it is open
             let metrics = state.metrics.clone();
             match listening {
                 Ok(listener) => {

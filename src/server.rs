@@ -1,0 +1,360 @@
+//! The HTTP server: accepts connections and serves the application on each with hyper, with
+//! the deadlines poem's `Server` lacks. Without them a client that sent half a request head, or
+//! nothing, held its connection (and a file descriptor) forever, and a thousand of them made
+//! the process refuse everyone (issue 13).
+//!
+//! - A connection must send a whole request head within `head` of opening, and within `head` of
+//!   the first byte of each later request.
+//! - A keep-alive connection that sends nothing for `idle` after its last answer is closed.
+//! - While a request is being answered (its response body included) no deadline runs here; the
+//!   readers of request bodies give the body its own (`Timeouts::body`, answered with 408).
+//! - A connection that became a WebSocket leaves hyper, and these deadlines, at the upgrade.
+//!
+//! On shutdown it stops accepting, lets each connection finish the request it is on, and drops
+//! whatever is left after the grace period.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use poem::{
+    Endpoint, Request,
+    http::uri::Scheme,
+    web::{LocalAddr, RemoteAddr},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::config::Timeouts;
+
+/// Serves `ep` on `listener` until `stop` completes, then gives connections `grace` to finish
+/// the requests they are on.
+pub async fn serve<E: Endpoint + 'static>(
+    listener: TcpListener,
+    ep: E,
+    timeouts: Timeouts,
+    stop: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let ep = Arc::new(ep);
+    let local = listener.local_addr().ok();
+    if let Some(addr) = local {
+        tracing::info!(%addr, "listening");
+    }
+    let connections = TaskTracker::new();
+    // On shutdown each connection finishes its request, then closes; after the grace period
+    // those still open are dropped.
+    let closing = CancellationToken::new();
+    let abandon = CancellationToken::new();
+    let mut failures = AcceptFailures::default();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true); // a live frame must leave at once
+                let served = connection(stream, peer, local, ep.clone(), timeouts, &closing);
+                connections.spawn(abandon.clone().run_until_cancelled_owned(served));
+            }
+            Err(e) => {
+                // Out of file descriptors, typically: ride it out rather than stop serving.
+                failures.log(&e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            open = connections.len(),
+            "closing the connections still busy after the grace period"
+        );
+        abandon.cancel();
+        connections.wait().await;
+    }
+}
+
+/// One connection, from accept to close.
+fn connection<E: Endpoint + 'static>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    ep: Arc<E>,
+    timeouts: Timeouts,
+    closing: &CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let closing = closing.clone();
+    let watch = Arc::new(Watch::new());
+    let io = TokioIo::new(Watched {
+        io: stream,
+        watch: watch.clone(),
+    });
+    let remote = RemoteAddr(peer.into());
+    let local = LocalAddr(local.unwrap_or(peer).into());
+    let service = hyper::service::service_fn({
+        let watch = watch.clone();
+        move |req: hyper::Request<Incoming>| {
+            let busy = Busy::start(watch.clone());
+            let (ep, local, remote) = (ep.clone(), local.clone(), remote.clone());
+            async move {
+                let req = Request::from((req, local, remote, Scheme::HTTP));
+                let response: hyper::Response<BoxBody<Bytes, std::io::Error>> =
+                    ep.get_response(req).await.into();
+                // The request stays busy until hyper has sent its body (and drops it).
+                Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
+            }
+        }
+    });
+    async move {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let served = builder.serve_connection_with_upgrades(io, service);
+        let deadline = watch.deadline_passed(timeouts);
+        tokio::pin!(served, deadline);
+        tokio::select! {
+            biased;
+            _ = served.as_mut() => return,
+            () = deadline.as_mut() => {
+                tracing::debug!(%peer, "closed a connection that sent nothing in time");
+                return;
+            }
+            () = closing.cancelled() => {}
+        }
+        served.as_mut().graceful_shutdown();
+        tokio::select! {
+            _ = served => {}
+            () = deadline => {}
+        }
+    }
+}
+
+/// What a connection is doing, for its deadline: one word, so the watchdog never sees half a
+/// change. Bits 0–15: requests being answered; bit 16: a request head has begun arriving;
+/// bits 17–63: when the connection last went idle or began a head, in ms since it opened.
+struct Watch {
+    opened: Instant,
+    state: AtomicU64,
+    /// Told when the deadline may have come closer (a request ended, or a head began).
+    changed: Notify,
+}
+
+const BUSY_MASK: u64 = 0xffff;
+const HEAD: u64 = 1 << 16;
+const SINCE_SHIFT: u32 = 17;
+
+impl Watch {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            // A new connection owes a request head at once.
+            state: AtomicU64::new(HEAD),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    /// Bytes arrived: on an idle connection, a request head has begun.
+    fn on_read(&self) {
+        let state = self.state.load(Ordering::Acquire);
+        if state & (BUSY_MASK | HEAD) == 0 {
+            let head = HEAD | (self.now_ms() << SINCE_SHIFT);
+            if self
+                .state
+                .compare_exchange(state, head, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// Resolves when the connection has missed its deadline: a head not complete within
+    /// `head`, or nothing sent within `idle` of the last answer.
+    async fn deadline_passed(&self, timeouts: Timeouts) {
+        loop {
+            let state = self.state.load(Ordering::Acquire);
+            if state & BUSY_MASK != 0 {
+                self.changed.notified().await;
+                continue;
+            }
+            let allowed = if state & HEAD != 0 {
+                timeouts.head
+            } else {
+                timeouts.idle
+            };
+            let since = Duration::from_millis(state >> SINCE_SHIFT);
+            let deadline = tokio::time::Instant::from_std(self.opened + since + allowed);
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = self.changed.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+/// One request being answered; when the last one ends, the connection is idle.
+struct Busy(Arc<Watch>);
+
+impl Busy {
+    fn start(watch: Arc<Watch>) -> Self {
+        // A whole head has arrived: its deadline is over.
+        let _ = watch
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some(((s & BUSY_MASK) + 1).min(BUSY_MASK) | (s & !(BUSY_MASK | HEAD)))
+            });
+        Busy(watch)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let now = self.0.now_ms();
+        let _ = self
+            .0
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some(match s & BUSY_MASK {
+                    0 | 1 => now << SINCE_SHIFT,
+                    n => (n - 1) | (s & !BUSY_MASK),
+                })
+            });
+        self.0.changed.notify_one();
+    }
+}
+
+/// The TCP stream, telling its watch when bytes arrive.
+struct Watched {
+    io: TcpStream,
+    watch: Arc<Watch>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.watch.on_read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A response body that keeps its request busy until hyper has sent it and dropped it.
+struct Tracked {
+    body: BoxBody<Bytes, std::io::Error>,
+    _busy: Busy,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Logs failed accepts at most every 10 s, with how many were not logged.
+#[derive(Default)]
+struct AcceptFailures {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    fn log(&mut self, e: &std::io::Error) {
+        if self
+            .last_logged
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(10))
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            error = %e,
+            more_since_last_logged = self.unlogged,
+            "cannot accept connections (out of file descriptors?); retrying"
+        );
+        self.last_logged = Some(Instant::now());
+        self.unlogged = 0;
+    }
+}
