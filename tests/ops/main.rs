@@ -10,4 +10,5 @@ mod multi;
 mod observe;
 mod procs;
 mod resilience;
+mod slow;
 mod writer;

@@ -75,7 +75,7 @@ impl Natter {
         public_url: &str,
         extra: &[(&str, &str)],
     ) -> Natter {
-        Self::spawn(port, database_url, public_url, extra, None).await
+        Self::spawn(port, database_url, public_url, extra, None, None).await
     }
 
     /// Starts the binary with JSON logs at `info` written to `log`.
@@ -86,7 +86,23 @@ impl Natter {
         log: std::path::PathBuf,
     ) -> Natter {
         let settings = [("NATTER_LOG_FORMAT", "json"), ("NATTER_LOG", "info")];
-        Self::spawn(port, database_url, public_url, &settings, Some(log)).await
+        Self::spawn(port, database_url, public_url, &settings, Some(log), None).await
+    }
+
+    /// As `start_logging`, with more settings, under an open-file limit of `soft` (and `hard`,
+    /// which natter may raise its soft limit to) set by `prlimit`.
+    pub async fn start_with_open_files(
+        port: u16,
+        database_url: &str,
+        public_url: &str,
+        extra: &[(&str, &str)],
+        log: std::path::PathBuf,
+        (soft, hard): (u64, u64),
+    ) -> Natter {
+        let mut settings = vec![("NATTER_LOG_FORMAT", "json"), ("NATTER_LOG", "info")];
+        settings.extend_from_slice(extra);
+        let limit = Some((soft, hard));
+        Self::spawn(port, database_url, public_url, &settings, Some(log), limit).await
     }
 
     async fn spawn(
@@ -95,8 +111,19 @@ impl Natter {
         public_url: &str,
         extra: &[(&str, &str)],
         log: Option<std::path::PathBuf>,
+        open_files: Option<(u64, u64)>,
     ) -> Natter {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
+        let natter = env!("CARGO_BIN_EXE_natter");
+        let mut cmd = match open_files {
+            None => Command::new(natter),
+            Some((soft, hard)) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(natter);
+                cmd
+            }
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("NATTER_BIND", format!("127.0.0.1:{port}"))
