@@ -337,6 +337,8 @@ both! {
             ("ädä", "only letters"),
             ("ADMIN", "reserved"),
             ("<script>x", "only letters"),
+            ("ada\u{202e}nimda", "only letters"),
+            ("\u{2066}ada\u{2069}", "only letters"),
             ("", "Choose a username"),
         ] {
             let r = browser.post_form("/username", "/username", &[("username", typed)]).await;
