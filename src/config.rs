@@ -240,7 +240,7 @@ pub struct Config {
     pub log: String,
     /// How log lines are written.
     pub log_format: LogFormat,
-    /// Peers whose `X-Real-IP`/`X-Forwarded-For` are believed.
+    /// Peers whose `X-Forwarded-For` is believed (read from the right, skipping these).
     pub trusted_proxies: Vec<IpAddr>,
     /// Sessions end this many days after their last use.
     pub session_days: u32,
@@ -446,8 +446,8 @@ struct Args {
     )]
     log_format: String,
 
-    /// Comma-separated proxy IPs whose X-Real-IP / X-Forwarded-For are believed (none by
-    /// default: the peer address is the client)
+    /// Comma-separated proxy IPs whose X-Forwarded-For is believed: the client is its rightmost
+    /// hop that is not one of them (none by default: the peer address is the client)
     #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_name = "IPS")]
     trusted_proxies: Option<String>,
 

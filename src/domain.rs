@@ -1,7 +1,7 @@
 //! Validated input. Everything a person types becomes one of these types before it reaches the
 //! store, so the store never sees a raw string and every rule lives in exactly one place.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use thiserror::Error;
 
@@ -217,6 +217,26 @@ fn has_forbidden_control(text: &str) -> bool {
         .any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
+/// The characters that only steer bidirectional text: embeddings and overrides
+/// (U+202A–U+202E), isolates (U+2066–U+2069) and marks (U+200E, U+200F, U+061C). An override
+/// reorders the text after it up to the end of its paragraph, so in a name it would reverse
+/// whatever the name is shown next to (`Name · natter` in `<title>`, a line of the rail), and in
+/// a link's text it makes `…/\u{202E}fdp.exe` read `…/exe.pdf`. No name needs one (pages isolate
+/// each name with `<bdi>`), so names refuse them all.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` without direction controls, for places that cannot isolate it (a `<title>`) or must
+/// show it in the order typed (a link's text).
+pub fn without_bidi_controls(text: &str) -> Cow<'_, str> {
+    if text.contains(is_bidi_control) {
+        Cow::Owned(text.chars().filter(|c| !is_bidi_control(*c)).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// A room's display name: optional, up to 80 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RoomName(String);
@@ -231,6 +251,12 @@ impl RoomName {
         if has_forbidden_control(name) || name.contains(['\n', '\t']) {
             return Err(Invalid(
                 "A room name is one line of text without control characters.",
+            ));
+        }
+        if name.chars().any(is_bidi_control) {
+            return Err(Invalid(
+                "A room name cannot contain text direction controls (such as U+202E or U+200F): \
+                 they would reorder the text around it.",
             ));
         }
         if name.chars().count() > Self::MAX {
@@ -263,6 +289,12 @@ impl TokenName {
         if has_forbidden_control(name) || name.contains(['\n', '\t']) {
             return Err(Invalid(
                 "A token name is one line of text without control characters.",
+            ));
+        }
+        if name.chars().any(is_bidi_control) {
+            return Err(Invalid(
+                "A token name cannot contain text direction controls (such as U+202E or U+200F): \
+                 they would reorder the text around it.",
             ));
         }
         if name.chars().all(is_invisible) {
@@ -351,6 +383,9 @@ mod tests {
             "a<b>",
             "ad\0a",
             "ｆｕｌｌ",
+            "ada\u{202e}",
+            "\u{2066}ada\u{2069}",
+            "ada\u{200f}",
         ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} should be refused");
         }
@@ -454,6 +489,35 @@ mod tests {
         assert!(RoomName::parse("a\nb").is_err());
         assert!(RoomName::parse("a\0b").is_err());
         assert!(RoomName::parse(&"x".repeat(81)).is_err());
+        // Direction controls would reverse what the name is shown next to.
+        for bidi in [
+            "\u{202e}",
+            "abc\u{202e}fdp.exe",
+            "a\u{202a}b",
+            "a\u{2066}b\u{2069}",
+            "\u{2068}x",
+            "x\u{200f}",
+            "x\u{200e}",
+            "\u{061c}x",
+        ] {
+            assert!(
+                RoomName::parse(bidi)
+                    .unwrap_err()
+                    .0
+                    .contains("direction controls"),
+                "{bidi:?} should be refused"
+            );
+            assert!(
+                TokenName::parse(bidi).is_err(),
+                "{bidi:?} should be refused"
+            );
+        }
+        // Right-to-left names are fine.
+        assert_eq!(
+            RoomName::parse("מועדון ספר 2").unwrap().as_str(),
+            "מועדון ספר 2"
+        );
+        assert!(RoomName::parse("نادي الكتاب").is_ok());
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub struct Limiters {
     pub rooms: Limiter<i64>,
     /// Wrong room codes per person.
     pub join_fails: Limiter<i64>,
-    /// Sign-in attempts per client address.
+    /// Sign-in attempts per client address (an IPv6 client's /64: `auth::limit_key`).
     pub sign_ins: Limiter<std::net::IpAddr>,
     /// Open live sockets per person.
     pub sockets: limits::SocketCap,

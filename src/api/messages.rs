@@ -17,7 +17,7 @@ use super::{
     text::Text,
     timestamp,
 };
-use crate::{State, actions, refusal::Refusal, store::Message};
+use crate::{State, actions, domain::MessageBody, refusal::Refusal, store::Message};
 
 /// Messages per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: i64 = 50;
@@ -118,8 +118,8 @@ enum Read {
 #[derive(ApiResponse)]
 enum Posted {
     /// Posted: everyone with the room open sees it now. A retry with the same
-    /// `Idempotency-Key` answers the same (201 with the message first posted under that key)
-    /// and posts nothing new.
+    /// `Idempotency-Key` and the same body answers the same (201 with the message first posted
+    /// under that key) and posts nothing new; the same key with another body is refused (422).
     #[oai(status = 201)]
     Message(Json<MessageJson>),
 }
@@ -227,9 +227,9 @@ impl Api {
         state: Data<&State>,
         /// The room's code, `ABCD-EFGH`.
         code: Path<String>,
-        /// Makes retries safe: a second post with the same key (per room and person) posts
-        /// nothing new and answers with the first. 1–64 letters, digits, `-` or `_` (a UUID
-        /// will do).
+        /// Makes retries safe: a second post with the same key (per room and person) and the
+        /// same body posts nothing new and answers with the first; with another body it is
+        /// refused (422). 1–64 letters, digits, `-` or `_` (a UUID will do).
         #[oai(name = "Idempotency-Key", example = "example_key")]
         key: Header<Option<String>>,
         message: Json<NewMessage>,
@@ -265,6 +265,16 @@ impl Api {
             .await?
             .pop()
             .ok_or(Refusal::Unavailable)?;
+        // A key answers for one message: the same key with other text is a mistake (a key
+        // reused for a new message), and answering with the first would hide that nothing new
+        // was posted. "The same" is after the trimming and line-break rules every post gets.
+        let same = MessageBody::parse(&message.0.body.0).is_ok_and(|b| b.as_str() == posted.body);
+        if !same {
+            return Err(ApiError::invalid_parameter(
+                "This `Idempotency-Key` was used for another message: send a new key with new text.",
+            )
+            .into());
+        }
         Ok(Posted::Message(Json(MessageJson::of(&posted))))
     }
 }

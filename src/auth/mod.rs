@@ -4,7 +4,7 @@
 pub mod csrf;
 pub mod oidc;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use cookie::{
@@ -107,28 +107,67 @@ pub fn read_cookie(req: &Request, config: &Config, base: &str) -> Option<String>
 }
 
 /// The address of the person asking: the peer, unless the peer is a trusted proxy, in which case
-/// the address it reports (`X-Real-IP`, else the last `X-Forwarded-For` hop).
+/// the client that `X-Forwarded-For` names (see `forwarded_client`). `X-Real-IP` is not read:
+/// a proxy that passes a client's own through (nginx's default) would let it choose its address.
 pub fn client_ip(req: &Request, config: &Config) -> Option<IpAddr> {
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
-    let peer = match peer {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    if !config.trusted_proxies.contains(&peer) {
-        return Some(peer);
+    let peer = canonical(req.remote_addr().as_socket_addr()?.ip());
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        // A value that is not text counts as one hop that is not an address.
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    Some(forwarded_client(peer, &forwarded, &config.trusted_proxies))
+}
+
+/// Who sent a request that reached us from `peer` with these `X-Forwarded-For` values (in the
+/// order received). Each proxy appends the address it got the request from, so the chain is
+/// read from the right for as long as the hop we are at is a trusted proxy: the first address
+/// that is not one is the client, and anything left of it is whatever that client chose to
+/// send. If every hop is trusted, the leftmost is the client; a hop that is not an address
+/// stops the walk at the trusted proxy that reported it.
+fn forwarded_client(peer: IpAddr, forwarded: &[&str], trusted: &[IpAddr]) -> IpAddr {
+    let hops = forwarded.iter().flat_map(|value| value.split(','));
+    let mut client = peer;
+    for hop in hops.rev() {
+        if !trusted.contains(&client) {
+            break;
+        }
+        match parse_hop(hop) {
+            Some(ip) => client = ip,
+            None => break,
+        }
     }
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    header("x-real-ip")
-        .and_then(|v| v.trim().parse().ok())
-        .or_else(|| {
-            header("x-forwarded-for")
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .or(Some(peer))
+    client
+}
+
+/// One `X-Forwarded-For` hop: an address, perhaps with a port (`1.2.3.4:80`, `[::1]:80`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let ip = hop
+        .parse()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))?;
+    Some(canonical(ip))
+}
+
+/// An IPv4 address reached over IPv6 (`::ffff:1.2.3.4`) as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// What a per-address limit counts against: an IPv4 address, or the /64 an IPv6 address is in.
+/// A home or phone is given a whole /64 and may use any address in it, so counting single IPv6
+/// addresses would hand one person 2^64 budgets.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
+        v4 => v4,
+    }
 }
 
 /// Put on every request by the middleware. `Session::load` fills it in when it slid the
@@ -382,6 +421,60 @@ mod tests {
             .header("cookie", "natter_session=planted")
             .finish();
         assert_eq!(read_cookie(&req, &https, SESSION_COOKIE), None);
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_forwarded_hop_that_is_not_a_trusted_proxy() {
+        let proxy = ip("127.0.0.1");
+        let trusted = [proxy, ip("10.0.0.2")];
+        let client = |forwarded: &[&str]| forwarded_client(proxy, forwarded, &trusted);
+        // Caddy (and nginx's `$proxy_add_x_forwarded_for`) append the address they saw.
+        assert_eq!(client(&["203.0.113.7"]), ip("203.0.113.7"));
+        // Whatever the client wrote to the left of it is not believed.
+        assert_eq!(client(&["198.51.100.1, 203.0.113.7"]), ip("203.0.113.7"));
+        assert_eq!(client(&["198.51.100.1", "203.0.113.7"]), ip("203.0.113.7"));
+        // Trusted proxies in the chain are skipped, whatever their order.
+        assert_eq!(
+            client(&["198.51.100.1, 203.0.113.7, 10.0.0.2, 127.0.0.1"]),
+            ip("203.0.113.7")
+        );
+        // Only trusted hops: the leftmost is where the request came from.
+        assert_eq!(client(&["10.0.0.2, 127.0.0.1"]), ip("10.0.0.2"));
+        // No header: the proxy itself asked.
+        assert_eq!(client(&[]), proxy);
+        // Ports and IPv4 over IPv6 are read as the address they carry.
+        assert_eq!(client(&["[2001:db8::1]:4711"]), ip("2001:db8::1"));
+        assert_eq!(client(&["203.0.113.7:4711"]), ip("203.0.113.7"));
+        assert_eq!(client(&["::ffff:203.0.113.7"]), ip("203.0.113.7"));
+        // A hop that is not an address stops at the trusted proxy that reported it.
+        for junk in [
+            "unknown",
+            "",
+            "203.0.113.7,",
+            "<script>",
+            "203.0.113.7 , , ",
+        ] {
+            assert_eq!(client(&[junk]), proxy, "{junk:?}");
+        }
+        assert_eq!(client(&["junk, 10.0.0.2"]), ip("10.0.0.2"));
+        // A peer that is not trusted is the client, whatever it says.
+        assert_eq!(
+            forwarded_client(ip("192.0.2.1"), &["203.0.113.7"], &trusted),
+            ip("192.0.2.1")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_slash_64() {
+        assert_eq!(limit_key(ip("203.0.113.7")), ip("203.0.113.7"));
+        let key = limit_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"));
+        assert_eq!(key, ip("2001:db8:1:2::"));
+        assert_eq!(limit_key(ip("2001:db8:1:2::1")), key);
+        assert_ne!(limit_key(ip("2001:db8:1:3::1")), key);
     }
 
     #[test]

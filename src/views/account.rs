@@ -184,9 +184,17 @@ pub fn profile(nav: Nav, csrf: &str, p: &Profile) -> Markup {
                 "You are signed in on " (p.sessions) " "
                 (if p.sessions == 1 { "browser or device" } else { "browsers or devices" }) "."
             }
+            // Tokens are for scripts, which a lost phone does not hold: signing out leaves them
+            // alone, so the page says so where the button is, and read with the button.
+            p #sign-out-everywhere-note {
+                "Signing out everywhere ends every browser's session. API tokens keep working: "
+                a href="#tokens-title" { "revoke them below" } "."
+            }
             form method="post" action="/auth/logout/everywhere" {
                 (csrf_field(csrf))
-                button.button.danger type="submit" { "Sign out everywhere" }
+                button.button.danger type="submit" aria-describedby="sign-out-everywhere-note" {
+                    "Sign out everywhere"
+                }
             }
         }
         (token_panel(p.tokens, csrf, &p.panel))

@@ -2,7 +2,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use crate::assets;
+use crate::{assets, domain::without_bidi_controls};
 
 /// htmx settings (DESIGN.md §8, §10): no eval and no injected styles (the CSP forbids both), no
 /// script tags from swapped content, and 422/429 answers swapped so the composer can show why a
@@ -57,7 +57,10 @@ impl Page<'_> {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     meta name="color-scheme" content="light dark";
-                    title { (self.title) " · natter" }
+                    // Plain text, where no `<bdi>` can isolate a room's name: names refuse
+                    // direction controls, but one stored before they did must not reverse
+                    // " · natter".
+                    title { (without_bidi_controls(self.title)) " · natter" }
                     link rel="stylesheet" href=(assets::url("natter.css"));
                     @if let Nav::Member { user_id, .. } = &self.nav {
                         // Marks the viewer's own messages without rendering them per viewer.

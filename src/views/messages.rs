@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 
 use super::times::time;
-use crate::store::Message;
+use crate::{domain::without_bidi_controls, store::Message};
 
 /// Messages per page of history.
 pub const PAGE_SIZE: i64 = 50;
@@ -68,7 +68,9 @@ pub fn message(m: &Message, continued: bool) -> Markup {
 }
 
 /// Text with its http(s) URLs as links. Everything is escaped by maud; only the two URL
-/// schemes become links, so `javascript:` stays text.
+/// schemes become links, so `javascript:` stays text. A link's text is isolated (`<bdi>`) and
+/// shown without direction controls, so it reads in the order it is typed and cannot reorder
+/// its neighbours: `https://x.org/\u{202E}fdp.exe` shows as `…/fdp.exe`, not `…/exe.pdf`.
 fn linkify(text: &str) -> Markup {
     let mut parts: Vec<(bool, &str)> = Vec::new();
     let mut rest = text;
@@ -91,7 +93,9 @@ fn linkify(text: &str) -> Markup {
     parts.push((false, rest));
     html! {
         @for (is_url, part) in parts {
-            @if is_url { a href=(part) rel="noopener nofollow ugc" target="_blank" { (part) } } @else { (part) }
+            @if is_url {
+                a href=(part) rel="noopener nofollow ugc" target="_blank" { bdi { (without_bidi_controls(part)) } }
+            } @else { (part) }
         }
     }
 }
@@ -190,8 +194,22 @@ mod tests {
         .into_string();
         assert!(html.contains(r#"<a href="https://example.org/a?b=1&amp;c=" rel="noopener nofollow ugc" target="_blank">"#), "{html}");
         assert!(html.contains(r#"<a href="http://x.org" rel"#), "{html}");
+        assert!(
+            html.contains(r#"target="_blank"><bdi>http://x.org</bdi></a>."#),
+            "{html}"
+        );
         assert!(!html.contains("href=\"javascript"), "{html}");
         assert_eq!(linkify("http:// nothing").into_string(), "http:// nothing");
+    }
+
+    #[test]
+    fn link_text_reads_as_typed_and_cannot_reorder_its_neighbours() {
+        let html = linkify("get https://x.org/\u{202e}fdp.exe now\u{200f}").into_string();
+        assert_eq!(
+            html,
+            "get <a href=\"https://x.org/\u{202e}fdp.exe\" rel=\"noopener nofollow ugc\" \
+             target=\"_blank\"><bdi>https://x.org/fdp.exe</bdi></a> now\u{200f}"
+        );
     }
 
     #[test]

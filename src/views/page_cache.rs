@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc};
 use parking_lot::Mutex;
 
 use super::messages::message_items;
-use crate::store::{Room, Store, StoreError};
+use crate::store::{Message, Room, Store, StoreError};
 
 /// The newest messages of a room as the room page shows them.
 #[derive(Debug, Default)]
@@ -39,14 +39,16 @@ pub struct NewestPages {
 struct Pages {
     /// (newest seq on the page, page size asked for, the page), by room id.
     by_room: HashMap<i64, (i64, i64, Arc<NewestPage>)>,
-    /// The HTML the pages hold, in bytes.
+    /// The memory the pages' HTML holds, in bytes (each string's capacity, not its length).
     bytes: usize,
 }
 
 /// Rooms whose newest page is kept.
 const MAX_ROOMS: usize = 10_000;
 
-/// The HTML the cached pages may hold. A room page of fifty long messages is about 400 KB.
+/// The memory the cached pages' HTML may hold. A room page of fifty long messages is about
+/// 400 KB; fifty of the largest (4,000 `&` in a link, each escaped in the text and the `href`)
+/// about 2 MB.
 const MAX_BYTES: usize = 64 << 20;
 
 impl NewestPages {
@@ -70,23 +72,115 @@ impl NewestPages {
             return Ok(page);
         }
         let read = store.messages_before(room.id, None, limit).await?;
-        let page = Arc::new(NewestPage {
-            html: message_items(None, &read.messages).into_string(),
-            has_older: read.has_older,
-            first_seq: read.messages.first().map(|m| m.seq),
-            // Seqs are gap-free and committed in order, so this page is the newest `limit`
-            // messages as of its own newest seq (which may be past `room.last_seq`).
-            last_seq: read.messages.last().map_or(0, |m| m.seq),
-        });
+        Ok(self.keep(
+            room.id,
+            limit,
+            NewestPage::render(&read.messages, read.has_older),
+        ))
+    }
+
+    /// Keeps `page` as the newest page of `room_id` (and hands it back), starting over first
+    /// if it would not fit.
+    fn keep(&self, room_id: i64, limit: i64, mut page: NewestPage) -> Arc<NewestPage> {
+        // The bound is on the memory held, not the text: a rendered `String` grows by doubling,
+        // so it can hold nearly twice its length. Give the spare back and count what is kept.
+        page.html.shrink_to_fit();
+        let size = page.html.capacity();
+        let page = Arc::new(page);
+        if size > MAX_BYTES {
+            return page;
+        }
         let mut pages = self.pages.lock();
-        if pages.by_room.len() >= MAX_ROOMS || pages.bytes + page.html.len() > MAX_BYTES {
+        if let Some((_, _, replaced)) = pages.by_room.remove(&room_id) {
+            pages.bytes -= replaced.html.capacity();
+        }
+        if pages.by_room.len() >= MAX_ROOMS || pages.bytes + size > MAX_BYTES {
             *pages = Pages::default();
         }
-        pages.bytes += page.html.len();
-        let entry = (page.last_seq, limit, page.clone());
-        if let Some((_, _, replaced)) = pages.by_room.insert(room.id, entry) {
-            pages.bytes -= replaced.html.len();
+        pages.bytes += size;
+        pages
+            .by_room
+            .insert(room_id, (page.last_seq, limit, page.clone()));
+        page
+    }
+}
+
+impl NewestPage {
+    /// `messages` (the newest of their room, in order) as the room page shows them.
+    fn render(messages: &[Message], has_older: bool) -> Self {
+        Self {
+            html: message_items(None, messages).into_string(),
+            has_older,
+            first_seq: messages.first().map(|m| m.seq),
+            // Seqs are gap-free and committed in order, so this page is the newest messages
+            // as of its own newest seq (which may be past the room's `last_seq` when read).
+            last_seq: messages.last().map_or(0, |m| m.seq),
         }
-        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{domain::MessageBody, views::messages::PAGE_SIZE};
+
+    /// The message whose HTML is largest for its length: a link of nothing but `&`, which is
+    /// escaped twice (the link's text and its `href`), ten bytes of HTML per character typed.
+    fn worst_message(seq: i64) -> Message {
+        let text = format!("https://e.x/?{}", "&".repeat(MessageBody::MAX - 13));
+        let body = MessageBody::parse(&text).expect("the longest message allowed");
+        Message {
+            room_id: 1,
+            seq,
+            user_id: seq % 2,
+            author: "w".repeat(crate::domain::Username::MAX),
+            body: body.into_string(),
+            created_at: seq * 1000,
+            edited_at: None,
+        }
+    }
+
+    /// What the cache holds, as it counts it and as the strings themselves say.
+    fn held(cache: &NewestPages) -> (usize, usize, usize, usize) {
+        let pages = cache.pages.lock();
+        let len = pages.by_room.values().map(|(_, _, p)| p.html.len()).sum();
+        let capacity = pages
+            .by_room
+            .values()
+            .map(|(_, _, p)| p.html.capacity())
+            .sum();
+        (pages.bytes, len, capacity, pages.by_room.len())
+    }
+
+    #[test]
+    fn worst_case_pages_never_hold_more_than_the_bound() {
+        let messages: Vec<Message> = (1..=PAGE_SIZE).map(worst_message).collect();
+        let cache = NewestPages::default();
+        let first = NewestPage::render(&messages, true).html.len();
+        assert!(first > 1 << 20, "a worst-case page is {first} bytes");
+        // Past the bound three times over, so the cache starts over more than once.
+        let rooms = 3 * MAX_BYTES / first + 3;
+        let mut most = 0;
+        for room in 0..rooms as i64 {
+            // Rendered each time, as a request would: the string as maud built it. Rooms hold
+            // 26 to 50 such messages, so some pages are just past a power of two in length.
+            let newest = &messages[(room % 25) as usize..];
+            cache.keep(room, PAGE_SIZE, NewestPage::render(newest, true));
+            // The same room again (a new message): replaced, not counted twice.
+            if room % 5 == 0 {
+                cache.keep(room, PAGE_SIZE, NewestPage::render(&messages[1..], true));
+            }
+            let (counted, len, capacity, kept) = held(&cache);
+            assert!(counted <= MAX_BYTES, "counted {counted} bytes");
+            assert!(len <= MAX_BYTES, "the pages are {len} bytes long");
+            assert!(
+                capacity <= MAX_BYTES,
+                "the pages hold {capacity} bytes ({len} used, {counted} counted)"
+            );
+            assert!(counted >= len, "counted {counted} of {len} bytes");
+            assert!(kept <= MAX_ROOMS);
+            most = most.max(kept);
+        }
+        assert!(most > 1, "several worst-case pages fit at once: {most}");
     }
 }

@@ -87,7 +87,7 @@ fn rooms_rail(rooms: &[RoomLink], current: &str) -> Markup {
                 @for r in rooms {
                     li {
                         a href={ "/rooms/" (r.code) } aria-current=[(r.code == current).then_some("page")] {
-                            span.rail-name { (r.display_name()) }
+                            span.rail-name { bdi { (r.display_name()) } }
                         }
                     }
                 }

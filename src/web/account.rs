@@ -182,7 +182,8 @@ pub async fn dev_sign_in(
 
 fn limit_sign_ins(state: &State, req: &Request) -> Result<(), AppError> {
     let ip = auth::client_ip(req, &state.config).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    state.limits.sign_ins.check(&ip).map_err(|retry_after| {
+    let key = auth::limit_key(ip);
+    state.limits.sign_ins.check(&key).map_err(|retry_after| {
         Refusal::TooFast {
             retry_after,
             budget: Budget::SignIns,

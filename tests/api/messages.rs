@@ -130,7 +130,7 @@ both! {
         assert!(!page.body.contains("<script>alert"), "shown as text");
     }
 
-    async fn an_idempotency_key_posts_once(app: TestApp) {
+    async fn an_idempotency_key_posts_once_and_refuses_other_text(app: TestApp) {
         let (_a, api) = api_user(&app, "ada@example.org", "ada").await;
         let code = api.create_room("Retries").await;
         let path = format!("/rooms/{code}/messages");
@@ -142,8 +142,14 @@ both! {
         assert_eq!(first.status, 201);
         let again = send("9f0c7c1e-retry_1", "only once").await;
         assert_eq!((again.status, &again.json["seq"], &again.json["body"]), (201, &first.json["seq"], &json!("only once")));
+        // The same text as stored (surrounding spaces trimmed) is the same post.
+        let trimmed = send("9f0c7c1e-retry_1", "  only once\n").await;
+        assert_eq!((trimmed.status, &trimmed.json["seq"]), (201, &first.json["seq"]));
+        // Other text under a used key is a mistake, not a retry: refused, nothing posted.
         let changed = send("9f0c7c1e-retry_1", "something else").await;
-        assert_eq!((changed.status, &changed.json["body"]), (201, &json!("only once")), "the first post under a key wins");
+        changed.assert_problem(422, "invalid-parameter");
+        assert!(changed.json["detail"].as_str().unwrap().contains("Idempotency-Key"), "{:?}", changed.json);
+        assert_eq!(seqs(&api.get(&path).await), vec![1]);
         let other = send("another-key", "only once").await;
         assert_eq!(other.json["seq"], 2);
         assert_eq!(seqs(&api.get(&path).await), vec![1, 2]);

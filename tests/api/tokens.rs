@@ -75,6 +75,17 @@ both! {
         assert_eq!(ada.post_form("/profile", "/profile/tokens/nope/revoke", &[]).await.status, 404);
     }
 
+    async fn signing_out_everywhere_says_that_tokens_keep_working_and_they_do(app: TestApp) {
+        let (ada, api) = api_user(&app, "ada@example.org", "ada").await;
+        let profile = ada.get("/profile").await;
+        // Said where the button is, and read with it.
+        assert!(profile.body.contains("API tokens keep working: <a href=\"#tokens-title\">revoke them below</a>"), "{}", profile.body);
+        assert!(profile.body.contains("aria-describedby=\"sign-out-everywhere-note\""), "{}", profile.body);
+        assert_eq!(ada.post_form("/profile", "/auth/logout/everywhere", &[]).await.status, 303);
+        assert_eq!(ada.get("/profile").await.status, 303, "the browser is signed out");
+        assert_eq!(api.get("/me").await.status, 200, "the token still works, as the page said");
+    }
+
     async fn nobody_can_revoke_or_use_another_persons_token(app: TestApp) {
         let (ada, api) = api_user(&app, "ada@example.org", "ada").await;
         let bob = app.signed_in("bob@example.org", "bob").await;

@@ -239,6 +239,139 @@ async fn refusal_pages_are_accessible_clean_and_photographed() {
     ada.quit().await;
 }
 
+/// The window a little wider than a phone that text-breaking names were seen at (issue 13).
+const NARROW: (u32, u32) = (420, 844);
+
+/// Boxes on the page whose content sticks out of them sideways (ellipsised text and what only
+/// screen readers get excepted): a name that does not wrap.
+const SPILLING: &str = "[...document.querySelectorAll('main h1, main h2, main p, main .card, .rooms-rail li a, .room-row')]
+    .filter((e) => e.getClientRects().length > 0 && !e.closest('.visually-hidden')
+        && getComputedStyle(e).textOverflow !== 'ellipsis'
+        && e.scrollWidth > e.clientWidth + 1)
+    .map((e) => `${e.tagName.toLowerCase()}.${e.className}: ${e.scrollWidth} > ${e.clientWidth}`)";
+
+/// Nothing on the page spills sideways at 420 px, phone and desktop widths; a screenshot at
+/// 420 px (`{name}-420.png`).
+async fn assert_nothing_spills(c: &Chrome, name: &str) {
+    for size in [NARROW, PHONE, DESKTOP] {
+        c.resize(size).await;
+        let overflow = c
+            .js(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            overflow,
+            json!(0),
+            "{name} at {size:?} is wider than the window"
+        );
+        assert_eq!(
+            c.js(SPILLING, vec![]).await,
+            json!([]),
+            "{name} at {size:?}: text sticks out"
+        );
+        if size == NARROW {
+            c.screenshot(&format!("{name}-420")).await;
+        }
+    }
+}
+
+/// Text built to break pages: an 80-character room name without a space wraps (or is cut
+/// short, where it is one line) on every page that shows it, down to phone width; a name with a
+/// direction control is refused with the reason; and a link holding one reads as typed without
+/// reordering the words after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_names_and_direction_controls_keep_pages_in_shape() {
+    let Some((app, ada)) = app_and_chrome(FAST_POSTS).await else {
+        return;
+    };
+    sign_up_dev(&ada, "ada@example.org", "ada").await;
+
+    // "Invoice\u{202E}fdp.exe" would read "Invoiceexe.pdf", and reverse what follows it.
+    ada.goto("/home").await;
+    ada.js(
+        "document.querySelector('#room-name').value = arguments[0]",
+        vec![json!("Invoice\u{202e}fdp.exe")],
+    )
+    .await;
+    ada.click("form[action='/rooms'] button[type=submit]").await;
+    ada.find("#room-name-error").await;
+    assert!(
+        ada.text("#room-name-error")
+            .await
+            .contains("cannot contain text direction controls")
+    );
+    inspect(&ada, "home-room-name-refused", Some(422)).await;
+
+    let long = "W".repeat(80);
+    let bob = app.signed_in("bob@example.org", "bob").await;
+    let theirs = app.create_room(&bob, &long).await;
+    for i in 1..=3 {
+        bob.say(&theirs, &format!("Note {i}")).await;
+    }
+    ada.goto(&format!("/join/{theirs}")).await;
+    inspect(&ada, "invite-long-name", None).await;
+    assert_nothing_spills(&ada, "invite-long-name").await;
+    join_by_link(&ada, &theirs).await;
+    create_room(&ada, &long).await;
+    ada.goto(&format!("/rooms/{theirs}")).await;
+    ada.wait_until("live socket", MEMBER_ONLINE, vec![json!("ada")])
+        .await;
+    assert_eq!(
+        ada.js("document.title", vec![]).await,
+        json!(format!("{long} · natter"))
+    );
+
+    // The link's text without the override, and the words after it still after it.
+    send_raw(&ada, "see https://example.org/\u{202e}fdp.exe then reply").await;
+    wait_for_message(&ada, "see https://example.org/fdp.exe then reply").await;
+    let places = ada
+        .js(
+            "(() => {
+                const a = document.querySelector('#messages .message-body a[href*=\"fdp.exe\"]');
+                const text = (a.querySelector('bdi') || a).firstChild;
+                const at = (node, from, to) => {
+                    const r = document.createRange();
+                    r.setStart(node, from);
+                    r.setEnd(node, to);
+                    return r.getBoundingClientRect();
+                };
+                const t = text.textContent;
+                const rest = a.nextSibling;
+                const name = t.indexOf('fdp'), ext = t.indexOf('.exe');
+                return {
+                    name: at(text, name, name + 3).left,
+                    ext: at(text, ext, ext + 4).left,
+                    link: a.getBoundingClientRect().right,
+                    after: at(rest, 0, rest.textContent.length).left,
+                };
+            })()",
+            vec![],
+        )
+        .await;
+    let x = |k: &str| places[k].as_f64().expect("a position");
+    assert!(
+        x("name") < x("ext"),
+        "the link's text is reordered: {places}"
+    );
+    assert!(
+        x("after") >= x("link") - 1.0,
+        "the words after the link moved: {places}"
+    );
+    inspect(&ada, "room-long-names", None).await;
+    assert_nothing_spills(&ada, "room-long-names").await;
+
+    ada.goto(&format!("/rooms/{theirs}/messages?before=3"))
+        .await;
+    inspect(&ada, "history-long-name", None).await;
+    assert_nothing_spills(&ada, "history-long-name").await;
+    ada.goto("/home").await;
+    inspect(&ada, "home-long-names", None).await;
+    assert_nothing_spills(&ada, "home-long-names").await;
+    ada.quit().await;
+}
+
 /// Waits until the console reports something containing `needle`; returns everything it
 /// reported meanwhile.
 async fn wait_for_console(c: &Chrome, needle: &str) -> Vec<String> {

@@ -337,6 +337,8 @@ both! {
             ("ädä", "only letters"),
             ("ADMIN", "reserved"),
             ("<script>x", "only letters"),
+            ("ada\u{202e}nimda", "only letters"),
+            ("\u{2066}ada\u{2069}", "only letters"),
             ("", "Choose a username"),
         ] {
             let r = browser.post_form("/username", "/username", &[("username", typed)]).await;
@@ -581,21 +583,35 @@ both! {
     #[settings(NATTER_LIMIT_SIGN_INS = "3/1h", NATTER_TRUSTED_PROXIES = "127.0.0.1")]
     async fn behind_a_trusted_proxy_each_client_has_its_own_budget(app: TestApp) {
         let browser = app.browser();
-        let browser = &browser;
-        let login = move |headers: &'static [(&'static str, &'static str)]| async move {
-            browser.get_with("/auth/login", headers).await.status
-        };
+        // As the proxy sends it: X-Forwarded-For ends with the address it saw.
+        let login = async |forwarded: &str| browser.get_with("/auth/login", &[("x-forwarded-for", forwarded)]).await.status;
         for _ in 0..3 {
-            assert_eq!(login(&[("x-real-ip", "203.0.113.1")]).await, 303);
+            assert_eq!(login("203.0.113.1").await, 303);
         }
-        assert_eq!(login(&[("x-real-ip", "203.0.113.1")]).await, 429);
-        assert_eq!(login(&[("x-real-ip", "203.0.113.2")]).await, 303, "another client, another budget");
-        // X-Forwarded-For: the last hop is the one the proxy saw.
-        for _ in 0..3 {
-            assert_eq!(login(&[("x-forwarded-for", "203.0.113.1, 203.0.113.3")]).await, 303);
+        assert_eq!(login("203.0.113.1").await, 429);
+        assert_eq!(login("203.0.113.2").await, 303, "another client, another budget");
+        // One IPv6 /64 is one client, whichever of its addresses it uses.
+        for i in 1..=3 {
+            assert_eq!(login(&format!("2001:db8:0:1::{i}")).await, 303);
         }
-        assert_eq!(login(&[("x-forwarded-for", "203.0.113.9, 203.0.113.3")]).await, 429);
-        assert_eq!(login(&[]).await, 303, "the proxy's own requests count as its own");
+        assert_eq!(login("2001:db8:0:1:ffff:ffff:ffff:ffff").await, 429, "the same /64");
+        assert_eq!(login("2001:db8:0:2::1").await, 303, "the next /64");
+        assert_eq!(browser.get("/auth/login").await.status, 303, "the proxy's own requests count as its own");
+    }
+
+    #[settings(NATTER_LIMIT_SIGN_INS = "3/1h", NATTER_TRUSTED_PROXIES = "127.0.0.1")]
+    async fn behind_a_trusted_proxy_a_client_cannot_choose_its_address(app: TestApp) {
+        let browser = app.browser();
+        // A proxy that passes the client's X-Real-IP through and appends the address it saw to
+        // the client's X-Forwarded-For (nginx's defaults): every request here is 203.0.113.1.
+        for i in 0..10 {
+            let (real, forwarded) = (format!("198.51.100.{i}"), format!("198.51.100.{i}, 10.9.0.{i}, 203.0.113.1"));
+            let r = browser.get_with("/auth/login", &[("x-real-ip", &real), ("x-forwarded-for", &forwarded)]).await;
+            assert_eq!(r.status, if i < 3 { 303 } else { 429 }, "attempt {i}: the client chose its address");
+        }
+        // Behind two trusted proxies, the hop left of the inner one is the client.
+        let chained = browser.get_with("/auth/login", &[("x-forwarded-for", "198.51.100.99, 203.0.113.1, 127.0.0.1")]).await;
+        assert_eq!(chained.status, 429);
     }
 
     #[settings(NATTER_LIMIT_SIGN_INS = "3/1h")]

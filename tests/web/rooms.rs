@@ -94,6 +94,23 @@ both! {
         assert!(ada.get(&format!("/rooms/{unnamed}")).await.body.contains(&format!("<h1><bdi>{unnamed}</bdi></h1>")));
     }
 
+    async fn room_names_with_text_direction_controls_are_refused_with_the_reason(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        // U+202E would show "Invoice\u{202E}fdp.exe" as "Invoiceexe.pdf", and reverse " · natter"
+        // after the name in the page title and whatever follows it in the rail.
+        for name in ["Invoice\u{202e}fdp.exe", "\u{202e}", "a\u{202a}b", "\u{2067}x\u{2069}", "x\u{2068}", "x\u{200f}"] {
+            let r = ada.post_form("/home", "/rooms", &[("name", name)]).await;
+            assert_eq!(r.status, 422, "{name:?}");
+            assert!(r.body.contains("cannot contain text direction controls"), "{name:?}: {}", r.body);
+            assert!(r.body.contains(&format!("value=\"{name}\"")), "{name:?}: what was typed is kept");
+        }
+        assert!(!ada.get("/home").await.body.contains("room-row-name"), "no room was made");
+        // Right-to-left names are welcome.
+        let hebrew = "מועדון ספר 2";
+        let code = app.create_room(&ada, hebrew).await;
+        assert!(ada.get(&format!("/rooms/{code}")).await.body.contains(&format!("<bdi>{hebrew}</bdi>")));
+    }
+
     #[settings(NATTER_LIMIT_ROOMS = "1000/1h")]
     async fn room_codes_stay_unique_under_many_creations(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
