@@ -169,7 +169,8 @@ pub struct Limits {
     pub posts: RateLimit,
     /// Rooms created per user.
     pub rooms: RateLimit,
-    /// Wrong room codes per user: the code is the invitation, so guessing is throttled.
+    /// Wrong room codes per user: the code is the invitation, so guessing is throttled. A
+    /// room route answering "not found" (not a member, or no such room) counts as one too.
     pub join_fails: RateLimit,
     /// Sign-in attempts per client address.
     pub sign_ins: RateLimit,
@@ -446,7 +447,7 @@ struct Args {
     )]
     limit_rooms: String,
 
-    /// Wrong room codes per user before joining pauses
+    /// Wrong room codes per user (joins, and room addresses that are not theirs) before both pause
     #[arg(
         long,
         env = "NATTER_LIMIT_JOIN_FAILS",

@@ -13,7 +13,6 @@ use super::{
 };
 use crate::{
     State, actions,
-    domain::RoomCode,
     store::{Member, Room, RoomSummary},
 };
 
@@ -196,8 +195,7 @@ enum Left {
 /// The room with this code (any spelling), found through the caller's membership: the API
 /// flavour of the one room access check (`web::InRoom`), answering problem+json.
 pub(super) async fn member_room(state: &State, token: &Token, raw: &str) -> Result<Room, ApiError> {
-    let code = RoomCode::parse(raw).map_err(|_| ApiError::not_found())?;
-    Ok(actions::room_for::<Room>(state, code, token.0.id).await?)
+    Ok(actions::room_for::<Room>(state, raw, token.0.id).await?)
 }
 
 pub struct Api;
@@ -268,7 +266,8 @@ impl Api {
         state: Data<&State>,
         /// The room's code, `ABCD-EFGH` (any case; dashes optional).
         code: Path<String>,
-    ) -> Result<Found, Problems<{ status::ALWAYS | status::NOT_FOUND }>> {
+    ) -> Result<Found, Problems<{ status::ALWAYS | status::NOT_FOUND | status::RATE_LIMITED }>>
+    {
         let room = member_room(&state, &token, &code.0).await?;
         Ok(Found::Room(Json(RoomJson::of(&room))))
     }
@@ -287,7 +286,8 @@ impl Api {
         state: Data<&State>,
         /// The room's code, `ABCD-EFGH`.
         code: Path<String>,
-    ) -> Result<Members, Problems<{ status::ALWAYS | status::NOT_FOUND }>> {
+    ) -> Result<Members, Problems<{ status::ALWAYS | status::NOT_FOUND | status::RATE_LIMITED }>>
+    {
         let room = member_room(&state, &token, &code.0).await?;
         let members = state.store.members(room.id).await?;
         let online = state.chat.online(room.id).await;
@@ -319,7 +319,7 @@ impl Api {
         state: Data<&State>,
         /// The room's code, `ABCD-EFGH`.
         code: Path<String>,
-    ) -> Result<Left, Problems<{ status::POST | status::NOT_FOUND }>> {
+    ) -> Result<Left, Problems<{ status::POST | status::NOT_FOUND | status::RATE_LIMITED }>> {
         let room = member_room(&state, &token, &code.0).await?;
         actions::leave(&state, token.actor(), &room).await?;
         Ok(Left::Done)
