@@ -41,8 +41,10 @@ pub async fn create_room(state: &State, actor: Actor<'_>, name: &str) -> Result<
 }
 
 /// Joins the room with this code (forgiving spelling). Wrong codes are counted per person;
-/// over the limit every attempt is refused for a while, so codes cannot be guessed.
+/// over the limit every attempt is refused for a while, so codes cannot be guessed. Joins
+/// and leaves are counted too (`membership`).
 pub async fn join_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result<Room, Refusal> {
+    membership(state, actor)?;
     let room = find_by_code(state, actor, code).await?;
     if state.store.join_room(room.id, actor.id, now_ms()).await? == JoinOutcome::Joined {
         tracing::info!(room_id = room.id, user_id = actor.id, "joined room");
@@ -212,8 +214,22 @@ pub fn not_found(state: &State, user_id: i64) -> Refusal {
     }
 }
 
+/// Spends one of the person's joins and leaves. Each one changes the member list on every
+/// page that has the room open: joining and leaving in a loop would flood them all.
+fn membership(state: &State, actor: Actor<'_>) -> Result<(), Refusal> {
+    state
+        .limits
+        .membership
+        .check(&actor.id)
+        .map_err(|wait| Refusal::TooFast {
+            retry_after: wait,
+            budget: Budget::Membership,
+        })
+}
+
 /// Leaves the room; the actor's open sockets to it close (4404).
 pub async fn leave(state: &State, actor: Actor<'_>, room: &Room) -> Result<(), Refusal> {
+    membership(state, actor)?;
     if state.store.leave_room(room.id, actor.id).await? {
         tracing::info!(room_id = room.id, user_id = actor.id, "left room");
         state.chat.member_left(room.id, actor.id).await;

@@ -245,7 +245,8 @@ impl Api {
     ///
     /// Joining a room you are already in changes nothing. A wrong code is refused (422) and
     /// counted: after 10 wrong codes in a minute every join is refused for a while (429), so
-    /// codes cannot be guessed.
+    /// codes cannot be guessed. Joins and leaves together are limited too (by default 20 a
+    /// minute): each changes the member list of everyone in the room.
     #[oai(path = "/rooms/join", method = "post", operation_id = "join_room")]
     async fn join(
         &self,
@@ -307,7 +308,8 @@ impl Api {
 
     /// Leave a room
     ///
-    /// To come back you need its code again.
+    /// To come back you need its code again. Limited with joining (by default 20 joins and
+    /// leaves a minute).
     #[oai(
         path = "/rooms/:code/leave",
         method = "post",

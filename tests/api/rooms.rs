@@ -223,6 +223,25 @@ both! {
         }
     }
 
+    #[settings(NATTER_LIMIT_MEMBERSHIP = "3/1h")]
+    async fn joining_and_leaving_are_limited_like_the_web(app: TestApp) {
+        let (_a, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let (bob_browser, bob) = api_user(&app, "bob@example.org", "bob").await;
+        let code = ada.create_room("Revolving door").await;
+        let leave = format!("/rooms/{code}/leave");
+        assert_eq!(bob.post("/rooms/join", json!({ "code": code })).await.status, 200);
+        assert_eq!(bob.post(&leave, json!({})).await.status, 204);
+        assert_eq!(bob.post("/rooms/join", json!({ "code": code })).await.status, 200);
+        for r in [bob.post(&leave, json!({})).await, bob.post("/rooms/join", json!({ "code": code })).await] {
+            r.assert_problem(429, "rate-limited");
+            assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()), "{}", r.body);
+            assert!(r.json["detail"].as_str().unwrap().contains("joined and left"), "{}", r.body);
+        }
+        // One budget with the pages.
+        assert_eq!(bob_browser.post_form(&format!("/rooms/{code}"), &leave, &[]).await.status, 429);
+        assert_eq!(bob.get(&format!("/rooms/{code}")).await.status, 200, "still a member");
+    }
+
     async fn leaving_answers_204_and_the_room_is_gone_from_my_list(app: TestApp) {
         let (ada_browser, ada) = api_user(&app, "ada@example.org", "ada").await;
         let (_b, bob) = api_user(&app, "bob@example.org", "bob").await;

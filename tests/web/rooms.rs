@@ -554,6 +554,35 @@ both! {
         assert_eq!(ada.get(&format!("/rooms/{code}")).await.status, 200);
     }
 
+    #[settings(NATTER_LIMIT_MEMBERSHIP = "3/1h")]
+    async fn joining_and_leaving_over_and_over_is_refused_for_a_while(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Revolving door").await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        let leave = format!("/rooms/{code}/leave");
+        let csrf = bob.csrf_from("/home").await;
+        let htmx = [("origin", app.base.as_str()), ("hx-request", "true"), ("x-csrf-token", csrf.as_str())];
+        bob.join(&code).await;
+        assert_eq!(bob.post(&leave, &[("csrf", &csrf)]).await.status, 303);
+        let joined = bob.post_with("/rooms/join", &[("code", &code)], &htmx).await;
+        assert_eq!((joined.status, joined.header("hx-redirect")), (200, Some(format!("/rooms/{code}").as_str())));
+        // Three changes: the fourth is refused, as a form, with htmx, leaving or joining.
+        for (refused, what) in [
+            (bob.post(&leave, &[("csrf", &csrf)]).await, "leave"),
+            (bob.post_with(&leave, &[], &htmx).await, "leave with htmx"),
+            (bob.post_form("/home", "/rooms/join", &[("code", &code)]).await, "join"),
+            (bob.post_with("/rooms/join", &[("code", &code)], &htmx).await, "join with htmx"),
+        ] {
+            assert_eq!(refused.status, 429, "{what}");
+            assert!(refused.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()), "{what}");
+            assert!(refused.body.contains("joined and left rooms many times"), "{what}: {}", refused.body);
+        }
+        assert_eq!(bob.get(&format!("/rooms/{code}")).await.status, 200, "still a member");
+        // It is bob's budget, not the room's.
+        let cyd = app.signed_in("cyd@example.org", "cyd").await;
+        cyd.join(&code).await;
+    }
+
     #[settings(NATTER_LIMIT_ROOMS = "2/1h")]
     async fn creating_rooms_is_rate_limited(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
