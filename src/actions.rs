@@ -42,10 +42,10 @@ pub async fn create_room(state: &State, actor: Actor<'_>, name: &str) -> Result<
 
 /// Joins the room with this code (forgiving spelling). Wrong codes are counted per person;
 /// over the limit every attempt is refused for a while, so codes cannot be guessed. Joins
-/// and leaves are counted too (`membership`).
+/// with a right code are counted too, with leaves (`membership`).
 pub async fn join_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result<Room, Refusal> {
-    membership(state, actor)?;
     let room = find_by_code(state, actor, code).await?;
+    membership(state, actor)?;
     if state.store.join_room(room.id, actor.id, now_ms()).await? == JoinOutcome::Joined {
         tracing::info!(room_id = room.id, user_id = actor.id, "joined room");
         if let Some(member) = state.store.member(room.id, actor.id).await? {
