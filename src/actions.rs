@@ -41,9 +41,11 @@ pub async fn create_room(state: &State, actor: Actor<'_>, name: &str) -> Result<
 }
 
 /// Joins the room with this code (forgiving spelling). Wrong codes are counted per person;
-/// over the limit every attempt is refused for a while, so codes cannot be guessed.
+/// over the limit every attempt is refused for a while, so codes cannot be guessed. Joins
+/// with a right code are counted too, with leaves (`membership`).
 pub async fn join_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result<Room, Refusal> {
     let room = find_by_code(state, actor, code).await?;
+    membership(state, actor)?;
     if state.store.join_room(room.id, actor.id, now_ms()).await? == JoinOutcome::Joined {
         tracing::info!(room_id = room.id, user_id = actor.id, "joined room");
         if let Some(member) = state.store.member(room.id, actor.id).await? {
@@ -135,34 +137,99 @@ impl ThroughMembership for LiveRoom {
 /// A room to post in. Membership is checked by the statement that inserts the post (one
 /// statement per post: the room's id comes from memory), so `post` answers `NotFound` for a
 /// non-member, and checks membership itself before telling anyone why a post was refused.
+///
+/// A code that names no room is a room too, one with an id no room has: its post goes through
+/// the writer and is refused there like a non-member's, so posting cannot tell an unknown code
+/// from someone else's room by how long the answer takes.
 pub struct PostingRoom {
-    /// The room's id.
+    /// The room's id (`NO_ROOM` when the code names none).
     pub id: i64,
     /// Its code, as the URL named it.
     pub code: RoomCode,
+    /// Whether `id` came from memory rather than from a read made for this request: a
+    /// non-member's post then makes that read after all (see `post`).
+    remembered: bool,
+}
+
+/// The id of no room (ids start at 1).
+const NO_ROOM: i64 = 0;
+
+impl PostingRoom {
+    /// A room the person was just found a member of by a statement of its own (the API's).
+    pub fn member_of(room: &Room) -> Result<Self, Refusal> {
+        let code = RoomCode::parse(&room.code).map_err(|_| Refusal::Internal)?;
+        Ok(PostingRoom {
+            id: room.id,
+            code,
+            remembered: false,
+        })
+    }
 }
 
 impl ThroughMembership for PostingRoom {
     async fn load(state: &State, code: RoomCode, _: i64) -> Result<Option<Self>, StoreError> {
-        let id = state.store.room_id(code).await?;
-        Ok(id.map(|id| PostingRoom { id, code }))
+        if let Some(id) = state.store.remembered_room_id(code) {
+            return Ok(Some(PostingRoom {
+                id,
+                code,
+                remembered: true,
+            }));
+        }
+        let id = state.store.read_room_id(code).await?;
+        Ok(Some(PostingRoom {
+            id: id.unwrap_or(NO_ROOM),
+            code,
+            remembered: false,
+        }))
     }
 }
 
-/// The room with this code as `T`, if the person is a member: the one access check for room
-/// routes (pages, fragments, posts, the socket, the API).
+/// The room with this code (any spelling) as `T`, if the person is a member: the one access
+/// check for room routes (pages, fragments, posts, the socket, the API). Anything else is
+/// `not_found`, a failed guess.
 pub async fn room_for<T: ThroughMembership>(
     state: &State,
-    code: RoomCode,
+    code: &str,
     user_id: i64,
 ) -> Result<T, Refusal> {
-    T::load(state, code, user_id)
-        .await?
-        .ok_or(Refusal::NotFound)
+    let found = match RoomCode::parse(code) {
+        Ok(code) => T::load(state, code, user_id).await?,
+        Err(_) => None,
+    };
+    found.ok_or_else(|| not_found(state, user_id))
+}
+
+/// What a room route answers someone for whom the room is not there (no such code, or not a
+/// member): `NotFound`, at the price of a wrong code to join. Room routes would otherwise
+/// test codes for free, so each such answer spends the same budget (`limits.join_fails`),
+/// and once it is spent every answer is `TooFast`, whatever the code. Members are never
+/// charged: their rooms are found.
+pub fn not_found(state: &State, user_id: i64) -> Refusal {
+    match state.limits.join_fails.check(&user_id) {
+        Ok(()) => Refusal::NotFound,
+        Err(wait) => Refusal::TooFast {
+            retry_after: wait,
+            budget: Budget::JoinFails,
+        },
+    }
+}
+
+/// Spends one of the person's joins and leaves. Each one changes the member list on every
+/// page that has the room open: joining and leaving in a loop would flood them all.
+fn membership(state: &State, actor: Actor<'_>) -> Result<(), Refusal> {
+    state
+        .limits
+        .membership
+        .check(&actor.id)
+        .map_err(|wait| Refusal::TooFast {
+            retry_after: wait,
+            budget: Budget::Membership,
+        })
 }
 
 /// Leaves the room; the actor's open sockets to it close (4404).
 pub async fn leave(state: &State, actor: Actor<'_>, room: &Room) -> Result<(), Refusal> {
+    membership(state, actor)?;
     if state.store.leave_room(room.id, actor.id).await? {
         tracing::info!(room_id = room.id, user_id = actor.id, "left room");
         state.chat.member_left(room.id, actor.id).await;
@@ -186,20 +253,25 @@ pub fn valid_client_id(id: &str) -> bool {
 pub async fn post(
     state: &State,
     actor: Actor<'_>,
-    room_id: i64,
+    room: &PostingRoom,
     body: &str,
     client_id: Option<&str>,
 ) -> Result<i64, Refusal> {
-    let refusal = match attempt_post(state, actor, room_id, body, client_id).await {
+    match attempt_post(state, actor, room.id, body, client_id).await {
         Ok(seq) => return Ok(seq),
-        Err(Refusal::NotFound) => return Err(Refusal::NotFound),
-        Err(refusal) => refusal,
-    };
-    if state.store.is_member(room_id, actor.id).await? {
-        Err(refusal)
-    } else {
-        Err(Refusal::NotFound)
+        Err(Refusal::NotFound) => {}
+        Err(refusal) => {
+            if state.store.is_member(room.id, actor.id).await? {
+                return Err(refusal);
+            }
+        }
     }
+    // Not a member. A known code's id may have come from memory where an unknown code's was
+    // read: read it now, so that both cost one read and one refusal, in time too.
+    if room.remembered {
+        state.store.read_room_id(room.code).await?;
+    }
+    Err(not_found(state, actor.id))
 }
 
 async fn attempt_post(

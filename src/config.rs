@@ -169,8 +169,11 @@ pub struct Limits {
     pub posts: RateLimit,
     /// Rooms created per user.
     pub rooms: RateLimit,
-    /// Wrong room codes per user: the code is the invitation, so guessing is throttled.
+    /// Wrong room codes per user: the code is the invitation, so guessing is throttled. A
+    /// room route answering "not found" (not a member, or no such room) counts as one too.
     pub join_fails: RateLimit,
+    /// Joins and leaves per user: each changes every open member list of the room.
+    pub membership: RateLimit,
     /// Sign-in attempts per client address.
     pub sign_ins: RateLimit,
     /// Largest accepted request body, in bytes.
@@ -185,6 +188,7 @@ impl Default for Limits {
             posts: RateLimit::new(20, Duration::from_secs(10)),
             rooms: RateLimit::new(20, Duration::from_secs(3600)),
             join_fails: RateLimit::new(10, Duration::from_secs(60)),
+            membership: RateLimit::new(20, Duration::from_secs(60)),
             sign_ins: RateLimit::new(30, Duration::from_secs(60)),
             body_bytes: 64 * 1024,
             sockets_per_user: 20,
@@ -329,6 +333,7 @@ const DEFAULT_SESSION_DAYS: &str = "30";
 const DEFAULT_LIMIT_POSTS: &str = "20/10s";
 const DEFAULT_LIMIT_ROOMS: &str = "20/1h";
 const DEFAULT_LIMIT_JOIN_FAILS: &str = "10/1m";
+const DEFAULT_LIMIT_MEMBERSHIP: &str = "20/1m";
 const DEFAULT_LIMIT_SIGN_INS: &str = "30/1m";
 const DEFAULT_HUB_CAPACITY: &str = "256";
 const DEFAULT_DRAIN: &str = "0s";
@@ -478,7 +483,7 @@ struct Args {
     )]
     limit_rooms: String,
 
-    /// Wrong room codes per user before joining pauses
+    /// Wrong room codes per user (joins, and room addresses that are not theirs) before both pause
     #[arg(
         long,
         env = "NATTER_LIMIT_JOIN_FAILS",
@@ -486,6 +491,15 @@ struct Args {
         default_value = DEFAULT_LIMIT_JOIN_FAILS
     )]
     limit_join_fails: String,
+
+    /// Joins and leaves per user
+    #[arg(
+        long,
+        env = "NATTER_LIMIT_MEMBERSHIP",
+        value_name = "RATE",
+        default_value = DEFAULT_LIMIT_MEMBERSHIP
+    )]
+    limit_membership: String,
 
     /// Sign-in attempts per client address
     #[arg(
@@ -661,6 +675,11 @@ impl Args {
                 "NATTER_LIMIT_JOIN_FAILS",
                 &self.limit_join_fails,
                 DEFAULT_LIMIT_JOIN_FAILS,
+            )?,
+            membership: rate(
+                "NATTER_LIMIT_MEMBERSHIP",
+                &self.limit_membership,
+                DEFAULT_LIMIT_MEMBERSHIP,
             )?,
             sign_ins: rate(
                 "NATTER_LIMIT_SIGN_INS",
@@ -1109,9 +1128,10 @@ mod tests {
                 c.limits.posts,
                 c.limits.rooms,
                 c.limits.join_fails,
+                c.limits.membership,
                 c.limits.sign_ins
             ],
-            [d.posts, d.rooms, d.join_fails, d.sign_ins]
+            [d.posts, d.rooms, d.join_fails, d.membership, d.sign_ins]
         );
         assert_eq!((c.hub_capacity, c.drain), (256, Duration::ZERO));
         assert_eq!(c.log_format, LogFormat::Text);

@@ -129,6 +129,8 @@ pub struct Limiters {
     pub rooms: Limiter<i64>,
     /// Wrong room codes per person.
     pub join_fails: Limiter<i64>,
+    /// Joins and leaves per person.
+    pub membership: Limiter<i64>,
     /// Sign-in attempts per client address (an IPv6 client's /64: `auth::limit_key`).
     pub sign_ins: Limiter<std::net::IpAddr>,
     /// Open live sockets per person.
@@ -160,6 +162,7 @@ pub async fn build(config: Config) -> Result<State, String> {
         posts: Limiter::new(config.limits.posts),
         rooms: Limiter::new(config.limits.rooms),
         join_fails: Limiter::new(config.limits.join_fails),
+        membership: Limiter::new(config.limits.membership),
         sign_ins: Limiter::new(config.limits.sign_ins),
         sockets: limits::SocketCap::new(config.limits.sockets_per_user),
     };
@@ -297,6 +300,7 @@ async fn housekeeping(state: State) {
         state.limits.posts.sweep();
         state.limits.rooms.sweep();
         state.limits.join_fails.sweep();
+        state.limits.membership.sweep();
         state.limits.sign_ins.sweep();
     }
 }

@@ -20,6 +20,8 @@ pub enum Budget {
     Rooms,
     /// Wrong room codes per person.
     JoinFails,
+    /// Joins and leaves per person.
+    Membership,
     /// Sign-in attempts per client address.
     SignIns,
 }
@@ -202,6 +204,10 @@ impl Refusal {
                     "Too many wrong codes. Wait {}, then try again.",
                     wait(retry_after)
                 ),
+                Budget::Membership => format!(
+                    "You have joined and left rooms many times just now. Try again in {}.",
+                    wait(retry_after)
+                ),
                 Budget::SignIns => format!(
                     "You have done that a lot just now. Try again in {}.",
                     wait(retry_after)
@@ -255,6 +261,11 @@ mod tests {
             too_fast(Budget::JoinFails)
                 .sentence()
                 .contains("wrong codes")
+        );
+        assert!(
+            too_fast(Budget::Membership)
+                .sentence()
+                .contains("joined and left")
         );
         assert!(
             too_fast(Budget::SignIns)

@@ -172,7 +172,10 @@ impl Api {
         /// How many messages at most: 1–200, 50 if not given.
         #[oai(example = "example_limit")]
         limit: Query<Option<i64>>,
-    ) -> Result<Read, Problems<{ status::ALWAYS | status::NOT_FOUND | status::INVALID }>> {
+    ) -> Result<
+        Read,
+        Problems<{ status::ALWAYS | status::NOT_FOUND | status::INVALID | status::RATE_LIMITED }>,
+    > {
         check("before", before.0, 0..=i64::MAX)?;
         check("after", after.0, 0..=i64::MAX)?;
         check("limit", limit.0, 1..=MAX_LIMIT)?;
@@ -254,7 +257,7 @@ impl Api {
         let seq = actions::post(
             &state,
             token.actor(),
-            room.id,
+            &actions::PostingRoom::member_of(&room)?,
             &message.0.body.0,
             key.0.as_deref(),
         )

@@ -64,7 +64,10 @@ Every error is `application/problem+json` (RFC 9457) with a stable `type`
 (404), `method-not-allowed` (405), `body-too-large` (413), `unsupported-media-type` (415),
 `invalid-input` and `invalid-parameter` (422), `rate-limited` (429, with `Retry-After`),
 `unavailable` (503, with `Retry-After`). The limits are the web's: by default 20 posts per 10 s,
-20 new rooms per hour, 10 wrong room codes per minute, bodies up to 64 KiB.
+20 new rooms per hour, 20 joins and leaves per minute, 10 wrong room codes per minute, bodies up
+to 64 KiB. A `not-found` for a room counts as a wrong code too (a room that is not yours is not
+there for you, so codes cannot be tested through its routes either): once they are spent, room
+routes answer `rate-limited` for rooms that are not yours, whatever the code.
 
 Times are RFC 3339 in UTC. Messages are numbered per room (`seq`, 1, 2, 3, … in the order they
 were committed): use `seq` as the cursor for reading history."#;

@@ -13,7 +13,6 @@ use super::{
 };
 use crate::{
     State, actions,
-    domain::RoomCode,
     store::{Member, Room, RoomSummary},
 };
 
@@ -196,8 +195,7 @@ enum Left {
 /// The room with this code (any spelling), found through the caller's membership: the API
 /// flavour of the one room access check (`web::InRoom`), answering problem+json.
 pub(super) async fn member_room(state: &State, token: &Token, raw: &str) -> Result<Room, ApiError> {
-    let code = RoomCode::parse(raw).map_err(|_| ApiError::not_found())?;
-    Ok(actions::room_for::<Room>(state, code, token.0.id).await?)
+    Ok(actions::room_for::<Room>(state, raw, token.0.id).await?)
 }
 
 pub struct Api;
@@ -247,7 +245,8 @@ impl Api {
     ///
     /// Joining a room you are already in changes nothing. A wrong code is refused (422) and
     /// counted: after 10 wrong codes in a minute every join is refused for a while (429), so
-    /// codes cannot be guessed.
+    /// codes cannot be guessed. Joins and leaves together are limited too (by default 20 a
+    /// minute): each changes the member list of everyone in the room.
     #[oai(path = "/rooms/join", method = "post", operation_id = "join_room")]
     async fn join(
         &self,
@@ -268,7 +267,8 @@ impl Api {
         state: Data<&State>,
         /// The room's code, `ABCD-EFGH` (any case; dashes optional).
         code: Path<String>,
-    ) -> Result<Found, Problems<{ status::ALWAYS | status::NOT_FOUND }>> {
+    ) -> Result<Found, Problems<{ status::ALWAYS | status::NOT_FOUND | status::RATE_LIMITED }>>
+    {
         let room = member_room(&state, &token, &code.0).await?;
         Ok(Found::Room(Json(RoomJson::of(&room))))
     }
@@ -287,7 +287,8 @@ impl Api {
         state: Data<&State>,
         /// The room's code, `ABCD-EFGH`.
         code: Path<String>,
-    ) -> Result<Members, Problems<{ status::ALWAYS | status::NOT_FOUND }>> {
+    ) -> Result<Members, Problems<{ status::ALWAYS | status::NOT_FOUND | status::RATE_LIMITED }>>
+    {
         let room = member_room(&state, &token, &code.0).await?;
         let members = state.store.members(room.id).await?;
         let online = state.chat.online(room.id).await;
@@ -307,7 +308,8 @@ impl Api {
 
     /// Leave a room
     ///
-    /// To come back you need its code again.
+    /// To come back you need its code again. Limited with joining (by default 20 joins and
+    /// leaves a minute).
     #[oai(
         path = "/rooms/:code/leave",
         method = "post",
@@ -319,7 +321,7 @@ impl Api {
         state: Data<&State>,
         /// The room's code, `ABCD-EFGH`.
         code: Path<String>,
-    ) -> Result<Left, Problems<{ status::POST | status::NOT_FOUND }>> {
+    ) -> Result<Left, Problems<{ status::POST | status::NOT_FOUND | status::RATE_LIMITED }>> {
         let room = member_room(&state, &token, &code.0).await?;
         actions::leave(&state, token.actor(), &room).await?;
         Ok(Left::Done)

@@ -1,5 +1,5 @@
 //! One room's broadcast point on this instance, and what it knows about the room's members.
-//! Member-list changes go out as upserts (see `views::members`).
+//! Member-list changes go out as upserts (see `views::members`), in batches.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,18 +15,19 @@ use super::Event;
 use crate::{
     store::{Member, Message, Room},
     views::{
-        members::{self, Counts, MEMBER_LIST_CAP},
+        members::{self, Counts, Entry, MEMBER_LIST_CAP},
         messages::messages_append,
     },
 };
 
-/// Above this many members, presence changes are sent in batches: one frame per
-/// `BATCH_WINDOW` with every change, instead of one frame per change to every member (which
-/// is quadratic when a big room fills up).
-const BATCH_ABOVE: usize = 50;
+/// Member-list changes (joins, leaves, presence) go out at most once per `BATCH_WINDOW` per
+/// room, each frame with every entry that changed, as it is when the frame is sent. A change
+/// after a quiet window goes out at once; a storm (a big room filling up, someone joining and
+/// leaving in a loop) costs each socket a few frames a second instead of one per change to
+/// every member (quadratic when a room fills up).
 const BATCH_WINDOW: Duration = Duration::from_millis(250);
-/// Where the list is capped only the counts change live, once a second at most: presence
-/// fan-out costs changes x members, and a room of thousands coming online at once would
+/// Where the list is capped (presence then changes only the counts), once a second at most:
+/// presence fan-out costs changes x members, and a room of thousands coming online at once would
 /// otherwise spend the server on "1,234 online" frames.
 const CAPPED_BATCH_WINDOW: Duration = Duration::from_secs(1);
 
@@ -55,16 +56,37 @@ struct HubState {
     member_ids: HashSet<i64>,
     /// The rendered member list for (re)connecting sockets, until the next change.
     list_frame: Option<Utf8Bytes>,
-    /// Presence changes waiting for the next batch (big rooms).
-    pending: HashMap<i64, bool>,
+    /// Members whose entry changed since the last member-list frame, and how.
+    pending: HashMap<i64, Change>,
+    /// Whether a task will send `pending` when the window is over.
     flush_scheduled: bool,
+    /// When the last member-list frame was sent.
+    last_flush: Option<Instant>,
     /// The newest seq broadcast here: older or repeated messages are not sent again.
     published: i64,
     /// The last message broadcast: the next one groups under it when it follows directly.
     last: Option<Message>,
 }
 
+/// What changed about a member's entry; a membership change outranks a presence change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Change {
+    /// Came online or went offline.
+    Presence,
+    /// Joined or left.
+    Membership,
+}
+
 impl HubState {
+    /// How far apart member-list frames are.
+    fn window(&self) -> Duration {
+        if self.members.len() > MEMBER_LIST_CAP {
+            CAPPED_BATCH_WINDOW
+        } else {
+            BATCH_WINDOW
+        }
+    }
+
     fn counts(&self) -> Counts {
         Counts {
             online: self.online.len(),
@@ -98,6 +120,7 @@ impl Hub {
                 list_frame: None,
                 pending: HashMap::new(),
                 flush_scheduled: false,
+                last_flush: None,
                 published: room.last_seq,
                 last: None,
             }),
@@ -194,58 +217,70 @@ impl Hub {
         frame
     }
 
-    /// Records a presence change and sends it: at once in small rooms, batched in big ones.
-    fn changed(self: &Arc<Self>, mut state: MutexGuard<'_, HubState>, user_id: i64, online: bool) {
-        if state.members.len() <= BATCH_ABOVE {
-            state.list_frame = None;
-            let frame = state.member(user_id).map(|member| {
-                let markup = members::upsert_frame(member, online, state.counts());
-                Utf8Bytes::from(markup.into_string())
-            });
-            drop(state);
-            if let Some(frame) = frame {
-                self.broadcast(Event::Members { frame });
-            }
+    /// Records a change to `user_id`'s entry and sends it: at once when the last member-list
+    /// frame is a window old, else with the next batch.
+    fn changed(
+        self: &Arc<Self>,
+        mut state: MutexGuard<'_, HubState>,
+        user_id: i64,
+        change: Change,
+    ) {
+        // A socket (re)connecting from now on gets the list as it is now (and the batch after,
+        // which repeats the same entries: they are upserts).
+        state.list_frame = None;
+        let pending = state.pending.entry(user_id).or_insert(change);
+        *pending = (*pending).max(change);
+        if state.flush_scheduled {
             return;
         }
-        state.pending.insert(user_id, online);
-        if !state.flush_scheduled {
-            state.flush_scheduled = true;
-            let hub = Arc::downgrade(self);
-            let window = if state.members.len() > MEMBER_LIST_CAP {
-                CAPPED_BATCH_WINDOW
-            } else {
-                BATCH_WINDOW
-            };
-            tokio::spawn(async move {
-                tokio::time::sleep(window).await;
-                if let Some(hub) = hub.upgrade() {
-                    hub.flush();
-                }
-            });
+        let now = Instant::now();
+        let due = state.last_flush.map(|at| at + state.window());
+        match due.filter(|due| *due > now) {
+            None => self.send_pending(&mut state, now),
+            Some(due) => {
+                state.flush_scheduled = true;
+                let hub = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(due.into()).await;
+                    if let Some(hub) = hub.upgrade() {
+                        hub.flush();
+                    }
+                });
+            }
         }
     }
 
-    /// Sends the batched presence changes as one frame. Where the list is capped (more
-    /// members than `MEMBER_LIST_CAP`), only the counts change live: entries for thousands of
-    /// comings and goings, sent to thousands of sockets, would swamp a big room (and most of
-    /// them are not on anyone's page); a page gets a fresh list when it (re)connects.
+    /// Sends the batched changes, when the window is over.
     fn flush(&self) {
-        let frame = {
-            let mut state = self.state();
-            state.flush_scheduled = false;
-            // The cached list may lag the batch until now: a socket that got it meanwhile also
-            // gets this frame (it subscribed first), and the entries are upserts.
-            state.list_frame = None;
-            let pending = std::mem::take(&mut state.pending);
-            let capped = state.members.len() > MEMBER_LIST_CAP;
-            let changes = pending
-                .iter()
-                .filter_map(|(user_id, online)| Some((state.member(*user_id)?, *online)));
-            let markup = members::batch_frame(changes, capped, state.counts());
-            Utf8Bytes::from(markup.into_string())
-        };
-        self.broadcast(Event::Members { frame });
+        let mut state = self.state();
+        state.flush_scheduled = false;
+        self.send_pending(&mut state, Instant::now());
+    }
+
+    /// Sends the pending changes as one frame: each changed entry as it is now (a member with
+    /// their presence, or a departed member's hidden entry) and the counts. Where the list is
+    /// capped (more members than `MEMBER_LIST_CAP`), presence changes only change the counts:
+    /// entries for thousands of comings and goings, sent to thousands of sockets, would swamp
+    /// a big room (and most of them are not on anyone's page); a page gets a fresh list when
+    /// it (re)connects. Broadcast under the lock, so frames leave in the order they were made.
+    fn send_pending(&self, state: &mut HubState, now: Instant) {
+        state.last_flush = Some(now);
+        let pending = std::mem::take(&mut state.pending);
+        if pending.is_empty() {
+            return;
+        }
+        let capped = state.members.len() > MEMBER_LIST_CAP;
+        let entries = pending
+            .iter()
+            .filter(|(_, change)| !capped || **change == Change::Membership)
+            .map(|(user_id, _)| match state.member(*user_id) {
+                Some(member) => Entry::Member(member, state.online.contains(user_id)),
+                None => Entry::Departed(*user_id),
+            });
+        let markup = members::changes_frame(entries, state.counts());
+        self.broadcast(Event::Members {
+            frame: Utf8Bytes::from(markup.into_string()),
+        });
     }
 
     /// A socket of `member` opened here. Returns whether it is their first on this instance.
@@ -255,7 +290,7 @@ impl Hub {
         sockets.insert(conn);
         let first = sockets.len() == 1;
         if state.online.insert(member.user_id) {
-            self.changed(state, member.user_id, true);
+            self.changed(state, member.user_id, Change::Presence);
         }
         first
     }
@@ -272,7 +307,7 @@ impl Hub {
         }
         state.local.remove(&user_id);
         if decide && state.online.remove(&user_id) {
-            self.changed(state, user_id, false);
+            self.changed(state, user_id, Change::Presence);
         }
         true
     }
@@ -293,33 +328,27 @@ impl Hub {
             state.online.remove(&user_id)
         };
         if changed {
-            self.changed(state, user_id, online);
+            self.changed(state, user_id, Change::Presence);
         }
     }
 
     /// A new member: added to every open list.
-    pub(super) fn member_joined(&self, member: &Member) {
-        let frame = {
-            let mut state = self.state();
-            if state.member(member.user_id).is_none() {
-                let at = state.members.partition_point(|m| {
-                    m.username.to_lowercase() < member.username.to_lowercase()
-                });
-                state.members.insert(at, member.clone());
-                state.member_ids.insert(member.user_id);
-            }
-            state.list_frame = None;
-            let online = state.online.contains(&member.user_id);
-            let markup = members::upsert_frame(member, online, state.counts());
-            Utf8Bytes::from(markup.into_string())
-        };
-        self.broadcast(Event::Members { frame });
+    pub(super) fn member_joined(self: &Arc<Self>, member: &Member) {
+        let mut state = self.state();
+        if state.member(member.user_id).is_none() {
+            let at = state
+                .members
+                .partition_point(|m| m.username.to_lowercase() < member.username.to_lowercase());
+            state.members.insert(at, member.clone());
+            state.member_ids.insert(member.user_id);
+        }
+        self.changed(state, member.user_id, Change::Membership);
     }
 
     /// Compares the member list with `members` (read from the store after this hub was
     /// registered): a join or leave that happened while the hub was being created reached no
     /// hub. Adds the newcomers; returns who is gone, for the caller to treat as leaving.
-    pub(super) fn reconcile(&self, members: &[Member]) -> Vec<i64> {
+    pub(super) fn reconcile(self: &Arc<Self>, members: &[Member]) -> Vec<i64> {
         let (gone, new): (Vec<i64>, Vec<Member>) = {
             let state = self.state();
             let now: HashSet<i64> = members.iter().map(|m| m.user_id).collect();
@@ -339,19 +368,13 @@ impl Hub {
     }
 
     /// A member left: their entry disappears from every open list (replaced by a hidden one).
-    pub(super) fn member_left(&self, user_id: i64) {
-        let frame = {
-            let mut state = self.state();
-            state.members.retain(|m| m.user_id != user_id);
-            state.member_ids.remove(&user_id);
-            // Their sockets are being closed; each still unregisters itself (and its shared
-            // presence row) on the way out.
-            state.online.remove(&user_id);
-            state.pending.remove(&user_id);
-            state.list_frame = None;
-            let markup = members::departed_frame(user_id, state.counts());
-            Utf8Bytes::from(markup.into_string())
-        };
-        self.broadcast(Event::Members { frame });
+    pub(super) fn member_left(self: &Arc<Self>, user_id: i64) {
+        let mut state = self.state();
+        state.members.retain(|m| m.user_id != user_id);
+        state.member_ids.remove(&user_id);
+        // Their sockets are being closed; each still unregisters itself (and its shared
+        // presence row) on the way out.
+        state.online.remove(&user_id);
+        self.changed(state, user_id, Change::Membership);
     }
 }

@@ -274,14 +274,17 @@ impl Store {
         Ok(room)
     }
 
-    /// The id of the room with this code, if there is one. Rooms keep their code and are never
-    /// deleted, so an id once read is remembered: posting needs nothing else (the writer checks
-    /// membership in the statement that inserts), and a post then costs one statement.
-    pub async fn room_id(&self, code: RoomCode) -> Result<Option<i64>> {
+    /// The id of the room with this code, if it was read before. Rooms keep their code and are
+    /// never deleted, so an id once read is remembered: posting needs nothing else (the writer
+    /// checks membership in the statement that inserts), and a post then costs one statement.
+    pub fn remembered_room_id(&self, code: RoomCode) -> Option<i64> {
+        self.room_ids.get(&code.canonical())
+    }
+
+    /// The id of the room with this code, if there is one, read from the database (and
+    /// remembered, see `remembered_room_id`).
+    pub async fn read_room_id(&self, code: RoomCode) -> Result<Option<i64>> {
         let canonical = code.canonical();
-        if let Some(id) = self.room_ids.get(&canonical) {
-            return Ok(Some(id));
-        }
         let id: Option<i64> = on_read!(&self.db, pool => sqlx::query_scalar(
             "SELECT id FROM rooms WHERE code = $1",
         )

@@ -77,35 +77,31 @@ pub fn list_frame(members: &[Member], is_online: impl Fn(i64) -> bool, counts: C
     }
 }
 
-/// The live frame for one member's change (joined, came online, went offline).
-pub fn upsert_frame(member: &Member, online: bool, counts: Counts) -> Markup {
-    html! {
-        ul #members hx-swap-oob="beforeend" { (member_item(member, online)) }
-        (member_summary(counts))
-    }
+/// One entry of a member-list change.
+#[derive(Debug, Clone, Copy)]
+pub enum Entry<'a> {
+    /// A member as they are now, and whether they are online.
+    Member(&'a Member, bool),
+    /// Someone who is no longer a member (by user id): their entry is hidden everywhere.
+    Departed(i64),
 }
 
-/// The live frame for a batch of presence changes in a big room; where the list is `capped`
-/// only the counts change (a page gets a fresh list when it reconnects).
-pub fn batch_frame<'a>(
-    changes: impl Iterator<Item = (&'a Member, bool)>,
-    capped: bool,
-    counts: Counts,
-) -> Markup {
+/// The live frame for a batch of member-list changes (joins, leaves, presence): each changed
+/// entry as it is now, upserted into `#members`, and the counts. With no entries (presence in
+/// a capped list) only the counts change; a page gets a fresh list when it (re)connects.
+pub fn changes_frame<'a>(entries: impl IntoIterator<Item = Entry<'a>>, counts: Counts) -> Markup {
+    let entries: Vec<Entry> = entries.into_iter().collect();
     html! {
-        @if !capped {
+        @if !entries.is_empty() {
             ul #members hx-swap-oob="beforeend" {
-                @for (member, online) in changes { (member_item(member, online)) }
+                @for entry in &entries {
+                    @match entry {
+                        Entry::Member(member, online) => (member_item(member, *online)),
+                        Entry::Departed(user_id) => (departed_item(*user_id)),
+                    }
+                }
             }
         }
-        (member_summary(counts))
-    }
-}
-
-/// The live frame for a member who left: their entry is hidden everywhere.
-pub fn departed_frame(user_id: i64, counts: Counts) -> Markup {
-    html! {
-        ul #members hx-swap-oob="beforeend" { (departed_item(user_id)) }
         (member_summary(counts))
     }
 }

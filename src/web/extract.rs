@@ -246,10 +246,11 @@ struct CodeParam {
 /// route needs of the room (see `actions::ThroughMembership`), loaded in the statement that
 /// checks membership.
 ///
-/// In order: the session (303 to sign in), the code (404 if it is not one), its spelling (a
-/// page or fragment asked for with a valid code spelled another way, `abcd-efgh`, answers 308
-/// to the canonical URL; posts and sockets accept any spelling), then membership (404, the
-/// same answer as no such room).
+/// In order: the session (303 to sign in), the code's spelling (a page or fragment asked for
+/// with a valid code spelled another way, `abcd-efgh`, answers 308 to the canonical URL; posts
+/// and sockets accept any spelling), then the code and membership (404 for no such room and
+/// for someone else's alike, each a failed guess: 429 once those are spent, see
+/// `actions::not_found`).
 pub struct InRoom<T = crate::store::Room> {
     /// Who asks.
     pub user: CurrentUser,
@@ -261,16 +262,18 @@ impl<'a, T: ThroughMembership> FromRequest<'a> for InRoom<T> {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
         let user = CurrentUser::from_request(req, body).await?;
         let Path(CodeParam { code: raw }) = Path::from_request(req, body).await?;
-        let code = RoomCode::parse(&raw).map_err(|_| AppError::NOT_FOUND)?;
         let is_page = req.method() == Method::GET && !req.headers().contains_key(header::UPGRADE);
-        if is_page && code.canonical() != raw {
+        if is_page
+            && let Ok(code) = RoomCode::parse(&raw)
+            && code.canonical() != raw
+        {
             return Err(AppError::from(Refusal::Moved {
                 location: canonical_location(req, code),
             })
             .into());
         }
         let state = state(req)?;
-        let room = actions::room_for::<T>(state, code, user.id)
+        let room = actions::room_for::<T>(state, &raw, user.id)
             .await
             .map_err(AppError::from)?;
         Ok(InRoom { user, room })

@@ -15,7 +15,7 @@ use crate::{
     actions::{self, PostingRoom},
     auth::{AppData, CurrentUser},
     error::AppError,
-    refusal::Refusal,
+    refusal::{Budget, Refusal},
     store::{Room, RoomOverview},
     views::{
         Page,
@@ -135,10 +135,17 @@ pub async fn post_message(
         .as_deref()
         .filter(|id| actions::valid_client_id(id));
     let code = room.code.canonical();
-    let refusal = match actions::post(&state, user.actor(), room.id, &form.body, client_id).await {
+    let refusal = match actions::post(&state, user.actor(), &room, &form.body, client_id).await {
         Ok(_) if posted.htmx => return Ok(posted_with_htmx()),
         Ok(seq) => return Ok(see_other(&format!("/rooms/{code}#msg-{seq}"), false)),
-        Err(Refusal::NotFound) => return Err(AppError::NOT_FOUND.into()),
+        // Not a member: no composer to show it in.
+        Err(
+            refusal @ (Refusal::NotFound
+            | Refusal::TooFast {
+                budget: Budget::JoinFails,
+                ..
+            }),
+        ) => return Err(AppError::from(refusal).into()),
         Err(Refusal::Unavailable) => return Err(posted.keeping(Refusal::Unavailable).into()),
         Err(refusal) => refusal,
     };
@@ -148,7 +155,7 @@ pub async fn post_message(
     if posted.htmx {
         return Ok(refused(&refusal, composer));
     }
-    let page = match actions::room_for::<RoomOverview>(&state, room.code, user.id).await {
+    let page = match actions::room_for::<RoomOverview>(&state, &code, user.id).await {
         Ok(overview) => room_page(&state, &user, &overview, composer).await,
         Err(refusal) => Err(refusal.into()),
     };

@@ -150,6 +150,8 @@ both! {
         }
     }
 
+    // (Each 404 is a wrong guess, allowed here by the hundred: guessing has its own test.)
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "1000/1m")]
     async fn a_room_you_are_not_in_is_not_found_whatever_its_spelling(app: TestApp) {
         let (_a, ada) = api_user(&app, "ada@example.org", "ada").await;
         let (_b, bob) = api_user(&app, "bob@example.org", "bob").await;
@@ -170,6 +172,74 @@ both! {
             let r = bob.get(&format!("/rooms/{encoded}/members")).await;
             r.assert_problem(404, "not-found");
         }
+    }
+
+    // 10 per hour: the budget cannot refill while the test runs.
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "10/1h")]
+    async fn probing_codes_through_the_api_costs_wrong_guesses_until_refused(app: TestApp) {
+        let (_a, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let (eve_browser, eve) = api_user(&app, "eve@example.org", "eve").await;
+        let foreign = ada.create_room("Private").await;
+        // Every room operation, for someone else's room and for no room at all: the first ten
+        // answers are "not found" (ten wrong guesses), every later one is "too many".
+        let probe = |api: Api, code: String, op: usize| async move {
+            let room = format!("/rooms/{code}");
+            match op {
+                0 => api.get(&room).await,
+                1 => api.get(&format!("{room}/members")).await,
+                2 => api.get(&format!("{room}/messages")).await,
+                3 => api.post_message(&code, "hello?").await,
+                _ => api.post(&format!("{room}/leave"), json!({})).await,
+            }
+        };
+        let mut i = 0;
+        for _ in 0..2 {
+            for code in [foreign.as_str(), "ZZZZ-ZZZZ"] {
+                for op in 0..5 {
+                    let r = probe(eve.clone(), code.to_string(), op).await;
+                    if i < 10 {
+                        r.assert_problem(404, "not-found");
+                    } else {
+                        r.assert_problem(429, "rate-limited");
+                        assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()), "{i}");
+                        assert!(r.json["detail"].as_str().unwrap().contains("wrong codes"), "{}", r.body);
+                    }
+                    i += 1;
+                }
+            }
+        }
+        // One budget with joining, through the API and the pages.
+        eve.post("/rooms/join", json!({ "code": foreign })).await.assert_problem(429, "rate-limited");
+        assert_eq!(eve_browser.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZY")]).await.status, 429);
+        // Members are never charged.
+        for op in 0..4 {
+            for _ in 0..3 {
+                let r = probe(ada.clone(), foreign.clone(), op).await;
+                assert!(matches!(r.status, 200 | 201), "{op}: {}", r.body);
+            }
+        }
+        for _ in 0..10 {
+            ada.post("/rooms/join", json!({ "code": "ZZZZ-ZZZY" })).await.assert_problem(422, "invalid-input");
+        }
+    }
+
+    #[settings(NATTER_LIMIT_MEMBERSHIP = "3/1h")]
+    async fn joining_and_leaving_are_limited_like_the_web(app: TestApp) {
+        let (_a, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let (bob_browser, bob) = api_user(&app, "bob@example.org", "bob").await;
+        let code = ada.create_room("Revolving door").await;
+        let leave = format!("/rooms/{code}/leave");
+        assert_eq!(bob.post("/rooms/join", json!({ "code": code })).await.status, 200);
+        assert_eq!(bob.post(&leave, json!({})).await.status, 204);
+        assert_eq!(bob.post("/rooms/join", json!({ "code": code })).await.status, 200);
+        for r in [bob.post(&leave, json!({})).await, bob.post("/rooms/join", json!({ "code": code })).await] {
+            r.assert_problem(429, "rate-limited");
+            assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()), "{}", r.body);
+            assert!(r.json["detail"].as_str().unwrap().contains("joined and left"), "{}", r.body);
+        }
+        // One budget with the pages.
+        assert_eq!(bob_browser.post_form(&format!("/rooms/{code}"), &leave, &[]).await.status, 429);
+        assert_eq!(bob.get(&format!("/rooms/{code}")).await.status, 200, "still a member");
     }
 
     async fn leaving_answers_204_and_the_room_is_gone_from_my_list(app: TestApp) {

@@ -36,6 +36,15 @@ async fn metric(app: &TestApp, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The user id of `name`'s entry in a page's member list.
+fn member_id(page: &str, name: &str) -> i64 {
+    let at = page.find(&format!(">{name}<")).expect("listed");
+    let marker = "id=\"member-";
+    let start = page[..at].rfind(marker).expect("an entry") + marker.len();
+    let len = page[start..].find('"').unwrap();
+    page[start..start + len].parse().unwrap()
+}
+
 async fn room_with(app: &TestApp, people: &[&str]) -> (Vec<Browser>, String) {
     let mut browsers = Vec::new();
     for name in people {
@@ -359,6 +368,50 @@ both! {
         assert_exactly(&bob.seqs_until(n, WAIT).await, 1, n as i64);
         let secs = started.elapsed().as_secs_f64();
         eprintln!("one room: {n} posts delivered in {secs:.2} s = {:.0} messages/s (debug build, posts over HTTP)", n as f64 / secs);
+    }
+
+    // Member-list frames go out at most once per 250 ms per room (natter's batch window).
+    #[settings(NATTER_LIMIT_MEMBERSHIP = "1000/1m")]
+    async fn join_and_leave_churn_reaches_sockets_as_a_few_frames_ending_in_the_final_state(app: TestApp) {
+        const WINDOW: Duration = Duration::from_millis(250);
+        let (people, code) = room_with(&app, &["ada", "bob"]).await;
+        let bob_id = member_id(&people[0].get(&format!("/rooms/{code}")).await.body, "bob");
+        let mut ada = people[0].socket(&code, Some(0)).await.unwrap();
+        assert!(ada.wait_for("1 online · 2 members", WAIT).await);
+        // (Her own coming online follows the list.)
+        while ada.next_text(4 * WINDOW).await.is_some() {}
+        let listed = ada.frames.len();
+        let csrf = people[1].csrf_from("/home").await;
+        let started = Instant::now();
+        for _ in 0..40 {
+            let left = people[1].post(&format!("/rooms/{code}/leave"), &[("csrf", &csrf)]).await;
+            assert_eq!(left.status, 303);
+            let joined = people[1].post("/rooms/join", &[("code", &code), ("csrf", &csrf)]).await;
+            assert_eq!(joined.status, 303);
+        }
+        // The final state (bob a member) arrives, then nothing more.
+        let entry = format!("<li class=\"member\" id=\"member-{bob_id}\" data-online=\"false\">");
+        let settled = |frames: &[String]| {
+            frames.iter().rev().find(|f| f.contains(&format!("id=\"member-{bob_id}\""))).is_some_and(|f| f.contains(&entry))
+                && frames.last().is_some_and(|f| f.contains("1 online · 2 members"))
+        };
+        let deadline = Instant::now() + WAIT;
+        while !settled(&ada.frames[listed..]) && Instant::now() < deadline {
+            ada.next_text(WAIT).await;
+        }
+        assert!(settled(&ada.frames[listed..]), "{:?}", &ada.frames[listed..]);
+        while ada.next_text(4 * WINDOW).await.is_some() {}
+        let elapsed = started.elapsed();
+        let frames = &ada.frames[listed..];
+        assert!(frames.iter().all(|f| f.contains("id=\"member-summary\"")), "member-list frames only: {frames:?}");
+        let allowed = (elapsed.as_millis() / WINDOW.as_millis()) as usize + 1;
+        assert!(
+            frames.len() <= allowed,
+            "80 changes in {elapsed:?} came as {} frames, more than one per {WINDOW:?}",
+            frames.len()
+        );
+        assert!(settled(frames), "the last frames show bob a member: {frames:?}");
+        eprintln!("80 member changes in {elapsed:?}: {} frames", frames.len());
     }
 
     // A room with more members than the list shows: a (re)connecting page gets the first 100

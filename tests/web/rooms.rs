@@ -18,6 +18,71 @@ fn random_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// The ways to ask a room route about a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Page,
+    Older,
+    Post,
+    HtmxPost,
+    Leave,
+    Socket,
+}
+
+impl Probe {
+    const ALL: [Probe; 6] = [
+        Probe::Page,
+        Probe::Older,
+        Probe::Post,
+        Probe::HtmxPost,
+        Probe::Leave,
+        Probe::Socket,
+    ];
+
+    /// Asks as `who`; the status (101 for an opened socket) and `Retry-After`.
+    async fn send(
+        self,
+        app: &TestApp,
+        who: &crate::common::Browser,
+        code: &str,
+        csrf: &str,
+    ) -> (u16, Option<String>) {
+        let id = random_id();
+        let post = [
+            ("body", "hello?"),
+            ("client_id", id.as_str()),
+            ("csrf", csrf),
+        ];
+        let answer = match self {
+            Probe::Page => who.get(&format!("/rooms/{code}")).await,
+            Probe::Older => who.get(&format!("/rooms/{code}/messages?before=5")).await,
+            Probe::Post => who.post(&format!("/rooms/{code}/messages"), &post).await,
+            Probe::HtmxPost => {
+                let headers = [("origin", app.base.as_str()), ("hx-request", "true")];
+                who.post_with(&format!("/rooms/{code}/messages"), &post, &headers)
+                    .await
+            }
+            Probe::Leave => {
+                who.post(&format!("/rooms/{code}/leave"), &[("csrf", csrf)])
+                    .await
+            }
+            Probe::Socket => {
+                return match who.socket(code, None).await {
+                    Ok(socket) => {
+                        socket.close().await;
+                        (101, None)
+                    }
+                    Err(crate::common::SocketRefused(status)) => (status, None),
+                };
+            }
+        };
+        (
+            answer.status,
+            answer.header("retry-after").map(str::to_string),
+        )
+    }
+}
+
 both! {
     async fn the_room_page_shows_what_another_instance_posted_since_it_was_last_read(app: TestApp) {
         // The newest page is kept in memory between views; a post through another instance
@@ -220,8 +285,9 @@ both! {
         assert_eq!(friend.get("/join/ZZZZ-ZZZZ").await.status, 404);
     }
 
-    // 20 posts per hour: the budget cannot refill while the test runs.
-    #[settings(NATTER_LIMIT_POSTS = "20/1h")]
+    // 20 posts per hour: the budget cannot refill while the test runs. (Each 404 is a wrong
+    // guess, allowed here by the hundred: guessing has its own tests below.)
+    #[settings(NATTER_LIMIT_POSTS = "20/1h", NATTER_LIMIT_JOIN_FAILS = "1000/1h")]
     async fn non_members_get_not_found_for_everything_in_a_room(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "Private").await;
@@ -250,6 +316,64 @@ both! {
         assert_eq!(post(&eve, &own, "my budget is whole").await.status, 303, "the refused posts spent nothing");
     }
 
+    // 10 per hour: the budget cannot refill while the test runs.
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "10/1h")]
+    async fn probing_codes_through_room_routes_costs_wrong_guesses_until_refused(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let foreign = app.create_room(&ada, "Private").await;
+        let eve = app.signed_in("eve@example.org", "eve").await;
+        let csrf = eve.csrf_from("/home").await;
+        // Every room route, for someone else's room and for no room at all: the first ten
+        // answers are "not found" (ten wrong guesses), every later one is "too many".
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            for code in [foreign.as_str(), "ZZZZ-ZZZZ"] {
+                for way in Probe::ALL {
+                    answers.push((way, code, way.send(&app, &eve, code, &csrf).await));
+                }
+            }
+        }
+        for (i, (way, code, (status, retry_after))) in answers.iter().enumerate() {
+            let expected = if i < 10 { 404 } else { 429 };
+            assert_eq!(*status, expected, "probe {i}: {way:?} {code}");
+            if expected == 429 && *way != Probe::Socket {
+                assert!(retry_after.is_some(), "probe {i}: {way:?} {code} without Retry-After");
+            }
+        }
+        // One budget: joining by code is refused too, even with the right code.
+        assert_eq!(eve.post_form("/home", "/rooms/join", &[("code", &foreign)]).await.status, 429);
+        // Members are never charged: ada's room works however much she uses it, and her own
+        // budget of wrong codes is whole.
+        let ada_csrf = ada.csrf_from(&format!("/rooms/{foreign}")).await;
+        for way in Probe::ALL.into_iter().filter(|w| *w != Probe::Leave) {
+            for _ in 0..6 {
+                let (status, _) = way.send(&app, &ada, &foreign, &ada_csrf).await;
+                assert!(matches!(status, 101 | 200 | 303), "{way:?}: {status}");
+            }
+        }
+        for _ in 0..10 {
+            assert_eq!(ada.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZY")]).await.status, 422);
+        }
+    }
+
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "4/1h")]
+    async fn a_wrong_join_and_a_room_probe_spend_one_budget(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let foreign = app.create_room(&ada, "Private").await;
+        let eve = app.signed_in("eve@example.org", "eve").await;
+        let csrf = eve.csrf_from("/home").await;
+        assert_eq!(eve.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZZ")]).await.status, 422);
+        assert_eq!(Probe::Page.send(&app, &eve, "ZZZZ-ZZZY", &csrf).await.0, 404);
+        assert_eq!(eve.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZX")]).await.status, 422);
+        assert_eq!(Probe::Post.send(&app, &eve, &foreign, &csrf).await.0, 404);
+        let join = eve.post_form("/home", "/rooms/join", &[("code", "ZZZZ-ZZZW")]).await;
+        assert_eq!(join.status, 429);
+        assert!(join.header("retry-after").is_some());
+        assert_eq!(Probe::Page.send(&app, &eve, &foreign, &csrf).await.0, 429);
+    }
+
+    // (Each 404 is a wrong guess, allowed here by the hundred: guessing has its own tests.)
+    #[settings(NATTER_LIMIT_JOIN_FAILS = "1000/1h")]
     async fn other_spellings_of_a_room_url_redirect_to_the_canonical_one(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = app.create_room(&ada, "Canon").await;
@@ -445,6 +569,35 @@ both! {
             assert_eq!(ada.post(&path, &fields).await.status, 403, "{path}");
         }
         assert_eq!(ada.get(&format!("/rooms/{code}")).await.status, 200);
+    }
+
+    #[settings(NATTER_LIMIT_MEMBERSHIP = "3/1h")]
+    async fn joining_and_leaving_over_and_over_is_refused_for_a_while(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Revolving door").await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        let leave = format!("/rooms/{code}/leave");
+        let csrf = bob.csrf_from("/home").await;
+        let htmx = [("origin", app.base.as_str()), ("hx-request", "true"), ("x-csrf-token", csrf.as_str())];
+        bob.join(&code).await;
+        assert_eq!(bob.post(&leave, &[("csrf", &csrf)]).await.status, 303);
+        let joined = bob.post_with("/rooms/join", &[("code", &code)], &htmx).await;
+        assert_eq!((joined.status, joined.header("hx-redirect")), (200, Some(format!("/rooms/{code}").as_str())));
+        // Three changes: the fourth is refused, as a form, with htmx, leaving or joining.
+        for (refused, what) in [
+            (bob.post(&leave, &[("csrf", &csrf)]).await, "leave"),
+            (bob.post_with(&leave, &[], &htmx).await, "leave with htmx"),
+            (bob.post_form("/home", "/rooms/join", &[("code", &code)]).await, "join"),
+            (bob.post_with("/rooms/join", &[("code", &code)], &htmx).await, "join with htmx"),
+        ] {
+            assert_eq!(refused.status, 429, "{what}");
+            assert!(refused.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()), "{what}");
+            assert!(refused.body.contains("joined and left rooms many times"), "{what}: {}", refused.body);
+        }
+        assert_eq!(bob.get(&format!("/rooms/{code}")).await.status, 200, "still a member");
+        // It is bob's budget, not the room's.
+        let cyd = app.signed_in("cyd@example.org", "cyd").await;
+        cyd.join(&code).await;
     }
 
     #[settings(NATTER_LIMIT_ROOMS = "2/1h")]

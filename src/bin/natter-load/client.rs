@@ -421,7 +421,8 @@ mod tests {
             online: 1,
             members: 1,
         };
-        let presence = members::upsert_frame(&member, true, counts).into_string();
+        let presence =
+            members::changes_frame([members::Entry::Member(&member, true)], counts).into_string();
         assert_eq!(parsed(&presence), []);
         let list = members::list_frame(std::slice::from_ref(&member), |_| true, counts);
         assert_eq!(parsed(&list.into_string()), []);

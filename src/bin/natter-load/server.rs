@@ -34,6 +34,7 @@ pub const BENCH_ENV: &[(&str, &str)] = &[
     ("NATTER_LIMIT_POSTS", "1000000/1s"),
     ("NATTER_LIMIT_ROOMS", "1000000/1s"),
     ("NATTER_LIMIT_JOIN_FAILS", "1000000/1s"),
+    ("NATTER_LIMIT_MEMBERSHIP", "1000000/1s"),
     ("NATTER_LIMIT_SIGN_INS", "1000000/1s"),
     ("NATTER_LOG", "warn"),
     ("NATTER_DEV_LOGIN", "1"),
