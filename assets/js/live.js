@@ -31,7 +31,7 @@ function status(text) {
 let downSince = 0; // when the connection went down (0: it is up)
 let downTimer = 0;
 let retries = 0; // failed connections since the last open
-let refused = ""; // why the server refused the last upgrade, when it said
+let refused = ""; // why the server refused the last upgrade, when it said so
 
 // Nothing while connected, "reconnecting…" after 1 s down, "offline" after 30 s (UI.md).
 function showDown() {
@@ -70,13 +70,14 @@ document.addEventListener("htmx:wsClose", (e) => {
   // like any failed connection: every third failure asks the socket's address over plain
   // HTTP, which answers what the upgrade got; the page reloads onto it or says it.
   if (++retries % 3 === 0) {
-    fetch(e.target.getAttribute("ws-connect")).then((r) => {
-      if (r.status === 401 || r.status === 404) location.reload();
-      if (r.status === 429) {
-        refused = "paused: too many natter tabs open; close one and this one reconnects";
-      }
-      showDown();
-    }, () => {}); // unreachable too: asked again three failures later
+    fetch(e.target.getAttribute("ws-connect"))
+      .then(async (r) => {
+        if (r.status === 401 || r.status === 404) location.reload();
+        // Too many tabs open, or too many wrong room codes: the answer says which.
+        if (r.status === 429) refused = (await r.text()).trim();
+        showDown();
+      })
+      .catch(() => {}); // unreachable too: asked again three failures later
   }
   // The ws extension retries by itself only after 1006/1011/1012/1013 (Caddy closes with
   // 1001, other proxies with other codes).

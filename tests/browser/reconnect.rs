@@ -259,7 +259,7 @@ async fn a_tab_over_the_socket_cap_says_why_and_goes_live_when_another_closes() 
     second
         .wait_until(
             "the page saying why it is not live",
-            "document.querySelector('#room-status').textContent.includes('too many natter tabs')",
+            "document.querySelector('#room-status').textContent.includes('too many natter tabs are open')",
             vec![],
         )
         .await;

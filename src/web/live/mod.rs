@@ -62,7 +62,16 @@ fn after_cursor(query: Option<&str>) -> Result<Option<i64>, ()> {
 /// How long a person over the socket cap is asked to wait: time to close a tab.
 const SOCKETS_RETRY_SECS: u64 = 10;
 
-fn refuse(status: StatusCode, text: &'static str) -> Response {
+/// 429 with a `Retry-After`; the page shows `text` as why it is not live.
+fn refuse_for_now(text: &str, retry_after_secs: u64) -> Response {
+    let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, format!("{text}\n"));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after_secs.into());
+    response
+}
+
+fn refuse(status: StatusCode, text: impl Into<poem::Body>) -> Response {
     Response::builder()
         .status(status)
         .content_type("text/plain; charset=utf-8")
@@ -106,6 +115,11 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
                 return Ok(refuse(StatusCode::UNAUTHORIZED, "sign in first\n"));
             }
             Some(Refusal::NotFound) => return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n")),
+            // Out of wrong guesses (every 404 here spends one).
+            Some(refused @ Refusal::TooFast { .. }) => {
+                let wait = refused.retry_after_secs().unwrap_or(SOCKETS_RETRY_SECS);
+                return Ok(refuse_for_now(&refused.sentence(), wait));
+            }
             _ => return Err(e),
         },
     };
@@ -116,14 +130,10 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
         ));
     };
     let over_cap = || {
-        let mut response = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many live connections open: close another natter tab\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, SOCKETS_RETRY_SECS.into());
-        Ok(response)
+        Ok(refuse_for_now(
+            "Paused: too many natter tabs are open. Close one and this one reconnects.",
+            SOCKETS_RETRY_SECS,
+        ))
     };
     let upgrade_ok = upgrading
         && headers
