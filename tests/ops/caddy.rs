@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::common::metric;
 use crate::common::{Browser, Closed, Next, Socket, assert_exactly, extract_attr, seqs_in};
 use crate::multi::{WAIT, pg};
-use crate::procs::{Caddy, Natter, metric};
+use crate::procs::{Caddy, Natter};
 
 /// Two natter processes on one PostgreSQL database behind Caddy.
 async fn two_upstreams() -> Option<(Caddy, Natter, Natter, std::sync::Arc<crate::common::TestDb>)> {

@@ -5,10 +5,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::common::metric;
 use crate::common::{
     Backend, Browser, Closed, SocketRefused, TestApp, TestDb, assert_exactly, eventually,
 };
-use crate::procs::metric;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 

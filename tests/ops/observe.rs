@@ -1,8 +1,9 @@
 //! What an operator watches: `/metrics` and the logs.
 
+use crate::common::metric;
 use crate::common::{Backend, Browser, TestApp, assert_exactly, eventually};
 use crate::multi::WAIT;
-use crate::procs::{Natter, metric};
+use crate::procs::Natter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_sockets_posts_deliveries_latency_and_responses_by_status() {

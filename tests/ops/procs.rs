@@ -44,19 +44,6 @@ pub async fn wait_ready(url: &str, within: Duration) -> bool {
     false
 }
 
-/// The value of one `/metrics` series (name with labels, e.g.
-/// `natter_http_responses_total{status="200"}`) at `base`, or `None` if it is absent.
-pub async fn metric(base: &str, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// A natter process.
 pub struct Natter {
     pub child: Child,

@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::common::metric;
 use crate::common::{Browser, Closed, TestApp, TestDb, assert_exactly, eventually};
 use crate::multi::{FAST, TwoInstances, WAIT, notifications, notified_beyond, pg};
-use crate::procs::{DbProxy, Natter, metric};
+use crate::procs::{DbProxy, Natter};
 
 /// A POST whose headers and first half of its body are sent, the rest held back: a request in
 /// flight for as long as the test likes.

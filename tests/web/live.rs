@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::both;
-use crate::common::{Browser, Closed, SocketRefused, TestApp, assert_exactly, seqs_in};
+use crate::common::{Browser, Closed, SocketRefused, TestApp, assert_exactly, metric, seqs_in};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -22,18 +22,6 @@ async fn post_many(b: &Browser, code: &str, first: usize, n: usize) {
             .await;
         assert_eq!(r.status, 303, "post {i}: {}", r.body);
     }
-}
-
-/// The value of one series on the app's `/metrics` (e.g. `natter_resyncs_total`).
-async fn metric(app: &TestApp, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", app.base))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The user id of `name`'s entry in a page's member list.
@@ -177,7 +165,7 @@ both! {
         for socket in &mut sockets {
             assert_exactly(&socket.seqs_until(n, WAIT).await, 1, n as i64);
         }
-        let resyncs = metric(&app, "natter_resyncs_total").await;
+        let resyncs = metric(&app.base, "natter_resyncs_total").await;
         assert!(resyncs > Some(0.0), "the burst overflowed a 2-slot queue at least once");
     }
 
@@ -208,7 +196,7 @@ both! {
         app.state.chat.publish(&posted[..1], Instant::now());
         assert_exactly(&bob.seqs_until(2, WAIT).await, 1, 2);
         assert!(bob.next_text(Duration::from_millis(300)).await.is_none_or(|f| seqs_in(&f).is_empty()), "the late first one is not sent again");
-        assert!(metric(&app, "natter_gap_fills_total").await >= Some(1.0));
+        assert!(metric(&app.base, "natter_gap_fills_total").await >= Some(1.0));
         store.close().await;
     }
 
