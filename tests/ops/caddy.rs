@@ -282,3 +282,37 @@ async fn caddy_keeps_metrics_in_and_leaves_socket_upgrades_uncompressed() {
     ada.say(&code, "through caddy").await;
     assert_exactly(&socket.seqs_until(1, WAIT).await, 1, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_caddy_a_client_cannot_choose_its_address() {
+    if !Caddy::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/natter.db", dir.path().display());
+    let caddy_port = crate::procs::free_port();
+    let public = format!("http://127.0.0.1:{caddy_port}");
+    let settings = [
+        ("NATTER_TRUSTED_PROXIES", "127.0.0.1"),
+        ("NATTER_LIMIT_SIGN_INS", "3/1h"),
+    ];
+    let natter = Natter::start(&db, &public, &settings).await;
+    let _caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, false).await;
+    // natter reads the client from X-Forwarded-For: Caddy must set it to the address it saw,
+    // not pass on (or append to) what the client wrote, or each sign-in below would count
+    // against another address.
+    let mut statuses = Vec::new();
+    for i in 1..=4 {
+        let b = Browser::new(&public);
+        let csrf = b.csrf_from("/").await;
+        let spoofed = format!("203.0.113.{i}");
+        let headers = [
+            ("origin", public.as_str()),
+            ("x-forwarded-for", spoofed.as_str()),
+            ("x-real-ip", spoofed.as_str()),
+        ];
+        let fields = [("email", "ada@example.org"), ("csrf", csrf.as_str())];
+        statuses.push(b.post_with("/auth/dev", &fields, &headers).await.status);
+    }
+    assert_eq!(statuses, [303, 303, 303, 429]);
+}
