@@ -59,7 +59,8 @@ fn day_divider(ms: i64) -> Markup {
 /// One message of room `code`. Rendered once and shared by every viewer: nothing in it
 /// depends on who looks (own messages are marked by `/me.css` through `data-author`).
 ///
-/// Its time links to it from anywhere (`permalink`).
+/// Its time links to it from anywhere (`permalink`); "Copy link" copies that link with
+/// JavaScript (`js/copy.js` shows it where the clipboard can be written).
 pub fn message(code: &str, m: &Message, continued: bool) -> Markup {
     html! {
         article.message.continued[continued] id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) {
@@ -69,6 +70,7 @@ pub fn message(code: &str, m: &Message, continued: bool) -> Markup {
                 a.permalink href=(permalink(code, m.seq)) { (time(m.created_at, true)) }
             }
             div.message-body dir="auto" { (linkify(&m.body)) }
+            button.copy-link type="button" hidden { "Copy link" }
         }
     }
 }
