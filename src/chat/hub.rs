@@ -172,7 +172,8 @@ impl Hub {
         let mut frames = Vec::new();
         for m in messages.iter().filter(|m| m.seq > published) {
             let prev = previous.filter(|p| p.seq + 1 == m.seq);
-            let frame = messages_append(prev, std::slice::from_ref(m)).into_string();
+            let frame =
+                messages_append(&self.room.code, prev, std::slice::from_ref(m)).into_string();
             frames.push((m.seq, Utf8Bytes::from(frame)));
             previous = Some(m);
         }

@@ -461,6 +461,47 @@ impl Store {
         })
     }
 
+    /// Message `seq` with up to `before` messages before it and `after` after it, in
+    /// ascending order (`None`: no such message). One statement, each half a range scan of
+    /// the primary key `(room_id, seq)` from `seq`, however far back it is.
+    pub async fn messages_around(
+        &self,
+        room_id: i64,
+        seq: i64,
+        before: i64,
+        after: i64,
+    ) -> Result<Option<MessagePage>> {
+        let mut messages = on_read!(&self.db, pool => sqlx::query_as::<_, Message>(concat!(
+            "SELECT * FROM (SELECT ", message_columns!(), " FROM messages m \
+             JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 AND m.seq <= $2 \
+             ORDER BY m.seq DESC LIMIT CAST($3 AS BIGINT)) AS older \
+             UNION ALL \
+             SELECT * FROM (SELECT ", message_columns!(), " FROM messages m \
+             JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 AND m.seq > $2 \
+             ORDER BY m.seq LIMIT CAST($4 AS BIGINT)) AS newer"
+        ))
+        .bind(room_id)
+        .bind(seq)
+        // The message, those before it, and one more to tell whether there are older ones.
+        .bind(before + 2)
+        .bind(after)
+        .fetch_all(pool)
+        .await)?;
+        messages.sort_unstable_by_key(|m| m.seq);
+        if !messages.iter().any(|m| m.seq == seq) {
+            return Ok(None);
+        }
+        let older = messages.iter().filter(|m| m.seq < seq).count() as i64;
+        let has_older = older > before;
+        if has_older {
+            messages.remove(0);
+        }
+        Ok(Some(MessagePage {
+            messages,
+            has_older,
+        }))
+    }
+
     /// Up to `limit` messages with `after < seq <= upto`, in ascending order: what a socket
     /// replays on (re)connect and fills gaps with.
     pub async fn messages_between(

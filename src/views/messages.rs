@@ -1,11 +1,15 @@
 //! Messages: one `message` function renders a message for the room page, the older-messages
-//! fragment and page, and the live frame alike. Each is rendered once for everyone: nothing in
-//! it depends on who looks (own messages are marked by `/me.css` through `data-author`).
+//! fragment and page, the page around a linked message, and the live frame alike. Each is
+//! rendered once for everyone: nothing in it depends on who looks (own messages are marked by
+//! `/me.css` through `data-author`); the room's code, in its link, is the same for all.
 
 use maud::{Markup, html};
 
 use super::times::time;
-use crate::{domain::without_bidi_controls, store::Message};
+use crate::{
+    domain::without_bidi_controls,
+    store::{Message, MessagePage},
+};
 
 /// Messages per page of history.
 pub const PAGE_SIZE: i64 = 50;
@@ -21,8 +25,8 @@ fn utc_day(ms: i64) -> Option<time::Date> {
 
 /// Messages in order, each grouped under the previous one when the same person wrote it within
 /// a few minutes, with a day divider wherever the (UTC) date changes. `previous` is the message
-/// just before the first, if known.
-pub fn message_items(previous: Option<&Message>, messages: &[Message]) -> Markup {
+/// just before the first, if known; `code` is their room's.
+pub fn message_items(code: &str, previous: Option<&Message>, messages: &[Message]) -> Markup {
     html! {
         @for (i, m) in messages.iter().enumerate() {
             @let prev = if i == 0 { previous } else { messages.get(i - 1) };
@@ -31,7 +35,7 @@ pub fn message_items(previous: Option<&Message>, messages: &[Message]) -> Markup
                 p.user_id == m.user_id && p.seq + 1 == m.seq && m.created_at - p.created_at < GROUP_WINDOW_MS
             });
             @if new_day { (day_divider(m.created_at)) }
-            (message(m, continued))
+            (message(code, m, continued))
         }
     }
 }
@@ -52,19 +56,30 @@ fn day_divider(ms: i64) -> Markup {
     }
 }
 
-/// One message. Rendered once and shared by every viewer: nothing in it depends on who looks
-/// (own messages are marked by `/me.css` through `data-author`).
-pub fn message(m: &Message, continued: bool) -> Markup {
+/// One message of room `code`. Rendered once and shared by every viewer: nothing in it
+/// depends on who looks (own messages are marked by `/me.css` through `data-author`).
+///
+/// Its time links to it from anywhere (`permalink`); "Copy link" copies that link with
+/// JavaScript (`js/copy.js` shows it where the clipboard can be written).
+pub fn message(code: &str, m: &Message, continued: bool) -> Markup {
     html! {
         article.message.continued[continued] id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) {
             header.message-meta {
                 span.author { (m.author) }
                 " "
-                a.permalink href={ "#msg-" (m.seq) } { (time(m.created_at, true)) }
+                a.permalink href=(permalink(code, m.seq)) { (time(m.created_at, true)) }
             }
             div.message-body dir="auto" { (linkify(&m.body)) }
+            button.copy-link type="button" hidden { "Copy link" }
         }
     }
+}
+
+/// The link to message `seq` of room `code`, for any page and anyone (`web::room::message`
+/// finds the page it is on). It carries `#msg-{seq}`, so whichever page answers, the browser
+/// scrolls to the message and highlights it (`:target`), without JavaScript.
+pub fn permalink(code: &str, seq: i64) -> String {
+    format!("/rooms/{code}/messages/{seq}#msg-{seq}")
 }
 
 /// Text with its http(s) URLs as links. Everything is escaped by maud; only the two URL
@@ -111,8 +126,8 @@ fn find_url(text: &str) -> Option<usize> {
 
 /// Messages appended live: the frame the hub renders once per message and sends to every
 /// socket, and what a socket replays from the store.
-pub fn messages_append(previous: Option<&Message>, messages: &[Message]) -> Markup {
-    html! { div #messages hx-swap-oob="beforeend" { (message_items(previous, messages)) } }
+pub fn messages_append(code: &str, previous: Option<&Message>, messages: &[Message]) -> Markup {
+    html! { div #messages hx-swap-oob="beforeend" { (message_items(code, previous, messages)) } }
 }
 
 /// The "Load older messages" link above the oldest message shown: a link without JS, and
@@ -131,25 +146,44 @@ pub fn older_link(code: &str, before: i64) -> Markup {
 pub fn older_fragment(code: &str, messages: &[Message], has_older: bool) -> Markup {
     html! {
         @if has_older { @if let Some(first) = messages.first() { (older_link(code, first.seq)) } }
-        div #messages hx-swap-oob="afterbegin" { (message_items(None, messages)) }
+        div #messages hx-swap-oob="afterbegin" { (message_items(code, None, messages)) }
     }
 }
 
-/// A page of older history without JavaScript: links back, further back and forward.
-pub fn history(code: &str, room_name: &str, messages: &[Message], has_older: bool) -> Markup {
+/// A page of history without JavaScript: older messages, or those around a linked one. Links
+/// lead back, further back and forward; forward ends in the room itself, at the next message,
+/// once that is on the room's newest page (whose first message is `newest_first`).
+pub fn history(
+    code: &str,
+    room_name: &str,
+    page: &MessagePage,
+    newest_first: Option<i64>,
+) -> Markup {
+    let messages = &page.messages;
     html! {
         section.card.history-page aria-labelledby="history-title" {
             h1 #history-title { "Earlier in " bdi { (room_name) } }
             p { a href={ "/rooms/" (code) } { "Back to the latest messages" } }
-            @if has_older { @if let Some(first) = messages.first() {
+            @if page.has_older { @if let Some(first) = messages.first() {
                 p { a href={ "/rooms/" (code) "/messages?before=" (first.seq) } { "Load older messages" } }
             } }
-            div.messages-static { (message_items(None, messages)) }
+            div.messages-static { (message_items(code, None, messages)) }
             @if messages.is_empty() { p.muted { "Nothing earlier." } }
             @if let Some(last) = messages.last() {
-                p { a href={ "/rooms/" (code) "/messages?before=" (last.seq + PAGE_SIZE + 1) } { "Newer messages" } }
+                p { a href=(newer_href(code, last.seq, newest_first)) { "Newer messages" } }
             }
         }
+    }
+}
+
+/// Where "Newer messages" after message `last` leads: the next page of history, or the room
+/// at the next message once that is on its newest page.
+fn newer_href(code: &str, last: i64, newest_first: Option<i64>) -> String {
+    let next = last + 1;
+    if newest_first.is_none_or(|first| next >= first) {
+        format!("/rooms/{code}#msg-{next}")
+    } else {
+        format!("/rooms/{code}/messages?before={}", last + PAGE_SIZE + 1)
     }
 }
 
@@ -176,7 +210,7 @@ mod tests {
             "\"><img src=x onerror=alert(1)>",
             "<div hx-swap-oob=\"true\" id=\"messages\">x</div>",
         ] {
-            let html = message(&msg(1, 1, 0, body), false).into_string();
+            let html = message("ABCD-EFGH", &msg(1, 1, 0, body), false).into_string();
             assert!(
                 !html.contains("<script>")
                     && !html.contains("<img")
@@ -213,9 +247,35 @@ mod tests {
     }
 
     #[test]
+    fn a_message_links_to_its_own_page_in_every_rendering() {
+        let html = message("ABCD-EFGH", &msg(7, 1, 0, "hi"), true).into_string();
+        assert!(
+            html.contains(r##"href="/rooms/ABCD-EFGH/messages/7#msg-7""##),
+            "{html}"
+        );
+        let frame = messages_append("ABCD-EFGH", None, &[msg(8, 1, 0, "hi")]).into_string();
+        assert!(
+            frame.contains("/rooms/ABCD-EFGH/messages/8#msg-8"),
+            "{frame}"
+        );
+    }
+
+    #[test]
+    fn newer_leads_forward_until_the_newest_page_then_into_the_room() {
+        let code = "ABCD-EFGH";
+        assert_eq!(
+            newer_href(code, 100, Some(500)),
+            "/rooms/ABCD-EFGH/messages?before=151"
+        );
+        assert_eq!(newer_href(code, 499, Some(500)), "/rooms/ABCD-EFGH#msg-500");
+        assert_eq!(newer_href(code, 600, Some(500)), "/rooms/ABCD-EFGH#msg-601");
+    }
+
+    #[test]
     fn consecutive_messages_group_and_days_divide() {
         let day = 86_400_000;
         let items = message_items(
+            "ABCD-EFGH",
             None,
             &[
                 msg(1, 1, 0, "a"),

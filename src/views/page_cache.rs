@@ -75,7 +75,7 @@ impl NewestPages {
         Ok(self.keep(
             room.id,
             limit,
-            NewestPage::render(&read.messages, read.has_older),
+            NewestPage::render(&room.code, &read.messages, read.has_older),
         ))
     }
 
@@ -106,10 +106,10 @@ impl NewestPages {
 }
 
 impl NewestPage {
-    /// `messages` (the newest of their room, in order) as the room page shows them.
-    fn render(messages: &[Message], has_older: bool) -> Self {
+    /// `messages` (the newest of room `code`, in order) as the room page shows them.
+    fn render(code: &str, messages: &[Message], has_older: bool) -> Self {
         Self {
-            html: message_items(None, messages).into_string(),
+            html: message_items(code, None, messages).into_string(),
             has_older,
             first_seq: messages.first().map(|m| m.seq),
             // Seqs are gap-free and committed in order, so this page is the newest messages
@@ -156,7 +156,7 @@ mod tests {
     fn worst_case_pages_never_hold_more_than_the_bound() {
         let messages: Vec<Message> = (1..=PAGE_SIZE).map(worst_message).collect();
         let cache = NewestPages::default();
-        let first = NewestPage::render(&messages, true).html.len();
+        let first = NewestPage::render("ABCD-EFGH", &messages, true).html.len();
         assert!(first > 1 << 20, "a worst-case page is {first} bytes");
         // Past the bound three times over, so the cache starts over more than once.
         let rooms = 3 * MAX_BYTES / first + 3;
@@ -165,10 +165,18 @@ mod tests {
             // Rendered each time, as a request would: the string as maud built it. Rooms hold
             // 26 to 50 such messages, so some pages are just past a power of two in length.
             let newest = &messages[(room % 25) as usize..];
-            cache.keep(room, PAGE_SIZE, NewestPage::render(newest, true));
+            cache.keep(
+                room,
+                PAGE_SIZE,
+                NewestPage::render("ABCD-EFGH", newest, true),
+            );
             // The same room again (a new message): replaced, not counted twice.
             if room % 5 == 0 {
-                cache.keep(room, PAGE_SIZE, NewestPage::render(&messages[1..], true));
+                cache.keep(
+                    room,
+                    PAGE_SIZE,
+                    NewestPage::render("ABCD-EFGH", &messages[1..], true),
+                );
             }
             let (counted, len, capacity, kept) = held(&cache);
             assert!(counted <= MAX_BYTES, "counted {counted} bytes");

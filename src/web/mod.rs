@@ -50,6 +50,7 @@ pub fn routes() -> Route {
             "/rooms/:code/messages",
             get(room::older).post(room::post_message),
         )
+        .at("/rooms/:code/messages/:seq", get(room::message))
         .at("/rooms/:code/ws", get(live::connect))
         .at("/rooms/:code/leave", post(room::leave))
         .at("/healthz", get(ops::healthz))

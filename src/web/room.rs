@@ -1,11 +1,11 @@
-//! The room: its page, older messages, posting and leaving (the markup is in `views`). Every
-//! handler takes its room through `InRoom`, the one membership check.
+//! The room: its page, older messages, a message's own page, posting and leaving (the markup
+//! is in `views`). Every handler takes its room through `InRoom`, the one membership check.
 
 use maud::Markup;
 use poem::{
     Request, Response, handler,
     http::{HeaderValue, StatusCode},
-    web::Query,
+    web::{Path, Query},
 };
 use serde::Deserialize;
 
@@ -16,7 +16,7 @@ use crate::{
     auth::{AppData, CurrentUser},
     error::AppError,
     refusal::{Budget, Refusal},
-    store::{Room, RoomOverview},
+    store::{MessagePage, Room, RoomOverview},
     views::{
         Page,
         messages::{self, PAGE_SIZE},
@@ -100,14 +100,80 @@ pub async fn older(
         let markup = messages::older_fragment(code, &page.messages, page.has_older);
         return Ok(respond(StatusCode::OK, markup));
     }
+    let newest = state
+        .pages
+        .newest(&state.store, &room, PAGE_SIZE)
+        .await
+        .map_err(AppError::from)?;
+    Ok(history_page(&user, &room, &page, newest.first_seq))
+}
+
+/// The `{seq}` of a message's route, as typed: anything but a message number is simply not
+/// found, like a number no message has.
+#[derive(Deserialize)]
+pub struct SeqParam {
+    seq: String,
+}
+
+/// Messages shown on each side of a linked message further back than the newest page.
+const AROUND: i64 = PAGE_SIZE / 2;
+
+/// `GET /rooms/{code}/messages/{seq}`: a message's own link (`views::messages::permalink`),
+/// which works from anywhere. On the room's newest page the message is shown in the room
+/// (303 to `/rooms/{code}#msg-{seq}`); further back, on a page of history around it, with
+/// links older and newer. A message that does not exist is 404, as a room that does not.
+#[handler]
+pub async fn message(
+    state: AppData<'_>,
+    req: &Request,
+    InRoom { user, room }: InRoom<Room>,
+    Path(SeqParam { seq }): Path<SeqParam>,
+) -> poem::Result<Response> {
+    let seq = message_number(&seq).ok_or(AppError::NOT_FOUND)?;
+    let newest = state
+        .pages
+        .newest(&state.store, &room, PAGE_SIZE)
+        .await
+        .map_err(AppError::from)?;
+    if seq > newest.last_seq {
+        return Err(AppError::NOT_FOUND.into());
+    }
+    if newest.first_seq.is_some_and(|first| first <= seq) {
+        let location = format!("/rooms/{}#msg-{seq}", room.code);
+        return Ok(see_other(&location, is_htmx(req)));
+    }
+    let around = state
+        .store
+        .messages_around(room.id, seq, AROUND, AROUND)
+        .await
+        .map_err(AppError::from)?
+        .ok_or(AppError::NOT_FOUND)?;
+    Ok(history_page(&user, &room, &around, newest.first_seq))
+}
+
+/// A message number as its links spell it: digits without a leading zero, which fit an
+/// `i64` (`+7`, `07` or ` 7` are other addresses, not found like any other).
+fn message_number(raw: &str) -> Option<i64> {
+    let digits = raw.bytes().all(|b| b.is_ascii_digit()) && !raw.starts_with('0');
+    raw.parse().ok().filter(|_| digits)
+}
+
+/// A page of history without JavaScript, in the site layout.
+fn history_page(
+    user: &CurrentUser,
+    room: &Room,
+    page: &MessagePage,
+    newest_first: Option<i64>,
+) -> Response {
     let csrf = user.session.csrf();
+    let content = messages::history(&room.code, room.display_name(), page, newest_first);
     let page = Page {
         title: room.display_name(),
-        nav: member_nav(&user, &csrf),
+        nav: member_nav(user, &csrf),
         body_class: "page-narrow",
-        content: messages::history(code, room.display_name(), &page.messages, page.has_older),
+        content,
     };
-    Ok(respond(StatusCode::OK, page.render()))
+    respond(StatusCode::OK, page.render())
 }
 
 /// The message form.
@@ -187,4 +253,29 @@ pub async fn leave(
         .await
         .map_err(AppError::from)?;
     Ok(see_other("/home", htmx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_number;
+
+    #[test]
+    fn only_a_message_number_as_links_spell_it_is_one() {
+        assert_eq!(message_number("1"), Some(1));
+        assert_eq!(message_number("9223372036854775807"), Some(i64::MAX));
+        for raw in [
+            "",
+            "0",
+            "07",
+            "+7",
+            "-7",
+            " 7",
+            "7 ",
+            "7.0",
+            "1e3",
+            "9223372036854775808",
+        ] {
+            assert_eq!(message_number(raw), None, "{raw:?}");
+        }
+    }
 }

@@ -556,6 +556,18 @@ impl Chrome {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
 
+    /// Lets pages on natter read and write the clipboard without asking, as a person who
+    /// allowed it would (writing needs no leave after a click; reading back does).
+    pub async fn allow_clipboard(&self) {
+        let params = json!({
+            "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+            "origin": self.base,
+        });
+        self.cdp("Browser.grantPermissions", params)
+            .await
+            .expect("grant clipboard permissions");
+    }
+
     /// Presses Tab until `target` has focus (at most 40 times); panics otherwise. `target` is
     /// what `focused` says: an id, or `tag:text` for an element without one.
     pub async fn tab_to(&self, target: &str) {

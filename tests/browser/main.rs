@@ -16,6 +16,7 @@ mod chrome;
 mod grouping;
 mod no_js;
 mod pages;
+mod permalinks;
 mod reconnect;
 
 use chrome::{Chrome, ENTER, Js};

@@ -11,7 +11,7 @@ use crate::*;
 /// Looks at the current page: the console, then axe and a screenshot at desktop and phone
 /// widths, in light and dark mode. `expected_status` is the page's own error status, which
 /// Chromium reports as a failed load.
-async fn inspect(c: &Chrome, name: &str, expected_status: Option<u16>) {
+pub(crate) async fn inspect(c: &Chrome, name: &str, expected_status: Option<u16>) {
     c.find("main").await;
     let statuses: Vec<u16> = expected_status.into_iter().collect();
     c.assert_console_clean_but_statuses(name, &statuses).await;

@@ -326,7 +326,7 @@ both! {
         assert!(bob.wait_for("id=\"msg-1\"", WAIT).await);
         let frame = bob.frames.iter().find(|f| f.contains("msg-1")).unwrap();
         assert_eq!(frame.matches("&lt;").count(), 4000);
-        assert!(frame.ends_with("</div></article></div>"), "{}", &frame[frame.len() - 40..]);
+        assert!(frame.ends_with("</article></div>"), "{}", &frame[frame.len() - 40..]);
     }
 
     async fn shutting_down_closes_sockets_with_1012(app: TestApp) {

@@ -391,7 +391,7 @@ mod tests {
             message(41, at, "bench t=123456"),
             message(42, at + 1000, "a = b, no stamp here"),
         ];
-        messages_append(None, &batch).into_string()
+        messages_append("ABCD-EFGH", None, &batch).into_string()
     }
 
     fn parsed(frame: &str) -> Vec<(i64, Option<u64>)> {

@@ -297,7 +297,7 @@ impl Socket {
                 );
                 return Err(End::Close(1011, "try again"));
             };
-            let frame = messages_append(None, &batch).into_string();
+            let frame = messages_append(&self.room.code, None, &batch).into_string();
             self.send(Utf8Bytes::from(frame)).await?;
             self.last_sent = last;
         }
