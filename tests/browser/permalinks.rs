@@ -5,42 +5,8 @@
 use serde_json::json;
 
 use crate::chrome::ENTER;
-use crate::common::TestApp;
 use crate::pages::inspect;
 use crate::*;
-
-/// Commits `n` messages by `author` straight through the store's writer (together, so they
-/// share its batches): a long history in a moment.
-async fn fill(app: &TestApp, code: &str, author: &str, n: usize) {
-    use natter::{domain, store};
-    let store = &app.state.store;
-    let room = store
-        .room_by_code(domain::RoomCode::parse(code).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let members = store.members(room.id).await.unwrap();
-    let user_id = members
-        .iter()
-        .find(|m| m.username == author)
-        .unwrap()
-        .user_id;
-    let posts = (1..=n).map(|i| {
-        store.post_message(store::NewPost {
-            room_id: room.id,
-            user_id,
-            author: author.into(),
-            body: domain::MessageBody::parse(&format!("Note {i} of a long history")).unwrap(),
-            client_id: None,
-        })
-    });
-    for outcome in futures_util::future::join_all(posts).await {
-        assert!(
-            matches!(outcome, Ok(store::PostOutcome::Posted(_))),
-            "{outcome:?}"
-        );
-    }
-}
 
 /// The element the address's fragment names: its id, whether it is highlighted, and whether it
 /// is in view.
@@ -63,7 +29,11 @@ async fn a_copied_message_link_opens_the_room_at_that_message_from_anywhere() {
     };
     sign_up_dev(&ada, "ada@example.org", "ada").await;
     let code = create_room(&ada, "Long memory").await;
-    fill(&app, &code, "ada", 200).await;
+    app.fill(&code, "ada", 200, |i| {
+        let text = format!("Note {} of a long history", i + 1);
+        natter::domain::MessageBody::parse(&text).unwrap()
+    })
+    .await;
     ada.allow_clipboard().await;
     ada.goto(&format!("/rooms/{code}")).await;
     ada.wait_until("live socket", MEMBER_ONLINE, vec![json!("ada")])

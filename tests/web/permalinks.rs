@@ -1,50 +1,20 @@
 //! A message's own link (`/rooms/{code}/messages/{seq}#msg-{seq}`): on every page that shows
 //! the message, opening the room at it from anywhere, however far back, and to members only.
 
-use natter::{
-    domain::{MessageBody, RoomCode},
-    store::{NewPost, PostOutcome},
-};
+use natter::domain::MessageBody;
 
 use crate::both;
 use crate::common::{TestApp, assert_exactly, hostile_inputs, seqs_in};
 
-/// Commits `n` messages by `author` straight through the store's writer, 500 at a time (they
-/// share its batches, as concurrent posts do): thousands in seconds, where forms would take
-/// minutes. Their texts are the hostile inputs a message may hold, in turn.
+/// Fills room `code` with `n` messages by `author` (through the store, in seconds). Their
+/// texts are the hostile inputs a message may hold, in turn.
 async fn fill(app: &TestApp, code: &str, author: &str, n: usize) {
-    let store = &app.state.store;
-    let room = store
-        .room_by_code(RoomCode::parse(code).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let members = store.members(room.id).await.unwrap();
-    let user_id = members
-        .iter()
-        .find(|m| m.username == author)
-        .unwrap()
-        .user_id;
     let bodies: Vec<MessageBody> = hostile_inputs()
         .iter()
         .filter_map(|input| MessageBody::parse(input).ok())
         .collect();
-    let mut sent = 0;
-    while sent < n {
-        let batch = (sent..n.min(sent + 500)).map(|i| {
-            store.post_message(NewPost {
-                room_id: room.id,
-                user_id,
-                author: author.into(),
-                body: bodies[i % bodies.len()].clone(),
-                client_id: None,
-            })
-        });
-        for outcome in futures_util::future::join_all(batch).await {
-            assert!(matches!(outcome, Ok(PostOutcome::Posted(_))), "{outcome:?}");
-        }
-        sent = n.min(sent + 500);
-    }
+    app.fill(code, author, n, |i| bodies[i % bodies.len()].clone())
+        .await;
 }
 
 /// The `href` of the link whose whole text is `text`.
