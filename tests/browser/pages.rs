@@ -26,14 +26,8 @@ pub(crate) async fn inspect(c: &Chrome, name: &str, expected_status: Option<u16>
                 "axe on {name} ({width}{scheme}): {violations:#?}"
             );
             assert_logo_in_place(c, name, width).await;
-            let overflow = c
-                .js(
-                    "document.documentElement.scrollWidth - document.documentElement.clientWidth",
-                    vec![],
-                )
-                .await;
             assert_eq!(
-                overflow,
+                c.js(WIDER_THAN_THE_WINDOW, vec![]).await,
                 json!(0),
                 "{name} ({width}) is wider than the window"
             );
@@ -250,19 +244,17 @@ const SPILLING: &str = "[...document.querySelectorAll('main h1, main h2, main p,
         && e.scrollWidth > e.clientWidth + 1)
     .map((e) => `${e.tagName.toLowerCase()}.${e.className}: ${e.scrollWidth} > ${e.clientWidth}`)";
 
+/// How many pixels the page is wider than the window (0: it fits).
+const WIDER_THAN_THE_WINDOW: &str =
+    "document.documentElement.scrollWidth - document.documentElement.clientWidth";
+
 /// Nothing on the page spills sideways at 420 px, phone and desktop widths; a screenshot at
 /// 420 px (`{name}-420.png`).
 async fn assert_nothing_spills(c: &Chrome, name: &str) {
     for size in [NARROW, PHONE, DESKTOP] {
         c.resize(size).await;
-        let overflow = c
-            .js(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth",
-                vec![],
-            )
-            .await;
         assert_eq!(
-            overflow,
+            c.js(WIDER_THAN_THE_WINDOW, vec![]).await,
             json!(0),
             "{name} at {size:?} is wider than the window"
         );
