@@ -13,14 +13,7 @@ use crate::{
 /// Creates a room named `name` (optional) with the actor as its first member.
 pub async fn create_room(state: &State, actor: Actor<'_>, name: &str) -> Result<Room, Refusal> {
     let name = RoomName::parse(name).map_err(|e| Refusal::Invalid(e.0))?;
-    state
-        .limits
-        .rooms
-        .check(&actor.id)
-        .map_err(|wait| Refusal::TooFast {
-            retry_after: wait,
-            budget: Budget::Rooms,
-        })?;
+    Budget::Rooms.spend(&state.limits.rooms, &actor.id)?;
     // 40 random bits: a collision is rare; several in a row would mean something is broken.
     for _ in 0..8 {
         match state
@@ -57,13 +50,9 @@ pub async fn join_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result
 
 /// The room with this code, for whoever asks, under the failed-guess limit.
 pub async fn find_by_code(state: &State, actor: Actor<'_>, code: &str) -> Result<Room, Refusal> {
-    let too_many = |wait| Refusal::TooFast {
-        retry_after: wait,
-        budget: Budget::JoinFails,
-    };
     // Every attempt spends a guess up front and a right one gets it back: guesses sent in
     // parallel cannot all pass a check made before any of them failed.
-    state.limits.join_fails.check(&actor.id).map_err(too_many)?;
+    Budget::JoinFails.spend(&state.limits.join_fails, &actor.id)?;
     let room = match RoomCode::parse(code) {
         Ok(code) => state.store.room_by_code(code).await,
         Err(_) => Ok(None),
@@ -205,26 +194,16 @@ pub async fn room_for<T: ThroughMembership>(
 /// and once it is spent every answer is `TooFast`, whatever the code. Members are never
 /// charged: their rooms are found.
 pub fn not_found(state: &State, user_id: i64) -> Refusal {
-    match state.limits.join_fails.check(&user_id) {
+    match Budget::JoinFails.spend(&state.limits.join_fails, &user_id) {
         Ok(()) => Refusal::NotFound,
-        Err(wait) => Refusal::TooFast {
-            retry_after: wait,
-            budget: Budget::JoinFails,
-        },
+        Err(too_many) => too_many,
     }
 }
 
 /// Spends one of the person's joins and leaves. Each one changes the member list on every
 /// page that has the room open: joining and leaving in a loop would flood them all.
 fn membership(state: &State, actor: Actor<'_>) -> Result<(), Refusal> {
-    state
-        .limits
-        .membership
-        .check(&actor.id)
-        .map_err(|wait| Refusal::TooFast {
-            retry_after: wait,
-            budget: Budget::Membership,
-        })
+    Budget::Membership.spend(&state.limits.membership, &actor.id)
 }
 
 /// Leaves the room; the actor's open sockets to it close (4404).
@@ -283,7 +262,7 @@ async fn attempt_post(
 ) -> Result<i64, Refusal> {
     let body = MessageBody::parse(body).map_err(|e| Refusal::Invalid(e.0))?;
     let client_id = client_id.filter(|id| valid_client_id(id));
-    if let Err(wait) = state.limits.posts.check(&actor.id) {
+    if let Err(too_fast) = Budget::Posts.spend(&state.limits.posts, &actor.id) {
         // A retry of a post that went through (a resubmitted form, an API client that missed
         // the answer) answers as if it had succeeded, over the limit too.
         if let Some(id) = client_id
@@ -291,10 +270,7 @@ async fn attempt_post(
         {
             return Ok(seq);
         }
-        return Err(Refusal::TooFast {
-            retry_after: wait,
-            budget: Budget::Posts,
-        });
+        return Err(too_fast);
     }
     let post = NewPost {
         room_id,

@@ -9,7 +9,7 @@ use std::{borrow::Cow, time::Duration};
 
 use poem::http::StatusCode;
 
-use crate::limits::{retry_after_secs, wait_in_words};
+use crate::limits::{Limiter, retry_after_secs, wait_in_words};
 
 /// A rate limit, by what it limits: the sentence says which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,21 @@ pub enum Budget {
     Membership,
     /// Sign-in attempts per client address.
     SignIns,
+}
+
+impl Budget {
+    /// Spends one unit of `key`'s budget in `limiter` (the one this budget names), or refuses
+    /// with how long to wait.
+    pub fn spend<K: Eq + std::hash::Hash + Clone>(
+        self,
+        limiter: &Limiter<K>,
+        key: &K,
+    ) -> Result<(), Refusal> {
+        limiter.check(key).map_err(|retry_after| Refusal::TooFast {
+            retry_after,
+            budget: self,
+        })
+    }
 }
 
 /// Why a request was not done.

@@ -183,13 +183,7 @@ pub async fn dev_sign_in(
 fn limit_sign_ins(state: &State, req: &Request) -> Result<(), AppError> {
     let ip = auth::client_ip(req, &state.config).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let key = auth::limit_key(ip);
-    state.limits.sign_ins.check(&key).map_err(|retry_after| {
-        Refusal::TooFast {
-            retry_after,
-            budget: Budget::SignIns,
-        }
-        .into()
-    })
+    Ok(Budget::SignIns.spend(&state.limits.sign_ins, &key)?)
 }
 
 /// `GET /auth/login`: off to the provider, remembering (in a row bound to this browser) the
