@@ -30,8 +30,11 @@ document.addEventListener("htmx:afterSwap", (e) => {
 });
 
 document.addEventListener("htmx:afterRequest", (e) => {
-  if (!mine(e) || e.detail.xhr?.status !== 200) return;
-  sent = "";
+  if (!mine(e)) return;
+  const status = e.detail.xhr?.status;
+  // Answered with the composer (sent, or refused with its text in it): nothing to put back.
+  if (status === 200 || status === 422 || status === 429) sent = "";
+  if (status !== 200) return;
   body().removeAttribute("aria-invalid");
   body().removeAttribute("aria-describedby");
 });
@@ -46,13 +49,16 @@ function unsent(why) {
 }
 
 document.addEventListener("htmx:responseError", (e) => {
+  if (!mine(e)) return;
   const code = e.detail.xhr.status;
   unsent(code === 503
     ? "Not sent: natter cannot reach its database; send it again in a moment."
     : `Not sent (error ${code}).`);
 });
 
-document.addEventListener("htmx:sendError", () => unsent("Not sent: the connection is down."));
+document.addEventListener("htmx:sendError", (e) => {
+  if (mine(e)) unsent("Not sent: the connection is down.");
+});
 
 // Enter sends, Shift+Enter is a new line, Escape leaves the composer (UI.md, keyboard use).
 // An Enter that ends an input method's composition only picks the text; a blank message is

@@ -270,3 +270,51 @@ async fn the_view_follows_new_messages_only_from_the_bottom() {
     ada.assert_console_clean("the long room").await;
     ada.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_post_stays_once_in_the_composer_whatever_fails_next() {
+    let Some((app, ada)) = app_and_chrome(&[("NATTER_LIMIT_POSTS", "1/1h")]).await else {
+        return;
+    };
+    sign_up_dev(&ada, "ada@example.org", "ada").await;
+    let code = create_room(&ada, "Refusals").await;
+    app.fill(&code, "ada", 60, |i| {
+        natter::domain::MessageBody::parse(&format!("Filler {i}")).unwrap()
+    })
+    .await;
+    ada.goto(&format!("/rooms/{code}")).await;
+    ada.wait_until("live socket", MEMBER_ONLINE, vec![json!("ada")])
+        .await;
+    // The store's posts spent nothing of ada's budget: this one spends it, the next is refused
+    // and comes back in the composer with the reason.
+    send(&ada, "first").await;
+    wait_for_message(&ada, "first").await;
+    send(&ada, "second").await;
+    ada.wait_until(
+        "the refusal",
+        "document.querySelector('#composer-error')",
+        vec![],
+    )
+    .await;
+    const COMPOSER: &str = "document.querySelector('#composer-body').value";
+    assert_eq!(ada.js(COMPOSER, vec![]).await, json!("second"));
+    // Then another request fails (natter is gone): that is not the composer's post, so
+    // nothing is put back in it a second time.
+    app.stop().await.expect("natter stops");
+    ada.js(
+        "(window.natterFailed = false, document.addEventListener('htmx:sendError', \
+         () => (window.natterFailed = true)), true)",
+        vec![],
+    )
+    .await;
+    ada.js(
+        "document.querySelector('#load-older').scrollIntoView()",
+        vec![],
+    )
+    .await;
+    ada.click("#load-older").await;
+    ada.wait_until("loading older failed", "window.natterFailed", vec![])
+        .await;
+    assert_eq!(ada.js(COMPOSER, vec![]).await, json!("second"));
+    ada.quit().await;
+}
