@@ -76,7 +76,7 @@ pub async fn serve<E: Endpoint + 'static>(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true); // a live frame must leave at once
-                let served = connection(stream, peer, local, ep.clone(), timeouts, &closing);
+                let served = connection(stream, peer, local, ep.clone(), timeouts, closing.clone());
                 connections.spawn(abandon.clone().run_until_cancelled_owned(served));
             }
             Err(e) => {
@@ -103,15 +103,14 @@ pub async fn serve<E: Endpoint + 'static>(
 }
 
 /// One connection, from accept to close.
-fn connection<E: Endpoint + 'static>(
+async fn connection<E: Endpoint + 'static>(
     stream: TcpStream,
     peer: SocketAddr,
     local: Option<SocketAddr>,
     ep: Arc<E>,
     timeouts: Timeouts,
-    closing: &CancellationToken,
-) -> impl Future<Output = ()> + Send + 'static {
-    let closing = closing.clone();
+    closing: CancellationToken,
+) {
     let watch = Arc::new(Watch::new());
     let io = TokioIo::new(Watched {
         io: stream,
@@ -133,25 +132,23 @@ fn connection<E: Endpoint + 'static>(
             }
         }
     });
-    async move {
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let served = builder.serve_connection_with_upgrades(io, service);
-        let deadline = watch.deadline_passed(timeouts);
-        tokio::pin!(served, deadline);
-        tokio::select! {
-            biased;
-            _ = served.as_mut() => return,
-            () = deadline.as_mut() => {
-                tracing::debug!(%peer, "closed a connection that sent nothing in time");
-                return;
-            }
-            () = closing.cancelled() => {}
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let served = builder.serve_connection_with_upgrades(io, service);
+    let deadline = watch.deadline_passed(timeouts);
+    tokio::pin!(served, deadline);
+    tokio::select! {
+        biased;
+        _ = served.as_mut() => return,
+        () = deadline.as_mut() => {
+            tracing::debug!(%peer, "closed a connection that sent nothing in time");
+            return;
         }
-        served.as_mut().graceful_shutdown();
-        tokio::select! {
-            _ = served => {}
-            () = deadline => {}
-        }
+        () = closing.cancelled() => {}
+    }
+    served.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = served => {}
+        () = deadline => {}
     }
 }
 

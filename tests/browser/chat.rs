@@ -66,7 +66,7 @@ crate::both! {
                 "the empty-room hint is still showing"
             );
             // The composer is empty and ready again after each send.
-            assert_eq!(c.js("document.querySelector('#composer-body').value", vec![]).await, json!(""));
+            assert_eq!(c.js(COMPOSER_TEXT, vec![]).await, json!(""));
         }
         ada.wait_until("summary says 2 online", "document.querySelector('#member-summary').textContent.includes('2 online')", vec![]).await;
         ada.screenshots("room-two-people").await;
@@ -296,8 +296,7 @@ async fn a_refused_post_stays_once_in_the_composer_whatever_fails_next() {
         vec![],
     )
     .await;
-    const COMPOSER: &str = "document.querySelector('#composer-body').value";
-    assert_eq!(ada.js(COMPOSER, vec![]).await, json!("second"));
+    assert_eq!(ada.js(COMPOSER_TEXT, vec![]).await, json!("second"));
     // Then another request fails (natter is gone): that is not the composer's post, so
     // nothing is put back in it a second time.
     app.stop().await.expect("natter stops");
@@ -315,6 +314,6 @@ async fn a_refused_post_stays_once_in_the_composer_whatever_fails_next() {
     ada.click("#load-older").await;
     ada.wait_until("loading older failed", "window.natterFailed", vec![])
         .await;
-    assert_eq!(ada.js(COMPOSER, vec![]).await, json!("second"));
+    assert_eq!(ada.js(COMPOSER_TEXT, vec![]).await, json!("second"));
     ada.quit().await;
 }

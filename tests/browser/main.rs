@@ -24,6 +24,9 @@ use common::{Browser, FakeUser, TestApp};
 use serde_json::json;
 
 /// Posts as fast as a test sends them.
+/// The composer's text, as a script's value.
+pub const COMPOSER_TEXT: &str = "document.querySelector('#composer-body').value";
+
 pub const FAST_POSTS: &[(&str, &str)] = &[("NATTER_LIMIT_POSTS", "100000/1s")];
 
 /// natter on a fresh SQLite database with `settings`, and one Chromium with JavaScript on;

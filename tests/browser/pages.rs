@@ -470,11 +470,7 @@ async fn create_join_and_send_with_the_keyboard_alone() {
     ada.type_into("#composer-body", "   ").await;
     ada.click("#composer button[type=submit]").await;
     ada.find("#composer-error").await;
-    assert_eq!(
-        ada.js("document.querySelector('#composer-body').value", vec![])
-            .await,
-        json!("   ")
-    );
+    assert_eq!(ada.js(COMPOSER_TEXT, vec![]).await, json!("   "));
     ada.type_into("#composer-body", "after the error").await;
     ada.press(ENTER).await;
     wait_for_message(&ada, "after the error").await;
@@ -491,8 +487,7 @@ async fn create_join_and_send_with_the_keyboard_alone() {
     ada.press_shift_enter().await;
     ada.press("line two").await;
     assert_eq!(
-        ada.js("document.querySelector('#composer-body').value", vec![])
-            .await,
+        ada.js(COMPOSER_TEXT, vec![]).await,
         json!("line one\nline two")
     );
     ada.press(ENTER).await;
@@ -508,11 +503,7 @@ async fn create_join_and_send_with_the_keyboard_alone() {
     )
     .await;
     assert_eq!(ada.focused().await, "composer-body");
-    assert_eq!(
-        ada.js("document.querySelector('#composer-body').value", vec![])
-            .await,
-        json!("")
-    );
+    assert_eq!(ada.js(COMPOSER_TEXT, vec![]).await, json!(""));
 
     // Join with a code.
     ada.goto("/home").await;
