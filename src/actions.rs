@@ -7,7 +7,10 @@ use crate::{
     auth::Actor,
     domain::{MessageBody, RoomCode, RoomName},
     refusal::{Budget, Refusal},
-    store::{JoinOutcome, NewPost, PostOutcome, Room, RoomOverview, StoreError, now_ms},
+    store::{
+        ChangeOutcome, JoinOutcome, MessageChange, NewPost, PostOutcome, Room, RoomOverview,
+        StoreError, now_ms,
+    },
 };
 
 /// Creates a room named `name` (optional) with the actor as its first member.
@@ -289,3 +292,50 @@ async fn attempt_post(
         }
     }
 }
+
+/// Edits message `seq` of `room`, which must be the actor's: the new text follows the rules of
+/// a post and spends the post budget. An edit that changes nothing is done at once.
+pub async fn edit(
+    state: &State,
+    actor: Actor<'_>,
+    room: &Room,
+    seq: i64,
+    body: &str,
+) -> Result<(), Refusal> {
+    let body = MessageBody::parse(body).map_err(|e| Refusal::Invalid(e.0))?;
+    Budget::Posts.spend(&state.limits.posts, &actor.id)?;
+    let change = MessageChange {
+        room_id: room.id,
+        seq,
+        user_id: actor.id,
+        body: Some(body),
+    };
+    match state.store.change_message(change).await? {
+        ChangeOutcome::Changed(_) | ChangeOutcome::Unchanged => Ok(()),
+        ChangeOutcome::Deleted => Err(Refusal::Conflict(DELETED)),
+        ChangeOutcome::NotFound => {
+            // Nothing was changed, so nothing is spent.
+            state.limits.posts.refund(&actor.id);
+            Err(Refusal::NotFound)
+        }
+    }
+}
+
+/// Deletes message `seq` of `room`: the actor's own, or anyone's if they created the room.
+/// Its text is removed from the database; its place shows "Message deleted". Deleting it again
+/// is done at once (a resubmitted form).
+pub async fn delete(state: &State, actor: Actor<'_>, room: &Room, seq: i64) -> Result<(), Refusal> {
+    let change = MessageChange {
+        room_id: room.id,
+        seq,
+        user_id: actor.id,
+        body: None,
+    };
+    match state.store.change_message(change).await? {
+        ChangeOutcome::Changed(_) | ChangeOutcome::Unchanged | ChangeOutcome::Deleted => Ok(()),
+        ChangeOutcome::NotFound => Err(Refusal::NotFound),
+    }
+}
+
+/// Why a deleted message cannot be edited.
+pub const DELETED: &str = "This message was deleted, so it cannot be edited.";

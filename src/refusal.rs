@@ -79,6 +79,9 @@ pub enum Refusal {
     /// The request body did not arrive in time (408).
     #[error("request body too slow")]
     TooSlow,
+    /// The thing is not in a state that allows this (409): editing a deleted message.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     /// The input broke a rule (422); the text says which.
     #[error("invalid: {0}")]
     Invalid(&'static str),
@@ -113,6 +116,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            Refusal::Conflict(_) => StatusCode::CONFLICT,
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -160,6 +164,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => "Not allowed",
             Refusal::TooLarge => "Too large",
             Refusal::TooSlow => "That took too long",
+            Refusal::Conflict(_) => "That cannot be done any more",
             Refusal::Invalid(_) => "Please check what you entered",
             Refusal::TooFast { .. } => "Slow down a little",
             Refusal::Unavailable => "natter is having trouble",
@@ -186,9 +191,10 @@ impl Refusal {
     pub fn explanation(&self) -> Cow<'static, str> {
         let wait = |w: &Duration| wait_in_words(*w);
         match self {
-            Refusal::BadRequest(why) | Refusal::Forbidden(why) | Refusal::Invalid(why) => {
-                (*why).into()
-            }
+            Refusal::BadRequest(why)
+            | Refusal::Forbidden(why)
+            | Refusal::Conflict(why)
+            | Refusal::Invalid(why) => (*why).into(),
             Refusal::NotFound => "There is nothing here, or it is not yours to see. If someone \
                                   gave you a room link, check its code."
                 .into(),

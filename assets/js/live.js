@@ -1,17 +1,21 @@
-// The live socket (DESIGN.md §6): every (re)connect resumes after the newest message shown,
+// The live socket (DESIGN.md §6): every (re)connect resumes after the newest room event shown,
 // every close is answered by its code, and the header says while the connection is down.
 //
 // This must run before htmx connects (at DOMContentLoaded): module scripts run in document
 // order with the deferred htmx and ws scripts, after them and before DOMContentLoaded.
 
-/** The largest `data-seq` in #messages: the newest message shown (0 if none). */
+/**
+ * The newest room event shown: the largest `data-seq` in #messages (the newest message), or
+ * #room-cursor when an edit or delete came after it (a change takes a seq but adds no message).
+ */
 function lastSeq() {
-  const shown = document.querySelectorAll("#messages [data-seq]");
-  return Math.max(0, ...[...shown].map((e) => +e.dataset.seq));
+  const newest = document.querySelector("#messages > article:last-of-type");
+  const cursor = document.querySelector("#room-cursor");
+  return Math.max(0, +(newest?.dataset.seq ?? 0), +(cursor?.value ?? 0));
 }
 
 // The ws extension replays nothing and reuses the URL captured at first connect, so every
-// (re)connect asks for what came after the newest message shown. (A cursor sent in a first
+// (re)connect asks for what came after the newest event shown. (A cursor sent in a first
 // frame would arrive after the server had already replayed from the stale URL: duplicates.)
 htmx.createWebSocket = (url) => {
   const u = new URL(url, location.href);

@@ -36,10 +36,14 @@ pub struct MessageJson {
     pub author: String,
     pub author_id: i64,
     /// The text as stored: line breaks are `\n`, ends trimmed. Plain text, never markup.
+    /// Empty once the message is deleted.
     pub body: String,
     pub created_at: OffsetDateTime,
-    /// When it was last edited (editing comes later; always `null` for now).
+    /// When its author last edited it (`null`: never).
     pub edited_at: Option<OffsetDateTime>,
+    /// When it was deleted (`null`: it was not). A deleted message keeps its place and `seq`;
+    /// its text is gone.
+    pub deleted_at: Option<OffsetDateTime>,
 }
 
 impl MessageJson {
@@ -51,6 +55,7 @@ impl MessageJson {
             body: m.body.clone(),
             created_at: timestamp(m.created_at),
             edited_at: m.edited_at.map(timestamp),
+            deleted_at: m.deleted_at.map(timestamp),
         }
     }
 }
@@ -64,6 +69,7 @@ impl Example for MessageJson {
             body: "Hello from curl!".into(),
             created_at: timestamp(1_767_312_000_000),
             edited_at: None,
+            deleted_at: None,
         }
     }
 }
@@ -113,6 +119,22 @@ enum Read {
     /// A page of messages, in ascending `seq` order.
     #[oai(status = 200)]
     Page(Json<MessagePage>),
+}
+
+#[derive(ApiResponse)]
+enum Edited {
+    /// Saved (or the same text it had): the message as it is now. Everyone with the room open
+    /// sees the change in place.
+    #[oai(status = 200)]
+    Message(Json<MessageJson>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// Deleted (or deleted already): its text is gone from natter, and everyone with the room
+    /// open sees "Message deleted" in its place.
+    #[oai(status = 204)]
+    Done,
 }
 
 #[derive(ApiResponse)]
@@ -271,7 +293,11 @@ impl Api {
         // A key answers for one message: the same key with other text is a mistake (a key
         // reused for a new message), and answering with the first would hide that nothing new
         // was posted. "The same" is after the trimming and line-break rules every post gets.
-        let same = MessageBody::parse(&message.0.body.0).is_ok_and(|b| b.as_str() == posted.body);
+        // A message edited or deleted since has lost its first text: its key answers with it as
+        // it is now.
+        let changed = posted.edited_at.is_some() || posted.is_deleted();
+        let same = changed
+            || MessageBody::parse(&message.0.body.0).is_ok_and(|b| b.as_str() == posted.body);
         if !same {
             return Err(ApiError::invalid_parameter(
                 "This `Idempotency-Key` was used for another message: send a new key with new text.",
@@ -279,6 +305,68 @@ impl Api {
             .into());
         }
         Ok(Posted::Message(Json(MessageJson::of(&posted))))
+    }
+
+    /// Edit a message
+    ///
+    /// Only its author can, and not once it is deleted (409). The new text follows the rules
+    /// of a post and counts against the same rate limit. Another person's message answers 404,
+    /// as one that does not exist.
+    #[oai(
+        path = "/rooms/:code/messages/:seq",
+        method = "patch",
+        operation_id = "edit_message"
+    )]
+    async fn edit(
+        &self,
+        token: Token,
+        state: Data<&State>,
+        /// The room's code, `ABCD-EFGH`.
+        code: Path<String>,
+        /// The message's `seq`.
+        seq: Path<i64>,
+        message: Json<NewMessage>,
+    ) -> Result<
+        Edited,
+        Problems<
+            {
+                status::JSON_BODY
+                    | status::NOT_FOUND
+                    | status::CONFLICT
+                    | status::INVALID
+                    | status::RATE_LIMITED
+            },
+        >,
+    > {
+        let room = member_room(&state, &token, &code.0).await?;
+        actions::edit(&state, token.actor(), &room, seq.0, &message.0.body.0).await?;
+        let now = state.store.message(room.id, seq.0).await?;
+        let now = now.ok_or(Refusal::NotFound)?;
+        Ok(Edited::Message(Json(MessageJson::of(&now))))
+    }
+
+    /// Delete a message
+    ///
+    /// Its author can, and so can the room's creator (anyone's message). The text is removed
+    /// from natter; the message keeps its `seq` and shows as deleted. Deleting it again
+    /// answers the same. A message you may not delete answers 404, as one that does not exist.
+    #[oai(
+        path = "/rooms/:code/messages/:seq",
+        method = "delete",
+        operation_id = "delete_message"
+    )]
+    async fn delete(
+        &self,
+        token: Token,
+        state: Data<&State>,
+        /// The room's code, `ABCD-EFGH`.
+        code: Path<String>,
+        /// The message's `seq`.
+        seq: Path<i64>,
+    ) -> Result<Deleted, Problems<{ status::ALWAYS | status::NOT_FOUND }>> {
+        let room = member_room(&state, &token, &code.0).await?;
+        actions::delete(&state, token.actor(), &room, seq.0).await?;
+        Ok(Deleted::Done)
     }
 }
 

@@ -53,6 +53,8 @@ pub enum Kind {
     InvalidParameter,
     /// A value broke one of natter's rules; `detail` says which.
     InvalidInput,
+    /// The thing is not in a state that allows this (a deleted message cannot be edited).
+    Conflict,
     /// Over a rate limit; `Retry-After` says when to try again.
     RateLimited,
     /// The database failed; nothing was done. Safe to retry after `Retry-After`.
@@ -72,6 +74,7 @@ impl Kind {
             Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::InvalidParameter | Kind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::Conflict => StatusCode::CONFLICT,
             Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,6 +93,7 @@ impl Kind {
             Kind::UnsupportedMediaType => "unsupported-media-type",
             Kind::InvalidParameter => "invalid-parameter",
             Kind::InvalidInput => "invalid-input",
+            Kind::Conflict => "conflict",
             Kind::RateLimited => "rate-limited",
             Kind::Unavailable => "unavailable",
             Kind::Internal => "internal",
@@ -107,6 +111,7 @@ impl Kind {
             Kind::UnsupportedMediaType => "The request body must be JSON",
             Kind::InvalidParameter => "A parameter is not valid",
             Kind::InvalidInput => "A value is not valid",
+            Kind::Conflict => "Not possible in the current state",
             Kind::RateLimited => "Too many requests",
             Kind::Unavailable => "natter is temporarily unavailable",
             Kind::Internal => "Something went wrong on natter's side",
@@ -207,6 +212,7 @@ impl From<Refusal> for ApiError {
             Refusal::TooLarge => Kind::BodyTooLarge,
             Refusal::TooSlow => Kind::BodyTimeout,
             Refusal::Invalid(_) => Kind::InvalidInput,
+            Refusal::Conflict(_) => Kind::Conflict,
             Refusal::TooFast { .. } => Kind::RateLimited,
             Refusal::Unavailable => Kind::Unavailable,
             Refusal::Internal => Kind::Internal,
@@ -271,6 +277,8 @@ pub mod status {
     pub const UNAVAILABLE: u16 = 1 << 7;
     /// 408 `body-timeout`.
     pub const TIMEOUT: u16 = 1 << 8;
+    /// 409 `conflict`.
+    pub const CONFLICT: u16 = 1 << 9;
 
     /// What any operation may answer: the token is refused, or the database is down.
     pub const ALWAYS: u16 = UNAUTHORIZED | UNAVAILABLE;
@@ -331,6 +339,12 @@ const DOCUMENTED: &[Documented] = &[
         kind: Kind::InvalidInput,
         description: "`invalid-input`: a value breaks one of natter's rules, and `detail` says which; or `invalid-parameter`: a query or header parameter is malformed or out of range.",
         example_detail: "A message has at most 4000 characters.",
+    },
+    Documented {
+        bit: status::CONFLICT,
+        kind: Kind::Conflict,
+        description: "`conflict`: the message was deleted, so it cannot be edited.",
+        example_detail: "This message was deleted, so it cannot be edited.",
     },
     Documented {
         bit: status::RATE_LIMITED,
@@ -433,11 +447,11 @@ impl<const S: u16> ApiResponse for Problems<S> {
     }
 }
 
-/// Wraps the API: bounds POST bodies, and turns every error (natter's own, poem-openapi's
+/// Wraps the API: bounds request bodies (POST, PATCH, PUT), and turns every error (natter's own, poem-openapi's
 /// parse errors, unknown routes) into a problem document, so no client ever has to parse
 /// plain text or an HTML page.
 pub async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
-    if req.method() == Method::POST
+    if matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT)
         && let Some(state) = req.data::<State>()
     {
         let (limit, timeout) = (state.config.limits.body_bytes, state.config.timeouts.body);

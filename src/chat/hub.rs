@@ -16,7 +16,7 @@ use crate::{
     store::{Member, Message, Room},
     views::{
         members::{self, Counts, Entry, MEMBER_LIST_CAP},
-        messages::messages_append,
+        messages::{message_changed, messages_append},
     },
 };
 
@@ -62,9 +62,10 @@ struct HubState {
     flush_scheduled: bool,
     /// When the last member-list frame was sent.
     last_flush: Option<Instant>,
-    /// The newest seq broadcast here: older or repeated messages are not sent again.
+    /// The newest room event broadcast here: older or repeated events are not sent again.
     published: i64,
-    /// The last message broadcast: the next one groups under it when it follows directly.
+    /// The last message appended (as it is now): the next one groups under it when the same
+    /// person wrote it just after.
     last: Option<Message>,
 }
 
@@ -158,28 +159,36 @@ impl Hub {
         })
     }
 
-    /// Renders and broadcasts messages (ascending seq) newer than what was published, each
-    /// once, into one shared frame per message.
+    /// Renders and broadcasts room events (messages and changes to them, ascending `event`)
+    /// newer than what was published, each once, into one shared frame per event. `upto`
+    /// says the events were read as complete up to there: events in between that a later
+    /// one superseded (a message edited twice) are not sent, but count as published.
     ///
     /// Only the publisher task calls this, so rendering can happen outside the lock; the
     /// broadcast and the new `published` happen together under it (see `subscribe`).
-    pub(super) fn publish(&self, messages: &[Message], committed: Instant) {
+    pub(super) fn publish(&self, events: &[Message], upto: i64, committed: Instant) {
         let (published, last) = {
             let state = self.state();
             (state.published, state.last.clone())
         };
+        let code = &self.room.code;
         let mut previous = last.as_ref();
         let mut frames = Vec::new();
-        for m in messages.iter().filter(|m| m.seq > published) {
-            let prev = previous.filter(|p| p.seq + 1 == m.seq);
-            let frame =
-                messages_append(&self.room.code, prev, std::slice::from_ref(m)).into_string();
-            frames.push((m.seq, Utf8Bytes::from(frame)));
-            previous = Some(m);
+        for m in events.iter().filter(|m| m.event > published) {
+            let frame = if m.is_change() {
+                // The message the next one may group under may be the one that changed.
+                if previous.is_some_and(|p| p.seq == m.seq) {
+                    previous = Some(m);
+                }
+                message_changed(code, m)
+            } else {
+                let prev = previous.filter(|p| p.seq < m.seq);
+                previous = Some(m);
+                messages_append(code, prev, std::slice::from_ref(m))
+            };
+            frames.push((m.event, Utf8Bytes::from(frame.into_string())));
         }
-        let Some(newest) = frames.last().map(|(seq, _)| *seq) else {
-            return;
-        };
+        let newest = frames.last().map_or(upto, |(event, _)| (*event).max(upto));
         let last = previous.cloned();
         let mut state = self.state();
         for (seq, frame) in frames {

@@ -69,7 +69,7 @@ enum Scope {
 /// How often active rooms are checked against the store: the safety net for a lost
 /// notification (PostgreSQL) or a catch-up request that did not fit the job queue.
 const POLL_EVERY: Duration = Duration::from_secs(3);
-/// The most messages a hub reads from the store to close a gap before broadcasting; sockets
+/// The most events a hub reads from the store to close a gap before broadcasting; sockets
 /// further behind catch up (or reload) on their own.
 const MAX_GAP: i64 = 500;
 
@@ -115,7 +115,7 @@ impl Chat {
                 self.deliver(&hub, run, batch.at).await;
             }
             newest.retain(|(r, _)| *r != room_id);
-            newest.push((room_id, run[run.len() - 1].seq));
+            newest.push((room_id, run[run.len() - 1].event));
         }
         if let Some(bus) = self.inner.bus.clone() {
             // Off the publishing path: other instances learn a moment later, this one is done.
@@ -123,30 +123,26 @@ impl Chat {
         }
     }
 
-    /// Broadcasts `messages` (one room, ascending seq) on `hub`, first reading from the store
-    /// whatever the hub is missing before them.
-    async fn deliver(&self, hub: &Hub, messages: &[Message], committed: Instant) {
+    /// Broadcasts `events` (one room's committed posts and changes, ascending seq) on `hub`,
+    /// first reading from the store whatever the hub is missing before them.
+    async fn deliver(&self, hub: &Hub, events: &[Message], committed: Instant) {
         let published = hub.published();
-        let Some(first) = messages.iter().find(|m| m.seq > published) else {
+        let Some(first) = events.iter().find(|m| m.event > published) else {
             return;
         };
-        if first.seq > published + 1 {
-            self.catch_up_hub(hub, first.seq - 1).await;
+        if first.event > published + 1 {
+            self.catch_up_hub(hub, first.event - 1).await;
         }
-        hub.publish(messages, committed);
+        hub.publish(events, 0, committed);
     }
 
-    /// Reads and broadcasts the hub's missing messages up to `upto`.
+    /// Reads and broadcasts the hub's missing events up to `upto`.
     async fn catch_up_hub(&self, hub: &Hub, upto: i64) {
         let from = hub.published().max(upto - MAX_GAP);
         if upto <= from {
             return;
         }
-        match self
-            .store()
-            .messages_between(hub.room.id, from, upto, MAX_GAP)
-            .await
-        {
+        match self.store().events_between(hub.room.id, from, upto).await {
             Ok(missing) => {
                 let now = Instant::now();
                 let ms = now_ms();
@@ -157,7 +153,7 @@ impl Chat {
                         now.checked_sub(Duration::from_millis((ms - m.created_at).max(0) as u64))
                     })
                     .unwrap_or(now);
-                hub.publish(&missing, committed);
+                hub.publish(&missing, upto, committed);
             }
             Err(e) => {
                 tracing::warn!(error = %e, room_id = hub.room.id, "could not read missed messages")
@@ -258,7 +254,7 @@ impl Chat {
     pub fn publish(&self, batch: &[Message], committed: Instant) {
         for run in batch.chunk_by(|a, b| a.room_id == b.room_id) {
             if let Some(hub) = self.hub(run[0].room_id) {
-                hub.publish(run, committed);
+                hub.publish(run, 0, committed);
             }
         }
     }

@@ -32,7 +32,7 @@ pub use rooms::{
 };
 pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};
-pub use writer::{Committed, NewPost, PostOutcome, Posted};
+pub use writer::{ChangeOutcome, Committed, MessageChange, NewPost, PostOutcome, Posted};
 
 /// Which database natter runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

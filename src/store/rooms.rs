@@ -15,6 +15,8 @@ pub struct Room {
     pub code: String,
     /// The name its creator gave it (empty: none).
     pub name: String,
+    /// Who created it: they may delete anyone's messages.
+    pub created_by: i64,
     /// When it was created (Unix ms).
     pub created_at: i64,
     /// The newest event's sequence number (0: nothing posted yet).
@@ -63,6 +65,26 @@ pub struct Message {
     pub created_at: i64,
     /// When it was last edited, if ever.
     pub edited_at: Option<i64>,
+    /// When it was deleted, if it was: its body is empty then (the row keeps its place).
+    pub deleted_at: Option<i64>,
+    /// The room event this copy of the message stands for. Its own `seq` when it is new to
+    /// whoever reads it (just posted, or read as posted after a cursor: appended, in its current
+    /// state); the seq of the edit or delete that changed it when it is read as changed (shown
+    /// in place of the copy the reader has). On a page, the newest event that touched it.
+    pub event: i64,
+}
+
+impl Message {
+    /// Whether this copy is a change to a message the reader already shows (an edit or a
+    /// delete), rather than a message to append.
+    pub fn is_change(&self) -> bool {
+        self.event > self.seq
+    }
+
+    /// Whether it was deleted (its body is gone).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
 }
 
 /// A room in "my rooms", with its latest message for the preview.
@@ -101,7 +123,7 @@ impl RoomSummary {
 macro_rules! overview_sql {
     ($array:literal, $agg:literal, $agg_end:literal) => {
         concat!(
-            "SELECT r.id, r.code, r.name, r.created_at, r.last_seq, r.last_activity_at, \
+            "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, \
                (SELECT ",
             $agg,
             $array,
@@ -208,10 +230,19 @@ pub enum JoinOutcome {
     AlreadyMember,
 }
 
-/// The columns of `Message`, for `concat!` into static SQL.
+/// The columns of `Message`, for `concat!` into static SQL; `$event` is what the read says its
+/// `event` is (by default the newest event that touched it).
 macro_rules! message_columns {
     () => {
-        "m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, m.body, m.created_at, m.edited_at"
+        message_columns!("COALESCE(m.changed_seq, m.seq)")
+    };
+    ($event:literal) => {
+        concat!(
+            "m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, m.body, \
+             m.created_at, m.edited_at, m.deleted_at, ",
+            $event,
+            " AS event"
+        )
     };
 }
 
@@ -229,7 +260,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let room = sqlx::query_as::<_, Room>(
                 "INSERT INTO rooms (code, name, created_by, created_at, last_activity_at) \
-                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_at, last_seq, last_activity_at",
+                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_by, created_at, last_seq, last_activity_at",
             )
             .bind(code.canonical())
             .bind(name.as_str())
@@ -251,7 +282,7 @@ impl Store {
     /// The room with this code, whoever asks (the invitation page shows its name).
     pub async fn room_by_code(&self, code: RoomCode) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
-            "SELECT id, code, name, created_at, last_seq, last_activity_at FROM rooms WHERE code = $1",
+            "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at FROM rooms WHERE code = $1",
         )
         .bind(code.canonical())
         .fetch_optional(pool)
@@ -263,7 +294,7 @@ impl Store {
     /// route and socket.
     pub async fn room_for_member(&self, code: RoomCode, user_id: i64) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
-            "SELECT r.id, r.code, r.name, r.created_at, r.last_seq, r.last_activity_at \
+            "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at \
              FROM rooms r JOIN members mb ON mb.room_id = r.id AND mb.user_id = $2 \
              WHERE r.code = $1",
         )
@@ -502,8 +533,39 @@ impl Store {
         }))
     }
 
-    /// Up to `limit` messages with `after < seq <= upto`, in ascending order: what a socket
-    /// replays on (re)connect and fills gaps with.
+    /// The room's events `after < event <= upto`, for a reader that shows every event up to
+    /// `after`: the messages posted in that range, in their current state, as new (`event` is
+    /// their seq), and the older messages edited or deleted in it, as changes (`event` is the
+    /// change's seq), ordered by `event`. An event a later one superseded (a message edited
+    /// twice) is not there: the later one carries its result. So the answer may be shorter than
+    /// the range, and empty, yet the reader is then current up to `upto`. Each event stands for
+    /// at most one row, so a range of n seqs reads at most n rows. What a socket replays on
+    /// (re)connect and fills gaps with, and what a hub catches up with.
+    pub async fn events_between(
+        &self,
+        room_id: i64,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<Message>> {
+        let mut events = on_read!(&self.db, pool => sqlx::query_as::<_, Message>(concat!(
+            "SELECT ", message_columns!("m.seq"), " FROM messages m JOIN users u ON u.id = m.user_id \
+             WHERE m.room_id = $1 AND m.seq > $2 AND m.seq <= $3 \
+             UNION ALL \
+             SELECT ", message_columns!("m.changed_seq"), " FROM messages m JOIN users u ON u.id = m.user_id \
+             WHERE m.room_id = $1 AND m.changed_seq IS NOT NULL AND m.changed_seq > $2 \
+               AND m.changed_seq <= $3 AND m.seq <= $2"
+        ))
+        .bind(room_id)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(pool)
+        .await)?;
+        events.sort_unstable_by_key(|m| m.event);
+        Ok(events)
+    }
+
+    /// Up to `limit` messages with `after < seq <= upto`, as they are now, in ascending order
+    /// (the API's history after a cursor of message numbers).
     pub async fn messages_between(
         &self,
         room_id: i64,
@@ -524,7 +586,19 @@ impl Store {
         Ok(messages)
     }
 
-    /// The room's newest sequence number.
+    /// Message `seq` of the room as it is now (`None`: no such message).
+    pub async fn message(&self, room_id: i64, seq: i64) -> Result<Option<Message>> {
+        let message = on_read!(&self.db, pool => sqlx::query_as::<_, Message>(concat!(
+            "SELECT ", message_columns!(), " FROM messages m JOIN users u ON u.id = m.user_id \
+             WHERE m.room_id = $1 AND m.seq = $2"
+        ))
+        .bind(room_id)
+        .bind(seq)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(message)
+    }
+
     /// The seq of what this person posted in the room with this `client_id`, if anything.
     pub async fn earlier_post(
         &self,

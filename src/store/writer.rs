@@ -50,6 +50,69 @@ pub struct NewPost {
 /// A committed post.
 pub type Posted = Message;
 
+/// A change to a stored message: an edit by its author, or a delete by its author or the
+/// room's creator. It takes the room's next seq, like a post (DESIGN.md §9b).
+#[derive(Debug, Clone)]
+pub struct MessageChange {
+    /// The room.
+    pub room_id: i64,
+    /// The message's seq.
+    pub seq: i64,
+    /// Who changes it.
+    pub user_id: i64,
+    /// The new text; `None` deletes the message (its text is removed from the database).
+    pub body: Option<MessageBody>,
+}
+
+/// What became of a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Changed: the message as it is now, its `event` the change's seq.
+    Changed(Message),
+    /// An edit to the text the message already has: nothing to do.
+    Unchanged,
+    /// The message is deleted (an edit cannot bring it back; a second delete has nothing to do).
+    Deleted,
+    /// No such message, not theirs to change, or they are not a member: the same answer for
+    /// all, so that it tells nothing.
+    NotFound,
+}
+
+/// What the writer is asked to do.
+#[derive(Debug, Clone)]
+enum Write {
+    Post(NewPost),
+    Change(MessageChange),
+}
+
+impl Write {
+    fn room_id(&self) -> i64 {
+        match self {
+            Write::Post(post) => post.room_id,
+            Write::Change(change) => change.room_id,
+        }
+    }
+}
+
+/// What became of a write.
+#[derive(Debug)]
+enum Outcome {
+    Post(PostOutcome),
+    Change(ChangeOutcome),
+}
+
+impl Outcome {
+    /// What readers must be shown: the message posted or changed.
+    fn published(&self) -> Option<&Message> {
+        match self {
+            Outcome::Post(PostOutcome::Posted(m)) | Outcome::Change(ChangeOutcome::Changed(m)) => {
+                Some(m)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Posts one transaction committed, in seq order within each room, and when it committed.
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -71,8 +134,8 @@ pub enum PostOutcome {
 }
 
 struct Job {
-    post: NewPost,
-    reply: oneshot::Sender<Result<PostOutcome>>,
+    write: Write,
+    reply: oneshot::Sender<Result<Outcome>>,
     /// The poster's request span: what the writer logs about this post carries its request id.
     span: tracing::Span,
 }
@@ -86,7 +149,7 @@ pub(super) struct PostWriter {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
-            .field("room_id", &self.post.room_id)
+            .field("room_id", &self.write.room_id())
             .finish()
     }
 }
@@ -114,11 +177,11 @@ impl PostWriter {
         Self { jobs }
     }
 
-    pub(super) async fn submit(&self, post: NewPost) -> Result<PostOutcome> {
+    async fn submit(&self, write: Write) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();
         let span = tracing::Span::current();
         self.jobs
-            .send(Job { post, reply, span })
+            .send(Job { write, reply, span })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
@@ -151,11 +214,11 @@ async fn checkpoints(read: sqlx::SqlitePool, writer: mpsc::WeakSender<Job>) {
 }
 
 /// Commits the jobs in one transaction (room by room), answers each poster, and returns what
-/// was posted.
+/// was posted or changed, in seq order within each room.
 async fn commit_batch(db: &Db, mut jobs: Vec<Job>) -> Vec<Message> {
     // Row locks in one order on every instance. A stable sort: within a room, posts keep the
     // order they arrived in. Each reply travels with its job, so it reaches its own poster.
-    jobs.sort_by_key(|job| job.post.room_id);
+    jobs.sort_by_key(|job| job.write.room_id());
     let now = now_ms();
     let outcomes = match db {
         Db::Sqlite { write, .. } => commit_sqlite(write, &jobs, now).await,
@@ -164,11 +227,10 @@ async fn commit_batch(db: &Db, mut jobs: Vec<Job>) -> Vec<Message> {
     let mut posted = Vec::new();
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         match &outcome {
-            Ok(PostOutcome::Posted(m)) => posted.push(m.clone()),
-            Ok(_) => {}
+            Ok(done) => posted.extend(done.published().cloned()),
             // Logged in the poster's request span, so the line carries its request id.
             Err(e) => job.span.in_scope(|| {
-                tracing::error!(error = %e, room_id = job.post.room_id, "post not stored");
+                tracing::error!(error = %e, room_id = job.write.room_id(), "write not stored");
             }),
         }
         let _ = job.reply.send(outcome);
@@ -177,7 +239,7 @@ async fn commit_batch(db: &Db, mut jobs: Vec<Job>) -> Vec<Message> {
 }
 
 /// The same failure for every post of a batch.
-fn all_failed(e: StoreError, n: usize) -> Vec<Result<PostOutcome>> {
+fn all_failed(e: StoreError, n: usize) -> Vec<Result<Outcome>> {
     let shared = Arc::new(e);
     (0..n)
         .map(|_| Err(StoreError::Batch(shared.clone())))
@@ -194,6 +256,8 @@ fn posted(post: &NewPost, seq: i64, now: i64) -> PostOutcome {
         body: post.body.as_str().to_string(),
         created_at: now,
         edited_at: None,
+        deleted_at: None,
+        event: seq,
     })
 }
 
@@ -205,17 +269,19 @@ const EARLIER_POST: &str =
 /// savepoint: a post that fails is rolled back alone and answered with its error, the rest
 /// commit together. This task is the only writer and holds the database for the whole
 /// transaction, so reading `last_seq + 1` and writing it back cannot interleave with anyone.
-async fn commit_sqlite(
-    pool: &sqlx::SqlitePool,
-    jobs: &[Job],
-    now: i64,
-) -> Vec<Result<PostOutcome>> {
+async fn commit_sqlite(pool: &sqlx::SqlitePool, jobs: &[Job], now: i64) -> Vec<Result<Outcome>> {
     let run = async {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             sqlx::query("SAVEPOINT post").execute(&mut *tx).await?;
-            match sqlite_post(&mut tx, &job.post, now).await {
+            let done = match &job.write {
+                Write::Post(post) => sqlite_post(&mut tx, post, now).await.map(Outcome::Post),
+                Write::Change(change) => sqlite_change(&mut tx, change, now)
+                    .await
+                    .map(Outcome::Change),
+            };
+            match done {
                 Ok(outcome) => {
                     sqlx::query("RELEASE post").execute(&mut *tx).await?;
                     outcomes.push(Ok(outcome));
@@ -299,8 +365,8 @@ enum Stopped {
 /// in one transaction every other session's snapshots get slower (subtransaction overflow),
 /// and batches hold up to 256 posts. Deadlocks and serialization failures run the whole batch
 /// again, a few times.
-async fn commit_postgres(pool: &sqlx::PgPool, jobs: &[Job], now: i64) -> Vec<Result<PostOutcome>> {
-    let mut outcomes: Vec<Option<Result<PostOutcome>>> = jobs.iter().map(|_| None).collect();
+async fn commit_postgres(pool: &sqlx::PgPool, jobs: &[Job], now: i64) -> Vec<Result<Outcome>> {
+    let mut outcomes: Vec<Option<Result<Outcome>>> = jobs.iter().map(|_| None).collect();
     let mut retries = 0;
     loop {
         // The posts not answered yet, by index into `jobs`.
@@ -360,11 +426,17 @@ async fn postgres_attempt(
     pool: &sqlx::PgPool,
     jobs: &[&Job],
     now: i64,
-) -> Result<Vec<PostOutcome>, Stopped> {
+) -> Result<Vec<Outcome>, Stopped> {
     let mut tx = pool.begin().await.map_err(Stopped::Batch)?;
     let mut outcomes = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
-        match postgres_post(&mut tx, &job.post, now).await {
+        let done = match &job.write {
+            Write::Post(post) => postgres_post(&mut tx, post, now).await.map(Outcome::Post),
+            Write::Change(change) => postgres_change(&mut tx, change, now)
+                .await
+                .map(Outcome::Change),
+        };
+        match done {
             Ok(outcome) => outcomes.push(outcome),
             Err(e) => {
                 let _ = tx.rollback().await;
@@ -429,10 +501,135 @@ async fn postgres_post(
     })
 }
 
+/// An edit, for its author, if it changes the text. The new seq is the room's next: the caller
+/// holds the room's row (SQLite: the one writer; PostgreSQL: `FOR UPDATE` first).
+const EDIT: &str = "UPDATE messages SET body = $4, edited_at = $5, \
+     changed_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
+     WHERE room_id = $1 AND seq = $2 AND user_id = $3 AND deleted_at IS NULL AND body <> $4 \
+       AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $3) \
+     RETURNING changed_seq";
+
+/// A delete, for its author or the room's creator (still a member). The text goes; the row
+/// keeps the message's place (and its `client_id`, so a resubmitted post stays answered).
+const DELETE: &str = "UPDATE messages SET body = '', deleted_at = $4, \
+     changed_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
+     WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL \
+       AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $3) \
+       AND (user_id = $3 OR EXISTS (SELECT 1 FROM rooms WHERE id = $1 AND created_by = $3)) \
+     RETURNING changed_seq";
+
+/// What is left to know when a change changed nothing: whether the message is there, whose it
+/// is, whether it is deleted, and whether the changer may still see the room.
+const CHANGE_REFUSED: &str = "SELECT m.user_id, m.deleted_at IS NOT NULL, \
+       EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $3), \
+       EXISTS (SELECT 1 FROM rooms WHERE id = $1 AND created_by = $3) \
+     FROM messages m WHERE m.room_id = $1 AND m.seq = $2";
+
+/// The changed message as readers will see it, its `event` the change's seq.
+const CHANGED: &str = "SELECT m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, \
+       m.body, m.created_at, m.edited_at, m.deleted_at, m.changed_seq AS event \
+     FROM messages m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 AND m.seq = $2";
+
+/// Why a change that changed nothing did not (`CHANGE_REFUSED`'s row).
+fn change_refused(change: &MessageChange, row: Option<(i64, bool, bool, bool)>) -> ChangeOutcome {
+    let Some((author, deleted, member, creator)) = row else {
+        return ChangeOutcome::NotFound;
+    };
+    let allowed = member && (author == change.user_id || (change.body.is_none() && creator));
+    match (allowed, deleted) {
+        (false, _) => ChangeOutcome::NotFound,
+        (true, true) => ChangeOutcome::Deleted,
+        // Allowed, not deleted, and nothing changed: the same text.
+        (true, false) => ChangeOutcome::Unchanged,
+    }
+}
+
+/// One change's statements, the same on both backends (`$tx`: a transaction that holds the
+/// room's row).
+macro_rules! change_message {
+    ($tx:expr, $change:expr, $now:expr) => {{
+        let change: &MessageChange = $change;
+        let query = match &change.body {
+            Some(body) => sqlx::query_scalar(EDIT)
+                .bind(change.room_id)
+                .bind(change.seq)
+                .bind(change.user_id)
+                .bind(body.as_str())
+                .bind($now),
+            None => sqlx::query_scalar(DELETE)
+                .bind(change.room_id)
+                .bind(change.seq)
+                .bind(change.user_id)
+                .bind($now),
+        };
+        let changed: Option<i64> = query.fetch_optional(&mut **$tx).await?;
+        match changed {
+            Some(seq) => {
+                sqlx::query("UPDATE rooms SET last_seq = $2 WHERE id = $1")
+                    .bind(change.room_id)
+                    .bind(seq)
+                    .execute(&mut **$tx)
+                    .await?;
+                let message: Message = sqlx::query_as(CHANGED)
+                    .bind(change.room_id)
+                    .bind(change.seq)
+                    .fetch_one(&mut **$tx)
+                    .await?;
+                Ok(ChangeOutcome::Changed(message))
+            }
+            None => {
+                let row = sqlx::query_as(CHANGE_REFUSED)
+                    .bind(change.room_id)
+                    .bind(change.seq)
+                    .bind(change.user_id)
+                    .fetch_optional(&mut **$tx)
+                    .await?;
+                Ok(change_refused(change, row))
+            }
+        }
+    }};
+}
+
+/// One change (SQLite: the one writer holds the database, so the room's seq is its own).
+async fn sqlite_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    change: &MessageChange,
+    now: i64,
+) -> Result<ChangeOutcome, sqlx::Error> {
+    change_message!(tx, change, now)
+}
+
+/// One change (PostgreSQL): the room's row is locked first, as a post's UPDATE locks it, so
+/// the change's seq is the room's next in commit order on every instance.
+async fn postgres_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    change: &MessageChange,
+    now: i64,
+) -> Result<ChangeOutcome, sqlx::Error> {
+    sqlx::query("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE")
+        .bind(change.room_id)
+        .execute(&mut **tx)
+        .await?;
+    change_message!(tx, change, now)
+}
+
 impl super::Store {
     /// Stores a message (through the batching writer) and returns what happened. Only after
     /// this returns `Posted` is the message durable and may be published.
     pub async fn post_message(&self, post: NewPost) -> Result<PostOutcome> {
-        self.writer.submit(post).await
+        match self.writer.submit(Write::Post(post)).await? {
+            Outcome::Post(outcome) => Ok(outcome),
+            Outcome::Change(_) => unreachable!("a post is answered as a post"),
+        }
+    }
+
+    /// Edits or deletes a message (through the same writer as posts: the change takes the
+    /// room's next seq and is published like a post). Only after this returns `Changed` is the
+    /// change durable and may be published.
+    pub async fn change_message(&self, change: MessageChange) -> Result<ChangeOutcome> {
+        match self.writer.submit(Write::Change(change)).await? {
+            Outcome::Change(outcome) => Ok(outcome),
+            Outcome::Post(_) => unreachable!("a change is answered as a change"),
+        }
     }
 }

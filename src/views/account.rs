@@ -208,11 +208,13 @@ pub fn profile(nav: Nav, csrf: &str, p: &Profile) -> Markup {
     .render()
 }
 
-/// `/me.css`: the viewer's own messages get an accent. Messages are rendered once for everyone
-/// with `data-author`; this tiny per-user stylesheet is the only per-viewer part.
+/// `/me.css`: the viewer's own messages get an accent, and their "Edit" and "Delete". Messages
+/// are rendered once for everyone with `data-author`; this tiny per-user stylesheet is the only
+/// per-viewer part.
 pub fn me_css(user_id: i64) -> String {
     format!(
         ".message[data-author=\"{id}\"]{{--message-accent:var(--accent)}}\
+         .message[data-author=\"{id}\"] .message-actions :is(.edit-link,.delete-link){{display:inline-block}}\
          .message[data-author=\"{id}\"] .author::after{{content:\" (you)\";color:var(--muted);font-weight:400}}\
          #member-{id} .member-name::after{{content:\" (you)\";color:var(--muted)}}",
         id = user_id

@@ -5,9 +5,9 @@ use maud::{DOCTYPE, Markup, html};
 use crate::{assets, domain::without_bidi_controls};
 
 /// htmx settings (DESIGN.md §8, §10): no eval and no injected styles (the CSP forbids both), no
-/// script tags from swapped content, and 422/429 answers swapped so the composer can show why a
-/// post was refused with the typed text kept.
-const HTMX_CONFIG: &str = r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyCacheSize":0,"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"422","swap":true,"error":false},{"code":"429","swap":true,"error":false},{"code":"[45]..","swap":false,"error":true}]}"#;
+/// script tags from swapped content, and 409/422/429 answers swapped so the composer (and an
+/// inline edit) can show why a post was refused with the typed text kept.
+const HTMX_CONFIG: &str = r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyCacheSize":0,"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"409","swap":true,"error":false},{"code":"422","swap":true,"error":false},{"code":"429","swap":true,"error":false},{"code":"[45]..","swap":false,"error":true}]}"#;
 
 /// Who the page is for, as far as the header is concerned.
 pub enum Nav<'a> {

@@ -31,13 +31,20 @@ pub fn message_items(code: &str, previous: Option<&Message>, messages: &[Message
         @for (i, m) in messages.iter().enumerate() {
             @let prev = if i == 0 { previous } else { messages.get(i - 1) };
             @let new_day = prev.is_none_or(|p| utc_day(p.created_at) != utc_day(m.created_at));
-            @let continued = !new_day && prev.is_some_and(|p| {
-                p.user_id == m.user_id && p.seq + 1 == m.seq && m.created_at - p.created_at < GROUP_WINDOW_MS
-            });
+            @let continued = !new_day && prev.is_some_and(|p| follows(p, m));
             @if new_day { (day_divider(m.created_at)) }
             (message(code, m, continued))
         }
     }
+}
+
+/// Whether `m` shares the name line of `p`, the message just before it: the same person, within
+/// a few minutes, neither of them deleted.
+fn follows(p: &Message, m: &Message) -> bool {
+    p.user_id == m.user_id
+        && !p.is_deleted()
+        && !m.is_deleted()
+        && m.created_at - p.created_at < GROUP_WINDOW_MS
 }
 
 fn day_divider(ms: i64) -> Markup {
@@ -57,22 +64,90 @@ fn day_divider(ms: i64) -> Markup {
 }
 
 /// One message of room `code`. Rendered once and shared by every viewer: nothing in it
-/// depends on who looks (own messages are marked by `/me.css` through `data-author`).
+/// depends on who looks (own messages are marked by `/me.css` through `data-author`, which also
+/// shows their "Edit" and "Delete"; the room's creator sees "Delete" on every message through
+/// the page's `can-moderate` class).
 ///
 /// Its time links to it from anywhere (`permalink`); "Copy link" copies that link with
 /// JavaScript (`js/copy.js` shows it where the clipboard can be written).
 pub fn message(code: &str, m: &Message, continued: bool) -> Markup {
     html! {
         article.message.continued[continued] id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) {
-            header.message-meta {
-                span.author { (m.author) }
-                " "
-                a.permalink href=(permalink(code, m.seq)) { (time(m.created_at, true)) }
-            }
-            div.message-body dir="auto" { (linkify(&m.body)) }
-            button.copy-link type="button" hidden { "Copy link" }
+            (message_content(code, m))
         }
     }
+}
+
+/// What is inside a message's `<article>`: all that an edit or a delete changes, so a change
+/// replaces exactly this (`message_changed`) and the article keeps its place and grouping.
+pub fn message_content(code: &str, m: &Message) -> Markup {
+    let seq = m.seq;
+    html! {
+        header.message-meta {
+            span.author { (m.author) }
+            " "
+            a.permalink href=(permalink(code, seq)) { (time(m.created_at, true)) }
+            @if let (Some(edited), false) = (m.edited_at, m.is_deleted()) {
+                " "
+                span.edited tabindex="0" { "(edited" span.edited-at { ", " (time(edited, false)) } ")" }
+            }
+        }
+        @if m.is_deleted() {
+            p.message-body.message-deleted { "Message deleted" }
+        } @else {
+            div.message-body dir="auto" { (linkify(&m.body)) }
+        }
+        div.message-actions {
+            button.copy-link type="button" hidden { "Copy link" }
+            @if !m.is_deleted() {
+                a.edit-link href={ "/rooms/" (code) "/messages/" (seq) "/edit" } { "Edit" }
+                a.delete-link href={ "/rooms/" (code) "/messages/" (seq) "/delete" } { "Delete" }
+            }
+        }
+    }
+}
+
+/// A message changed (edited or deleted) as a live frame: its content replaces the content of
+/// `#msg-{seq}` where the page shows it, and the page's cursor moves to the change's seq
+/// (`cursor`). A page that does not show the message (it is further back) swaps it into the
+/// hidden `#edit-sink` instead: htmx reports an out-of-band swap without a target as an
+/// error, and a socket does not know which messages its page shows.
+pub fn message_changed(code: &str, m: &Message) -> Markup {
+    html! {
+        article id={ "msg-" (m.seq) } hx-swap-oob={ "innerHTML:#msg-" (m.seq) ",#edit-sink" } {
+            (message_content(code, m))
+        }
+        (cursor(m.event, true))
+    }
+}
+
+/// The newest room event the page shows: where its live socket resumes. The newest message's
+/// `data-seq` says it too until a message is edited or deleted (a change takes a seq of its own
+/// but adds no message); `js/live.js` resumes after the larger of the two.
+pub fn cursor(seq: i64, oob: bool) -> Markup {
+    html! { data #room-cursor value=(seq) hx-swap-oob=[oob.then_some("true")] {} }
+}
+
+/// Events read from the store as one live frame: new messages appended in order, changed
+/// ones in place (a socket's replay and gap fill).
+pub fn events_frame(code: &str, events: &[Message]) -> String {
+    if !events.iter().any(Message::is_change) {
+        return messages_append(code, None, events).into_string();
+    }
+    let mut appended: Vec<Message> = Vec::new();
+    let mut frame = String::new();
+    for m in events {
+        if m.is_change() {
+            frame.push_str(&message_changed(code, m).into_string());
+        } else {
+            appended.push(m.clone());
+        }
+    }
+    if !appended.is_empty() {
+        let append = messages_append(code, None, &appended).into_string();
+        frame.insert_str(0, &append);
+    }
+    frame
 }
 
 /// The link to message `seq` of room `code`, for any page and anyone (`web::room::message`
@@ -200,6 +275,8 @@ mod tests {
             body: body.into(),
             created_at: at,
             edited_at: None,
+            deleted_at: None,
+            event: seq,
         }
     }
 

@@ -1,9 +1,9 @@
 //! The newest page of each room read lately, already rendered, keyed by the room and its last
 //! event.
 //!
-//! Messages never change once stored and `rooms.last_seq` moves in the same transaction as
-//! every insert, so a cached page is current exactly when the room's `last_seq` (read fresh with
-//! the room on every request) still matches: no invalidation, on any instance. A busy room's
+//! Every post, edit and delete moves `rooms.last_seq` in its own transaction, so a cached page
+//! is current exactly when it shows every event up to the room's `last_seq` (read fresh with
+//! the room on every request): no invalidation, on any instance. A busy room's
 //! page is then read and rendered once per new message, not once per viewer (rendering fifty
 //! messages was a fifth of a room page's CPU).
 
@@ -23,8 +23,11 @@ pub struct NewestPage {
     pub has_older: bool,
     /// The oldest message's seq, if there is any message.
     pub first_seq: Option<i64>,
-    /// The newest message's seq (0: none yet): where the page's live socket resumes.
+    /// The newest message's seq (0: none yet).
     pub last_seq: i64,
+    /// The newest room event the page shows (posts, edits, deletes): where its live socket
+    /// resumes. Every event up to it is in the page.
+    pub cursor: i64,
 }
 
 /// The cache itself: at most `MAX_ROOMS` pages and `MAX_BYTES` of HTML; past either it starts
@@ -37,7 +40,7 @@ pub struct NewestPages {
 
 #[derive(Debug, Default)]
 struct Pages {
-    /// (newest seq on the page, page size asked for, the page), by room id.
+    /// (the page's cursor, page size asked for, the page), by room id.
     by_room: HashMap<i64, (i64, i64, Arc<NewestPage>)>,
     /// The memory the pages' HTML holds, in bytes (each string's capacity, not its length).
     bytes: usize,
@@ -66,7 +69,7 @@ impl NewestPages {
             .lock()
             .by_room
             .get(&room.id)
-            .filter(|(newest, size, _)| *newest == room.last_seq && *size == limit)
+            .filter(|(cursor, size, _)| room.last_seq <= *cursor && *size == limit)
             .map(|(_, _, page)| page.clone());
         if let Some(page) = cached {
             return Ok(page);
@@ -75,7 +78,7 @@ impl NewestPages {
         Ok(self.keep(
             room.id,
             limit,
-            NewestPage::render(&room.code, &read.messages, read.has_older),
+            NewestPage::render(&room.code, &read.messages, read.has_older, room.last_seq),
         ))
     }
 
@@ -100,14 +103,18 @@ impl NewestPages {
         pages.bytes += size;
         pages
             .by_room
-            .insert(room_id, (page.last_seq, limit, page.clone()));
+            .insert(room_id, (page.cursor, limit, page.clone()));
         page
     }
 }
 
 impl NewestPage {
-    /// `messages` (the newest of room `code`, in order) as the room page shows them.
-    fn render(code: &str, messages: &[Message], has_older: bool) -> Self {
+    /// `messages` (the newest of room `code`, in order, read after the room's `last_seq` was)
+    /// as the room page shows them.
+    fn render(code: &str, messages: &[Message], has_older: bool, last_seq: i64) -> Self {
+        // Read after `last_seq`, the page holds every event up to it; and up to the newest event
+        // it shows, as commit order is seq order.
+        let newest_event = messages.iter().map(|m| m.event).max().unwrap_or(0);
         Self {
             html: message_items(code, None, messages).into_string(),
             has_older,
@@ -115,6 +122,7 @@ impl NewestPage {
             // Seqs are gap-free and committed in order, so this page is the newest messages
             // as of its own newest seq (which may be past the room's `last_seq` when read).
             last_seq: messages.last().map_or(0, |m| m.seq),
+            cursor: last_seq.max(newest_event),
         }
     }
 }
@@ -137,6 +145,8 @@ mod tests {
             body: body.into_string(),
             created_at: seq * 1000,
             edited_at: None,
+            deleted_at: None,
+            event: seq,
         }
     }
 
@@ -156,7 +166,9 @@ mod tests {
     fn worst_case_pages_never_hold_more_than_the_bound() {
         let messages: Vec<Message> = (1..=PAGE_SIZE).map(worst_message).collect();
         let cache = NewestPages::default();
-        let first = NewestPage::render("ABCD-EFGH", &messages, true).html.len();
+        let first = NewestPage::render("ABCD-EFGH", &messages, true, 0)
+            .html
+            .len();
         assert!(first > 1 << 20, "a worst-case page is {first} bytes");
         // Past the bound three times over, so the cache starts over more than once.
         let rooms = 3 * MAX_BYTES / first + 3;
@@ -168,14 +180,14 @@ mod tests {
             cache.keep(
                 room,
                 PAGE_SIZE,
-                NewestPage::render("ABCD-EFGH", newest, true),
+                NewestPage::render("ABCD-EFGH", newest, true, 0),
             );
             // The same room again (a new message): replaced, not counted twice.
             if room % 5 == 0 {
                 cache.keep(
                     room,
                     PAGE_SIZE,
-                    NewestPage::render("ABCD-EFGH", &messages[1..], true),
+                    NewestPage::render("ABCD-EFGH", &messages[1..], true, 0),
                 );
             }
             let (counted, len, capacity, kept) = held(&cache);

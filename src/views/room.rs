@@ -6,7 +6,7 @@ use maud::{Markup, PreEscaped, html};
 use super::{
     layout::{Nav, Page, csrf_field},
     members::{Counts, member_list, member_summary},
-    messages::older_link,
+    messages::{cursor, older_link},
     page_cache::NewestPage,
     status::room_status,
 };
@@ -117,10 +117,12 @@ pub struct RoomPage<'a> {
     pub composer: Markup,
     /// A notice for the status line.
     pub notice: Option<&'a str>,
+    /// Whether the viewer created the room: they may delete anyone's messages.
+    pub moderator: bool,
 }
 
 impl RoomPage<'_> {
-    /// The whole page. Its live socket resumes after the newest message it shows.
+    /// The whole page. Its live socket resumes after the newest room event it shows.
     pub fn render(self) -> Markup {
         let v = self;
         let code = v.room.code.as_str();
@@ -134,7 +136,7 @@ impl RoomPage<'_> {
             members: v.members.len(),
         };
         let content = html! {
-            div.room hx-ext="ws" ws-connect={ "/rooms/" (code) "/ws?after=" (v.history.last_seq) }
+            div.room.can-moderate[v.moderator] hx-ext="ws" ws-connect={ "/rooms/" (code) "/ws?after=" (v.history.cursor) }
                 data-room=(code) {
                 header.room-header {
                     div.room-title {
@@ -166,6 +168,8 @@ impl RoomPage<'_> {
                                 @if v.history.first_seq.is_none() {
                                     p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
                                 }
+                                (cursor(v.history.cursor, false))
+                                div #edit-sink hidden {}
                             }
                         }
                         (v.composer)

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod assets;
+pub mod changes;
 pub mod extract;
 pub mod home;
 pub mod live;
@@ -51,6 +52,14 @@ pub fn routes() -> Route {
             get(room::older).post(room::post_message),
         )
         .at("/rooms/:code/messages/:seq", get(room::message))
+        .at(
+            "/rooms/:code/messages/:seq/edit",
+            get(changes::edit_form).post(changes::edit),
+        )
+        .at(
+            "/rooms/:code/messages/:seq/delete",
+            get(changes::delete_form).post(changes::delete),
+        )
         .at("/rooms/:code/ws", get(live::connect))
         .at("/rooms/:code/leave", post(room::leave))
         .at("/healthz", get(ops::healthz))

@@ -49,6 +49,7 @@ async fn room_page(
         rooms: links,
         composer,
         notice: None,
+        moderator: room.created_by == user.id,
     };
     Ok(page.render())
 }
@@ -153,7 +154,7 @@ pub async fn message(
 
 /// A message number as its links spell it: digits without a leading zero, which fit an
 /// `i64` (`+7`, `07` or ` 7` are other addresses, not found like any other).
-fn message_number(raw: &str) -> Option<i64> {
+pub(super) fn message_number(raw: &str) -> Option<i64> {
     let digits = raw.bytes().all(|b| b.is_ascii_digit()) && !raw.starts_with('0');
     raw.parse().ok().filter(|_| digits)
 }

@@ -116,6 +116,14 @@ impl Api {
         Self::send(self.request(reqwest::Method::POST, path).json(&json)).await
     }
 
+    pub async fn patch(&self, path: &str, json: Value) -> Reply {
+        Self::send(self.request(reqwest::Method::PATCH, path).json(&json)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        Self::send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
     /// POSTs raw bytes with the given content type (none when `None`).
     pub async fn post_raw(
         &self,
@@ -123,7 +131,19 @@ impl Api {
         content_type: Option<&str>,
         body: impl Into<reqwest::Body>,
     ) -> Reply {
-        let mut req = self.request(reqwest::Method::POST, path).body(body);
+        self.send_raw(reqwest::Method::POST, path, content_type, body)
+            .await
+    }
+
+    /// Sends raw bytes with the given method and content type (none when `None`).
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let mut req = self.request(method, path).body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }

@@ -20,10 +20,15 @@ type Statuses = BTreeMap<(String, String), BTreeSet<u16>>;
 /// A POST whose body stops arriving after its first byte: answered 408 once the body
 /// timeout passes. Only the status is read.
 async fn stalled_post(app: &TestApp, api: &Api, path: &str) -> Reply {
+    stalled(app, api, "POST", path).await
+}
+
+/// A request whose body never arrives in full.
+async fn stalled(app: &TestApp, api: &Api, method: &str, path: &str) -> Reply {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
-        "POST /api/v1{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+        "{method} /api/v1{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
         app.addr,
         api.token.as_deref().unwrap_or_default()
@@ -35,7 +40,7 @@ async fn stalled_post(app: &TestApp, api: &Api, path: &str) -> Reply {
         let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf));
         match read.await {
             Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            _ => panic!("POST {path} with a stalled body got no answer"),
+            _ => panic!("{method} {path} with a stalled body got no answer"),
         }
     }
     let text = String::from_utf8_lossy(&got);
@@ -340,6 +345,53 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
             .await,
     );
 
+    // Edits and deletes. Eve: saved, invalid, not hers (or not there); Fay: her deleted
+    // message cannot be edited, and an edit spends the post budget like a post.
+    let one = "/rooms/{code}/messages/{seq}";
+    let (_e, eve) = api_user(app, "eve@example.org", "eve").await;
+    let (_f, fay) = api_user(app, "fay@example.org", "fay").await;
+    for api in [&eve, &fay] {
+        assert_eq!(api.post("/rooms/join", join.clone()).await.status, 200);
+    }
+    let eves = eve.post_message(&code, "eve's").await.json["seq"]
+        .as_i64()
+        .unwrap();
+    let fays = fay.post_message(&code, "fay's").await.json["seq"]
+        .as_i64()
+        .unwrap();
+    let eves = format!("{messages}/{eves}");
+    let fays = format!("{messages}/{fays}");
+    let nobodys = format!("{messages}/999");
+    let edit = json!({ "body": "edited" });
+    record("PATCH", one, anon.patch(&eves, edit.clone()).await);
+    record("PATCH", one, stalled(app, &eve, "PATCH", &eves).await);
+    let patch = reqwest::Method::PATCH;
+    let json = Some("application/json");
+    record(
+        "PATCH",
+        one,
+        eve.send_raw(patch.clone(), &eves, json, oversized()).await,
+    );
+    record(
+        "PATCH",
+        one,
+        eve.send_raw(patch.clone(), &eves, json, "{").await,
+    );
+    record(
+        "PATCH",
+        one,
+        eve.send_raw(patch, &eves, Some("text/plain"), "x").await,
+    );
+    record("PATCH", one, eve.patch(&nobodys, edit.clone()).await);
+    record("PATCH", one, eve.patch(&fays, edit.clone()).await);
+    record("PATCH", one, eve.patch(&eves, json!({ "body": " " })).await);
+    record("PATCH", one, eve.patch(&eves, edit.clone()).await);
+    record("DELETE", one, anon.delete(&fays).await);
+    record("DELETE", one, eve.delete(&fays).await);
+    record("DELETE", one, fay.delete(&fays).await);
+    record("PATCH", one, fay.patch(&fays, edit.clone()).await);
+    record("PATCH", one, fay.patch(&fays, edit.clone()).await);
+
     // Within the limits, then over them (2 rooms per hour, 2 posts per hour, 2 wrong codes).
     record(
         "POST",
@@ -413,6 +465,8 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         "/rooms/{code}/leave",
         ada.post(&leave, json!({})).await,
     );
+    record("PATCH", one, eve.patch(&eves, edit.clone()).await);
+    record("DELETE", one, eve.delete(&eves).await);
     seen
 }
 
@@ -432,6 +486,7 @@ both! {
             ("GET", "/rooms/{code}"), ("GET", "/rooms/{code}/members"),
             ("GET", "/rooms/{code}/messages"), ("POST", "/rooms/{code}/messages"),
             ("POST", "/rooms/{code}/leave"),
+            ("PATCH", "/rooms/{code}/messages/{seq}"), ("DELETE", "/rooms/{code}/messages/{seq}"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {

@@ -144,8 +144,11 @@ async fn create_pg_database(admin_url: &str) -> Result<(String, String), String>
             .await
             .map_err(err)?;
     if exists.is_none() {
+        // Templates of other migration sets: other checkouts (worktrees, branches) of natter
+        // may be testing right now with theirs, so only the oldest go (oids only grow).
         let stale: Vec<String> = sqlx::query_scalar(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'natter_tpl_%'",
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'natter_tpl_%' \
+             AND datname NOT LIKE '%_build' ORDER BY oid DESC OFFSET 4",
         )
         .fetch_all(&mut *conn)
         .await

@@ -180,10 +180,14 @@ impl Socket {
     }
 }
 
-/// The `data-seq` values of message articles in a fragment, in order.
+/// The `data-seq` values of message articles in a fragment, in order (a change to a message,
+/// an article without `data-seq`, is not one).
 pub fn seqs_in(html: &str) -> Vec<i64> {
     html.match_indices("<article")
-        .filter_map(|(i, _)| extract_attr(&html[i..], "data-seq=\""))
+        .filter_map(|(i, _)| {
+            let tag = &html[i..i + html[i..].find('>')?];
+            extract_attr(tag, "data-seq=\"")
+        })
         .filter_map(|s| s.parse().ok())
         .collect()
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod accounts;
+mod changes;
 mod live;
 mod permalinks;
 mod rooms;

@@ -379,6 +379,8 @@ mod tests {
             body: body.into(),
             created_at: at,
             edited_at: None,
+            deleted_at: None,
+            event: seq,
         }
     }
 

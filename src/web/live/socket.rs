@@ -34,13 +34,13 @@ use crate::{
     State,
     chat::{Event, Listener, close},
     store::Room,
-    views::{messages::messages_append, status::away_notice},
+    views::{messages::events_frame, status::away_notice},
 };
 
 /// A socket may be this far behind (in messages) and still catch up over the socket; further
 /// behind, it is told to reload (4409).
 const MAX_REPLAY: i64 = 500;
-/// Messages per replay frame.
+/// Room events per replay read (and frame).
 const REPLAY_CHUNK: i64 = 100;
 /// A client that cannot take a frame for this long is closed (it reconnects and resumes).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -274,32 +274,28 @@ impl Socket {
         self.send_message(WsMessage::Ping(Default::default())).await
     }
 
-    /// Sends messages `(last_sent, upto]` from the store in order. Everything up to `upto` is
-    /// committed (commit order is seq order), so a store that answers short is failing: the
-    /// socket closes and the page resumes on a new one.
+    /// Sends the room's events `(last_sent, upto]` from the store in order, a chunk of seqs
+    /// at a time: new messages appended, changed ones in place. Everything up to `upto` is
+    /// committed (commit order is seq order); seqs a later change superseded are simply not
+    /// there (`Store::events_between`).
     async fn catch_up(&mut self, upto: i64) -> Result<(), End> {
         while self.last_sent < upto {
+            let to = upto.min(self.last_sent + REPLAY_CHUNK);
             // Boxed: the store's futures are large, and kept inline they would size every
             // idle socket's task.
-            let read =
-                self.state
-                    .store
-                    .messages_between(self.room.id, self.last_sent, upto, REPLAY_CHUNK);
-            let batch = Box::pin(read).await.map_err(|e| {
+            let read = self
+                .state
+                .store
+                .events_between(self.room.id, self.last_sent, to);
+            let events = Box::pin(read).await.map_err(|e| {
                 tracing::warn!(error = %e, "socket could not read messages");
                 End::Close(1011, "try again")
             })?;
-            let Some(last) = batch.last().map(|m| m.seq) else {
-                tracing::warn!(
-                    after = self.last_sent,
-                    upto,
-                    "socket found committed messages missing"
-                );
-                return Err(End::Close(1011, "try again"));
-            };
-            let frame = messages_append(&self.room.code, None, &batch).into_string();
-            self.send(Utf8Bytes::from(frame)).await?;
-            self.last_sent = last;
+            if !events.is_empty() {
+                let frame = events_frame(&self.room.code, &events);
+                self.send(Utf8Bytes::from(frame)).await?;
+            }
+            self.last_sent = to;
         }
         Ok(())
     }
