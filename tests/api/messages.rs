@@ -202,4 +202,58 @@ both! {
         assert_eq!(web.status, 429);
         assert_eq!(seqs(&api.get(&format!("/rooms/{code}/messages")).await), vec![1, 2, 3]);
     }
+
+    async fn edits_and_deletes_through_the_api_show_in_history_and_on_the_page(app: TestApp) {
+        let (ada_browser, ada) = api_user(&app, "ada@example.org", "ada").await;
+        let (_b, bob) = api_user(&app, "bob@example.org", "bob").await;
+        let code = ada.create_room("Changes").await;
+        assert_eq!(bob.post("/rooms/join", json!({ "code": code })).await.status, 200);
+        let mine = ada.post_message(&code, "teh typo").await.json["seq"].as_i64().unwrap();
+        let bobs = bob.post_message(&code, "bob's").await.json["seq"].as_i64().unwrap();
+        let one = |seq: i64| format!("/rooms/{code}/messages/{seq}");
+
+        // The author edits: 200 with the message as it is now; the room's seq moved on.
+        let edited = ada.patch(&one(mine), json!({ "body": "  the typo, fixed\r\n" })).await;
+        assert_eq!(edited.status, 200, "{}", edited.body);
+        assert_eq!(edited.json["body"], "the typo, fixed");
+        assert!(edited.json["edited_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(edited.json["deleted_at"], Value::Null);
+        assert_eq!(ada.get(&format!("/rooms/{code}")).await.json["last_seq"], 3);
+        // Not theirs, not there: 404 alike; bad text: 422; the creator deletes anyone's.
+        assert_eq!(bob.patch(&one(mine), json!({ "body": "bob" })).await.status, 404);
+        assert_eq!(bob.delete(&one(mine)).await.status, 404);
+        assert_eq!(ada.patch(&one(bobs), json!({ "body": "ada" })).await.status, 404);
+        assert_eq!(ada.patch(&one(99), json!({ "body": "x" })).await.status, 404);
+        assert_eq!(ada.patch(&one(-1), json!({ "body": "x" })).await.status, 404);
+        assert_eq!(ada.patch(&one(mine), json!({ "body": "" })).await.status, 422);
+        assert_eq!(ada.patch(&one(mine), json!({ "body": "\u{0}" })).await.status, 422);
+        let gone = ada.delete(&one(bobs)).await;
+        assert_eq!(gone.status, 204, "{}", gone.body);
+        assert_eq!(ada.delete(&one(bobs)).await.status, 204, "deleting again is done");
+        let late = bob.patch(&one(bobs), json!({ "body": "back" })).await;
+        assert_eq!(late.status, 409, "{}", late.body);
+        assert_eq!(late.json["type"], "https://natter.dev/problems/conflict");
+        assert!(late.header("content-type").unwrap().starts_with("application/problem+json"));
+
+        // History says what happened; so does the page.
+        let history = ada.get(&format!("/rooms/{code}/messages")).await;
+        let messages = history.json["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0]["body"], "the typo, fixed");
+        assert_eq!(messages[1]["body"], "");
+        assert!(messages[1]["deleted_at"].as_str().is_some());
+        let page = ada_browser.get(&format!("/rooms/{code}")).await;
+        assert!(page.body.contains("the typo, fixed") && page.body.contains("Message deleted"));
+        assert!(!page.body.contains("bob&#39;s") && !page.body.contains("bob's"));
+
+        // Hostile texts are refused or stored as text, never a 500, never markup on the page.
+        for input in hostile_inputs() {
+            let r = ada.patch(&one(mine), json!({ "body": input })).await;
+            assert!(matches!(r.status, 200 | 422 | 429), "{input:?}: {}", r.body);
+        }
+        let page = ada_browser.get(&format!("/rooms/{code}")).await.body;
+        for needle in ["<script>alert", "<img src=x", "<svg onload"] {
+            assert!(!page.contains(needle), "{needle} rendered as markup");
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod common;
 mod procs;
 
 mod api;
+mod changes;
 mod chat;
 mod chrome;
 mod grouping;
