@@ -158,6 +158,11 @@ both! {
         bob.post("/rooms/join", json!({ "code": code })).await;
         let req = bob.request(reqwest::Method::POST, &path).header("idempotency-key", "another-key").json(&json!({ "body": "mine" }));
         assert_eq!(Api::send(req).await.json["seq"], 3);
+        // A message edited since has lost its first text: a retry answers it as it is now.
+        assert_eq!(api.patch(&format!("{path}/1"), json!({ "body": "edited" })).await.status, 200);
+        let retried = send("9f0c7c1e-retry_1", "only once").await;
+        assert_eq!((retried.status, &retried.json["seq"], &retried.json["body"]), (201, &json!(1), &json!("edited")));
+        assert_eq!(seqs(&api.get(&path).await), vec![1, 2, 3], "nothing new posted");
     }
 
     async fn a_malformed_idempotency_key_is_refused_with_422(app: TestApp) {

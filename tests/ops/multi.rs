@@ -462,3 +462,42 @@ async fn posts_into_two_rooms_from_two_instances_never_deadlock() {
         assert_exactly(&socket.seqs_until(per_room, WAIT).await, 1, per_room as i64);
     }
 }
+
+/// An edit or delete made on one instance reaches sockets held by the other, in place, by
+/// notification (the change takes the room's next seq like a post, and the other instance
+/// reads it by cursor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_deletes_made_on_one_instance_reach_the_other() {
+    let Some(db) = pg().await else { return };
+    let two = TwoInstances::start(&db, "Changes across", FAST).await;
+    let TwoInstances { ada, bob, code, .. } = &two;
+    let seq = ada.say(code, "made on A").await;
+    let mut on_b = bob.socket(code, Some(seq)).await.unwrap();
+    let edited = ada
+        .post_form(
+            &format!("/rooms/{code}"),
+            &format!("/rooms/{code}/messages/{seq}/edit"),
+            &[("body", "edited on A")],
+        )
+        .await;
+    assert_eq!(edited.status, 303, "{}", edited.body);
+    assert!(on_b.wait_for("edited on A", WAIT).await);
+    assert!(
+        on_b.wait_for(&format!("value=\"{}\"", seq + 1), WAIT).await,
+        "the cursor moved to the edit"
+    );
+    let deleted = ada
+        .post_form(
+            &format!("/rooms/{code}"),
+            &format!("/rooms/{code}/messages/{seq}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(deleted.status, 303);
+    assert!(on_b.wait_for("Message deleted", WAIT).await);
+    assert!(on_b.seqs().is_empty(), "changes, not new messages");
+    // A page read on B shows the same, and resumes after both.
+    let page = bob.get(&format!("/rooms/{code}")).await;
+    assert!(page.body.contains("Message deleted"));
+    assert!(page.body.contains(&format!("ws?after={}", seq + 2)));
+}
