@@ -60,6 +60,12 @@
 //!    reads any gap from the store first, joins the messages waiting behind it into one
 //!    frame, and writes it. In the browser, htmx's WebSocket extension appends it to
 //!    `#messages` and natter's JavaScript shows local times and groups name lines.
+//!
+//! An edit or a delete (`actions::edit`, `actions::delete`) takes the same path as a post
+//! through the writer: it takes the room's next `seq` (the sequence numbers room *events*),
+//! and its frame replaces the message's content in place and moves the page's
+//! `#room-cursor`. Gaps and resumes read "posted or changed after seq N"
+//! (`Store::events_between`), so a page that was away ends exactly as a fresh one.
 
 #![warn(missing_docs)]
 
