@@ -137,6 +137,7 @@ mod tests {
             body: body.into_string(),
             created_at: seq * 1000,
             edited_at: None,
+            mentions: Default::default(),
         }
     }
 

@@ -38,6 +38,7 @@ pub fn routes() -> Route {
             get(account::username_form).post(account::choose_username),
         )
         .at("/profile", get(account::profile))
+        .at("/profile/notify", post(account::set_notify_default))
         .at("/profile/tokens", post(tokens::create))
         .at("/profile/tokens/:id/revoke", post(tokens::revoke))
         .at("/me.css", get(account::me_css))
@@ -52,6 +53,7 @@ pub fn routes() -> Route {
         )
         .at("/rooms/:code/messages/:seq", get(room::message))
         .at("/rooms/:code/ws", get(live::connect))
+        .at("/rooms/:code/notify", post(room::set_notify))
         .at("/rooms/:code/leave", post(room::leave))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))

@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod live;
+mod mentions;
 mod permalinks;
 mod rooms;
 mod security;

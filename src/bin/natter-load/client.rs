@@ -379,6 +379,7 @@ mod tests {
             body: body.into(),
             created_at: at,
             edited_at: None,
+            mentions: Default::default(),
         }
     }
 
