@@ -132,8 +132,9 @@ document.addEventListener("input", (e) => {
 });
 
 // Moving the caret may leave (or enter) a name.
+const CARET_KEYS = ["ArrowLeft", "ArrowRight", "Home", "End"];
 document.addEventListener("keyup", (e) => {
-  if (e.target.id === "composer-body" && ["ArrowLeft", "ArrowRight", "Home", "End"].includes(e.key)) update();
+  if (e.target.id === "composer-body" && CARET_KEYS.includes(e.key)) update();
 });
 document.addEventListener("click", (e) => {
   if (e.target.id === "composer-body") update();
@@ -148,7 +149,9 @@ document.addEventListener(
     let handled = true;
     if (e.key === "ArrowDown") highlight((active + 1) % shown.length);
     else if (e.key === "ArrowUp") highlight(active <= 0 ? shown.length - 1 : active - 1);
-    else if ((e.key === "Enter" || e.key === "Tab") && !e.shiftKey) complete(shown[Math.max(active, 0)].name);
+    else if ((e.key === "Enter" || e.key === "Tab") && !e.shiftKey) {
+      complete(shown[Math.max(active, 0)].name);
+    }
     else if (e.key === "Escape") close();
     else handled = false;
     if (handled) {

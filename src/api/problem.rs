@@ -274,7 +274,7 @@ pub mod status {
 
     /// What any operation may answer: the token is refused, or the database is down.
     pub const ALWAYS: u16 = UNAUTHORIZED | UNAVAILABLE;
-    /// What a POST may answer besides: every POST body is size- and time-checked before
+    /// What a POST (or PUT) may answer besides: every body is size- and time-checked before
     /// parsing.
     pub const POST: u16 = ALWAYS | TOO_LARGE | TIMEOUT;
     /// What an operation taking a JSON body may answer besides.
@@ -433,11 +433,11 @@ impl<const S: u16> ApiResponse for Problems<S> {
     }
 }
 
-/// Wraps the API: bounds POST bodies, and turns every error (natter's own, poem-openapi's
+/// Wraps the API: bounds request bodies (POST, PUT, PATCH), and turns every error (natter's own, poem-openapi's
 /// parse errors, unknown routes) into a problem document, so no client ever has to parse
 /// plain text or an HTML page.
 pub async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
-    if req.method() == Method::POST
+    if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
         && let Some(state) = req.data::<State>()
     {
         let (limit, timeout) = (state.config.limits.body_bytes, state.config.timeouts.body);

@@ -20,10 +20,15 @@ type Statuses = BTreeMap<(String, String), BTreeSet<u16>>;
 /// A POST whose body stops arriving after its first byte: answered 408 once the body
 /// timeout passes. Only the status is read.
 async fn stalled_post(app: &TestApp, api: &Api, path: &str) -> Reply {
+    stalled(app, api, "POST", path).await
+}
+
+/// As `stalled_post`, with another method.
+async fn stalled(app: &TestApp, api: &Api, method: &str, path: &str) -> Reply {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
-        "POST /api/v1{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+        "{method} /api/v1{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
         app.addr,
         api.token.as_deref().unwrap_or_default()
@@ -35,7 +40,7 @@ async fn stalled_post(app: &TestApp, api: &Api, path: &str) -> Reply {
         let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf));
         match read.await {
             Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            _ => panic!("POST {path} with a stalled body got no answer"),
+            _ => panic!("{method} {path} with a stalled body got no answer"),
         }
     }
     let text = String::from_utf8_lossy(&got);
@@ -253,8 +258,30 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     };
     let join = json!({ "code": code });
 
+    let room_notify = format!("{room}/notifications");
     for api in [&ada, &anon] {
         record("GET", "/me", api.get("/me").await);
+        record(
+            "GET",
+            "/me/notifications",
+            api.get("/me/notifications").await,
+        );
+        record(
+            "PUT",
+            "/me/notifications",
+            api.put("/me/notifications", json!({ "default": "all" }))
+                .await,
+        );
+        record(
+            "GET",
+            "/rooms/{code}/notifications",
+            api.get(&room_notify).await,
+        );
+        record(
+            "PUT",
+            "/rooms/{code}/notifications",
+            api.put(&room_notify, json!({ "notify": "all" })).await,
+        );
         record("GET", "/rooms", api.get("/rooms").await);
         record("GET", "/rooms/{code}", api.get(&room).await);
         record("GET", "/rooms/{code}/members", api.get(&members).await);
@@ -290,6 +317,20 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         "/rooms/{code}/leave",
         dan.post(&leave, json!({})).await,
     );
+    let (_e, eve) = api_user(app, "eve@example.org", "eve").await;
+    for _ in 0..2 {
+        record(
+            "GET",
+            "/rooms/{code}/notifications",
+            eve.get(&room_notify).await,
+        );
+        let all = json!({ "notify": "all" });
+        record(
+            "PUT",
+            "/rooms/{code}/notifications",
+            eve.put(&room_notify, all).await,
+        );
+    }
     record(
         "GET",
         "/rooms/{code}/messages",
@@ -327,6 +368,42 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
                 ada.post_raw(path, Some("text/plain"), "hello").await,
             );
         }
+    }
+    for (path, spec_path, body) in [
+        (
+            "/me/notifications",
+            "/me/notifications",
+            json!({ "default": "all" }),
+        ),
+        (
+            room_notify.as_str(),
+            "/rooms/{code}/notifications",
+            json!({ "notify": "all" }),
+        ),
+    ] {
+        record("PUT", spec_path, stalled(app, &ada, "PUT", path).await);
+        record(
+            "PUT",
+            spec_path,
+            ada.put_raw(path, "application/json", oversized()).await,
+        );
+        record(
+            "PUT",
+            spec_path,
+            ada.put_raw(path, "application/json", "{").await,
+        );
+        record(
+            "PUT",
+            spec_path,
+            ada.put_raw(path, "text/plain", "all").await,
+        );
+        let bad = if spec_path == "/me/notifications" {
+            json!({ "default": "default" })
+        } else {
+            json!({ "notify": "sometimes" })
+        };
+        record("PUT", spec_path, ada.put(path, bad).await);
+        record("PUT", spec_path, anon.put(path, body).await);
     }
     record(
         "POST",
@@ -393,6 +470,27 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     // The database goes away: every operation says so (and nothing else).
     app.state.store.close().await;
     record("GET", "/me", ada.get("/me").await);
+    record(
+        "GET",
+        "/me/notifications",
+        ada.get("/me/notifications").await,
+    );
+    record(
+        "PUT",
+        "/me/notifications",
+        ada.put("/me/notifications", json!({ "default": "all" }))
+            .await,
+    );
+    record(
+        "GET",
+        "/rooms/{code}/notifications",
+        ada.get(&room_notify).await,
+    );
+    record(
+        "PUT",
+        "/rooms/{code}/notifications",
+        ada.put(&room_notify, json!({ "notify": "all" })).await,
+    );
     record("GET", "/rooms", ada.get("/rooms").await);
     record("GET", "/rooms/{code}", ada.get(&room).await);
     record("GET", "/rooms/{code}/members", ada.get(&members).await);
@@ -432,6 +530,8 @@ both! {
             ("GET", "/rooms/{code}"), ("GET", "/rooms/{code}/members"),
             ("GET", "/rooms/{code}/messages"), ("POST", "/rooms/{code}/messages"),
             ("POST", "/rooms/{code}/leave"),
+            ("GET", "/me/notifications"), ("PUT", "/me/notifications"),
+            ("GET", "/rooms/{code}/notifications"), ("PUT", "/rooms/{code}/notifications"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {
