@@ -35,15 +35,17 @@ function setup() {
   textarea.removeAttribute("aria-activedescendant");
 }
 
-/** The room's members (present ones: a departed member's entry is hidden), by name. */
+/** The room's members (present ones: a departed member's entry is hidden), online ones
+ *  first, then by name (the list's own order depends on how its entries arrived). */
 function members() {
   const names = [];
   for (const li of document.querySelectorAll("#members li.member:not([hidden])")) {
     const name = li.querySelector(".member-name")?.textContent.trim();
     const id = li.id.replace(/^member-/, "");
-    if (name && id) names.push({ id, name });
+    if (name && id) names.push({ id, name, online: li.dataset.online === "true" });
   }
-  return names;
+  const key = (m) => m.name.toLowerCase();
+  return names.sort((a, b) => b.online - a.online || (key(a) < key(b) ? -1 : 1));
 }
 
 /** The "@query" before the caret, if the caret ends one: [start index of "@", typed name]. */

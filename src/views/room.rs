@@ -89,7 +89,7 @@ pub fn notify_form(code: &str, csrf: &str, notify: RoomNotify, error: Option<&st
             select #notify name="notify"
                 aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "notify-error")] {
                 option value="default" selected[own == "default"] {
-                    "Default (" (notify.default.label().to_lowercase()) ")"
+                    "Default: " (notify.default.as_str())
                 }
                 @for choice in Notify::CHOICES {
                     option value=(choice.as_str()) selected[own == choice.as_str()] { (choice.label()) }
@@ -204,8 +204,8 @@ impl RoomPage<'_> {
                                 (member_summary(counts))
                             }
                             (member_list(v.members, |id| v.online.contains(&id)))
+                            (v.notify)
                         }
-                        (v.notify)
                     }
                 }
             }

@@ -14,6 +14,7 @@ mod api;
 mod chat;
 mod chrome;
 mod grouping;
+mod mentions;
 mod no_js;
 mod pages;
 mod permalinks;

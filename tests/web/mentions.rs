@@ -172,7 +172,7 @@ both! {
         };
         let room = format!("/rooms/{code}");
         let page = ada.get(&room).await;
-        assert!(page.body.contains("<option value=\"default\" selected>Default (all messages)</option>"), "{}", page.body);
+        assert!(page.body.contains("<option value=\"default\" selected>Default: all</option>"), "{}", page.body);
 
         // The profile's default.
         let r = ada.post_form("/profile", "/profile/notify", &[("notify", "mentions")]).await;
@@ -180,7 +180,7 @@ both! {
         let profile = ada.get("/profile").await;
         assert!(profile.body.contains("<option value=\"mentions\" selected>Mentions only</option>"));
         assert_eq!(effective().await, Notify::Mentions);
-        assert!(ada.get(&room).await.body.contains("Default (mentions only)"));
+        assert!(ada.get(&room).await.body.contains("Default: mentions"));
 
         // The room's own.
         let r = ada.post_form(&room, &format!("{room}/notify"), &[("notify", "nothing")]).await;
