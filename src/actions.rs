@@ -5,11 +5,11 @@
 use crate::{
     State,
     auth::Actor,
-    domain::{MessageBody, RoomCode, RoomName},
+    domain::{MessageBody, RoomCode, RoomName, notify::Notify},
     refusal::{Budget, Refusal},
     store::{
-        ChangeOutcome, JoinOutcome, MessageChange, NewPost, PostOutcome, Room, RoomOverview,
-        StoreError, now_ms,
+        ChangeOutcome, JoinOutcome, MessageChange, NewPost, PostOutcome, Room, RoomNotify,
+        RoomOverview, StoreError, now_ms,
     },
 };
 
@@ -339,3 +339,34 @@ pub async fn delete(state: &State, actor: Actor<'_>, room: &Room, seq: i64) -> R
 
 /// Why a deleted message cannot be edited.
 pub const DELETED: &str = "This message was deleted, so it cannot be edited.";
+
+/// Sets what the actor wants to hear about by default (`all`, `mentions` or `nothing`).
+pub async fn set_notify_default(
+    state: &State,
+    actor: Actor<'_>,
+    value: &str,
+) -> Result<Notify, Refusal> {
+    let notify = Notify::parse(value).map_err(|e| Refusal::Invalid(e.0))?;
+    state.store.set_notify_default(actor.id, notify).await?;
+    Ok(notify)
+}
+
+/// Sets what the actor wants to hear about `room` (`default`, `all`, `mentions` or
+/// `nothing`); the room was found through their membership.
+pub async fn set_room_notify(
+    state: &State,
+    actor: Actor<'_>,
+    room: &Room,
+    value: &str,
+) -> Result<RoomNotify, Refusal> {
+    let own = Notify::parse_for_room(value).map_err(|e| Refusal::Invalid(e.0))?;
+    if !state.store.set_room_notify(room.id, actor.id, own).await? {
+        // Left meanwhile.
+        return Err(Refusal::NotFound);
+    }
+    state
+        .store
+        .room_notify(room.id, actor.id)
+        .await?
+        .ok_or(Refusal::NotFound)
+}

@@ -44,6 +44,7 @@ const FILES: &[Asset] = &[
     asset!("js/times.js", JS),
     asset!("js/copy.js", JS),
     asset!("js/edit.js", JS),
+    asset!("js/mentions.js", JS),
 ];
 
 /// Each file's short content hash and versioned URL, computed once: every page links a

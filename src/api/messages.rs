@@ -44,6 +44,20 @@ pub struct MessageJson {
     /// When it was deleted (`null`: it was not). A deleted message keeps its place and `seq`;
     /// its text is gone.
     pub deleted_at: Option<OffsetDateTime>,
+    /// Who it mentions with `@username`: members of the room when it was posted (or last
+    /// edited), by user id.
+    /// A name in the text that is not listed here is not a mention (not a member, no such
+    /// person, part of an address or a link).
+    pub mentions: Vec<MentionJson>,
+}
+
+/// A person a message mentions.
+#[derive(Debug, Object)]
+#[oai(rename = "Mention")]
+pub struct MentionJson {
+    pub user_id: i64,
+    /// Their username as it is now (the text may spell it in another case).
+    pub username: String,
 }
 
 impl MessageJson {
@@ -56,6 +70,15 @@ impl MessageJson {
             created_at: timestamp(m.created_at),
             edited_at: m.edited_at.map(timestamp),
             deleted_at: m.deleted_at.map(timestamp),
+            mentions: m
+                .mentions
+                .0
+                .iter()
+                .map(|(user_id, username)| MentionJson {
+                    user_id: *user_id,
+                    username: username.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -66,10 +89,14 @@ impl Example for MessageJson {
             seq: 42,
             author: "ada".into(),
             author_id: 7,
-            body: "Hello from curl!".into(),
+            body: "Thanks @bob, hello from curl!".into(),
             created_at: timestamp(1_767_312_000_000),
             edited_at: None,
             deleted_at: None,
+            mentions: vec![MentionJson {
+                user_id: 8,
+                username: "bob".into(),
+            }],
         }
     }
 }

@@ -9,6 +9,7 @@ mod auth;
 mod docs;
 mod me;
 mod messages;
+mod notify;
 mod problem;
 mod rooms;
 mod text;
@@ -74,9 +75,13 @@ were committed): use `seq` as the cursor for reading history."#;
 
 /// The API routes, mounted under `/api`: the operations under `/v1`, the spec, the docs page.
 pub fn routes() -> Route {
-    let service = OpenApiService::new((me::Api, rooms::Api, messages::Api), "natter API", "1")
-        .description(DESCRIPTION)
-        .server("/api/v1");
+    let service = OpenApiService::new(
+        (me::Api, rooms::Api, messages::Api, notify::Api),
+        "natter API",
+        "1",
+    )
+    .description(DESCRIPTION)
+    .server("/api/v1");
     let spec = bytes::Bytes::from(service.spec());
     let docs = docs::page(&service.swagger_ui_html());
     Route::new()

@@ -282,7 +282,7 @@ pub mod status {
 
     /// What any operation may answer: the token is refused, or the database is down.
     pub const ALWAYS: u16 = UNAUTHORIZED | UNAVAILABLE;
-    /// What a POST may answer besides: every POST body is size- and time-checked before
+    /// What a POST (or PUT) may answer besides: every body is size- and time-checked before
     /// parsing.
     pub const POST: u16 = ALWAYS | TOO_LARGE | TIMEOUT;
     /// What an operation taking a JSON body may answer besides.

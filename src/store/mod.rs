@@ -10,6 +10,7 @@
 //! limit by its value and then re-prepares the statement every time the value is bound, i.e.
 //! on every execution (perf showed the room page parsing SQL on each request).
 
+mod mentions;
 mod presence;
 mod rooms;
 mod tokens;
@@ -26,6 +27,10 @@ use sqlx::{
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use mentions::{
+    MENTION_COUNT_CAP, Mentions, NotifyColumn, RoomMentions, RoomNotify,
+    replace_postgres as replace_mentions_postgres, replace_sqlite as replace_mentions_sqlite,
+};
 pub use presence::INSTANCE_TTL_MS;
 pub use rooms::{
     JoinOutcome, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,

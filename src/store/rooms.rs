@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Result, Store, on_read, on_write};
+use super::{Mentions, Result, RoomNotify, Store, mentions::mentions_column, on_read, on_write};
 use crate::domain::{RoomCode, RoomName};
 
 /// A room as stored. Pages reach it through the viewer's membership (`room_for_member`), so a
@@ -65,6 +65,10 @@ pub struct Message {
     pub created_at: i64,
     /// When it was last edited, if ever.
     pub edited_at: Option<i64>,
+    /// Who it mentions (members of the room when it was posted), by user id: rendered with
+    /// `data-user` so `/me.css` can accent one's own.
+    #[sqlx(try_from = "Option<String>")]
+    pub mentions: Mentions,
     /// When it was deleted, if it was: its body is empty then (the row keeps its place).
     pub deleted_at: Option<i64>,
     /// The room event this copy of the message stands for. Its own `seq` when it is new to
@@ -144,7 +148,8 @@ macro_rules! overview_sql {
                           FROM members m2 JOIN rooms r2 ON r2.id = m2.room_id \
                          WHERE m2.user_id = $2 \
                          ORDER BY r2.last_activity_at DESC, r2.id DESC \
-                         LIMIT CAST($3 AS BIGINT)) l) AS links \
+                         LIMIT CAST($3 AS BIGINT)) l) AS links, \
+               me.notify, (SELECT notify_default FROM users WHERE id = $2) AS notify_default \
              FROM rooms r JOIN members me ON me.room_id = r.id AND me.user_id = $2 \
              WHERE r.code = $1"
         )
@@ -160,6 +165,8 @@ pub struct RoomOverview {
     pub members: Vec<Member>,
     /// The viewer's rooms for the side rail, most recently active first.
     pub links: Vec<RoomLink>,
+    /// What the viewer wants to hear about the room.
+    pub notify: RoomNotify,
 }
 
 #[derive(FromRow)]
@@ -168,6 +175,8 @@ struct OverviewRow {
     room: Room,
     members: String,
     links: String,
+    notify: Option<String>,
+    notify_default: String,
 }
 
 /// A room in the room page's side rail: just enough to link to it.
@@ -241,7 +250,8 @@ macro_rules! message_columns {
             "m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, m.body, \
              m.created_at, m.edited_at, m.deleted_at, ",
             $event,
-            " AS event"
+            " AS event, ",
+            mentions_column!()
         )
     };
 }
@@ -444,6 +454,7 @@ impl Store {
                 .into_iter()
                 .map(|(code, name)| RoomLink { code, name })
                 .collect(),
+            notify: RoomNotify::of(row.notify.as_deref(), &row.notify_default),
         }))
     }
 

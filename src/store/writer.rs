@@ -23,7 +23,9 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, Message, Result, StoreError, now_ms};
+use super::{
+    Db, Mentions, Message, Result, StoreError, mentions, mentions::mentions_column, now_ms,
+};
 use crate::domain::MessageBody;
 
 /// The most posts committed in one transaction.
@@ -247,7 +249,7 @@ fn all_failed(e: StoreError, n: usize) -> Vec<Result<Outcome>> {
 }
 
 /// The posted message, as the writer returns it.
-fn posted(post: &NewPost, seq: i64, now: i64) -> PostOutcome {
+fn posted(post: &NewPost, seq: i64, now: i64, mentions: Mentions) -> PostOutcome {
     PostOutcome::Posted(Message {
         room_id: post.room_id,
         seq,
@@ -258,6 +260,7 @@ fn posted(post: &NewPost, seq: i64, now: i64) -> PostOutcome {
         edited_at: None,
         deleted_at: None,
         event: seq,
+        mentions,
     })
 }
 
@@ -307,7 +310,7 @@ async fn commit_sqlite(pool: &sqlx::SqlitePool, jobs: &[Job], now: i64) -> Vec<R
     }
 }
 
-/// One post's two statements (SQLite).
+/// One post's two statements (SQLite), and a third when it mentions someone.
 async fn sqlite_post(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     post: &NewPost,
@@ -334,7 +337,9 @@ async fn sqlite_post(
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
-            posted(post, seq, now)
+            let mentions =
+                mentions::insert_sqlite(tx, post.room_id, seq, post.body.as_str()).await?;
+            posted(post, seq, now, mentions)
         }
         // Nothing inserted: the same client_id was posted before, or not a member.
         None => match &post.client_id {
@@ -452,34 +457,72 @@ async fn postgres_attempt(
     Ok(outcomes)
 }
 
+/// `postgres_post`'s statement: `$mentions` is empty, or the part that stores the post's
+/// mentions (the members named by `$6`, the case-folded names) and the column that returns
+/// them.
+macro_rules! postgres_post_sql {
+    ($mentions:literal, $returned:literal) => {
+        concat!(
+            "WITH earlier AS (SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $4), \
+             bump AS (UPDATE rooms SET last_seq = last_seq + 1, last_activity_at = $5 \
+                      WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM earlier) \
+                        AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2) \
+                      RETURNING last_seq), \
+             ins AS (INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
+                     SELECT $1, last_seq, $2, $3, $4, $5 FROM bump \
+                     ON CONFLICT DO NOTHING RETURNING seq)",
+            $mentions,
+            " SELECT (SELECT last_seq FROM bump), (SELECT seq FROM ins), (SELECT seq FROM earlier), ",
+            $returned
+        )
+    };
+}
+
+/// A post that mentions nobody (most): as before mentions existed.
+const POST: &str = postgres_post_sql!("", "NULL::text");
+
+/// A post that names someone: its mentions are stored by the same statement (one round trip).
+const POST_MENTIONING: &str = postgres_post_sql!(
+    ", ment AS (INSERT INTO mentions (room_id, seq, user_id) \
+               SELECT $1, ins.seq, u.id FROM ins CROSS JOIN users u \
+                 JOIN members mb ON mb.room_id = $1 AND mb.user_id = u.id \
+                WHERE u.username_key = ANY($6) \
+               RETURNING user_id)",
+    "(SELECT string_agg(CAST(ment.user_id AS TEXT) || ':' || u.username, ',') \
+        FROM ment JOIN users u ON u.id = ment.user_id)"
+);
+
 /// One post (PostgreSQL). The UPDATE takes the room row's lock, held until commit, so posts to
 /// one room (from any instance) take their seqs in commit order. The statement reports what
-/// happened: posted, posted before (same client_id), or not a member.
+/// happened: posted (with whom it mentions), posted before (same client_id), or not a member.
 async fn postgres_post(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     post: &NewPost,
     now: i64,
 ) -> Result<PostOutcome, sqlx::Error> {
-    let (bumped, inserted, earlier): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
-        "WITH earlier AS (SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $4), \
-         bump AS (UPDATE rooms SET last_seq = last_seq + 1, last_activity_at = $5 \
-                  WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM earlier) \
-                    AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2) \
-                  RETURNING last_seq), \
-         ins AS (INSERT INTO messages (room_id, seq, user_id, body, client_id, created_at) \
-                 SELECT $1, last_seq, $2, $3, $4, $5 FROM bump \
-                 ON CONFLICT DO NOTHING RETURNING seq) \
-         SELECT (SELECT last_seq FROM bump), (SELECT seq FROM ins), (SELECT seq FROM earlier)",
-    )
-    .bind(post.room_id)
-    .bind(post.user_id)
-    .bind(post.body.as_str())
-    .bind(&post.client_id)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
+    let keys = mentions::mentioned_keys(post.body.as_str());
+    let sql = if keys.is_some() {
+        POST_MENTIONING
+    } else {
+        POST
+    };
+    let mut query = sqlx::query_as(sql)
+        .bind(post.room_id)
+        .bind(post.user_id)
+        .bind(post.body.as_str())
+        .bind(&post.client_id)
+        .bind(now);
+    if let Some(keys) = keys {
+        query = query.bind(keys);
+    }
+    let (bumped, inserted, earlier, mentioned): (
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    ) = query.fetch_one(&mut **tx).await?;
     Ok(match (bumped, inserted, earlier) {
-        (Some(_), Some(seq), _) => posted(post, seq, now),
+        (Some(_), Some(seq), _) => posted(post, seq, now, Mentions::from(mentioned)),
         (_, _, Some(seq)) => PostOutcome::AlreadyPosted(seq),
         (None, _, None) => PostOutcome::NotMember,
         (Some(_), None, None) => {
@@ -526,9 +569,12 @@ const CHANGE_REFUSED: &str = "SELECT m.user_id, m.deleted_at IS NOT NULL, \
      FROM messages m WHERE m.room_id = $1 AND m.seq = $2";
 
 /// The changed message as readers will see it, its `event` the change's seq.
-const CHANGED: &str = "SELECT m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, \
-       m.body, m.created_at, m.edited_at, m.deleted_at, m.changed_seq AS event \
-     FROM messages m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 AND m.seq = $2";
+const CHANGED: &str = concat!(
+    "SELECT m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, \
+       m.body, m.created_at, m.edited_at, m.deleted_at, m.changed_seq AS event, ",
+    mentions_column!(),
+    " FROM messages m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 AND m.seq = $2"
+);
 
 /// Why a change that changed nothing did not (`CHANGE_REFUSED`'s row).
 fn change_refused(change: &MessageChange, row: Option<(i64, bool, bool, bool)>) -> ChangeOutcome {
@@ -545,9 +591,10 @@ fn change_refused(change: &MessageChange, row: Option<(i64, bool, bool, bool)>) 
 }
 
 /// One change's statements, the same on both backends (`$tx`: a transaction that holds the
-/// room's row).
+/// room's row; `$mentions`: the backend's `mentions::replace_*`, which stores whom an edit's
+/// new text mentions; a delete leaves nobody mentioned).
 macro_rules! change_message {
-    ($tx:expr, $change:expr, $now:expr) => {{
+    ($tx:expr, $change:expr, $now:expr, $mentions:path) => {{
         let change: &MessageChange = $change;
         let query = match &change.body {
             Some(body) => sqlx::query_scalar(EDIT)
@@ -570,6 +617,8 @@ macro_rules! change_message {
                     .bind(seq)
                     .execute(&mut **$tx)
                     .await?;
+                let text = change.body.as_ref().map_or("", |b| b.as_str());
+                $mentions(&mut **$tx, change.room_id, change.seq, text).await?;
                 let message: Message = sqlx::query_as(CHANGED)
                     .bind(change.room_id)
                     .bind(change.seq)
@@ -596,7 +645,7 @@ async fn sqlite_change(
     change: &MessageChange,
     now: i64,
 ) -> Result<ChangeOutcome, sqlx::Error> {
-    change_message!(tx, change, now)
+    change_message!(tx, change, now, mentions::replace_sqlite)
 }
 
 /// One change (PostgreSQL): the room's row is locked first, as a post's UPDATE locks it, so
@@ -610,7 +659,7 @@ async fn postgres_change(
         .bind(change.room_id)
         .execute(&mut **tx)
         .await?;
-    change_message!(tx, change, now)
+    change_message!(tx, change, now, mentions::replace_postgres)
 }
 
 impl super::Store {

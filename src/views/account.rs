@@ -8,7 +8,7 @@ use super::{
     tokens::{TokenPanel, token_panel},
 };
 use crate::{
-    domain::Username,
+    domain::{Username, notify::Notify},
     store::{ApiToken, User},
 };
 
@@ -164,6 +164,8 @@ pub struct Profile<'a> {
     pub tokens: &'a [ApiToken],
     /// The token panel's state (a refused name, a token just created).
     pub panel: TokenPanel<'a>,
+    /// What they want to hear about by default, and why a choice was refused, if it was.
+    pub notify: (Notify, Option<&'a str>),
 }
 
 /// `/profile`: who you are here, sessions, API tokens.
@@ -197,6 +199,7 @@ pub fn profile(nav: Nav, csrf: &str, p: &Profile) -> Markup {
                 }
             }
         }
+        (notify_default_form(csrf, p.notify.0, p.notify.1))
         (token_panel(p.tokens, csrf, &p.panel))
     };
     Page {
@@ -208,15 +211,41 @@ pub fn profile(nav: Nav, csrf: &str, p: &Profile) -> Markup {
     .render()
 }
 
-/// `/me.css`: the viewer's own messages get an accent, and their "Edit" and "Delete". Messages
-/// are rendered once for everyone with `data-author`; this tiny per-user stylesheet is the only
-/// per-viewer part.
+/// The profile's default notification setting (each room may choose its own).
+fn notify_default_form(csrf: &str, notify: Notify, error: Option<&str>) -> Markup {
+    html! {
+        section.card aria-labelledby="notify-title" {
+            h2 #notify-title { "Notifications" }
+            form method="post" action="/profile/notify" {
+                (csrf_field(csrf))
+                label for="notify-default" { "By default, notify me about" }
+                select #notify-default name="notify" aria-describedby={ "notify-help" @if error.is_some() { " notify-error" } }
+                    aria-invalid=[error.map(|_| "true")] {
+                    @for choice in Notify::CHOICES {
+                        option value=(choice.as_str()) selected[choice == notify] { (choice.label()) }
+                    }
+                }
+                p.help #notify-help { "Each room can choose otherwise, in its member panel. Unread marks follow it." }
+                (field_error("notify-error", error))
+                button.button type="submit" { "Save" }
+            }
+        }
+    }
+}
+
+/// `/me.css`: the viewer's own messages get an accent (and their "Edit" and "Delete"), and so do
+/// the mentions of them and the
+/// messages holding one. Messages are rendered once for everyone with `data-author` and
+/// `.mention[data-user]`; this tiny per-user stylesheet is the only per-viewer part (the
+/// colours are natter.css's, light and dark).
 pub fn me_css(user_id: i64) -> String {
     format!(
         ".message[data-author=\"{id}\"]{{--message-accent:var(--accent)}}\
          .message[data-author=\"{id}\"] .message-actions :is(.edit-link,.delete-link){{display:inline-block}}\
          .message[data-author=\"{id}\"] .author::after{{content:\" (you)\";color:var(--muted);font-weight:400}}\
-         #member-{id} .member-name::after{{content:\" (you)\";color:var(--muted)}}",
+         #member-{id} .member-name::after{{content:\" (you)\";color:var(--muted)}}\
+         .mention[data-user=\"{id}\"]{{background:var(--mention-me-bg);color:var(--mention-me-text);font-weight:650}}\
+         article:has(.mention[data-user=\"{id}\"]){{--message-accent:var(--mention-me-line);background:var(--mention-me-soft)}}",
         id = user_id
     )
 }

@@ -7,8 +7,11 @@ use maud::{Markup, html};
 
 use super::times::time;
 use crate::{
-    domain::without_bidi_controls,
-    store::{Message, MessagePage},
+    domain::{
+        mention::{Piece, pieces},
+        without_bidi_controls,
+    },
+    store::{Mentions, Message, MessagePage},
 };
 
 /// Messages per page of history.
@@ -95,7 +98,7 @@ pub fn message_content(code: &str, m: &Message) -> Markup {
         @if m.is_deleted() {
             p.message-body.message-deleted { "Message deleted" }
         } @else {
-            div.message-body dir="auto" { (linkify(&m.body)) }
+            div.message-body dir="auto" { (linkify(&m.body, &m.mentions)) }
         }
         div.message-actions {
             button.copy-link type="button" hidden { "Copy link" }
@@ -157,45 +160,30 @@ pub fn permalink(code: &str, seq: i64) -> String {
     format!("/rooms/{code}/messages/{seq}#msg-{seq}")
 }
 
-/// Text with its http(s) URLs as links. Everything is escaped by maud; only the two URL
-/// schemes become links, so `javascript:` stays text. A link's text is isolated (`<bdi>`) and
-/// shown without direction controls, so it reads in the order it is typed and cannot reorder
-/// its neighbours: `https://x.org/\u{202E}fdp.exe` shows as `…/fdp.exe`, not `…/exe.pdf`.
-fn linkify(text: &str) -> Markup {
-    let mut parts: Vec<(bool, &str)> = Vec::new();
-    let mut rest = text;
-    while let Some(start) = find_url(rest) {
-        let tail = &rest[start..];
-        let end = tail
-            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
-            .unwrap_or(tail.len());
-        let url = tail[..end].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '}', '\'']);
-        let scheme_len = if url.starts_with("https://") { 8 } else { 7 };
-        if url.len() <= scheme_len {
-            parts.push((false, &rest[..start + end.max(1)]));
-            rest = &rest[start + end.max(1)..];
-            continue;
-        }
-        parts.push((false, &rest[..start]));
-        parts.push((true, url));
-        rest = &rest[start + url.len()..];
-    }
-    parts.push((false, rest));
+/// Text with its http(s) URLs as links and its mentions marked. Everything is escaped by
+/// maud; only the two URL schemes become links, so `javascript:` stays text. A link's text is
+/// isolated (`<bdi>`) and shown without direction controls, so it reads in the order it is
+/// typed and cannot reorder its neighbours: `https://x.org/\u{202E}fdp.exe` shows as
+/// `…/fdp.exe`, not `…/exe.pdf`.
+///
+/// A mention (`domain::mention`) of someone the message mentions (`mentions`, as stored when
+/// it was posted) is `<span class="mention" data-user="{id}">@name</span>`, as typed, the same
+/// for every viewer; `/me.css` accents the viewer's own. Other `@name`s stay text.
+fn linkify(text: &str, mentions: &Mentions) -> Markup {
     html! {
-        @for (is_url, part) in parts {
-            @if is_url {
-                a href=(part) rel="noopener nofollow ugc" target="_blank" { bdi { (without_bidi_controls(part)) } }
-            } @else { (part) }
+        @for piece in pieces(text) {
+            @match piece {
+                Piece::Url(url) => {
+                    a href=(url) rel="noopener nofollow ugc" target="_blank" { bdi { (without_bidi_controls(url)) } }
+                }
+                Piece::Mention { text, name } => {
+                    @if let Some(id) = mentions.user(name) {
+                        span.mention data-user=(id) { (text) }
+                    } @else { (text) }
+                }
+                Piece::Text(text) => (text),
+            }
         }
-    }
-}
-
-fn find_url(text: &str) -> Option<usize> {
-    let http = text.find("http://");
-    let https = text.find("https://");
-    match (http, https) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -277,6 +265,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             event: seq,
+            mentions: Mentions::default(),
         }
     }
 
@@ -301,6 +290,7 @@ mod tests {
     fn only_http_urls_become_links() {
         let html = linkify(
             "see https://example.org/a?b=1&c=<2>, or javascript:alert(1) and http://x.org.",
+            &Mentions::default(),
         )
         .into_string();
         assert!(html.contains(r#"<a href="https://example.org/a?b=1&amp;c=" rel="noopener nofollow ugc" target="_blank">"#), "{html}");
@@ -310,16 +300,40 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("href=\"javascript"), "{html}");
-        assert_eq!(linkify("http:// nothing").into_string(), "http:// nothing");
+        assert_eq!(
+            linkify("http:// nothing", &Mentions::default()).into_string(),
+            "http:// nothing"
+        );
     }
 
     #[test]
     fn link_text_reads_as_typed_and_cannot_reorder_its_neighbours() {
-        let html = linkify("get https://x.org/\u{202e}fdp.exe now\u{200f}").into_string();
+        let html = linkify(
+            "get https://x.org/\u{202e}fdp.exe now\u{200f}",
+            &Mentions::default(),
+        )
+        .into_string();
         assert_eq!(
             html,
             "get <a href=\"https://x.org/\u{202e}fdp.exe\" rel=\"noopener nofollow ugc\" \
              target=\"_blank\"><bdi>https://x.org/fdp.exe</bdi></a> now\u{200f}"
+        );
+    }
+
+    #[test]
+    fn mentions_of_mentioned_members_are_marked_and_nothing_else() {
+        let mentions = Mentions(vec![(7, "ada".into()), (9, "Bob.b".into())]);
+        let html = linkify(
+            "@ADA, x@ada.org @carol https://x.org/@ada @bob.b. <b>@ada</b>",
+            &mentions,
+        )
+        .into_string();
+        assert_eq!(
+            html,
+            "<span class=\"mention\" data-user=\"7\">@ADA</span>, x@ada.org @carol \
+             <a href=\"https://x.org/@ada\" rel=\"noopener nofollow ugc\" target=\"_blank\">\
+             <bdi>https://x.org/@ada</bdi></a> <span class=\"mention\" data-user=\"9\">@bob.b</span>. \
+             &lt;b&gt;<span class=\"mention\" data-user=\"7\">@ada</span>&lt;/b&gt;"
         );
     }
 

@@ -11,8 +11,8 @@ use super::{
     status::room_status,
 };
 use crate::{
-    domain::MessageBody,
-    store::{Member, Room, RoomLink},
+    domain::{MessageBody, notify::Notify},
+    store::{Member, Room, RoomLink, RoomNotify},
 };
 
 /// A fresh random `client_id` for a composer: a double click or a resubmitted form with it
@@ -78,6 +78,31 @@ pub fn posted() -> Markup {
     }
 }
 
+/// The room's notification setting, in the member panel: a plain form (303 back to the room),
+/// `error` when a value was refused.
+pub fn notify_form(code: &str, csrf: &str, notify: RoomNotify, error: Option<&str>) -> Markup {
+    let own = notify.own.map_or("default", Notify::as_str);
+    html! {
+        form #notify-form.notify-form method="post" action={ "/rooms/" (code) "/notify" } {
+            (csrf_field(csrf))
+            label for="notify" { "Notify me about" }
+            select #notify name="notify"
+                aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "notify-error")] {
+                option value="default" selected[own == "default"] {
+                    "Default: " (notify.default.as_str())
+                }
+                @for choice in Notify::CHOICES {
+                    option value=(choice.as_str()) selected[own == choice.as_str()] { (choice.label()) }
+                }
+            }
+            button.button.small type="submit" { "Save" }
+            @if let Some(error) = error {
+                p #notify-error.field-error role="alert" { (error) }
+            }
+        }
+    }
+}
+
 /// The left rail: my rooms, this one marked.
 fn rooms_rail(rooms: &[RoomLink], current: &str) -> Markup {
     html! {
@@ -119,6 +144,8 @@ pub struct RoomPage<'a> {
     pub notice: Option<&'a str>,
     /// Whether the viewer created the room: they may delete anyone's messages.
     pub moderator: bool,
+    /// The viewer's notification setting for the room (`notify_form`).
+    pub notify: Markup,
 }
 
 impl RoomPage<'_> {
@@ -181,6 +208,7 @@ impl RoomPage<'_> {
                                 (member_summary(counts))
                             }
                             (member_list(v.members, |id| v.online.contains(&id)))
+                            (v.notify)
                         }
                     }
                 }

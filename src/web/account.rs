@@ -516,6 +516,17 @@ pub(super) async fn profile_page(
     user: &CurrentUser,
     panel: TokenPanel<'_>,
 ) -> Result<maud::Markup, AppError> {
+    profile_page_with(state, user, panel, None).await
+}
+
+/// The profile page, with why a notification choice was refused, if one was.
+async fn profile_page_with(
+    state: &State,
+    user: &CurrentUser,
+    panel: TokenPanel<'_>,
+    notify_error: Option<&str>,
+) -> Result<maud::Markup, AppError> {
+    let notify = state.store.notify_default(user.id).await?;
     let sessions = state.store.session_count(user.id, now_ms()).await?;
     let rooms = state.store.my_rooms(user.id).await?;
     let tokens = state.store.api_tokens(user.id).await?;
@@ -527,8 +538,42 @@ pub(super) async fn profile_page(
         rooms: rooms.len(),
         tokens: &tokens,
         panel,
+        notify: (notify, notify_error),
     };
     Ok(view::profile(member_nav(user, &csrf), &csrf, &shown))
+}
+
+/// The notification form: `notify` as chosen.
+#[derive(Deserialize)]
+pub struct NotifyForm {
+    #[serde(default)]
+    notify: String,
+}
+
+impl NotifyForm {
+    /// The value chosen, as posted.
+    pub fn value(&self) -> &str {
+        &self.notify
+    }
+}
+
+/// `POST /profile/notify`: what to hear about by default; 303 back to the profile, or the
+/// profile again (422) with why the choice was refused.
+#[handler]
+pub async fn set_notify_default(
+    state: AppData<'_>,
+    UserForm {
+        user, form, htmx, ..
+    }: UserForm<NotifyForm>,
+) -> poem::Result<Response> {
+    match crate::actions::set_notify_default(&state, user.actor(), form.value()).await {
+        Ok(_) => Ok(see_other("/profile#notify-title", htmx)),
+        Err(refusal @ Refusal::Invalid(why)) => {
+            let page = profile_page_with(&state, &user, TokenPanel::default(), Some(why)).await?;
+            Ok(refused(&refusal, page))
+        }
+        Err(refusal) => Err(AppError::from(refusal).into()),
+    }
 }
 
 /// `GET /me.css`: the viewer's own messages get an accent. Messages are rendered once for

@@ -39,6 +39,7 @@ pub fn routes() -> Route {
             get(account::username_form).post(account::choose_username),
         )
         .at("/profile", get(account::profile))
+        .at("/profile/notify", post(account::set_notify_default))
         .at("/profile/tokens", post(tokens::create))
         .at("/profile/tokens/:id/revoke", post(tokens::revoke))
         .at("/me.css", get(account::me_css))
@@ -61,6 +62,7 @@ pub fn routes() -> Route {
             get(changes::delete_form).post(changes::delete),
         )
         .at("/rooms/:code/ws", get(live::connect))
+        .at("/rooms/:code/notify", post(room::set_notify))
         .at("/rooms/:code/leave", post(room::leave))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))

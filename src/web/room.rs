@@ -24,17 +24,20 @@ use crate::{
     },
 };
 
-/// The room page with `composer`, for `status` (200, or a refusal's).
+/// The room page with `composer`, for `status` (200, or a refusal's), and why a notification
+/// choice was refused, if one was.
 async fn room_page(
     state: &State,
     user: &CurrentUser,
     overview: &RoomOverview,
     composer: Markup,
+    notify_error: Option<&str>,
 ) -> Result<Markup, AppError> {
     let RoomOverview {
         room,
         members,
         links,
+        notify,
     } = overview;
     let history = state.pages.newest(&state.store, room, PAGE_SIZE).await?;
     let online = state.chat.online(room.id).await;
@@ -50,6 +53,7 @@ async fn room_page(
         composer,
         notice: None,
         moderator: room.created_by == user.id,
+        notify: view::notify_form(&room.code, &csrf, *notify, notify_error),
     };
     Ok(page.render())
 }
@@ -62,7 +66,7 @@ pub async fn show(
 ) -> poem::Result<Response> {
     let csrf = user.session.csrf();
     let composer = view::composer(&room.room.code, &csrf, "", None, None, false);
-    let page = room_page(&state, &user, &room, composer).await?;
+    let page = room_page(&state, &user, &room, composer, None).await?;
     Ok(respond(StatusCode::OK, page))
 }
 
@@ -223,7 +227,7 @@ pub async fn post_message(
         return Ok(refused(&refusal, composer));
     }
     let page = match actions::room_for::<RoomOverview>(&state, &code, user.id).await {
-        Ok(overview) => room_page(&state, &user, &overview, composer).await,
+        Ok(overview) => room_page(&state, &user, &overview, composer, None).await,
         Err(refusal) => Err(refusal.into()),
     };
     match page {
@@ -241,6 +245,28 @@ fn posted_with_htmx() -> Response {
         .headers_mut()
         .insert("hx-reswap", HeaderValue::from_static("none"));
     response
+}
+
+/// `POST /rooms/{code}/notify`: what to hear about this room (`notify`: `default`, `all`,
+/// `mentions` or `nothing`); 303 back to the room, or the room page again (422) with why the
+/// choice was refused. Not a member: 404, like every room route.
+#[handler]
+pub async fn set_notify(
+    state: AppData<'_>,
+    UserForm { form, htmx, .. }: UserForm<super::account::NotifyForm>,
+    InRoom { user, room }: InRoom<RoomOverview>,
+) -> poem::Result<Response> {
+    let code = &room.room.code;
+    match actions::set_room_notify(&state, user.actor(), &room.room, form.value()).await {
+        Ok(_) => Ok(see_other(&format!("/rooms/{code}"), htmx)),
+        Err(refusal @ Refusal::Invalid(why)) => {
+            let csrf = user.session.csrf();
+            let composer = view::composer(code, &csrf, "", None, None, false);
+            let page = room_page(&state, &user, &room, composer, Some(why)).await?;
+            Ok(refused(&refusal, page))
+        }
+        Err(refusal) => Err(AppError::from(refusal).into()),
+    }
 }
 
 /// `POST /rooms/{code}/leave`: leave the room; its open sockets for this person close (4404).

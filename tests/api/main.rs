@@ -7,6 +7,7 @@ mod common;
 
 mod live;
 mod messages;
+mod notifications;
 mod robustness;
 mod rooms;
 mod spec;
@@ -122,6 +123,21 @@ impl Api {
 
     pub async fn delete(&self, path: &str) -> Reply {
         Self::send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    pub async fn put(&self, path: &str, json: Value) -> Reply {
+        Self::send(self.request(reqwest::Method::PUT, path).json(&json)).await
+    }
+
+    /// PUTs raw bytes with the given content type.
+    pub async fn put_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let req = self.request(reqwest::Method::PUT, path).body(body);
+        Self::send(req.header("content-type", content_type)).await
     }
 
     /// POSTs raw bytes with the given content type (none when `None`).

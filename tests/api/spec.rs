@@ -258,8 +258,30 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     };
     let join = json!({ "code": code });
 
+    let room_notify = format!("{room}/notifications");
     for api in [&ada, &anon] {
         record("GET", "/me", api.get("/me").await);
+        record(
+            "GET",
+            "/me/notifications",
+            api.get("/me/notifications").await,
+        );
+        record(
+            "PUT",
+            "/me/notifications",
+            api.put("/me/notifications", json!({ "default": "all" }))
+                .await,
+        );
+        record(
+            "GET",
+            "/rooms/{code}/notifications",
+            api.get(&room_notify).await,
+        );
+        record(
+            "PUT",
+            "/rooms/{code}/notifications",
+            api.put(&room_notify, json!({ "notify": "all" })).await,
+        );
         record("GET", "/rooms", api.get("/rooms").await);
         record("GET", "/rooms/{code}", api.get(&room).await);
         record("GET", "/rooms/{code}/members", api.get(&members).await);
@@ -295,6 +317,20 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         "/rooms/{code}/leave",
         dan.post(&leave, json!({})).await,
     );
+    let (_e, eve) = api_user(app, "eve@example.org", "eve").await;
+    for _ in 0..2 {
+        record(
+            "GET",
+            "/rooms/{code}/notifications",
+            eve.get(&room_notify).await,
+        );
+        let all = json!({ "notify": "all" });
+        record(
+            "PUT",
+            "/rooms/{code}/notifications",
+            eve.put(&room_notify, all).await,
+        );
+    }
     record(
         "GET",
         "/rooms/{code}/messages",
@@ -333,6 +369,42 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
             );
         }
     }
+    for (path, spec_path, body) in [
+        (
+            "/me/notifications",
+            "/me/notifications",
+            json!({ "default": "all" }),
+        ),
+        (
+            room_notify.as_str(),
+            "/rooms/{code}/notifications",
+            json!({ "notify": "all" }),
+        ),
+    ] {
+        record("PUT", spec_path, stalled(app, &ada, "PUT", path).await);
+        record(
+            "PUT",
+            spec_path,
+            ada.put_raw(path, "application/json", oversized()).await,
+        );
+        record(
+            "PUT",
+            spec_path,
+            ada.put_raw(path, "application/json", "{").await,
+        );
+        record(
+            "PUT",
+            spec_path,
+            ada.put_raw(path, "text/plain", "all").await,
+        );
+        let bad = if spec_path == "/me/notifications" {
+            json!({ "default": "default" })
+        } else {
+            json!({ "notify": "sometimes" })
+        };
+        record("PUT", spec_path, ada.put(path, bad).await);
+        record("PUT", spec_path, anon.put(path, body).await);
+    }
     record(
         "POST",
         "/rooms",
@@ -345,49 +417,49 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
             .await,
     );
 
-    // Edits and deletes. Eve: saved, invalid, not hers (or not there); Fay: her deleted
+    // Edits and deletes. Gil: saved, invalid, not his (or not there); Fay: her deleted
     // message cannot be edited, and an edit spends the post budget like a post.
     let one = "/rooms/{code}/messages/{seq}";
-    let (_e, eve) = api_user(app, "eve@example.org", "eve").await;
+    let (_g, gil) = api_user(app, "gil@example.org", "gil").await;
     let (_f, fay) = api_user(app, "fay@example.org", "fay").await;
-    for api in [&eve, &fay] {
+    for api in [&gil, &fay] {
         assert_eq!(api.post("/rooms/join", join.clone()).await.status, 200);
     }
-    let eves = eve.post_message(&code, "eve's").await.json["seq"]
+    let gils = gil.post_message(&code, "gil's").await.json["seq"]
         .as_i64()
         .unwrap();
     let fays = fay.post_message(&code, "fay's").await.json["seq"]
         .as_i64()
         .unwrap();
-    let eves = format!("{messages}/{eves}");
+    let gils = format!("{messages}/{gils}");
     let fays = format!("{messages}/{fays}");
     let nobodys = format!("{messages}/999");
     let edit = json!({ "body": "edited" });
-    record("PATCH", one, anon.patch(&eves, edit.clone()).await);
-    record("PATCH", one, stalled(app, &eve, "PATCH", &eves).await);
+    record("PATCH", one, anon.patch(&gils, edit.clone()).await);
+    record("PATCH", one, stalled(app, &gil, "PATCH", &gils).await);
     let patch = reqwest::Method::PATCH;
     let json = Some("application/json");
     record(
         "PATCH",
         one,
-        eve.send_raw(patch.clone(), &eves, json, oversized()).await,
+        gil.send_raw(patch.clone(), &gils, json, oversized()).await,
     );
     record(
         "PATCH",
         one,
-        eve.send_raw(patch.clone(), &eves, json, "{").await,
+        gil.send_raw(patch.clone(), &gils, json, "{").await,
     );
     record(
         "PATCH",
         one,
-        eve.send_raw(patch, &eves, Some("text/plain"), "x").await,
+        gil.send_raw(patch, &gils, Some("text/plain"), "x").await,
     );
-    record("PATCH", one, eve.patch(&nobodys, edit.clone()).await);
-    record("PATCH", one, eve.patch(&fays, edit.clone()).await);
-    record("PATCH", one, eve.patch(&eves, json!({ "body": " " })).await);
-    record("PATCH", one, eve.patch(&eves, edit.clone()).await);
+    record("PATCH", one, gil.patch(&nobodys, edit.clone()).await);
+    record("PATCH", one, gil.patch(&fays, edit.clone()).await);
+    record("PATCH", one, gil.patch(&gils, json!({ "body": " " })).await);
+    record("PATCH", one, gil.patch(&gils, edit.clone()).await);
     record("DELETE", one, anon.delete(&fays).await);
-    record("DELETE", one, eve.delete(&fays).await);
+    record("DELETE", one, gil.delete(&fays).await);
     record("DELETE", one, fay.delete(&fays).await);
     record("PATCH", one, fay.patch(&fays, edit.clone()).await);
     record("PATCH", one, fay.patch(&fays, edit.clone()).await);
@@ -445,6 +517,27 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     // The database goes away: every operation says so (and nothing else).
     app.state.store.close().await;
     record("GET", "/me", ada.get("/me").await);
+    record(
+        "GET",
+        "/me/notifications",
+        ada.get("/me/notifications").await,
+    );
+    record(
+        "PUT",
+        "/me/notifications",
+        ada.put("/me/notifications", json!({ "default": "all" }))
+            .await,
+    );
+    record(
+        "GET",
+        "/rooms/{code}/notifications",
+        ada.get(&room_notify).await,
+    );
+    record(
+        "PUT",
+        "/rooms/{code}/notifications",
+        ada.put(&room_notify, json!({ "notify": "all" })).await,
+    );
     record("GET", "/rooms", ada.get("/rooms").await);
     record("GET", "/rooms/{code}", ada.get(&room).await);
     record("GET", "/rooms/{code}/members", ada.get(&members).await);
@@ -465,8 +558,8 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         "/rooms/{code}/leave",
         ada.post(&leave, json!({})).await,
     );
-    record("PATCH", one, eve.patch(&eves, edit.clone()).await);
-    record("DELETE", one, eve.delete(&eves).await);
+    record("PATCH", one, gil.patch(&gils, edit.clone()).await);
+    record("DELETE", one, gil.delete(&gils).await);
     seen
 }
 
@@ -487,6 +580,8 @@ both! {
             ("GET", "/rooms/{code}/messages"), ("POST", "/rooms/{code}/messages"),
             ("POST", "/rooms/{code}/leave"),
             ("PATCH", "/rooms/{code}/messages/{seq}"), ("DELETE", "/rooms/{code}/messages/{seq}"),
+            ("GET", "/me/notifications"), ("PUT", "/me/notifications"),
+            ("GET", "/rooms/{code}/notifications"), ("PUT", "/rooms/{code}/notifications"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {

@@ -15,6 +15,7 @@ mod changes;
 mod chat;
 mod chrome;
 mod grouping;
+mod mentions;
 mod no_js;
 mod pages;
 mod permalinks;

@@ -402,4 +402,32 @@ both! {
         assert_eq!(shown.messages, fresh.messages, "seed {seed}");
         assert_eq!(shown.resume_from(), fresh.resume_from(), "seed {seed}");
     }
+
+    async fn an_edit_changes_whom_the_message_mentions(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Mentions").await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        bob.join(&code).await;
+        let room = room_id(&app, &code).await;
+        let seq = ada.say(&code, "hello all").await;
+        let mentions = |app: &TestApp| {
+            let store = app.state.store.clone();
+            async move { store.message(room, seq).await.unwrap().unwrap().mentions.0 }
+        };
+        assert!(mentions(&app).await.is_empty());
+        let mut socket = bob.socket(&code, Some(seq)).await.expect("socket");
+        assert_eq!(edit(&ada, &code, seq, "hello @Bob, look").await.status, 303);
+        let named = mentions(&app).await;
+        assert_eq!(named.len(), 1, "{named:?}");
+        let bob_id = named[0].0;
+        let mark = format!("class=\"mention\" data-user=\"{bob_id}\"");
+        assert!(socket.wait_for(&mark, Duration::from_secs(10)).await, "the change renders the mention live");
+        assert!(ada.get(&format!("/rooms/{code}")).await.body.contains(&mark));
+        assert_eq!(edit(&ada, &code, seq, "hello all, again").await.status, 303);
+        assert!(mentions(&app).await.is_empty(), "the mention went with the text");
+        assert_eq!(edit(&ada, &code, seq, "@bob once more").await.status, 303);
+        assert_eq!(delete(&ada, &code, seq).await.status, 303);
+        assert!(mentions(&app).await.is_empty(), "a deleted message mentions nobody");
+        assert!(!ada.get(&format!("/rooms/{code}")).await.body.contains(&mark));
+    }
 }

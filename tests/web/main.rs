@@ -7,6 +7,7 @@ mod common;
 mod accounts;
 mod changes;
 mod live;
+mod mentions;
 mod permalinks;
 mod rooms;
 mod security;

@@ -381,6 +381,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             event: seq,
+            mentions: Default::default(),
         }
     }
 
