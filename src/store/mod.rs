@@ -13,6 +13,7 @@
 mod presence;
 mod rooms;
 mod tokens;
+mod unread;
 mod users;
 mod writer;
 
@@ -29,6 +30,7 @@ use tokio::sync::mpsc;
 pub use presence::INSTANCE_TTL_MS;
 pub use rooms::{
     JoinOutcome, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,
+    UNREAD_CAP,
 };
 pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};

@@ -82,6 +82,8 @@ pub struct RoomSummary {
     pub last_author: Option<String>,
     /// The first 200 characters of the latest message.
     pub last_body: Option<String>,
+    /// Messages I have not read, counted up to `UNREAD_CAP` (see `unread_sql!`).
+    pub unread: i64,
 }
 
 impl RoomSummary {
@@ -95,6 +97,44 @@ impl RoomSummary {
     }
 }
 
+/// Unread counts stop here: a room with a million unread messages costs a hundred rows, and
+/// shows "99+" (`views::unread::count`).
+pub const UNREAD_CAP: i64 = 100;
+
+/// The unread count of room `$room` for member `$user` whose read mark is `$mark` (SQL
+/// expressions): messages after the mark, not the member's own, not deleted, counted up to
+/// `UNREAD_CAP` (the `LIMIT`). Not `last_seq - last_read_seq`: edits and deletes take seqs too.
+/// A range scan of the messages' primary key `(room_id, seq)` from the mark.
+macro_rules! unread_sql {
+    ($room:literal, $mark:literal, $user:literal) => {
+        concat!(
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM messages n WHERE n.room_id = ",
+            $room,
+            " AND n.seq > ",
+            $mark,
+            " AND n.user_id <> ",
+            $user,
+            " AND n.deleted_at IS NULL LIMIT 100) AS n)"
+        )
+    };
+}
+
+/// The seq of the first message counted by `unread_sql!` (NULL: none): the same scan, stopped
+/// at the first row.
+macro_rules! first_unread_sql {
+    ($room:literal, $mark:literal, $user:literal) => {
+        concat!(
+            "(SELECT n.seq FROM messages n WHERE n.room_id = ",
+            $room,
+            " AND n.seq > ",
+            $mark,
+            " AND n.user_id <> ",
+            $user,
+            " AND n.deleted_at IS NULL ORDER BY n.seq LIMIT 1)"
+        )
+    };
+}
+
 /// `Store::room_overview`'s statement, for a backend whose JSON array constructor is `$array`
 /// and whose aggregate of them opens with `$agg` and closes with `$agg_end` (an empty list
 /// must come out as the text `[]`).
@@ -102,6 +142,9 @@ macro_rules! overview_sql {
     ($array:literal, $agg:literal, $agg_end:literal) => {
         concat!(
             "SELECT r.id, r.code, r.name, r.created_at, r.last_seq, r.last_activity_at, \
+               me.last_read_seq, ",
+            first_unread_sql!("r.id", "me.last_read_seq", "$2"),
+            " AS first_unread, \
                (SELECT ",
             $agg,
             $array,
@@ -114,11 +157,13 @@ macro_rules! overview_sql {
                (SELECT ",
             $agg,
             $array,
-            "(l.code, l.name) \
+            "(l.code, l.name, l.unread, l.id, l.last_seq) \
                        ORDER BY l.last_activity_at DESC, l.id DESC",
             $agg_end,
             " \
-                  FROM (SELECT r2.id, r2.code, r2.name, r2.last_activity_at \
+                  FROM (SELECT r2.id, r2.code, r2.name, r2.last_activity_at, r2.last_seq, ",
+            unread_sql!("r2.id", "m2.last_read_seq", "$2"),
+            " AS unread \
                           FROM members m2 JOIN rooms r2 ON r2.id = m2.room_id \
                          WHERE m2.user_id = $2 \
                          ORDER BY r2.last_activity_at DESC, r2.id DESC \
@@ -138,23 +183,36 @@ pub struct RoomOverview {
     pub members: Vec<Member>,
     /// The viewer's rooms for the side rail, most recently active first.
     pub links: Vec<RoomLink>,
+    /// The viewer's read mark in this room, as it was before this page.
+    pub last_read_seq: i64,
+    /// The first message the viewer has not read (not their own, not deleted), if any: where
+    /// the page puts its "New messages" divider.
+    pub first_unread: Option<i64>,
 }
 
 #[derive(FromRow)]
 struct OverviewRow {
     #[sqlx(flatten)]
     room: Room,
+    last_read_seq: i64,
+    first_unread: Option<i64>,
     members: String,
     links: String,
 }
 
-/// A room in the room page's side rail: just enough to link to it.
+/// A room in the room page's side rail: just enough to link to it, with its unread count.
 #[derive(Debug, Clone, FromRow)]
 pub struct RoomLink {
     /// Its code.
     pub code: String,
     /// Its name (empty: none).
     pub name: String,
+    /// Messages the viewer has not read, up to `UNREAD_CAP`.
+    pub unread: i64,
+    /// Its id: live activity names rooms by id (`chat::activity`).
+    pub id: i64,
+    /// Its newest seq when the rail was read: live activity at or below it is counted already.
+    pub last_seq: i64,
 }
 
 impl RoomLink {
@@ -398,7 +456,8 @@ impl Store {
         let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
         let members: Vec<(i64, String, i64)> =
             serde_json::from_str(&row.members).map_err(decode)?;
-        let links: Vec<(String, String)> = serde_json::from_str(&row.links).map_err(decode)?;
+        let links: Vec<(String, String, i64, i64, i64)> =
+            serde_json::from_str(&row.links).map_err(decode)?;
         Ok(Some(RoomOverview {
             room: row.room,
             members: members
@@ -411,23 +470,33 @@ impl Store {
                 .collect(),
             links: links
                 .into_iter()
-                .map(|(code, name)| RoomLink { code, name })
+                .map(|(code, name, unread, id, last_seq)| RoomLink {
+                    code,
+                    name,
+                    unread,
+                    id,
+                    last_seq,
+                })
                 .collect(),
+            last_read_seq: row.last_read_seq,
+            first_unread: row.first_unread,
         }))
     }
 
     /// The rooms a user belongs to, most recently active first.
     pub async fn my_rooms(&self, user_id: i64) -> Result<Vec<RoomSummary>> {
-        let rooms = on_read!(&self.db, pool => sqlx::query_as::<_, RoomSummary>(
+        let rooms = on_read!(&self.db, pool => sqlx::query_as::<_, RoomSummary>(concat!(
             "SELECT r.code, r.name, r.created_at, r.last_seq, r.last_activity_at, \
-                    u.username AS last_author, SUBSTR(m.body, 1, 200) AS last_body \
+                    u.username AS last_author, SUBSTR(m.body, 1, 200) AS last_body, ",
+            unread_sql!("r.id", "mb.last_read_seq", "mb.user_id"),
+            " AS unread \
              FROM members mb \
              JOIN rooms r ON r.id = mb.room_id \
              LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq \
              LEFT JOIN users u ON u.id = m.user_id \
              WHERE mb.user_id = $1 \
              ORDER BY r.last_activity_at DESC, r.id DESC LIMIT 500",
-        )
+        ))
         .bind(user_id)
         .fetch_all(pool)
         .await)?;

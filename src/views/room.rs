@@ -9,6 +9,7 @@ use super::{
     messages::older_link,
     page_cache::NewestPage,
     status::room_status,
+    unread,
 };
 use crate::{
     domain::MessageBody,
@@ -78,16 +79,22 @@ pub fn posted() -> Markup {
     }
 }
 
-/// The left rail: my rooms, this one marked.
+/// The left rail: my rooms, this one marked, the others with their unread counts (this one's
+/// is read by opening it). `data-room-id` and `data-seq` let `js/unread.js` count live
+/// activity above what the count already holds.
 fn rooms_rail(rooms: &[RoomLink], current: &str) -> Markup {
     html! {
         nav.rooms-rail aria-label="Your rooms" {
             h2.rail-title { "Rooms" }
             ul {
                 @for r in rooms {
+                    @let here = r.code == current;
+                    @let count = if here { 0 } else { r.unread };
                     li {
-                        a href={ "/rooms/" (r.code) } aria-current=[(r.code == current).then_some("page")] {
+                        a href=(unread::room_href(&r.code, count)) aria-current=[here.then_some("page")]
+                            data-room-id=(r.id) data-seq=(r.last_seq) {
                             span.rail-name { bdi { (r.display_name()) } }
+                            (unread::badge(count))
                         }
                     }
                 }
@@ -117,6 +124,9 @@ pub struct RoomPage<'a> {
     pub composer: Markup,
     /// A notice for the status line.
     pub notice: Option<&'a str>,
+    /// The first message the viewer had not read when the page was asked for: the "New
+    /// messages" divider goes before it (`None`: nothing unread, no divider).
+    pub first_unread: Option<i64>,
 }
 
 impl RoomPage<'_> {
@@ -133,9 +143,21 @@ impl RoomPage<'_> {
             online: online_count,
             members: v.members.len(),
         };
+        // This room is read up to the page's newest message as it opens; the title counts
+        // the others.
+        let elsewhere: i64 = v
+            .rooms
+            .iter()
+            .filter(|r| r.code != code)
+            .map(|r| r.unread)
+            .sum();
+        let me = match v.nav {
+            Nav::Member { user_id, .. } => user_id,
+            _ => 0,
+        };
         let content = html! {
             div.room hx-ext="ws" ws-connect={ "/rooms/" (code) "/ws?after=" (v.history.last_seq) }
-                data-room=(code) {
+                data-room=(code) data-me=(me) data-read=(v.history.last_seq) {
                 header.room-header {
                     div.room-title {
                         h1 { bdi { (v.room.display_name()) } }
@@ -161,7 +183,13 @@ impl RoomPage<'_> {
                                     @if let Some(first) = v.history.first_seq { (older_link(code, first)) }
                                 }
                                 div #messages role="log" aria-live="polite" aria-label="Messages" {
-                                    (PreEscaped(&v.history.html))
+                                    @let html = v.history.html.as_str();
+                                    @match divider_at(v.history, v.first_unread) {
+                                        Some(at) => {
+                                            (PreEscaped(&html[..at])) (unread::divider()) (PreEscaped(&html[at..]))
+                                        }
+                                        None => (PreEscaped(html)),
+                                    }
                                 }
                                 @if v.history.first_seq.is_none() {
                                     p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
@@ -183,11 +211,25 @@ impl RoomPage<'_> {
             }
         };
         Page {
-            title: v.room.display_name(),
+            title: &unread::titled(elsewhere, v.room.display_name()),
             nav: v.nav,
             body_class: "page-room",
             content,
         }
         .render()
     }
+}
+
+/// Where in the page's messages (rendered once for every viewer, `NewestPage`) this viewer's
+/// "New messages" divider goes: in front of `first_unread`'s article (below its day divider,
+/// if it has one), or at the top when it is further back than the page. `None` when nothing
+/// on the page is unread.
+fn divider_at(history: &NewestPage, first_unread: Option<i64>) -> Option<usize> {
+    let first = first_unread.filter(|seq| *seq <= history.last_seq)?;
+    if history.first_seq.is_none_or(|oldest| first <= oldest) {
+        return Some(0);
+    }
+    let html = history.html.as_str();
+    let article = html.find(&format!(" id=\"msg-{first}\""))?;
+    html[..article].rfind("<article")
 }
