@@ -43,6 +43,7 @@ const FILES: &[Asset] = &[
     asset!("js/members.js", JS),
     asset!("js/times.js", JS),
     asset!("js/copy.js", JS),
+    asset!("js/unread.js", JS),
 ];
 
 /// Each file's short content hash and versioned URL, computed once: every page links a
