@@ -228,6 +228,7 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     let members = format!("{room}/members");
     let messages = format!("{room}/messages");
     let leave = format!("{room}/leave");
+    let read = format!("{room}/read");
     let mut seen = Statuses::new();
     let mut record = |method: &str, path: &str, reply: Reply| {
         assert!(
@@ -306,6 +307,7 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
             json!({ "body": "hello" }),
         ),
         (&leave, "/rooms/{code}/leave", json!({})),
+        (&read, "/rooms/{code}/read", json!({ "seq": 1 })),
     ] {
         record("POST", spec_path, anon.post(path, body.clone()).await);
         record("POST", spec_path, stalled_post(app, &ada, path).await);
@@ -338,6 +340,29 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         "/rooms/join",
         dan.post("/rooms/join", json!({ "code": "ZZZZ-ZZZZ" }))
             .await,
+    );
+
+    // A read mark: not a member's, not a seq, then one, then another within 2 s.
+    let (_e, eve) = api_user(app, "eve@example.org", "eve").await;
+    record(
+        "POST",
+        "/rooms/{code}/read",
+        eve.post(&read, json!({ "seq": 1 })).await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/read",
+        ada.post(&read, json!({ "seq": -1 })).await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/read",
+        ada.post(&read, json!({ "seq": 1 })).await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/read",
+        ada.post(&read, json!({ "seq": 2 })).await,
     );
 
     // Within the limits, then over them (2 rooms per hour, 2 posts per hour, 2 wrong codes).
@@ -410,6 +435,11 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     );
     record(
         "POST",
+        "/rooms/{code}/read",
+        ada.post(&read, json!({ "seq": 3 })).await,
+    );
+    record(
+        "POST",
         "/rooms/{code}/leave",
         ada.post(&leave, json!({})).await,
     );
@@ -431,7 +461,7 @@ both! {
             ("GET", "/me"), ("GET", "/rooms"), ("POST", "/rooms"), ("POST", "/rooms/join"),
             ("GET", "/rooms/{code}"), ("GET", "/rooms/{code}/members"),
             ("GET", "/rooms/{code}/messages"), ("POST", "/rooms/{code}/messages"),
-            ("POST", "/rooms/{code}/leave"),
+            ("POST", "/rooms/{code}/leave"), ("POST", "/rooms/{code}/read"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {

@@ -10,3 +10,4 @@ mod permalinks;
 mod rooms;
 mod security;
 mod slow;
+mod unread;
