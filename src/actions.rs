@@ -2,9 +2,12 @@
 //! input into domain types, applies the limits, writes, and tells the live side. Pages and the
 //! API both call these, so a rule cannot differ between them.
 
+use std::time::Duration;
+
 use crate::{
     State,
     auth::Actor,
+    config::RateLimit,
     domain::{MessageBody, RoomCode, RoomName, notify::Notify},
     refusal::{Budget, Refusal},
     store::{
@@ -369,4 +372,60 @@ pub async fn set_room_notify(
         .room_notify(room.id, actor.id)
         .await?
         .ok_or(Refusal::NotFound)
+}
+
+/// Read marks a person's pages may write per room: one every 2 s. A page at the bottom of a
+/// busy room asks to save its place as messages arrive (`js/unread.js` waits as long between
+/// writes); this keeps a script that does not from turning reading into a write per message.
+pub const READ_MARKS: RateLimit = RateLimit::new(1, Duration::from_secs(2));
+
+/// Moves the actor's read mark in `room` up to `seq` (clamped to the room's newest seq; a
+/// mark never moves down), spending one of their read-mark writes for the room.
+pub async fn mark_read(
+    state: &State,
+    actor: Actor<'_>,
+    room: &Room,
+    seq: i64,
+) -> Result<(), Refusal> {
+    Budget::Reads.spend(&state.limits.reads, &(actor.id, room.id))?;
+    state
+        .store
+        .mark_read(room.id, actor.id, seq.clamp(0, room.last_seq))
+        .await?;
+    Ok(())
+}
+
+/// The room page opened showing messages up to `shown`: the actor has read them. Written only
+/// when it moves the mark (`read` is the mark the page was read with), so opening a room with
+/// nothing new costs no write. Not limited: a page load is not a script's loop, and refusing
+/// it would refuse the page.
+pub async fn read_on_open(
+    state: &State,
+    actor: Actor<'_>,
+    room_id: i64,
+    read: i64,
+    shown: i64,
+) -> Result<(), Refusal> {
+    if shown > read {
+        state.store.mark_read(room_id, actor.id, shown).await?;
+    }
+    Ok(())
+}
+
+/// Moves the actor's read mark to the newest message in every room of theirs.
+pub async fn mark_all_read(state: &State, actor: Actor<'_>) -> Result<(), Refusal> {
+    let rooms = state.store.mark_all_read(actor.id).await?;
+    tracing::debug!(user_id = actor.id, rooms, "marked all read");
+    Ok(())
+}
+
+/// A read mark as a form or the API sends it: decimal digits that fit a seq. Anything else is
+/// refused (422) rather than read as 0.
+pub fn parse_read_seq(raw: &str) -> Result<i64, Refusal> {
+    let raw = raw.trim();
+    let digits = !raw.is_empty() && raw.len() <= 19 && raw.bytes().all(|b| b.is_ascii_digit());
+    raw.parse::<i64>()
+        .ok()
+        .filter(|_| digits)
+        .ok_or(Refusal::Invalid("`seq` must be a message number."))
 }

@@ -45,6 +45,7 @@ const FILES: &[Asset] = &[
     asset!("js/copy.js", JS),
     asset!("js/edit.js", JS),
     asset!("js/mentions.js", JS),
+    asset!("js/unread.js", JS),
 ];
 
 /// Each file's short content hash and versioned URL, computed once: every page links a

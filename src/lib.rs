@@ -139,6 +139,8 @@ pub struct Limiters {
     pub membership: Limiter<i64>,
     /// Sign-in attempts per client address (an IPv6 client's /64: `auth::limit_key`).
     pub sign_ins: Limiter<std::net::IpAddr>,
+    /// Read-mark writes per (person, room): `actions::READ_MARKS`.
+    pub reads: Limiter<(i64, i64)>,
     /// Open live sockets per person.
     pub sockets: limits::SocketCap,
 }
@@ -170,6 +172,7 @@ pub async fn build(config: Config) -> Result<State, String> {
         join_fails: Limiter::new(config.limits.join_fails),
         membership: Limiter::new(config.limits.membership),
         sign_ins: Limiter::new(config.limits.sign_ins),
+        reads: Limiter::new(actions::READ_MARKS),
         sockets: limits::SocketCap::new(config.limits.sockets_per_user),
     };
     let background = CancellationToken::new();

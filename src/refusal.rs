@@ -24,6 +24,8 @@ pub enum Budget {
     Membership,
     /// Sign-in attempts per client address.
     SignIns,
+    /// Read-mark writes per person and room (`actions::mark_read`).
+    Reads,
 }
 
 impl Budget {
@@ -231,6 +233,10 @@ impl Refusal {
                 ),
                 Budget::SignIns => format!(
                     "You have done that a lot just now. Try again in {}.",
+                    wait(retry_after)
+                ),
+                Budget::Reads => format!(
+                    "Your place in this room was saved a moment ago. Try again in {}.",
                     wait(retry_after)
                 ),
             }

@@ -29,6 +29,10 @@ pub struct RoomJson {
     pub last_seq: i64,
     /// When the room was created or last posted in.
     pub last_activity_at: OffsetDateTime,
+    /// In your room list: messages you have not read (others' messages after your read mark,
+    /// not deleted), counted up to 100: `100` means 100 or more. Absent elsewhere.
+    #[oai(skip_serializing_if_is_none)]
+    pub unread: Option<i64>,
 }
 
 impl RoomJson {
@@ -39,6 +43,7 @@ impl RoomJson {
             created_at: timestamp(room.created_at),
             last_seq: room.last_seq,
             last_activity_at: timestamp(room.last_activity_at),
+            unread: None,
         }
     }
 
@@ -49,6 +54,7 @@ impl RoomJson {
             created_at: timestamp(room.created_at),
             last_seq: room.last_seq,
             last_activity_at: timestamp(room.last_activity_at),
+            unread: Some(room.unread),
         }
     }
 }
@@ -61,6 +67,7 @@ impl Example for RoomJson {
             created_at: timestamp(1_767_225_600_000),
             last_seq: 42,
             last_activity_at: timestamp(1_767_312_000_000),
+            unread: Some(3),
         }
     }
 }
@@ -185,6 +192,29 @@ enum Created {
     Room(Json<RoomJson>, #[oai(header = "Location")] String),
 }
 
+/// How far you have read a room.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct ReadMark {
+    /// The `seq` you have read up to. A mark never moves down (a smaller one changes
+    /// nothing) and stops at the room's newest `seq`.
+    pub seq: i64,
+}
+
+impl Example for ReadMark {
+    fn example() -> Self {
+        Self { seq: 42 }
+    }
+}
+
+#[derive(ApiResponse)]
+enum MarkedRead {
+    /// Your read mark is at least `seq` now (or at the room's newest `seq`, if that is
+    /// smaller).
+    #[oai(status = 204)]
+    Done,
+}
+
 #[derive(ApiResponse)]
 enum Left {
     /// You are no longer a member. Your browser tabs showing the room are told so.
@@ -304,6 +334,37 @@ impl Api {
         // Stable: members stay in name order within each group.
         members.sort_by_key(|m| !m.online);
         Ok(Members::List(Json(MemberList { members })))
+    }
+
+    /// Mark a room read up to a message
+    ///
+    /// Moves your read mark, which the `unread` counts of your room list start from, up to
+    /// `seq`. It never moves down, and stops at the room's newest `seq`. At most one write per
+    /// room every 2 s (429 beyond, with `Retry-After`).
+    #[oai(
+        path = "/rooms/:code/read",
+        method = "post",
+        operation_id = "mark_read"
+    )]
+    async fn read(
+        &self,
+        token: Token,
+        state: Data<&State>,
+        /// The room's code, `ABCD-EFGH`.
+        code: Path<String>,
+        mark: Json<ReadMark>,
+    ) -> Result<
+        MarkedRead,
+        Problems<
+            { status::JSON_BODY | status::NOT_FOUND | status::INVALID | status::RATE_LIMITED },
+        >,
+    > {
+        let room = member_room(&state, &token, &code.0).await?;
+        if mark.0.seq < 0 {
+            return Err(ApiError::invalid_parameter("`seq` must be 0 or more.").into());
+        }
+        actions::mark_read(&state, token.actor(), &room, mark.0.seq).await?;
+        Ok(MarkedRead::Done)
     }
 
     /// Leave a room

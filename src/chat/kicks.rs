@@ -101,6 +101,7 @@ impl Chat {
         if let Some(hub) = self.hub(room_id) {
             hub.member_left(user_id);
         }
+        self.inner.activity.membership(room_id, user_id, false);
         self.kick(close::LEFT, |c| {
             c.user_id == user_id && c.room_id == room_id
         });

@@ -7,11 +7,13 @@
 //! (`hub.rs`), reading any gap from the store first. Each socket in turn keeps the last seq it
 //! sent and fills its own gaps from the store, so a socket never loses, repeats or reorders a
 //! message whatever happens to queues, notifications or instances (DESIGN.md §6, §7). Who is
-//! online is `presence.rs`; closing sockets from elsewhere (sign-out, leave) is `kicks.rs`.
+//! online is `presence.rs`; closing sockets from elsewhere (sign-out, leave) is `kicks.rs`;
+//! the activity of a person's other rooms, for a page's unread counts, is `activity.rs`.
 //!
 //! This file keeps the registry: which rooms have a hub here, and a socket's way in and out
 //! (`listen`, `Listener::close`). The socket itself (the WebSocket protocol) is `web::live`.
 
+mod activity;
 mod bus;
 mod hub;
 mod kicks;
@@ -115,6 +117,8 @@ struct Inner {
     /// Presence changes this instance decides itself (its own sockets) go through the publisher
     /// like everyone else's, so a hub's presence is only ever changed from one task.
     jobs: mpsc::Sender<Job>,
+    /// Which browsers here follow which rooms' activity (`activity.rs`).
+    activity: activity::Activity,
 }
 
 impl Chat {
@@ -142,6 +146,7 @@ impl Chat {
                 next_conn: AtomicU64::new(1),
                 bus: bus.clone(),
                 jobs: jobs.clone(),
+                activity: Default::default(),
             }),
         };
         if let Some(bus) = &bus {
@@ -171,6 +176,7 @@ impl Chat {
             }
             tokio::spawn(chat.clone().heartbeat(stop.clone()));
         }
+        tokio::spawn(chat.clone().activity_flusher(stop.clone()));
         tokio::spawn(chat.clone().publisher(commits, job_rx, stop));
         chat
     }
@@ -258,6 +264,9 @@ impl Chat {
         if let Some(hub) = self.hub(room_id) {
             hub.member_joined(member);
         }
+        self.inner
+            .activity
+            .membership(room_id, member.user_id, true);
         if let Some(bus) = &self.inner.bus {
             bus.joined(room_id, member.user_id).await;
         }
@@ -297,13 +306,16 @@ impl Chat {
             return Err(Refused::Closed(code));
         }
         self.came_online(&hub, &member, id).await;
+        let activity = self.follow_activity(id, &session, member.user_id).await;
         Ok(Listener {
             chat: self.clone(),
             hub,
             events,
             published,
             kicked,
+            activity,
             member,
+            session,
             id,
         })
     }
@@ -349,7 +361,11 @@ pub struct Listener {
     pub published: i64,
     /// Fires with a close code when the socket must close (signed out, left the room).
     pub kicked: oneshot::Receiver<u16>,
+    /// Activity in the person's other rooms, one frame per flush, for this socket to send as
+    /// it is (`activity.rs`): only the browser's leader socket gets any.
+    pub activity: mpsc::Receiver<Utf8Bytes>,
     member: Member,
+    session: Vec<u8>,
     id: u64,
 }
 
@@ -366,9 +382,11 @@ impl Listener {
             hub,
             events,
             member,
+            session,
             id,
             ..
         } = self;
+        chat.inner.activity.unfollow(id, &session);
         chat.went_offline(&hub, &member, id).await;
         drop(events);
         chat.release(hub);

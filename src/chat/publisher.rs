@@ -114,6 +114,8 @@ impl Chat {
             if let Some(hub) = self.hub(room_id) {
                 self.deliver(&hub, run, batch.at).await;
             }
+            // After `deliver`, which announces what it read to close a gap first.
+            self.inner.activity.publish(room_id, run);
             newest.retain(|(r, _)| *r != room_id);
             newest.push((room_id, run[run.len() - 1].event));
         }
@@ -154,6 +156,7 @@ impl Chat {
                     })
                     .unwrap_or(now);
                 hub.publish(&missing, upto, committed);
+                self.inner.activity.publish(hub.room.id, &missing);
             }
             Err(e) => {
                 tracing::warn!(error = %e, room_id = hub.room.id, "could not read missed messages")
@@ -163,15 +166,14 @@ impl Chat {
 
     async fn handle(&self, job: Job) {
         match job {
-            Job::Upto { room_id, seq } => {
-                if let Some(hub) = self.hub(room_id)
-                    && seq > hub.published()
-                {
-                    self.catch_up_hub(&hub, seq).await;
-                }
-            }
+            Job::Upto { room_id, seq } => match self.hub(room_id) {
+                Some(hub) if seq > hub.published() => self.catch_up_hub(&hub, seq).await,
+                Some(_) => {}
+                None => self.announce_remote(room_id, seq).await,
+            },
             Job::Presence { room_id, user_id } => self.refresh_presence(room_id, user_id).await,
             Job::Joined { room_id, user_id } => {
+                self.inner.activity.membership(room_id, user_id, true);
                 if let Some(hub) = self.hub(room_id)
                     && let Ok(Some(member)) = self.store().member(room_id, user_id).await
                 {

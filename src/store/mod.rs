@@ -14,6 +14,7 @@ mod mentions;
 mod presence;
 mod rooms;
 mod tokens;
+mod unread;
 mod users;
 mod writer;
 
@@ -33,7 +34,8 @@ pub use mentions::{
 };
 pub use presence::INSTANCE_TTL_MS;
 pub use rooms::{
-    JoinOutcome, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,
+    JoinOutcome, Marks, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,
+    UNREAD_CAP,
 };
 pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};

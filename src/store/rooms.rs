@@ -2,8 +2,12 @@
 
 use sqlx::FromRow;
 
-use super::{Mentions, Result, RoomNotify, Store, mentions::mentions_column, on_read, on_write};
-use crate::domain::{RoomCode, RoomName};
+use super::{
+    Mentions, Result, RoomNotify, Store,
+    mentions::{NotifyColumn, mentions_column},
+    on_read, on_write,
+};
+use crate::domain::{RoomCode, RoomName, notify::Notify};
 
 /// A room as stored. Pages reach it through the viewer's membership (`room_for_member`), so a
 /// non-member simply finds nothing.
@@ -108,9 +112,27 @@ pub struct RoomSummary {
     pub last_author: Option<String>,
     /// The first 200 characters of the latest message.
     pub last_body: Option<String>,
+    /// Whether the latest message was deleted (its text is gone).
+    pub last_deleted: bool,
+    /// Messages I have not read, counted up to `UNREAD_CAP` (see `unread_sql!`).
+    pub unread: i64,
+    /// Of them, those that mention me, up to `UNREAD_CAP`.
+    pub mentions: i64,
+    /// What I want to hear about the room.
+    #[sqlx(try_from = "String")]
+    pub notify: NotifyColumn,
 }
 
 impl RoomSummary {
+    /// What its mark beside it says.
+    pub fn marks(&self) -> Marks {
+        Marks {
+            unread: self.unread,
+            mentions: self.mentions,
+            notify: self.notify.0,
+        }
+    }
+
     /// The name people gave it, or its code when it has none.
     pub fn display_name(&self) -> &str {
         if self.name.is_empty() {
@@ -121,6 +143,93 @@ impl RoomSummary {
     }
 }
 
+/// What a room's mark says: its unread messages, those of them that mention the viewer, and
+/// what the viewer wants to hear about the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    /// Unread messages by others, up to `UNREAD_CAP`.
+    pub unread: i64,
+    /// Of them, those that mention the viewer, up to `UNREAD_CAP`.
+    pub mentions: i64,
+    /// The viewer's setting for the room.
+    pub notify: Notify,
+}
+
+impl Marks {
+    /// The number the badge shows: every unread message, only those that mention the viewer,
+    /// or nothing, as they chose.
+    pub fn shown(&self) -> i64 {
+        match self.notify {
+            Notify::All => self.unread,
+            Notify::Mentions => self.mentions,
+            Notify::Nothing => 0,
+        }
+    }
+
+    /// Whether the mark is the stronger one: something unread mentions the viewer.
+    pub fn mentioned(&self) -> bool {
+        self.notify != Notify::Nothing && self.mentions > 0
+    }
+}
+
+/// Unread counts stop here: a room with a million unread messages costs a hundred rows, and
+/// shows "99+" (`views::unread::count`).
+pub const UNREAD_CAP: i64 = 100;
+
+/// The unread count of room `$room` for member `$user` whose read mark is `$mark` (SQL
+/// expressions): messages after the mark, not the member's own, not deleted, counted up to
+/// `UNREAD_CAP` (the `LIMIT`). Not `last_seq - last_read_seq`: edits and deletes take seqs too.
+/// A range scan of the messages' primary key `(room_id, seq)` from the mark.
+macro_rules! unread_sql {
+    ($room:literal, $mark:literal, $user:literal) => {
+        concat!(
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM messages n WHERE n.room_id = ",
+            $room,
+            " AND n.seq > ",
+            $mark,
+            " AND n.user_id <> ",
+            $user,
+            " AND n.deleted_at IS NULL LIMIT 100) AS n)"
+        )
+    };
+}
+
+/// Of the messages `unread_sql!` counts, those that mention `$user`, up to 100 as well: a
+/// range of the mentions index `(user_id, room_id, seq)`.
+macro_rules! unread_mentions_sql {
+    ($room:literal, $mark:literal, $user:literal) => {
+        concat!(
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM mentions mn \
+               JOIN messages n ON n.room_id = mn.room_id AND n.seq = mn.seq \
+              WHERE mn.user_id = ",
+            $user,
+            " AND mn.room_id = ",
+            $room,
+            " AND mn.seq > ",
+            $mark,
+            " AND n.user_id <> ",
+            $user,
+            " AND n.deleted_at IS NULL LIMIT 100) AS mn)"
+        )
+    };
+}
+
+/// The seq of the first message counted by `unread_sql!` (NULL: none): the same scan, stopped
+/// at the first row.
+macro_rules! first_unread_sql {
+    ($room:literal, $mark:literal, $user:literal) => {
+        concat!(
+            "(SELECT n.seq FROM messages n WHERE n.room_id = ",
+            $room,
+            " AND n.seq > ",
+            $mark,
+            " AND n.user_id <> ",
+            $user,
+            " AND n.deleted_at IS NULL ORDER BY n.seq LIMIT 1)"
+        )
+    };
+}
+
 /// `Store::room_overview`'s statement, for a backend whose JSON array constructor is `$array`
 /// and whose aggregate of them opens with `$agg` and closes with `$agg_end` (an empty list
 /// must come out as the text `[]`).
@@ -128,6 +237,9 @@ macro_rules! overview_sql {
     ($array:literal, $agg:literal, $agg_end:literal) => {
         concat!(
             "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, \
+               me.last_read_seq, ",
+            first_unread_sql!("r.id", "me.last_read_seq", "$2"),
+            " AS first_unread, \
                (SELECT ",
             $agg,
             $array,
@@ -140,11 +252,16 @@ macro_rules! overview_sql {
                (SELECT ",
             $agg,
             $array,
-            "(l.code, l.name) \
+            "(l.code, l.name, l.unread, l.id, l.last_seq, l.mentions, l.notify) \
                        ORDER BY l.last_activity_at DESC, l.id DESC",
             $agg_end,
             " \
-                  FROM (SELECT r2.id, r2.code, r2.name, r2.last_activity_at \
+                  FROM (SELECT r2.id, r2.code, r2.name, r2.last_activity_at, r2.last_seq, ",
+            unread_sql!("r2.id", "m2.last_read_seq", "$2"),
+            " AS unread, ",
+            unread_mentions_sql!("r2.id", "m2.last_read_seq", "$2"),
+            " AS mentions, \
+                   COALESCE(m2.notify, (SELECT notify_default FROM users WHERE id = $2)) AS notify \
                           FROM members m2 JOIN rooms r2 ON r2.id = m2.room_id \
                          WHERE m2.user_id = $2 \
                          ORDER BY r2.last_activity_at DESC, r2.id DESC \
@@ -167,28 +284,55 @@ pub struct RoomOverview {
     pub links: Vec<RoomLink>,
     /// What the viewer wants to hear about the room.
     pub notify: RoomNotify,
+    /// The viewer's read mark in this room, as it was before this page.
+    pub last_read_seq: i64,
+    /// The first message the viewer has not read (not their own, not deleted), if any: where
+    /// the page puts its "New messages" divider.
+    pub first_unread: Option<i64>,
 }
 
 #[derive(FromRow)]
 struct OverviewRow {
     #[sqlx(flatten)]
     room: Room,
+    last_read_seq: i64,
+    first_unread: Option<i64>,
     members: String,
     links: String,
     notify: Option<String>,
     notify_default: String,
 }
 
-/// A room in the room page's side rail: just enough to link to it.
+/// A room in the room page's side rail: just enough to link to it, with its unread count.
 #[derive(Debug, Clone, FromRow)]
 pub struct RoomLink {
     /// Its code.
     pub code: String,
     /// Its name (empty: none).
     pub name: String,
+    /// Messages the viewer has not read, up to `UNREAD_CAP`.
+    pub unread: i64,
+    /// Its id: live activity names rooms by id (`chat::activity`).
+    pub id: i64,
+    /// Its newest seq when the rail was read: live activity at or below it is counted already.
+    pub last_seq: i64,
+    /// Of the unread messages, those that mention the viewer, up to `UNREAD_CAP`.
+    pub mentions: i64,
+    /// What the viewer wants to hear about it.
+    #[sqlx(try_from = "String")]
+    pub notify: NotifyColumn,
 }
 
 impl RoomLink {
+    /// What its mark beside it says.
+    pub fn marks(&self) -> Marks {
+        Marks {
+            unread: self.unread,
+            mentions: self.mentions,
+            notify: self.notify.0,
+        }
+    }
+
     /// The name people gave it, or its code when it has none.
     pub fn display_name(&self) -> &str {
         if self.name.is_empty() {
@@ -439,7 +583,9 @@ impl Store {
         let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
         let members: Vec<(i64, String, i64)> =
             serde_json::from_str(&row.members).map_err(decode)?;
-        let links: Vec<(String, String)> = serde_json::from_str(&row.links).map_err(decode)?;
+        #[allow(clippy::type_complexity)]
+        let links: Vec<(String, String, i64, i64, i64, i64, String)> =
+            serde_json::from_str(&row.links).map_err(decode)?;
         Ok(Some(RoomOverview {
             room: row.room,
             members: members
@@ -452,24 +598,43 @@ impl Store {
                 .collect(),
             links: links
                 .into_iter()
-                .map(|(code, name)| RoomLink { code, name })
+                .map(
+                    |(code, name, unread, id, last_seq, mentions, notify)| RoomLink {
+                        code,
+                        name,
+                        unread,
+                        id,
+                        last_seq,
+                        mentions,
+                        notify: NotifyColumn::from(notify),
+                    },
+                )
                 .collect(),
             notify: RoomNotify::of(row.notify.as_deref(), &row.notify_default),
+            last_read_seq: row.last_read_seq,
+            first_unread: row.first_unread,
         }))
     }
 
     /// The rooms a user belongs to, most recently active first.
     pub async fn my_rooms(&self, user_id: i64) -> Result<Vec<RoomSummary>> {
-        let rooms = on_read!(&self.db, pool => sqlx::query_as::<_, RoomSummary>(
+        let rooms = on_read!(&self.db, pool => sqlx::query_as::<_, RoomSummary>(concat!(
             "SELECT r.code, r.name, r.created_at, r.last_seq, r.last_activity_at, \
-                    u.username AS last_author, SUBSTR(m.body, 1, 200) AS last_body \
+                    u.username AS last_author, SUBSTR(m.body, 1, 200) AS last_body, \
+                    m.deleted_at IS NOT NULL AS last_deleted, ",
+            unread_sql!("r.id", "mb.last_read_seq", "mb.user_id"),
+            " AS unread, ",
+            unread_mentions_sql!("r.id", "mb.last_read_seq", "mb.user_id"),
+            " AS mentions, COALESCE(mb.notify, me.notify_default) AS notify \
              FROM members mb \
+             JOIN users me ON me.id = mb.user_id \
              JOIN rooms r ON r.id = mb.room_id \
-             LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq \
+             LEFT JOIN messages m ON m.room_id = r.id \
+                  AND m.seq = (SELECT MAX(l.seq) FROM messages l WHERE l.room_id = r.id) \
              LEFT JOIN users u ON u.id = m.user_id \
              WHERE mb.user_id = $1 \
              ORDER BY r.last_activity_at DESC, r.id DESC LIMIT 500",
-        )
+        ))
         .bind(user_id)
         .fetch_all(pool)
         .await)?;

@@ -5,6 +5,7 @@ use maud::{Markup, html};
 use super::{
     layout::{Nav, Page, csrf_field, field_error},
     times::time,
+    unread,
 };
 use crate::{domain::RoomName, store::RoomSummary};
 
@@ -23,6 +24,7 @@ pub struct HomeForms<'a> {
 
 /// The home page.
 pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> Markup {
+    let total: i64 = rooms.iter().map(|r| r.marks().shown()).sum();
     let content = html! {
         h1.visually-hidden { "Your rooms" }
         div.actions {
@@ -54,7 +56,10 @@ pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> M
             }
         }
         section.my-rooms aria-labelledby="rooms-title" {
-            h2 #rooms-title { "My rooms" }
+            div.my-rooms-head {
+                h2 #rooms-title { "My rooms" }
+                @if total > 0 { (unread::mark_all_read(csrf)) }
+            }
             @if rooms.is_empty() {
                 div.empty-state {
                     p { strong { "No rooms yet." } }
@@ -68,7 +73,7 @@ pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> M
         }
     };
     Page {
-        title: "Rooms",
+        title: &unread::titled(total, "Rooms"),
         nav,
         body_class: "page-home",
         content,
@@ -80,17 +85,19 @@ pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> M
 fn room_row(r: &RoomSummary) -> Markup {
     html! {
         li {
-            a.room-row href={ "/rooms/" (r.code) } {
+            a.room-row href=(unread::room_href(&r.code, r.marks().shown())) {
                 span.room-row-main {
                     span.room-row-name { bdi { (r.display_name()) } }
                     span.room-row-preview {
                         @match (&r.last_author, &r.last_body) {
+                            (Some(author), Some(_)) if r.last_deleted => { span.preview-author { (author) ": " } em { "Message deleted" } },
                             (Some(author), Some(body)) => { span.preview-author { (author) ": " } (preview(body)) },
                             _ => { span.muted { "No messages yet" } },
                         }
                     }
                 }
                 span.room-row-side {
+                    (unread::badge(r.marks()))
                     code.code-chip { (r.code) }
                     (time(r.last_activity_at, false))
                 }

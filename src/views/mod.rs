@@ -17,6 +17,7 @@ pub mod room;
 pub mod status;
 pub mod times;
 pub mod tokens;
+pub mod unread;
 
 pub use errors::FormEcho;
 pub use layout::{Nav, Page};

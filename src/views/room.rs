@@ -9,10 +9,11 @@ use super::{
     messages::{cursor, older_link},
     page_cache::NewestPage,
     status::room_status,
+    unread,
 };
 use crate::{
     domain::{MessageBody, notify::Notify},
-    store::{Member, Room, RoomLink, RoomNotify},
+    store::{Marks, Member, Room, RoomLink, RoomNotify},
 };
 
 /// A fresh random `client_id` for a composer: a double click or a resubmitted form with it
@@ -103,16 +104,22 @@ pub fn notify_form(code: &str, csrf: &str, notify: RoomNotify, error: Option<&st
     }
 }
 
-/// The left rail: my rooms, this one marked.
+/// The left rail: my rooms, this one marked, the others with their unread counts (this one's
+/// is read by opening it). `data-room-id` and `data-seq` let `js/unread.js` count live
+/// activity above what the count already holds.
 fn rooms_rail(rooms: &[RoomLink], current: &str) -> Markup {
     html! {
         nav.rooms-rail aria-label="Your rooms" {
             h2.rail-title { "Rooms" }
             ul {
                 @for r in rooms {
+                    @let here = r.code == current;
+                    @let marks = if here { Marks { unread: 0, mentions: 0, ..r.marks() } } else { r.marks() };
                     li {
-                        a href={ "/rooms/" (r.code) } aria-current=[(r.code == current).then_some("page")] {
+                        a href=(unread::room_href(&r.code, marks.shown())) aria-current=[here.then_some("page")]
+                            data-room-id=(r.id) data-seq=(r.last_seq) {
                             span.rail-name { bdi { (r.display_name()) } }
+                            (unread::badge(marks))
                         }
                     }
                 }
@@ -146,6 +153,9 @@ pub struct RoomPage<'a> {
     pub moderator: bool,
     /// The viewer's notification setting for the room (`notify_form`).
     pub notify: Markup,
+    /// The first message the viewer had not read when the page was asked for: the "New
+    /// messages" divider goes before it (`None`: nothing unread, no divider).
+    pub first_unread: Option<i64>,
 }
 
 impl RoomPage<'_> {
@@ -162,9 +172,21 @@ impl RoomPage<'_> {
             online: online_count,
             members: v.members.len(),
         };
+        // This room is read up to the page's newest message as it opens; the title counts
+        // the others.
+        let elsewhere: i64 = v
+            .rooms
+            .iter()
+            .filter(|r| r.code != code)
+            .map(|r| r.marks().shown())
+            .sum();
+        let me = match v.nav {
+            Nav::Member { user_id, .. } => user_id,
+            _ => 0,
+        };
         let content = html! {
             div.room.can-moderate[v.moderator] hx-ext="ws" ws-connect={ "/rooms/" (code) "/ws?after=" (v.history.cursor) }
-                data-room=(code) {
+                data-room=(code) data-me=(me) data-read=(v.history.last_seq) {
                 header.room-header {
                     div.room-title {
                         h1 { bdi { (v.room.display_name()) } }
@@ -190,7 +212,13 @@ impl RoomPage<'_> {
                                     @if let Some(first) = v.history.first_seq { (older_link(code, first)) }
                                 }
                                 div #messages role="log" aria-live="polite" aria-label="Messages" {
-                                    (PreEscaped(&v.history.html))
+                                    @let html = v.history.html.as_str();
+                                    @match divider_at(v.history, v.first_unread) {
+                                        Some(at) => {
+                                            (PreEscaped(&html[..at])) (unread::divider()) (PreEscaped(&html[at..]))
+                                        }
+                                        None => (PreEscaped(html)),
+                                    }
                                 }
                                 @if v.history.first_seq.is_none() {
                                     p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
@@ -215,11 +243,25 @@ impl RoomPage<'_> {
             }
         };
         Page {
-            title: v.room.display_name(),
+            title: &unread::titled(elsewhere, v.room.display_name()),
             nav: v.nav,
             body_class: "page-room",
             content,
         }
         .render()
     }
+}
+
+/// Where in the page's messages (rendered once for every viewer, `NewestPage`) this viewer's
+/// "New messages" divider goes: in front of `first_unread`'s article (below its day divider,
+/// if it has one), or at the top when it is further back than the page. `None` when nothing
+/// on the page is unread.
+fn divider_at(history: &NewestPage, first_unread: Option<i64>) -> Option<usize> {
+    let first = first_unread.filter(|seq| *seq <= history.last_seq)?;
+    if history.first_seq.is_none_or(|oldest| first <= oldest) {
+        return Some(0);
+    }
+    let html = history.html.as_str();
+    let article = html.find(&format!(" id=\"msg-{first}\""))?;
+    html[..article].rfind("<article")
 }

@@ -3,7 +3,7 @@
 use poem::{Response, handler, http::StatusCode, web::Path};
 use serde::Deserialize;
 
-use super::{UserForm, member_nav, refused, respond, see_other};
+use super::{NoFields, UserForm, member_nav, refused, respond, see_other};
 use crate::{
     State, actions,
     auth::{AppData, CurrentUser, MaybeSession},
@@ -29,6 +29,18 @@ async fn home_page(
 pub async fn home(state: AppData<'_>, user: CurrentUser) -> poem::Result<Response> {
     let page = home_page(&state, &user, &HomeForms::default()).await?;
     Ok(respond(StatusCode::OK, page))
+}
+
+/// `POST /home/read`: "Mark all read".
+#[handler]
+pub async fn mark_all_read(
+    state: AppData<'_>,
+    UserForm { user, htmx, .. }: UserForm<NoFields>,
+) -> poem::Result<Response> {
+    actions::mark_all_read(&state, user.actor())
+        .await
+        .map_err(AppError::from)?;
+    Ok(see_other("/home", htmx))
 }
 
 /// The "Start a room" form.

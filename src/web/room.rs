@@ -38,8 +38,22 @@ async fn room_page(
         members,
         links,
         notify,
+        last_read_seq,
+        first_unread,
     } = overview;
     let history = state.pages.newest(&state.store, room, PAGE_SIZE).await?;
+    // What the page shows is read. A mark that could not be saved costs a divider next time,
+    // not the page.
+    let marking = actions::read_on_open(
+        state,
+        user.actor(),
+        room.id,
+        *last_read_seq,
+        history.last_seq,
+    );
+    if let Err(e) = marking.await {
+        tracing::warn!(error = %e, room_id = room.id, "could not save the read mark");
+    }
     let online = state.chat.online(room.id).await;
     let csrf = user.session.csrf();
     let page = RoomPage {
@@ -54,6 +68,7 @@ async fn room_page(
         notice: None,
         moderator: room.created_by == user.id,
         notify: view::notify_form(&room.code, &csrf, *notify, notify_error),
+        first_unread: *first_unread,
     };
     Ok(page.render())
 }
@@ -267,6 +282,33 @@ pub async fn set_notify(
         }
         Err(refusal) => Err(AppError::from(refusal).into()),
     }
+}
+
+/// The read-mark form.
+#[derive(Deserialize)]
+pub struct ReadForm {
+    seq: Option<String>,
+}
+
+/// `POST /rooms/{code}/read`: the reader has read up to `seq` (`js/unread.js` sends it while
+/// the reader is at the bottom of a live room). The mark never moves down and stops at the
+/// room's newest message; a person writes it at most once every 2 s per room (429 beyond).
+/// Scripts get 204; a plain form 303 back to the room.
+#[handler]
+pub async fn read(
+    state: AppData<'_>,
+    posted: UserForm<ReadForm>,
+    InRoom { user, room }: InRoom<Room>,
+) -> poem::Result<Response> {
+    let raw = posted.form.seq.as_deref().unwrap_or_default();
+    let seq = actions::parse_read_seq(raw).map_err(AppError::from)?;
+    actions::mark_read(&state, user.actor(), &room, seq)
+        .await
+        .map_err(AppError::from)?;
+    if posted.htmx {
+        return Ok(Response::builder().status(StatusCode::NO_CONTENT).finish());
+    }
+    Ok(see_other(&format!("/rooms/{}", room.code), false))
 }
 
 /// `POST /rooms/{code}/leave`: leave the room; its open sockets for this person close (4404).

@@ -12,6 +12,7 @@ mod robustness;
 mod rooms;
 mod spec;
 mod tokens;
+mod unread;
 
 use std::time::Duration;
 

@@ -233,6 +233,7 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     let members = format!("{room}/members");
     let messages = format!("{room}/messages");
     let leave = format!("{room}/leave");
+    let read = format!("{room}/read");
     let mut seen = Statuses::new();
     let mut record = |method: &str, path: &str, reply: Reply| {
         assert!(
@@ -347,6 +348,7 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
             json!({ "body": "hello" }),
         ),
         (&leave, "/rooms/{code}/leave", json!({})),
+        (&read, "/rooms/{code}/read", json!({ "seq": 1 })),
     ] {
         record("POST", spec_path, anon.post(path, body.clone()).await);
         record("POST", spec_path, stalled_post(app, &ada, path).await);
@@ -464,6 +466,29 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     record("PATCH", one, fay.patch(&fays, edit.clone()).await);
     record("PATCH", one, fay.patch(&fays, edit.clone()).await);
 
+    // A read mark: not a member's, not a seq, then one, then another within 2 s.
+    let (_h, hal) = api_user(app, "hal@example.org", "hal").await;
+    record(
+        "POST",
+        "/rooms/{code}/read",
+        hal.post(&read, json!({ "seq": 1 })).await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/read",
+        ada.post(&read, json!({ "seq": -1 })).await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/read",
+        ada.post(&read, json!({ "seq": 1 })).await,
+    );
+    record(
+        "POST",
+        "/rooms/{code}/read",
+        ada.post(&read, json!({ "seq": 2 })).await,
+    );
+
     // Within the limits, then over them (2 rooms per hour, 2 posts per hour, 2 wrong codes).
     record(
         "POST",
@@ -555,6 +580,11 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     );
     record(
         "POST",
+        "/rooms/{code}/read",
+        ada.post(&read, json!({ "seq": 3 })).await,
+    );
+    record(
+        "POST",
         "/rooms/{code}/leave",
         ada.post(&leave, json!({})).await,
     );
@@ -578,7 +608,7 @@ both! {
             ("GET", "/me"), ("GET", "/rooms"), ("POST", "/rooms"), ("POST", "/rooms/join"),
             ("GET", "/rooms/{code}"), ("GET", "/rooms/{code}/members"),
             ("GET", "/rooms/{code}/messages"), ("POST", "/rooms/{code}/messages"),
-            ("POST", "/rooms/{code}/leave"),
+            ("POST", "/rooms/{code}/leave"), ("POST", "/rooms/{code}/read"),
             ("PATCH", "/rooms/{code}/messages/{seq}"), ("DELETE", "/rooms/{code}/messages/{seq}"),
             ("GET", "/me/notifications"), ("PUT", "/me/notifications"),
             ("GET", "/rooms/{code}/notifications"), ("PUT", "/rooms/{code}/notifications"),

@@ -20,6 +20,7 @@ mod no_js;
 mod pages;
 mod permalinks;
 mod reconnect;
+mod unread;
 
 use chrome::{Chrome, ENTER, Js};
 use common::{Browser, FakeUser, TestApp};

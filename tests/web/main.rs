@@ -12,3 +12,4 @@ mod permalinks;
 mod rooms;
 mod security;
 mod slow;
+mod unread;

@@ -63,6 +63,8 @@ pub(super) enum End {
 enum Next {
     /// The hub broadcast something, or the socket fell behind it.
     Hub(Result<Event, RecvError>),
+    /// Activity in the person's other rooms (`chat::activity`): sent as it is.
+    Activity(Utf8Bytes),
     /// The client said something (a pong, a frame): it is alive.
     Heard,
     /// Time to ping, and to check that the client still answers.
@@ -184,6 +186,7 @@ impl Socket {
                 Next::Hub(Ok(Event::Members { frame })) => self.send(frame).await,
                 Next::Hub(Err(RecvError::Overflowed(missed))) => self.on_overflow(missed).await,
                 Next::Hub(Err(RecvError::Closed)) => Err(End::Close(close::RESTART, "closing")),
+                Next::Activity(frame) => self.send(frame).await,
                 Next::Heard => {
                     self.heard = Instant::now();
                     Ok(())
@@ -215,6 +218,7 @@ impl Socket {
                 Err(_) => End::Close(1011, ""),
             }),
             event = self.listener.events.recv() => Next::Hub(event),
+            Some(frame) = self.listener.activity.recv() => Next::Activity(frame),
             incoming = self.ws.next() => match incoming {
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => Next::End(End::Gone),
                 Some(Ok(_)) => Next::Heard,

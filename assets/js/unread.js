@@ -1,0 +1,148 @@
+// Unread (views/unread.rs): the room rail's counts of other rooms move with live activity
+// (chat/activity.rs), the tab title shows the total, the room opens at its "New messages"
+// divider, and a reader at the bottom of a live room saves how far they have read.
+
+const room = document.querySelector(".room[data-room]");
+const rail = document.querySelector(".rooms-rail");
+
+/** A count as shown: "99+" from 100 on (counts stop there). */
+const display = (n) => (n >= 100 ? "99+" : String(n));
+
+/** The CSRF token htmx sends with every request (layout.rs puts it on <body>). */
+function csrf() {
+  try {
+    return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRF-Token"] ?? "";
+  } catch {
+    return "";
+  }
+}
+
+// ---------- This room: what has arrived since the reader last read ----------
+
+let read = room ? +room.dataset.read : 0; // saved up to here (the page saved what it showed)
+const me = room?.dataset.me;
+const shown = () => [...document.querySelectorAll("#messages article[data-seq]")];
+const newest = () => Math.max(read, ...shown().map((a) => +a.dataset.seq));
+const unreadHere = () =>
+  shown().filter((a) => +a.dataset.seq > read && a.dataset.author !== me).length;
+
+// ---------- The title: every room's count ----------
+
+const baseTitle = document.title.replace(/^\(\d+\+?\) /, "");
+
+function showTitle() {
+  let total = unreadHere();
+  for (const badge of rail?.querySelectorAll("a:not([aria-current]) .unread-count") ?? []) {
+    total += +badge.dataset.count;
+  }
+  document.title = total > 0 ? `(${display(total)}) ${baseTitle}` : baseTitle;
+}
+
+// ---------- Other rooms: live activity ----------
+
+/**
+ * Counts new messages (`[{id, seqs, mentions}]`) above what each rail entry counted already,
+ * as the reader wants to hear about the room (`data-notify`): every message, only those that
+ * mention them, or nothing; a mention makes the mark the stronger one.
+ */
+function apply(rooms) {
+  for (const { id, seqs, mentions } of rooms) {
+    const link = rail?.querySelector(`a[data-room-id="${CSS.escape(id)}"]`);
+    if (!link || link.hasAttribute("aria-current")) continue;
+    const above = (list) => list.filter((s) => s > +link.dataset.seq);
+    const fresh = above(seqs);
+    if (!fresh.length) continue;
+    const named = above(mentions);
+    link.dataset.seq = Math.max(...fresh);
+    const badge = link.querySelector(".unread-count");
+    const notify = badge.dataset.notify;
+    const counted = { all: fresh, mentions: named }[notify] ?? [];
+    if (!counted.length) continue;
+    const n = Math.min(100, +badge.dataset.count + counted.length);
+    badge.dataset.count = n;
+    badge.querySelector(".unread-number").textContent = display(n);
+    if (named.length) {
+      badge.classList.add("mentioned");
+      const said = badge.querySelector(".unread-mentions");
+      const before = +(said.textContent.match(/\d+/)?.[0] ?? 0);
+      said.textContent = `, ${display(Math.min(100, before + named.length))} mention you`;
+    }
+    badge.hidden = false;
+    link.setAttribute("href", `${link.pathname}#unread`); // opens at its first unread message
+  }
+  showTitle();
+}
+
+// One socket per browser gets the activity (the server sends it to one): it passes it on to
+// the browser's other natter tabs.
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("natter-activity") : null;
+if (tabs) tabs.onmessage = (e) => apply(e.data);
+
+// Activity frames are not for htmx to swap: read them here instead.
+document.addEventListener("htmx:wsBeforeMessage", (e) => {
+  const text = e.detail.message;
+  if (typeof text !== "string" || !text.startsWith("<template data-activity")) return;
+  e.preventDefault();
+  const doc = new DOMParser().parseFromString(text, "text/html");
+  const items = doc.querySelector("template")?.content.querySelectorAll("[data-room-id]") ?? [];
+  const seqs = (text) => (text ?? "").split(" ").filter(Boolean).map(Number);
+  const rooms = [...items].map((i) => ({
+    id: i.dataset.roomId,
+    seqs: seqs(i.dataset.seqs),
+    mentions: seqs(i.dataset.mentions),
+  }));
+  apply(rooms);
+  tabs?.postMessage(rooms);
+});
+
+// ---------- Reading: save the mark while the reader is at the bottom and looking ----------
+
+const GAP_MS = 2100; // the server takes one mark per room every 2 s
+let sentAt = 0;
+let timer = 0;
+
+function atBottom() {
+  const s = document.querySelector(".scroller");
+  return !s || Math.abs(s.scrollTop) < 48;
+}
+
+function maybeRead() {
+  const upto = newest();
+  if (!room || upto <= read || document.visibilityState !== "visible" || !atBottom()) {
+    return showTitle();
+  }
+  const wait = sentAt + GAP_MS - Date.now();
+  if (wait > 0) {
+    if (!timer) timer = setTimeout(() => ((timer = 0), maybeRead()), wait);
+    return showTitle();
+  }
+  sentAt = Date.now();
+  const before = read;
+  read = upto;
+  showTitle();
+  fetch(`/rooms/${room.dataset.room}/read`, {
+    method: "POST",
+    headers: { "X-CSRF-Token": csrf(), "HX-Request": "true" },
+    body: new URLSearchParams({ seq: upto }),
+  })
+    .then((r) => {
+      if (r.ok) return;
+      read = Math.max(before, read === upto ? before : read);
+      if (r.status === 429) setTimeout(maybeRead, 1000 * (+r.headers.get("Retry-After") || 2));
+      showTitle();
+    })
+    .catch(() => {
+      read = before; // tried again with the next message, or when the reader looks
+      showTitle();
+    });
+}
+
+if (room) {
+  document.addEventListener("htmx:wsAfterMessage", maybeRead);
+  document.addEventListener("visibilitychange", maybeRead);
+  document.querySelector(".scroller")?.addEventListener("scroll", () => {
+    if (newest() > read) maybeRead();
+  }, { passive: true });
+  // Opened without the fragment (a typed or remembered address): go to the divider anyway.
+  if (!location.hash) document.getElementById("unread")?.scrollIntoView({ block: "center" });
+}
