@@ -40,16 +40,20 @@ function showTitle() {
 
 // ---------- Other rooms: live activity ----------
 
-/** Counts new messages (`[{id, seqs}]`) above what each rail entry counted already. */
+/**
+ * Counts new messages (`[{id, count, first, last}]`: how many others wrote in the room, the
+ * first and last seq) above what each rail entry counted already.
+ */
 function apply(rooms) {
-  for (const { id, seqs } of rooms) {
+  for (const { id, count, first, last } of rooms) {
     const link = rail?.querySelector(`a[data-room-id="${CSS.escape(id)}"]`);
     if (!link || link.hasAttribute("aria-current")) continue;
-    const fresh = seqs.filter((s) => s > +link.dataset.seq);
-    if (!fresh.length) continue;
-    link.dataset.seq = Math.max(...fresh);
+    const known = +link.dataset.seq;
+    if (last <= known) continue;
+    const fresh = known < first ? count : Math.min(count, last - known);
+    link.dataset.seq = last;
     const badge = link.querySelector(".unread-count");
-    const n = Math.min(100, +badge.dataset.count + fresh.length);
+    const n = Math.min(100, +badge.dataset.count + fresh);
     badge.dataset.count = n;
     badge.querySelector(".unread-number").textContent = display(n);
     badge.hidden = false;
@@ -68,12 +72,12 @@ document.addEventListener("htmx:wsBeforeMessage", (e) => {
   const text = e.detail.message;
   if (typeof text !== "string" || !text.startsWith("<template data-activity")) return;
   e.preventDefault();
-  const doc = new DOMParser().parseFromString(text, "text/html");
-  const items = doc.querySelector("template")?.content.querySelectorAll("[data-room-id]") ?? [];
-  const rooms = [...items].map((i) => ({
-    id: i.dataset.roomId,
-    seqs: i.dataset.seqs.split(" ").filter(Boolean).map(Number),
-  }));
+  const runs = new DOMParser().parseFromString(text, "text/html")
+    .querySelector("template")?.dataset.activity ?? "";
+  const rooms = runs.split(" ").filter(Boolean).map((run) => {
+    const [id, count, first, last] = run.split(":");
+    return { id, count: +count, first: +first, last: +last };
+  });
   apply(rooms);
   tabs?.postMessage(rooms);
 });

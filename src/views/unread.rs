@@ -66,18 +66,28 @@ pub fn mark_all_read(csrf: &str) -> Markup {
     }
 }
 
-/// One live activity frame for one page: for each room, the seqs of its new messages by
-/// others since the last frame. Only `js/unread.js` reads it (it is not swapped into the
-/// page); a page counts the seqs above the one its rail already counted, so a frame that
-/// arrives twice (two instances, two tabs relaying) counts once.
-pub fn activity_frame<'a>(rooms: impl Iterator<Item = (i64, &'a [i64])>) -> Markup {
-    html! {
-        template data-activity {
-            @for (room_id, seqs) in rooms {
-                i data-room-id=(room_id) data-seqs=(seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")) {}
-            }
-        }
-    }
+/// A room's new messages by others since a browser's last activity frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// How many (counts stop at `UNREAD_CAP`, as shown).
+    pub count: i64,
+    /// The first one's seq.
+    pub first: i64,
+    /// The last one's seq.
+    pub last: i64,
+}
+
+/// One live activity frame for one browser: for each room (by id), how many new messages
+/// others wrote since the last frame and the first and last of their seqs, as
+/// `id:count:first:last` pairs in one attribute. Only `js/unread.js` reads it (it is not swapped
+/// into the page); a page counts only what lies above the seq its rail already counted, so a
+/// frame that arrives twice (two instances, two tabs relaying) counts once.
+pub fn activity_frame(rooms: &std::collections::BTreeMap<i64, Run>) -> Markup {
+    let runs: Vec<String> = rooms
+        .iter()
+        .map(|(id, r)| format!("{id}:{}:{}:{}", r.count, r.first, r.last))
+        .collect();
+    html! { template data-activity=(runs.join(" ")) {} }
 }
 
 #[cfg(test)]
