@@ -41,31 +41,30 @@ function showTitle() {
 // ---------- Other rooms: live activity ----------
 
 /**
- * Counts new messages (`[{id, seqs, mentions}]`) above what each rail entry counted already,
- * as the reader wants to hear about the room (`data-notify`): every message, only those that
- * mention them, or nothing; a mention makes the mark the stronger one.
+ * Counts new messages (`[{id, count, first, last}]`: how many others wrote in the room, the
+ * first and last seq) above what each rail entry counted already.
  */
 function apply(rooms) {
-  for (const { id, seqs, mentions } of rooms) {
+  for (const { id, count, first, last, mentions } of rooms) {
     const link = rail?.querySelector(`a[data-room-id="${CSS.escape(id)}"]`);
     if (!link || link.hasAttribute("aria-current")) continue;
-    const above = (list) => list.filter((s) => s > +link.dataset.seq);
-    const fresh = above(seqs);
-    if (!fresh.length) continue;
-    const named = above(mentions);
-    link.dataset.seq = Math.max(...fresh);
+    const known = +link.dataset.seq;
+    if (last <= known) continue;
+    const fresh = known < first ? count : Math.min(count, last - known);
+    const named = Math.min(mentions, fresh);
+    link.dataset.seq = last;
+    // As the reader wants to hear about the room: every message, mentions only, or nothing.
     const badge = link.querySelector(".unread-count");
-    const notify = badge.dataset.notify;
-    const counted = { all: fresh, mentions: named }[notify] ?? [];
-    if (!counted.length) continue;
-    const n = Math.min(100, +badge.dataset.count + counted.length);
+    const counted = { all: fresh, mentions: named }[badge.dataset.notify] ?? 0;
+    if (!counted) continue;
+    const n = Math.min(100, +badge.dataset.count + counted);
     badge.dataset.count = n;
     badge.querySelector(".unread-number").textContent = display(n);
-    if (named.length) {
-      badge.classList.add("mentioned");
+    if (named) {
+      badge.classList.add("mentioned"); // the stronger mark: something mentions the reader
       const said = badge.querySelector(".unread-mentions");
       const before = +(said.textContent.match(/\d+/)?.[0] ?? 0);
-      said.textContent = `, ${display(Math.min(100, before + named.length))} mention you`;
+      said.textContent = `, ${display(Math.min(100, before + named))} mention you`;
     }
     badge.hidden = false;
     link.setAttribute("href", `${link.pathname}#unread`); // opens at its first unread message
@@ -83,14 +82,12 @@ document.addEventListener("htmx:wsBeforeMessage", (e) => {
   const text = e.detail.message;
   if (typeof text !== "string" || !text.startsWith("<template data-activity")) return;
   e.preventDefault();
-  const doc = new DOMParser().parseFromString(text, "text/html");
-  const items = doc.querySelector("template")?.content.querySelectorAll("[data-room-id]") ?? [];
-  const seqs = (text) => (text ?? "").split(" ").filter(Boolean).map(Number);
-  const rooms = [...items].map((i) => ({
-    id: i.dataset.roomId,
-    seqs: seqs(i.dataset.seqs),
-    mentions: seqs(i.dataset.mentions),
-  }));
+  const runs = new DOMParser().parseFromString(text, "text/html")
+    .querySelector("template")?.dataset.activity ?? "";
+  const rooms = runs.split(" ").filter(Boolean).map((run) => {
+    const [id, count, first, last, mentions] = run.split(":");
+    return { id, count: +count, first: +first, last: +last, mentions: +mentions || 0 };
+  });
   apply(rooms);
   tabs?.postMessage(rooms);
 });

@@ -10,10 +10,12 @@
 //! that receives it passes it to the browser's other tabs (a `BroadcastChannel`). A busy
 //! person then costs one small frame per quarter second, whatever they have open.
 //!
-//! The frame names rooms by id and lists the new messages' seqs, not counts: a page counts the
-//! seqs above the one its rail was rendered with (`data-seq`), so a frame seen twice (relayed
-//! to a tab that got it too, or from two instances) counts once. Rendered per browser, a few
-//! times a second at most, not per message: nothing here renders per message and viewer.
+//! The frame names rooms by id, each with how many new messages others wrote and the first and
+//! last of their seqs: a page counts only what lies above the seq its rail was rendered with
+//! (`data-seq`), so a frame seen twice (relayed to a tab that got it too, or from two
+//! instances) counts once. A dozen bytes per room: a person in a hundred busy rooms costs a
+//! frame of a kilobyte or two. Rendered per browser, four times a second at most, never per
+//! message and viewer.
 //!
 //! What a session follows is read once, when its first socket opens here (the person's
 //! rooms), and kept while it has sockets here; joins and leaves on this instance update it.
@@ -32,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::Chat;
 use crate::{
     store::{Message, UNREAD_CAP},
-    views::unread::activity_frame,
+    views::unread::{Run, activity_frame},
 };
 
 /// How often gathered activity goes out: well within the second the rail promises.
@@ -45,16 +47,7 @@ const QUEUE: usize = 8;
 type SessionKey = Arc<[u8]>;
 
 /// New messages by others, not yet sent, by room id.
-type Pending = BTreeMap<i64, RoomActivity>;
-
-/// One room's new messages by others, not yet sent.
-#[derive(Default)]
-struct RoomActivity {
-    /// Their seqs.
-    seqs: Vec<i64>,
-    /// The seqs of those that mention the person (for the rail's stronger mark).
-    mentions: Vec<i64>,
-}
+type Pending = BTreeMap<i64, Run>;
 
 /// Who follows what on this instance.
 #[derive(Default)]
@@ -93,12 +86,12 @@ struct RoomFollowers {
 }
 
 impl Followers {
-    fn add_room(&mut self, session: &SessionKey, room_id: i64) {
-        self.rooms
-            .entry(room_id)
-            .or_default()
-            .sessions
-            .insert(session.clone());
+    /// `session` follows `room_id`, whose newest seq is `seq` if known: announcing starts
+    /// after it, unless another browser here follows the room already.
+    fn add_room(&mut self, session: &SessionKey, room_id: i64, seq: Option<i64>) {
+        let room = self.rooms.entry(room_id).or_default();
+        room.sessions.insert(session.clone());
+        room.announced = room.announced.or(seq);
     }
 
     fn drop_room(&mut self, session: &SessionKey, room_id: i64) {
@@ -122,13 +115,14 @@ impl Activity {
         Some(rx)
     }
 
-    /// Socket `conn`, the first of its browser here, follows `rooms` (the person's rooms).
+    /// Socket `conn`, the first of its browser here, follows `rooms` (the person's rooms, by
+    /// id, with their newest seq).
     pub(super) fn follow(
         &self,
         conn: u64,
         session: &[u8],
         user_id: i64,
-        rooms: Vec<i64>,
+        rooms: Vec<(i64, i64)>,
     ) -> mpsc::Receiver<Utf8Bytes> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let mut state = self.state.lock();
@@ -138,14 +132,14 @@ impl Activity {
             follow.sockets.push((conn, tx));
             return rx;
         }
-        for room_id in &rooms {
-            state.add_room(&key, *room_id);
+        for (room_id, seq) in &rooms {
+            state.add_room(&key, *room_id, Some(*seq));
         }
         state.sessions.insert(
             key,
             Follow {
                 user_id,
-                rooms: rooms.into_iter().collect(),
+                rooms: rooms.into_iter().map(|(id, _)| id).collect(),
                 sockets: vec![(conn, tx)],
                 pending: Pending::new(),
             },
@@ -184,7 +178,7 @@ impl Activity {
             .collect();
         for key in keys {
             if member {
-                state.add_room(&key, room_id);
+                state.add_room(&key, room_id, None);
             } else {
                 state.drop_room(&key, room_id);
             }
@@ -241,12 +235,16 @@ impl Activity {
                 if follow.user_id == m.user_id {
                     continue;
                 }
-                let pending = follow.pending.entry(room_id).or_default();
-                if (pending.seqs.len() as i64) < UNREAD_CAP {
-                    pending.seqs.push(m.seq);
-                    if m.mentions.0.iter().any(|(id, _)| *id == follow.user_id) {
-                        pending.mentions.push(m.seq);
-                    }
+                let run = follow.pending.entry(room_id).or_insert(Run {
+                    count: 0,
+                    first: m.seq,
+                    last: m.seq,
+                    mentions: 0,
+                });
+                run.count = (run.count + 1).min(UNREAD_CAP);
+                run.last = m.seq;
+                if m.mentions.0.iter().any(|(id, _)| *id == follow.user_id) {
+                    run.mentions = (run.mentions + 1).min(UNREAD_CAP);
                 }
                 if !dirty.contains(key) {
                     dirty.insert(key.clone());
@@ -274,11 +272,7 @@ impl Activity {
                 .collect()
         };
         for (leader, pending) in out {
-            let frame = activity_frame(
-                pending
-                    .iter()
-                    .map(|(r, a)| (*r, a.seqs.as_slice(), a.mentions.as_slice())),
-            );
+            let frame = activity_frame(&pending);
             // Full: that socket is behind on its own room too; its page recounts on reload.
             let _ = leader.try_send(Utf8Bytes::from(frame.into_string()));
         }
@@ -309,7 +303,7 @@ impl Chat {
         if let Some(rx) = self.inner.activity.attach(conn, session) {
             return rx;
         }
-        let rooms = match self.store().room_ids_of(user_id).await {
+        let rooms = match self.store().room_seqs_of(user_id).await {
             Ok(rooms) => rooms,
             Err(e) => {
                 // The page still works; only its rail stays as rendered.
@@ -326,11 +320,14 @@ impl Chat {
         let Some(announced) = self.inner.activity.announced(room_id) else {
             return;
         };
-        let Some(after) = announced.filter(|a| *a < seq) else {
-            // Never announced: what came before the page followed is in its counts already.
+        let Some(after) = announced else {
+            // Followed since a join, from an unknown seq: start from this one.
             self.inner.activity.skip_to(room_id, seq);
             return;
         };
+        if after >= seq {
+            return;
+        }
         let read = self
             .store()
             .messages_between(room_id, after.max(seq - UNREAD_CAP), seq, UNREAD_CAP)
@@ -368,21 +365,21 @@ mod tests {
     #[test]
     fn a_browser_gets_one_frame_per_flush_on_one_socket_without_its_own_messages() {
         let activity = Activity::default();
-        let mut leader = activity.follow(1, b"ada-laptop", 1, vec![7, 8]);
+        let mut leader = activity.follow(1, b"ada-laptop", 1, vec![(7, 0), (8, 0)]);
         let mut other_tab = activity
             .attach(2, b"ada-laptop")
             .expect("the browser follows");
-        let mut bob = activity.follow(3, b"bob", 2, vec![7]);
+        let mut bob = activity.follow(3, b"bob", 2, vec![(7, 0)]);
         activity.publish(7, &[message(1, 2), message(2, 1), message(3, 2)]);
         activity.publish(7, &[message(3, 2)]);
         activity.publish(9, &[message(1, 2)]);
         activity.flush();
         let ada = frame(&mut leader).expect("ada's leader socket gets a frame");
-        assert!(ada.contains(r#"data-room-id="7" data-seqs="1 3""#), "{ada}");
+        assert!(ada.contains(r#"data-activity="7:2:1:3:0""#), "{ada}");
         assert!(frame(&mut leader).is_none(), "one frame");
         assert!(frame(&mut other_tab).is_none(), "the leader relays it");
         let bob = frame(&mut bob).expect("bob's frame");
-        assert!(bob.contains(r#"data-seqs="2""#), "{bob}");
+        assert!(bob.contains(r#"data-activity="7:1:2:2:0""#), "{bob}");
         activity.flush();
         assert!(frame(&mut leader).is_none(), "nothing new, nothing sent");
 
@@ -393,7 +390,7 @@ mod tests {
         assert!(
             frame(&mut other_tab)
                 .unwrap()
-                .contains(r#"data-room-id="8""#)
+                .contains(r#"data-activity="8:1:1:1:0""#)
         );
 
         // Ada leaves room 8: nothing more from it.

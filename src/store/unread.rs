@@ -37,11 +37,12 @@ impl Store {
         Ok(done)
     }
 
-    /// The ids of the rooms `user_id` belongs to: which rooms' activity their live pages
-    /// follow (`chat::activity`).
-    pub async fn room_ids_of(&self, user_id: i64) -> Result<Vec<i64>> {
-        let ids = on_read!(&self.db, pool => sqlx::query_scalar::<_, i64>(
-            "SELECT room_id FROM members WHERE user_id = $1",
+    /// The rooms `user_id` belongs to, by id, with their newest seq: which rooms' activity
+    /// their live pages follow, from where (`chat::activity`).
+    pub async fn room_seqs_of(&self, user_id: i64) -> Result<Vec<(i64, i64)>> {
+        let ids = on_read!(&self.db, pool => sqlx::query_as::<_, (i64, i64)>(
+            "SELECT r.id, r.last_seq FROM members m JOIN rooms r ON r.id = m.room_id \
+             WHERE m.user_id = $1",
         )
         .bind(user_id)
         .fetch_all(pool)

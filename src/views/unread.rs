@@ -18,7 +18,7 @@ pub fn count(n: i64) -> String {
 
 /// The badge beside a room: hidden at zero (`js/unread.js` shows it when activity arrives,
 /// following `data-notify`), stronger (`.mentioned`, an "@") when something unread mentions
-/// the viewer. Screen readers hear "3 unread, 1 mentions you" after the room's name.
+/// the viewer. Screen readers hear "3 unread, 1 mention you" after the room's name.
 pub fn badge(marks: Marks) -> Markup {
     let n = marks.shown();
     html! {
@@ -73,25 +73,30 @@ pub fn mark_all_read(csrf: &str) -> Markup {
     }
 }
 
-/// One live activity frame for one page: for each room, the seqs of its new messages by
-/// others since the last frame, and those of them that mention the page's reader. Only
-/// `js/unread.js` reads it (it is not swapped into the page); a page counts the seqs above the
-/// one its rail already counted, so a frame that arrives twice (two instances, two tabs
-/// relaying) counts once.
-pub fn activity_frame<'a>(rooms: impl Iterator<Item = (i64, &'a [i64], &'a [i64])>) -> Markup {
-    let spaced = |seqs: &[i64]| {
-        seqs.iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    html! {
-        template data-activity {
-            @for (room_id, seqs, mentions) in rooms {
-                i data-room-id=(room_id) data-seqs=(spaced(seqs)) data-mentions=(spaced(mentions)) {}
-            }
-        }
-    }
+/// A room's new messages by others since a browser's last activity frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// How many (counts stop at `UNREAD_CAP`, as shown).
+    pub count: i64,
+    /// The first one's seq.
+    pub first: i64,
+    /// The last one's seq.
+    pub last: i64,
+    /// How many of them mention the browser's person.
+    pub mentions: i64,
+}
+
+/// One live activity frame for one browser: for each room (by id), how many new messages
+/// others wrote since the last frame, the first and last of their seqs, and how many of them
+/// mention the browser's person, as `id:count:first:last:mentions` in one attribute. Only `js/unread.js` reads it (it is not swapped
+/// into the page); a page counts only what lies above the seq its rail already counted, so a
+/// frame that arrives twice (two instances, two tabs relaying) counts once.
+pub fn activity_frame(rooms: &std::collections::BTreeMap<i64, Run>) -> Markup {
+    let runs: Vec<String> = rooms
+        .iter()
+        .map(|(id, r)| format!("{id}:{}:{}:{}:{}", r.count, r.first, r.last, r.mentions))
+        .collect();
+    html! { template data-activity=(runs.join(" ")) {} }
 }
 
 #[cfg(test)]

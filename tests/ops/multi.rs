@@ -501,3 +501,26 @@ async fn edits_and_deletes_made_on_one_instance_reach_the_other() {
     assert!(page.body.contains("Message deleted"));
     assert!(page.body.contains(&format!("ws?after={}", seq + 2)));
 }
+
+/// A message posted on instance A in a room nobody has open on B reaches, as activity, a page
+/// on B that shows another of the person's rooms (B has no hub for the room: it reads the new
+/// message on the notification).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_in_another_room_crosses_instances() {
+    let Some(db) = pg().await else { return };
+    let two = TwoInstances::start(&db, "Open on B", &[]).await;
+    let elsewhere = two.ada.create_room("Elsewhere").await;
+    two.bob.join(&elsewhere).await;
+    let mut socket = two
+        .bob
+        .socket(&two.code, None)
+        .await
+        .expect("bob's socket on B");
+    assert!(socket.wait_for("id=\"members\"", WAIT).await);
+    let seq = two.ada.say(&elsewhere, "posted on A").await;
+    assert!(
+        socket.wait_for(&format!(":1:{seq}:{seq}:0\""), WAIT).await,
+        "{:?}",
+        socket.frames
+    );
+}

@@ -231,7 +231,7 @@ both! {
         assert!(ada_socket.wait_for("id=\"members\"", Duration::from_secs(5)).await);
 
         let seq = ada.say(&there, "over there").await;
-        let expected = format!("data-room-id=\"{there_id}\" data-seqs=\"{seq}\"");
+        let expected = format!("data-activity=\"{there_id}:1:{seq}:{seq}\"");
         assert!(bob_socket.wait_for(&expected, Duration::from_secs(5)).await, "{expected} in {:?}", bob_socket.frames);
         assert!(bob_socket.frames.iter().any(|f| f.starts_with("<template data-activity")));
         // Ada wrote it: nothing for her.
@@ -239,11 +239,11 @@ both! {
         // A room Bob is not in: nothing for him. Bob's own message: nothing for him, but for Ada.
         ada.say(&apart, "elsewhere").await;
         let own = bob.say(&there, "bob's own").await;
-        assert!(ada_socket.wait_for(&format!("data-seqs=\"{own}\""), Duration::from_secs(5)).await);
+        assert!(ada_socket.wait_for(&format!(":1:{own}:{own}\""), Duration::from_secs(5)).await);
         let last = ada.say(&there, "again").await;
-        assert!(bob_socket.wait_for(&format!("data-seqs=\"{last}\""), Duration::from_secs(5)).await, "{:?}", bob_socket.frames);
+        assert!(bob_socket.wait_for(&format!("data-activity=\"{there_id}:1:{last}:{last}\""), Duration::from_secs(5)).await, "{:?}", bob_socket.frames);
         let activity: String = bob_socket.frames.iter().filter(|f| f.contains("data-activity")).cloned().collect();
-        assert!(!activity.contains(&format!("data-seqs=\"{own}\"")), "bob's own message: {activity}");
-        assert_eq!(activity.matches("data-room-id=").count(), 2, "only There's messages: {activity}");
+        assert!(!activity.contains(&format!(":{own}\"")), "bob's own message: {activity}");
+        assert_eq!(activity.matches(&format!("\"{there_id}:")).count(), 2, "only There's messages: {activity}");
     }
 }

@@ -63,7 +63,8 @@ scenarios, with the knobs each reads and their defaults:
   durable      posts/s through the form POST path, nobody listening
                  --members 1000 --rooms 100 --concurrency 128 (posting workers)
                  --duration 10
-  pages        room pages/s (5 members, 50 messages) with wrk if installed, else built in
+  pages        room pages/s (5 members, 50 messages), then home pages/s for a person in 200
+               rooms with unread messages; with wrk if installed, else built in
                  --concurrency 32 (connections) --duration 10
   cross        two instances on PostgreSQL: post on A, receive on B, one post at a time
                  --posts 3000
