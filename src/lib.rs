@@ -8,7 +8,8 @@
 //! From the bottom up; each module may call those above it in this list, never those below.
 //!
 //! - **`domain`**: validated input (`Username`, `RoomCode`, `MessageBody`, …), each with a
-//!   `parse` that says why it refuses. Calls nothing of natter's.
+//!   `parse` that says why it refuses, and what a message's text holds (`domain::mention`:
+//!   links and mentions, for the store and the views alike). Calls nothing of natter's.
 //! - **`config`**: every setting, from `NATTER_*` variables and flags (clap), checked once at
 //!   start; secrets are wrapped so they never print.
 //! - **`store`**: all SQL, one API over SQLite and PostgreSQL: users, sessions, rooms,

@@ -300,3 +300,36 @@ impl Store {
         Ok(done == 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_read_back_from_their_column() {
+        assert_eq!(Mentions::from(None), Mentions::default());
+        assert_eq!(
+            Mentions::from(Some("9:Bob.B,7:ada".to_string())),
+            Mentions(vec![(7, "ada".into()), (9, "Bob.B".into())])
+        );
+        // Nothing a username cannot hold breaks the page: a bad piece is skipped.
+        assert_eq!(
+            Mentions::from(Some("x:ada,,7".to_string())),
+            Mentions::default()
+        );
+        let m = Mentions(vec![(7, "ada".into())]);
+        assert_eq!(
+            (m.user("ADA"), m.user("ad"), m.user("adam")),
+            (Some(7), None, None)
+        );
+    }
+
+    #[test]
+    fn only_named_people_are_looked_up() {
+        assert_eq!(mentioned_keys("no names, x@ada.org"), None);
+        assert_eq!(
+            mentioned_keys("@Ada @ADA @bob."),
+            Some(vec!["ada".to_string(), "bob".to_string()])
+        );
+    }
+}

@@ -42,6 +42,9 @@ pub struct Options {
     /// Offered delivery rates (per second) for the fan-out sweep.
     pub rates: Option<Vec<f64>>,
     pub pin: bool,
+    /// Whether durable posts mention a member of their room (`@name`), the post path that
+    /// also stores a mention.
+    pub mention: bool,
 }
 
 const HELP: &str = "natter-load <scenario> [options]
@@ -62,7 +65,7 @@ scenarios, with the knobs each reads and their defaults:
                  --rooms 100 --members 190 --rate 232000 --duration 30
   durable      posts/s through the form POST path, nobody listening
                  --members 1000 --rooms 100 --concurrency 128 (posting workers)
-                 --duration 10
+                 --duration 10 --mention (each post mentions its room's creator)
   pages        room pages/s (5 members, 50 messages), then home pages/s for a person in 200
                rooms with unread messages; with wrk if installed, else built in
                  --concurrency 32 (connections) --duration 10
@@ -106,6 +109,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         posts: None,
         rates: None,
         pin: true,
+        mention: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -131,6 +135,7 @@ fn parse_args() -> Result<Option<Options>, String> {
                 )
             }
             "--no-pin" => o.pin = false,
+            "--mention" => o.mention = true,
             other => return Err(format!("unknown option {other}\n\n{HELP}")),
         }
     }

@@ -1,6 +1,7 @@
 //! Durable posts: posts per second through the form POST path with nobody listening:
 //! `--members` people (1,000), each in their slice's room of `--rooms` (100), posted for by
 //! `--concurrency` workers (128) for `--duration` (10 s). A post counts when answered 303.
+//! With `--mention` each post mentions its room's creator, so it stores a mention too.
 //!
 //! Targets: ≥ 5,000/s on SQLite, ≥ 4,000/s on PostgreSQL; a miss is a `MISSED` row. The run
 //! fails unless the database holds exactly the acknowledged posts.
@@ -41,15 +42,20 @@ pub(super) async fn durable(o: &Options) -> Result<Report, String> {
         let people = world.people.clone();
         let rooms = world.rooms.clone();
         let n = people.len();
+        // With --mention, each post names its room's creator (a member: the post stores a
+        // mention too).
+        let texts: Vec<String> = (0..rooms.len())
+            .map(|r| match o.mention {
+                true => format!("durable bench post @{}", world.names[r * n / rooms.len()]),
+                false => "durable bench post".to_string(),
+            })
+            .collect();
         workers.spawn(async move {
             let mut i = w;
             while Instant::now() < deadline {
                 let p = i % n;
-                let room = &rooms[p * rooms.len() / n];
-                match people[p]
-                    .say(&http, &base, room, "durable bench post")
-                    .await
-                {
+                let r = p * rooms.len() / n;
+                match people[p].say(&http, &base, &rooms[r], &texts[r]).await {
                     Ok(()) => ok.fetch_add(1, Relaxed),
                     Err(_) => failed.fetch_add(1, Relaxed),
                 };

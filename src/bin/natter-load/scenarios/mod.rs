@@ -60,6 +60,8 @@ pub async fn run(o: Options) -> Result<(), String> {
 /// People and rooms: `members` people, `rooms` rooms, everyone in every room.
 struct World {
     people: Vec<Person>,
+    /// Their usernames, in the same order.
+    names: Vec<String>,
     rooms: Vec<String>,
 }
 
@@ -136,8 +138,10 @@ async fn populate(
         codes.len(),
         started.elapsed().as_secs_f64()
     );
+    let names = (0..people.len()).map(|i| format!("p{i}_{tag}")).collect();
     Ok(World {
         people,
+        names,
         rooms: codes,
     })
 }
