@@ -497,7 +497,10 @@ impl Store {
     /// Makes `user_id` a member of the room.
     pub async fn join_room(&self, room_id: i64, user_id: i64, now: i64) -> Result<JoinOutcome> {
         let done = on_write!(&self.db, pool => sqlx::query(
-            "INSERT INTO members (room_id, user_id, joined_at) VALUES ($1, $2, $3) \
+            // What was said before someone joined is not unread to them: they start read up
+            // to the room's newest event.
+            "INSERT INTO members (room_id, user_id, joined_at, last_read_seq) \
+             SELECT $1, $2, $3, last_seq FROM rooms WHERE id = $1 \
              ON CONFLICT (room_id, user_id) DO NOTHING",
         )
         .bind(room_id)

@@ -231,8 +231,13 @@ async fn commit_batch(db: &Db, mut jobs: Vec<Job>) -> Vec<Message> {
         match &outcome {
             Ok(done) => posted.extend(done.published().cloned()),
             // Logged in the poster's request span, so the line carries its request id.
-            Err(e) => job.span.in_scope(|| {
-                tracing::error!(error = %e, room_id = job.write.room_id(), "write not stored");
+            Err(e) => job.span.in_scope(|| match &job.write {
+                Write::Post(post) => {
+                    tracing::error!(error = %e, room_id = post.room_id, "post not stored")
+                }
+                Write::Change(change) => {
+                    tracing::error!(error = %e, room_id = change.room_id, "change not stored")
+                }
             }),
         }
         let _ = job.reply.send(outcome);

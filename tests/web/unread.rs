@@ -20,7 +20,7 @@ fn title(page: &str) -> &str {
 fn badge(page: &str, code: &str) -> Option<String> {
     let at = page.find(&format!("href=\"/rooms/{code}"))?;
     let rest = &page[at..];
-    let badge = &rest[rest.find("<span class=\"unread-count\"")?..];
+    let badge = &rest[rest.find("<span class=\"unread-count")?..];
     let head = &badge[..badge.find('>')?];
     if head.contains(" hidden") {
         return None;
@@ -231,7 +231,7 @@ both! {
         assert!(ada_socket.wait_for("id=\"members\"", Duration::from_secs(5)).await);
 
         let seq = ada.say(&there, "over there").await;
-        let expected = format!("data-activity=\"{there_id}:1:{seq}:{seq}\"");
+        let expected = format!("data-activity=\"{there_id}:1:{seq}:{seq}:0\"");
         assert!(bob_socket.wait_for(&expected, Duration::from_secs(5)).await, "{expected} in {:?}", bob_socket.frames);
         assert!(bob_socket.frames.iter().any(|f| f.starts_with("<template data-activity")));
         // Ada wrote it: nothing for her.
@@ -239,11 +239,55 @@ both! {
         // A room Bob is not in: nothing for him. Bob's own message: nothing for him, but for Ada.
         ada.say(&apart, "elsewhere").await;
         let own = bob.say(&there, "bob's own").await;
-        assert!(ada_socket.wait_for(&format!(":1:{own}:{own}\""), Duration::from_secs(5)).await);
+        assert!(ada_socket.wait_for(&format!(":1:{own}:{own}:0\""), Duration::from_secs(5)).await);
         let last = ada.say(&there, "again").await;
-        assert!(bob_socket.wait_for(&format!("data-activity=\"{there_id}:1:{last}:{last}\""), Duration::from_secs(5)).await, "{:?}", bob_socket.frames);
+        assert!(bob_socket.wait_for(&format!("data-activity=\"{there_id}:1:{last}:{last}:0\""), Duration::from_secs(5)).await, "{:?}", bob_socket.frames);
+        // A message naming Bob counts as one that mentions him.
+        let named = ada.say(&there, "@bob see this").await;
+        assert!(bob_socket.wait_for(&format!("data-activity=\"{there_id}:1:{named}:{named}:1\""), Duration::from_secs(5)).await, "{:?}", bob_socket.frames);
         let activity: String = bob_socket.frames.iter().filter(|f| f.contains("data-activity")).cloned().collect();
-        assert!(!activity.contains(&format!(":{own}\"")), "bob's own message: {activity}");
-        assert_eq!(activity.matches(&format!("\"{there_id}:")).count(), 2, "only There's messages: {activity}");
+        assert!(!activity.contains(&format!(":{own}:{own}:")), "bob's own message: {activity}");
+        assert_eq!(activity.matches(&format!("\"{there_id}:")).count(), 3, "only There's messages: {activity}");
+    }
+
+    async fn joining_starts_read_and_a_mention_makes_the_mark_stronger_as_the_setting_says(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        let quiet = app.create_room(&bob, "Quiet").await;
+        bob.say(&quiet, "said before Ada came").await;
+        ada.join(&quiet).await;
+        let home = ada.get("/home").await;
+        assert_eq!(badge(&home.body, &quiet), None, "what came before joining is not unread");
+
+        // Two messages by Bob (through the store: his page would read them), one naming Ada.
+        app.fill(&quiet, "bob", 2, |i| {
+            MessageBody::parse(if i == 0 { "plain" } else { "@Ada have a look" }).unwrap()
+        })
+        .await;
+        let strong = "<span class=\"unread-count mentioned\"";
+        let home = ada.get("/home").await.body;
+        assert_eq!(badge(&home, &quiet).as_deref(), Some("2"));
+        assert!(home.contains(strong) && home.contains(", 1 mention you"), "{home}");
+        assert_eq!(title(&home), "(2) Rooms · natter");
+
+        // Mentions only: the mark counts the one that names her; nothing: no mark at all.
+        let notify = format!("/rooms/{quiet}/notify");
+        for (choice, shown, total) in [("mentions", Some("1"), "(1) Rooms · natter"), ("nothing", None, "Rooms · natter")] {
+            let saved = ada.post_form("/home", &notify, &[("notify", choice)]).await;
+            assert_eq!(saved.status, 303, "{}", saved.body);
+            let home = ada.get("/home").await.body;
+            assert_eq!(badge(&home, &quiet).as_deref(), shown, "{choice}");
+            assert_eq!(title(&home), total, "{choice}");
+            assert_eq!(home.contains(strong), choice == "mentions", "{choice}");
+            assert!(home.contains(&format!("data-notify=\"{choice}\"")), "js/unread.js follows it live");
+        }
+        // Another room's rail says the same as home.
+        let other = app.create_room(&ada, "Other").await;
+        let rail = ada.get(&format!("/rooms/{other}")).await.body;
+        assert_eq!(badge(&rail, &quiet), None);
+        assert!(ada.post_form("/home", &notify, &[("notify", "default")]).await.status == 303);
+        let rail = ada.get(&format!("/rooms/{other}")).await.body;
+        assert_eq!(badge(&rail, &quiet).as_deref(), Some("2"));
+        assert!(rail.contains(strong));
     }
 }
