@@ -173,6 +173,31 @@ async fn editing_in_place_and_deleting_reach_the_other_page_live() {
     assert!(cursor.as_i64().unwrap() > second, "{cursor}");
     inspect(&bob, "room-edited-and-deleted", None).await;
 
+    // Meanwhile in another room of Bob's, someone names him: his rail shows the count live,
+    // with the stronger mark, beside the edited and the deleted message.
+    let cyd = app.signed_in("cyd@example.org", "cyd").await;
+    let elsewhere = app.create_room(&cyd, "Elsewhere").await;
+    join_by_link(&bob, &elsewhere).await;
+    bob.goto(&format!("/rooms/{code}")).await;
+    bob.wait_until("live socket", MEMBER_ONLINE, vec![json!("bob")])
+        .await;
+    cyd.say(&elsewhere, "anyone around?").await;
+    cyd.say(&elsewhere, "@bob when you have a minute").await;
+    bob.wait_until(
+        "the stronger mark, live",
+        "document.querySelector('.rooms-rail .unread-count.mentioned:not([hidden]) .unread-number')?.textContent === '2'",
+        vec![],
+    )
+    .await;
+    assert!(
+        bob.js("document.title", vec![])
+            .await
+            .as_str()
+            .unwrap()
+            .starts_with("(2) ")
+    );
+    inspect(&bob, "rail-mention-edited-deleted", None).await;
+
     // The edit page (what "Edit" opens without JavaScript), and a refusal on it.
     ada.goto(&format!("/rooms/{code}/messages/{second}/edit"))
         .await;
