@@ -14,6 +14,25 @@ fn edit_action(code: &str, seq: i64) -> String {
     format!("/rooms/{code}/messages/{seq}/edit")
 }
 
+/// A page about one message (editing it, deleting it): its heading, the message as it is,
+/// then `rest` (the form).
+fn change_page(nav: Nav, title: &str, code: &str, m: &Message, rest: Markup) -> Markup {
+    let content = html! {
+        section.card.change-page aria-labelledby="change-title" {
+            h1 #change-title { (title) }
+            div.messages-static { (message(code, m, false)) }
+            (rest)
+        }
+    };
+    Page {
+        title,
+        nav,
+        body_class: "page-narrow",
+        content,
+    }
+    .render()
+}
+
 /// The edit page: the message as it is, and a form with its text (or the text typed before a
 /// refusal, and why).
 pub fn edit_page(
@@ -24,31 +43,21 @@ pub fn edit_page(
     text: &str,
     error: Option<&str>,
 ) -> Markup {
-    let content = html! {
-        section.card.change-page aria-labelledby="change-title" {
-            h1 #change-title { "Edit your message" }
-            div.messages-static { (message(code, m, false)) }
-            form method="post" action=(edit_action(code, m.seq)) {
-                (csrf_field(csrf))
-                label for="edit-body" { "Message" }
-                textarea #edit-body name="body" rows="4" maxlength=(MessageBody::MAX) required
-                    aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "edit-error")]
-                    { (text) }
-                (field_error("edit-error", error))
-                div.form-actions {
-                    button.button.primary type="submit" { "Save" }
-                    a.button.subtle href=(permalink(code, m.seq)) { "Cancel" }
-                }
+    let form = html! {
+        form method="post" action=(edit_action(code, m.seq)) {
+            (csrf_field(csrf))
+            label for="edit-body" { "Message" }
+            textarea #edit-body name="body" rows="4" maxlength=(MessageBody::MAX) required
+                aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "edit-error")]
+                { (text) }
+            (field_error("edit-error", error))
+            div.form-actions {
+                button.button.primary type="submit" { "Save" }
+                a.button.subtle href=(permalink(code, m.seq)) { "Cancel" }
             }
         }
     };
-    Page {
-        title: "Edit message",
-        nav,
-        body_class: "page-narrow",
-        content,
-    }
-    .render()
+    change_page(nav, "Edit your message", code, m, form)
 }
 
 /// The form htmx swaps into the message in place of its content (JavaScript on): saving
@@ -77,29 +86,19 @@ pub fn inline_edit(code: &str, m: &Message, text: &str, error: Option<&str>) -> 
 /// The confirmation before deleting a message (with or without JavaScript).
 pub fn delete_page(nav: Nav, csrf: &str, code: &str, m: &Message, own: bool) -> Markup {
     let action = format!("/rooms/{code}/messages/{}/delete", m.seq);
-    let content = html! {
-        section.card.change-page aria-labelledby="change-title" {
-            h1 #change-title { "Delete this message?" }
-            div.messages-static { (message(code, m, false)) }
-            p {
-                @if own { "Its text is removed for everyone in the room" }
-                @else { "You created this room, so you can delete anyone's message. Its text is removed for everyone" }
-                ", and \u{201c}Message deleted\u{201d} is shown in its place. This cannot be undone."
-            }
-            form method="post" action=(action) {
-                (csrf_field(csrf))
-                div.form-actions {
-                    button.button.danger type="submit" { "Delete message" }
-                    a.button.subtle href=(permalink(code, m.seq)) { "Cancel" }
-                }
+    let form = html! {
+        p {
+            @if own { "Its text is removed for everyone in the room" }
+            @else { "You created this room, so you can delete anyone's message. Its text is removed for everyone" }
+            ", and \u{201c}Message deleted\u{201d} is shown in its place. This cannot be undone."
+        }
+        form method="post" action=(action) {
+            (csrf_field(csrf))
+            div.form-actions {
+                button.button.danger type="submit" { "Delete message" }
+                a.button.subtle href=(permalink(code, m.seq)) { "Cancel" }
             }
         }
     };
-    Page {
-        title: "Delete message",
-        nav,
-        body_class: "page-narrow",
-        content,
-    }
-    .render()
+    change_page(nav, "Delete this message?", code, m, form)
 }
