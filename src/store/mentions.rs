@@ -2,7 +2,7 @@
 //!
 //! A message's mentions are stored in the transaction that stores (or edits) the message:
 //! `insert_sqlite` / `insert_postgres` take the transaction, so the writer calls them for a
-//! post, and an edit calls `replace_sqlite` / `replace_postgres` (old rows out, new ones in).
+//! post, and for an edit after taking the old ones out (`writer::change_message!`).
 //! Only members of the room at that moment are mentioned; the names come from
 //! `domain::mention::mentioned_names`, the function that also decides what is rendered as one.
 //!
@@ -132,37 +132,6 @@ pub(super) async fn insert_postgres(
     .await?;
     rows.sort_unstable();
     Ok(Mentions(rows))
-}
-
-/// Replaces the stored mentions of message `seq` with those of its new text `body`, inside
-/// the caller's SQLite transaction (an edit). Returns the new ones.
-pub async fn replace_sqlite(
-    tx: &mut SqliteConnection,
-    room_id: i64,
-    seq: i64,
-    body: &str,
-) -> Result<Mentions, sqlx::Error> {
-    sqlx::query("DELETE FROM mentions WHERE room_id = $1 AND seq = $2")
-        .bind(room_id)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
-    insert_sqlite(tx, room_id, seq, body).await
-}
-
-/// As `replace_sqlite`, inside a PostgreSQL transaction.
-pub async fn replace_postgres(
-    tx: &mut PgConnection,
-    room_id: i64,
-    seq: i64,
-    body: &str,
-) -> Result<Mentions, sqlx::Error> {
-    sqlx::query("DELETE FROM mentions WHERE room_id = $1 AND seq = $2")
-        .bind(room_id)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
-    insert_postgres(tx, room_id, seq, body).await
 }
 
 /// Unread mentions counted per room are capped here (shown as "99+" like unread counts), so

@@ -28,10 +28,7 @@ use sqlx::{
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-pub use mentions::{
-    MENTION_COUNT_CAP, Mentions, NotifyColumn, RoomMentions, RoomNotify,
-    replace_postgres as replace_mentions_postgres, replace_sqlite as replace_mentions_sqlite,
-};
+pub use mentions::{MENTION_COUNT_CAP, Mentions, NotifyColumn, RoomMentions, RoomNotify};
 pub use presence::INSTANCE_TTL_MS;
 pub use rooms::{
     JoinOutcome, Marks, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,

@@ -596,8 +596,8 @@ fn change_refused(change: &MessageChange, row: Option<(i64, bool, bool, bool)>) 
 }
 
 /// One change's statements, the same on both backends (`$tx`: a transaction that holds the
-/// room's row; `$mentions`: the backend's `mentions::replace_*`, which stores whom an edit's
-/// new text mentions; a delete leaves nobody mentioned).
+/// room's row; `$mentions`: the backend's `mentions::insert_*`, which stores whom an edit's
+/// new text mentions once the old mentions are out; a delete leaves nobody mentioned).
 macro_rules! change_message {
     ($tx:expr, $change:expr, $now:expr, $mentions:path) => {{
         let change: &MessageChange = $change;
@@ -620,6 +620,11 @@ macro_rules! change_message {
                 sqlx::query("UPDATE rooms SET last_seq = $2 WHERE id = $1")
                     .bind(change.room_id)
                     .bind(seq)
+                    .execute(&mut **$tx)
+                    .await?;
+                sqlx::query("DELETE FROM mentions WHERE room_id = $1 AND seq = $2")
+                    .bind(change.room_id)
+                    .bind(change.seq)
                     .execute(&mut **$tx)
                     .await?;
                 let text = change.body.as_ref().map_or("", |b| b.as_str());
@@ -650,7 +655,7 @@ async fn sqlite_change(
     change: &MessageChange,
     now: i64,
 ) -> Result<ChangeOutcome, sqlx::Error> {
-    change_message!(tx, change, now, mentions::replace_sqlite)
+    change_message!(tx, change, now, mentions::insert_sqlite)
 }
 
 /// One change (PostgreSQL): the room's row is locked first, as a post's UPDATE locks it, so
@@ -664,7 +669,7 @@ async fn postgres_change(
         .bind(change.room_id)
         .execute(&mut **tx)
         .await?;
-    change_message!(tx, change, now, mentions::replace_postgres)
+    change_message!(tx, change, now, mentions::insert_postgres)
 }
 
 impl super::Store {
