@@ -31,6 +31,8 @@ macro_rules! asset {
 
 const FILES: &[Asset] = &[
     asset!("natter.css", "text/css; charset=utf-8"),
+    // Pages without JavaScript: the room's frames (`views::stream`).
+    asset!("no-js.css", "text/css; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
     // Vendored (assets/VERSIONS); every page loads them first.
     asset!("htmx.min.js", JS),

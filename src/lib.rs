@@ -144,6 +144,9 @@ pub struct Limiters {
     pub reads: Limiter<(i64, i64)>,
     /// Open live sockets per person.
     pub sockets: limits::SocketCap,
+    /// Streamed rooms (`/rooms/{code}/live`) per session: a browser's HTTP/1.1 connections to
+    /// one host are six, and a page needs some for itself.
+    pub streams: limits::SocketCap<Vec<u8>>,
 }
 
 /// The shared state as handlers hold it.
@@ -175,6 +178,7 @@ pub async fn build(config: Config) -> Result<State, String> {
         sign_ins: Limiter::new(config.limits.sign_ins),
         reads: Limiter::new(actions::READ_MARKS),
         sockets: limits::SocketCap::new(config.limits.sockets_per_user),
+        streams: limits::SocketCap::new(web::live::STREAMS_PER_SESSION),
     };
     let background = CancellationToken::new();
     let metrics = Arc::new(metrics::Metrics::default());

@@ -84,23 +84,24 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     }
 }
 
-/// Open live sockets per person on this instance, at most `cap` each: one person's tabs or
-/// scripts cannot hold the instance's file descriptors.
+/// Open live connections per key on this instance (sockets and streams per person, streams
+/// per session), at most `cap` each: one person's tabs or scripts cannot hold the instance's
+/// file descriptors.
 #[derive(Debug)]
-pub struct SocketCap {
+pub struct SocketCap<K = i64> {
     cap: u32,
-    open: Arc<Mutex<HashMap<i64, u32>>>,
+    open: Arc<Mutex<HashMap<K, u32>>>,
 }
 
-/// One open socket, counted against its person until dropped.
+/// One open connection, counted against its key until dropped.
 #[derive(Debug)]
-pub struct SocketSlot {
-    open: Arc<Mutex<HashMap<i64, u32>>>,
-    user: i64,
+pub struct SocketSlot<K: Hash + Eq = i64> {
+    open: Arc<Mutex<HashMap<K, u32>>>,
+    key: K,
 }
 
-impl SocketCap {
-    /// At most `cap` sockets per person.
+impl<K: Hash + Eq + Clone> SocketCap<K> {
+    /// At most `cap` connections per key.
     pub fn new(cap: u32) -> Self {
         Self {
             cap,
@@ -108,33 +109,33 @@ impl SocketCap {
         }
     }
 
-    /// A slot for one more of `user`'s sockets, unless they have `cap` open already.
-    pub fn take(&self, user: i64) -> Option<SocketSlot> {
+    /// A slot for one more of `key`'s connections, unless it has `cap` open already.
+    pub fn take(&self, key: &K) -> Option<SocketSlot<K>> {
         let mut open = self.open.lock();
-        let count = open.entry(user).or_insert(0);
+        let count = open.entry(key.clone()).or_insert(0);
         if *count >= self.cap {
             return None;
         }
         *count += 1;
         Some(SocketSlot {
             open: self.open.clone(),
-            user,
+            key: key.clone(),
         })
     }
 
-    /// Whether `user` has all their sockets open.
-    pub fn is_full(&self, user: i64) -> bool {
-        self.open.lock().get(&user).is_some_and(|n| *n >= self.cap)
+    /// Whether `key` has all its connections open.
+    pub fn is_full(&self, key: &K) -> bool {
+        self.open.lock().get(key).is_some_and(|n| *n >= self.cap)
     }
 }
 
-impl Drop for SocketSlot {
+impl<K: Hash + Eq> Drop for SocketSlot<K> {
     fn drop(&mut self) {
         let mut open = self.open.lock();
-        if let Some(count) = open.get_mut(&self.user) {
+        if let Some(count) = open.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.user);
+                open.remove(&self.key);
             }
         }
     }
@@ -192,12 +193,12 @@ mod tests {
     #[test]
     fn a_socket_slot_is_given_back_when_dropped() {
         let cap = SocketCap::new(2);
-        let (a, b) = (cap.take(1).unwrap(), cap.take(1).unwrap());
-        assert!(cap.take(1).is_none() && cap.is_full(1));
-        assert!(cap.take(2).is_some(), "another person has their own cap");
+        let (a, b) = (cap.take(&1).unwrap(), cap.take(&1).unwrap());
+        assert!(cap.take(&1).is_none() && cap.is_full(&1));
+        assert!(cap.take(&2).is_some(), "another person has their own cap");
         drop(a);
-        assert!(!cap.is_full(1));
-        let _c = cap.take(1).unwrap();
+        assert!(!cap.is_full(&1));
+        let _c = cap.take(&1).unwrap();
         drop(b);
         assert_eq!(cap.open.lock().get(&1), Some(&1));
         drop(_c);

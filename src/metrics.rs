@@ -44,6 +44,8 @@ const STATUSES: usize = 500;
 pub struct Metrics {
     /// `natter_sockets_open`
     sockets_open: Gauge,
+    /// `natter_streams_open`: streamed rooms (pages without JavaScript) and event streams.
+    streams_open: Gauge,
     /// `natter_socket_upgrades_total`
     socket_upgrades: Counter,
     /// `natter_messages_posted_total`
@@ -71,6 +73,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut m = Metrics {
             sockets_open: Gauge::default(),
+            streams_open: Gauge::default(),
             socket_upgrades: Counter::default(),
             messages_posted: Counter::default(),
             resyncs: Counter::default(),
@@ -87,6 +90,11 @@ impl Default for Metrics {
             "natter_sockets_open",
             "Open live sockets",
             m.sockets_open.clone(),
+        );
+        r.register(
+            "natter_streams_open",
+            "Open live streams (pages without JavaScript, Server-Sent Events)",
+            m.streams_open.clone(),
         );
         r.register(
             "natter_socket_upgrades",
@@ -147,6 +155,12 @@ impl Metrics {
     pub fn socket_opened(&self) -> OpenSocket<'_> {
         self.sockets_open.inc();
         OpenSocket(&self.sockets_open)
+    }
+
+    /// Counts an open stream until the returned guard is dropped.
+    pub fn stream_opened(&self) -> OpenSocket<'_> {
+        self.streams_open.inc();
+        OpenSocket(&self.streams_open)
     }
 
     /// Counts messages this instance committed.
@@ -356,6 +370,9 @@ mod tests {
         let expected = r#"# HELP natter_sockets_open Open live sockets.
 # TYPE natter_sockets_open gauge
 natter_sockets_open 1
+# HELP natter_streams_open Open live streams (pages without JavaScript, Server-Sent Events).
+# TYPE natter_streams_open gauge
+natter_streams_open 0
 # HELP natter_socket_upgrades_total Live sockets opened.
 # TYPE natter_socket_upgrades_total counter
 natter_socket_upgrades_total 1

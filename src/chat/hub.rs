@@ -104,7 +104,14 @@ impl HubState {
 }
 
 impl Hub {
-    pub(super) fn new(room: &Room, members: Vec<Member>, capacity: usize) -> Self {
+    /// A hub for `room` whose newest message (as read with it) is `last`: the next one is
+    /// grouped under it.
+    pub(super) fn new(
+        room: &Room,
+        members: Vec<Member>,
+        last: Option<Message>,
+        capacity: usize,
+    ) -> Self {
         let (mut tx, rx) = async_broadcast::broadcast(capacity);
         // Never wait for slow receivers: drop their oldest event and let them resync.
         tx.set_overflow(true);
@@ -123,7 +130,7 @@ impl Hub {
                 flush_scheduled: false,
                 last_flush: None,
                 published: room.last_seq,
-                last: None,
+                last: last.filter(|m| m.seq <= room.last_seq),
             }),
         }
     }
@@ -186,17 +193,18 @@ impl Hub {
                 previous = Some(m);
                 messages_append(code, prev, std::slice::from_ref(m))
             };
-            frames.push((m.event, Utf8Bytes::from(frame.into_string())));
+            frames.push((m.event, m.is_change(), Utf8Bytes::from(frame.into_string())));
         }
-        let newest = frames.last().map_or(upto, |(event, _)| (*event).max(upto));
+        let newest = frames.last().map_or(upto, |(event, ..)| (*event).max(upto));
         let last = previous.cloned();
         let mut state = self.state();
-        for (seq, frame) in frames {
+        for (seq, change, frame) in frames {
             if seq > state.published {
                 self.broadcast(Event::Message {
                     seq,
                     frame,
                     committed,
+                    change,
                 });
             }
         }

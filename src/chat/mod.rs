@@ -56,6 +56,8 @@ pub enum Event {
         frame: Utf8Bytes,
         /// When the message was committed (or, for one read back from the store, created).
         committed: Instant,
+        /// An edit or delete of an earlier message (replaced in place), not a new message.
+        change: bool,
     },
     /// A member-list change (presence, a join, a leave).
     Members {
@@ -241,7 +243,14 @@ impl Chat {
                 return Err(e);
             }
         };
-        let hub = Arc::new(Hub::new(room, members, self.inner.hub_capacity));
+        // The newest message, so the first one posted next is grouped under it (a name line
+        // and a day divider only where they belong; pages without script cannot fix them).
+        // Without it the hub still works, as it did before.
+        let last = match self.store().messages_before(room.id, None, 1).await {
+            Ok(page) => page.messages.into_iter().last(),
+            Err(_) => None,
+        };
+        let hub = Arc::new(Hub::new(room, members, last, self.inner.hub_capacity));
         {
             let mut hubs = self.inner.hubs.lock();
             hubs.by_id.insert(room.id, Arc::downgrade(&hub));

@@ -15,6 +15,7 @@ pub mod messages;
 pub mod page_cache;
 pub mod room;
 pub mod status;
+pub mod stream;
 pub mod times;
 pub mod tokens;
 pub mod unread;

@@ -12,13 +12,14 @@ use super::{
     unread,
 };
 use crate::{
+    assets,
     domain::{MessageBody, notify::Notify},
     store::{Marks, Member, Room, RoomLink, RoomNotify},
 };
 
 /// A fresh random `client_id` for a composer: a double click or a resubmitted form with it
 /// posts once.
-fn fresh_client_id() -> String {
+pub fn fresh_client_id() -> String {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
 }
@@ -228,6 +229,14 @@ impl RoomPage<'_> {
                             }
                         }
                         (v.composer)
+                        // Without JavaScript the conversation arrives live in a streamed
+                        // document, and the composer posts in a frame of its own beside it.
+                        // With it, none of this is parsed: no extra connection.
+                        noscript {
+                            link rel="stylesheet" href=(assets::url("no-js.css"));
+                            iframe.live-frame src={ "/rooms/" (code) "/live#end" } title="Messages, live" {}
+                            iframe.compose-frame src={ "/rooms/" (code) "/compose" } title="Write a message" {}
+                        }
                     }
                     aside.members-panel aria-labelledby="members-title" {
                         details.members-details {

@@ -63,6 +63,11 @@ pub fn routes() -> Route {
             get(changes::delete_form).post(changes::delete),
         )
         .at("/rooms/:code/ws", get(live::connect))
+        .at("/rooms/:code/live", get(live::live))
+        .at(
+            "/rooms/:code/compose",
+            get(room::compose_form).post(room::compose),
+        )
         .at("/rooms/:code/notify", post(room::set_notify))
         .at("/rooms/:code/read", post(room::read))
         .at("/rooms/:code/leave", post(room::leave))

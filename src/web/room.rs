@@ -9,7 +9,7 @@ use poem::{
 };
 use serde::Deserialize;
 
-use super::{InRoom, NoFields, UserForm, is_htmx, member_nav, refused, respond, see_other};
+use super::{InRoom, NoFields, UserForm, is_htmx, live, member_nav, refused, respond, see_other};
 use crate::{
     State,
     actions::{self, PostingRoom},
@@ -21,6 +21,7 @@ use crate::{
         Page,
         messages::{self, PAGE_SIZE},
         room::{self as view, RoomPage},
+        stream,
     },
 };
 
@@ -250,6 +251,108 @@ pub async fn post_message(
         // The database went away meanwhile: the typed text comes back on the error page.
         Err(_) => Err(posted.keeping(Refusal::Unavailable).into()),
     }
+}
+
+/// `GET /rooms/{code}/compose`: the composer frame of a room page without JavaScript.
+#[handler]
+pub async fn compose_form(InRoom { user, room }: InRoom<Room>) -> Response {
+    let csrf = user.session.csrf();
+    let frame = stream::compose_frame(
+        &room.code,
+        user.id,
+        &csrf,
+        "",
+        None,
+        &view::fresh_client_id(),
+    );
+    live::frame_page(StatusCode::OK, frame)
+}
+
+/// `POST /rooms/{code}/compose`: the composer frame posts here, and comes back to itself: 303
+/// to an empty composer (the message arrives in the stream beside it), or the composer again
+/// with the typed text and why it was refused. Whatever goes wrong is said inside the frame.
+#[handler]
+pub async fn compose(
+    state: AppData<'_>,
+    posted: poem::Result<UserForm<PostForm>>,
+    found: poem::Result<InRoom<PostingRoom>>,
+) -> Response {
+    let notice = |status, text: &str, link| {
+        live::frame_page(
+            status,
+            stream::frame_notice("Write a message", 0, text, link, None),
+        )
+    };
+    let refusal_of = |e: poem::Error| match e.downcast::<AppError>() {
+        Ok(e) => e.refusal,
+        Err(e) => Refusal::from_status(e.status()),
+    };
+    let posted = match posted {
+        Ok(posted) => posted,
+        Err(e) => {
+            return match refusal_of(e) {
+                Refusal::SignInRequired { .. } | Refusal::UsernameRequired => notice(
+                    StatusCode::UNAUTHORIZED,
+                    "You are signed out.",
+                    ("/", "Sign in"),
+                ),
+                refusal => notice(
+                    refusal.status(),
+                    &refusal.sentence(),
+                    ("", "Reload the room"),
+                ),
+            };
+        }
+    };
+    let room = match found {
+        Ok(InRoom { room, .. }) => room,
+        Err(e) => {
+            let refusal = refusal_of(e);
+            return frame_refused(&posted, "", &refusal);
+        }
+    };
+    let form = &posted.form;
+    let client_id = form
+        .client_id
+        .as_deref()
+        .filter(|id| actions::valid_client_id(id));
+    let code = room.code.canonical();
+    match actions::post(&state, posted.user.actor(), &room, &form.body, client_id).await {
+        Ok(_) => see_other(&format!("/rooms/{code}/compose"), false),
+        Err(refusal @ Refusal::NotFound) => notice(
+            refusal.status(),
+            "You are not in this room.",
+            ("/home", "Your rooms"),
+        ),
+        Err(refusal) => frame_refused(&posted, &code, &refusal),
+    }
+}
+
+/// The composer frame after a refused post: the typed text, why, and its status.
+fn frame_refused(posted: &UserForm<PostForm>, code: &str, refusal: &Refusal) -> Response {
+    let csrf = posted.user.session.csrf();
+    let client_id = posted
+        .form
+        .client_id
+        .clone()
+        .filter(|id| actions::valid_client_id(id))
+        .unwrap_or_else(view::fresh_client_id);
+    let why = refusal.sentence();
+    let frame = stream::compose_frame(
+        code,
+        posted.user.id,
+        &csrf,
+        &posted.form.body,
+        Some(&why),
+        &client_id,
+    );
+    let mut response = live::frame_page(refusal.status(), frame);
+    if let Some(secs) = refusal.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(poem::http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// The answer to a post htmx made that succeeded: a fresh `client_id` out of band, nothing

@@ -44,8 +44,8 @@ impl Batch {
         self.joined.as_ref().map_or(self.first.len(), String::len)
     }
 
-    /// Takes the messages waiting in `rx` that directly follow the batch, while the whole
-    /// fits in one frame. Returns the first event that does not belong (it must be handled
+    /// Takes the new messages waiting in `rx` that directly follow the batch, while the whole
+    /// fits in one frame (a change goes out on its own: a streamed page reloads for it). Returns the first event that does not belong (it must be handled
     /// next, not lost).
     pub(super) fn gather(
         &mut self,
@@ -65,6 +65,7 @@ impl Batch {
                     seq,
                     frame,
                     committed,
+                    change: false,
                 } if seq == self.last_seq + 1 && self.size() + frame.len() <= MAX_FRAGMENT => {
                     let joined = self.joined.get_or_insert_with(|| {
                         let mut joined = String::with_capacity(MAX_FRAGMENT);
@@ -103,6 +104,7 @@ mod tests {
             seq,
             frame: Utf8Bytes::from(format!("<{seq}:{text}>")),
             committed: Instant::now(),
+            change: false,
         }
     }
 

@@ -5,13 +5,17 @@
 //! asked without an upgrade answers what an upgrade would get (without the Origin check: it
 //! changes nothing, and another site cannot read the answer), so the page can tell a refused
 //! socket from a network failure. Then the socket listens on its room's hub (`chat::Chat::listen`) and its task
-//! (`socket.rs`) sends the member list, replays what the page missed (`seq > after`) and
+//! (`feed.rs` over `ws.rs`) sends the member list, replays what the page missed (`seq > after`) and
 //! forwards live events, each message exactly once and in order.
 
 mod batch;
-mod socket;
+mod feed;
+mod stream;
+mod ws;
 
-use socket::Socket;
+pub use stream::{STREAMS_PER_SESSION, frame_page, live};
+
+use feed::Feed;
 
 use poem::{
     FromRequest, Request, Response, handler,
@@ -143,7 +147,7 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
         .get(header::SEC_WEBSOCKET_KEY)
         .filter(|_| upgrade_ok)
     else {
-        if state.limits.sockets.is_full(user.id) {
+        if state.limits.sockets.is_full(&user.id) {
             return over_cap();
         }
         return Ok(refuse(
@@ -151,7 +155,7 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
             "this address only speaks WebSocket\n",
         ));
     };
-    let Some(slot) = state.limits.sockets.take(user.id) else {
+    let Some(slot) = state.limits.sockets.take(&user.id) else {
         return over_cap();
     };
     let accept = derive_accept_key(key.as_bytes());
@@ -184,11 +188,13 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
                 Ok(listener) => {
                     metrics.socket_upgraded();
                     let _open = metrics.socket_opened();
-                    Socket::new(state, room, ws, listener).run(after).await;
+                    Feed::new(state, room, ws::Socket::new(ws), listener)
+                        .run(after)
+                        .await;
                 }
                 Err(chat::Refused::Unavailable(e)) => {
                     tracing::warn!(error = %e, "socket could not join its room's hub");
-                    socket::close(&mut ws, 1011, "try again").await;
+                    ws::close(&mut ws, 1011, "try again").await;
                 }
                 Err(chat::Refused::Closed(code)) => {
                     metrics.socket_upgraded();
@@ -196,7 +202,7 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
                         chat::close::SIGNED_OUT => "signed out",
                         _ => "left the room",
                     };
-                    socket::close(&mut ws, code, reason).await;
+                    ws::close(&mut ws, code, reason).await;
                 }
             }
         }

@@ -1,35 +1,20 @@
-//! One live socket's task, after the upgrade: send the member list, replay what the page
-//! missed (`seq > after`) from the store, then forward the hub's events, keeping `last_sent`
-//! so that every message goes out exactly once and in order (gaps are filled from the store).
+//! One live subscriber's loop, whatever carries it (a WebSocket, a streamed document, Server-Sent
+//! Events): replay what the client missed (`seq > after`) from the store, then forward the
+//! hub's events, keeping `last_sent` so that every event goes out exactly once and in order
+//! (gaps are filled from the store). The `Transport` only writes, keeps the connection alive
+//! and says how it ends.
 //!
 //! Shaped like mini-redis's connection handler: `run` is a loop over `next_event`, and each
 //! kind of event has a small method of its own.
 
-use std::{
-    pin::Pin,
-    time::{Duration, Instant},
-};
+use std::{pin::Pin, time::Instant};
 
 use async_broadcast::RecvError;
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use tokio::time::Interval;
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{
-        Message as WsMessage, Utf8Bytes,
-        protocol::{
-            CloseFrame,
-            frame::{
-                Frame,
-                coding::{CloseCode, Data, OpCode},
-            },
-        },
-    },
-};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::batch::{Batch, MAX_FRAGMENT};
+use super::batch::Batch;
 use crate::{
     State,
     chat::{Event, Listener, close},
@@ -37,55 +22,73 @@ use crate::{
     views::{messages::events_frame, status::away_notice},
 };
 
-/// A socket may be this far behind (in messages) and still catch up over the socket; further
-/// behind, it is told to reload (4409).
-const MAX_REPLAY: i64 = 500;
+/// A client may be this far behind (in room events) and still catch up; further behind, it is
+/// told to reload (4409).
+pub(super) const MAX_REPLAY: i64 = 500;
 /// Room events per replay read (and frame).
 const REPLAY_CHUNK: i64 = 100;
-/// A client that cannot take a frame for this long is closed (it reconnects and resumes).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-const PING_EVERY: Duration = Duration::from_secs(30);
-/// A client silent (no pong, no frame) for this long is gone.
-const SILENT_LIMIT: Duration = Duration::from_secs(60);
 
-/// The upgraded connection.
-pub(super) type Ws = WebSocketStream<poem::Upgraded>;
-
-/// Why the socket ends: what (if anything) to tell the client.
+/// Why a feed ends: what (if anything) to tell the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum End {
-    /// Close with this code and reason.
+    /// Close with this code (`chat::close`, or 1011 "try again") and reason.
     Close(u16, &'static str),
+    /// The client cannot apply what happened in place (a streamed document and an edit): end,
+    /// so that it reloads into the room's current state.
+    Reload,
     /// The client went away or broke the protocol: nothing to say.
     Gone,
 }
 
+/// What carries a feed to its client. The feed decides what goes out and when; the transport
+/// writes it, keeps the connection alive, and says goodbye.
+pub(super) trait Transport: Send {
+    /// Whether the client applies an edit or a delete in place (htmx swaps it); otherwise the
+    /// feed ends with `End::Reload` when one happens.
+    const IN_PLACE: bool;
+    /// Whether the client shows the member list and the person's activity elsewhere.
+    const PRESENCE: bool;
+    /// How often `keep_alive` runs.
+    const KEEP_ALIVE: std::time::Duration;
+
+    /// Sends one frame of fragments; `seq` is the newest room event it brings (0: none).
+    fn send(&mut self, frame: Utf8Bytes, seq: i64) -> impl Future<Output = Result<(), End>> + Send;
+
+    /// Completes when the client said something (it is alive) or went away.
+    fn heard(&mut self) -> impl Future<Output = Result<(), End>> + Send;
+
+    /// Runs every `KEEP_ALIVE`: a ping, a heartbeat, a check that the client still answers.
+    fn keep_alive(&mut self) -> impl Future<Output = Result<(), End>> + Send;
+
+    /// Ends the connection, telling the client why.
+    fn close(self, end: End) -> impl Future<Output = ()> + Send;
+}
+
 /// What happened next, as `next_event` saw it.
 enum Next {
-    /// The hub broadcast something, or the socket fell behind it.
+    /// The hub broadcast something, or the feed fell behind it.
     Hub(Result<Event, RecvError>),
     /// Activity in the person's other rooms (`chat::activity`): sent as it is.
     Activity(Utf8Bytes),
     /// The client said something (a pong, a frame): it is alive.
     Heard,
     /// Time to ping, and to check that the client still answers.
-    Ping,
-    /// The socket must end.
+    KeepAlive,
+    /// The feed must end.
     End(End),
 }
 
-/// A live socket of one member in one room.
-pub(super) struct Socket {
+/// A live feed of one member in one room.
+pub(super) struct Feed<T> {
     state: State,
     room: Room,
-    ws: Ws,
-    /// The socket's place in the room's hub (its events and its kick).
+    out: T,
+    /// The feed's place in the room's hub (its events and its kick).
     listener: Listener,
-    /// The newest seq sent: older or repeated messages are skipped, a newer one with a gap
+    /// The newest seq sent: older or repeated events are skipped, a newer one with a gap
     /// before it waits for the gap to be read from the store.
     last_sent: i64,
-    ping: Interval,
-    /// When the client was last heard from.
-    heard: Instant,
+    keep_alive: Interval,
     /// Completes when the server starts shutting down. Registered once, not once per event:
     /// a busy room wakes the loop for every message.
     restarting: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -94,26 +97,25 @@ pub(super) struct Socket {
     held: Option<Result<Event, RecvError>>,
 }
 
-impl Socket {
-    pub(super) fn new(state: State, room: Room, ws: Ws, listener: Listener) -> Self {
+impl<T: Transport> Feed<T> {
+    pub(super) fn new(state: State, room: Room, out: T, listener: Listener) -> Self {
         let restarting = Box::pin(state.shutdown.clone().cancelled_owned());
-        let first_ping = tokio::time::Instant::now() + PING_EVERY;
-        Socket {
+        let first = tokio::time::Instant::now() + T::KEEP_ALIVE;
+        Feed {
             state,
             room,
-            ws,
+            out,
             listener,
             last_sent: 0,
-            ping: tokio::time::interval_at(first_ping, PING_EVERY),
-            heard: Instant::now(),
+            keep_alive: tokio::time::interval_at(first, T::KEEP_ALIVE),
             restarting,
             held: None,
         }
     }
 
-    /// Serves the socket until it ends, then closes it and leaves the hub.
+    /// Serves the feed until it ends, then says goodbye and leaves the hub.
     ///
-    /// A socket spends its life inside one task, whose future is as large as its largest
+    /// A feed spends its life inside one task, whose future is as large as its largest
     /// state: no future here is kept alive past its `.await` (a `match` on an awaited
     /// expression would keep it alive through the arms), nothing large is moved into another
     /// future, and the store's futures are boxed (see `catch_up`). Each of these was a few
@@ -124,22 +126,18 @@ impl Socket {
             Ok(()) => self.forward().await,
             Err(end) => end,
         };
-        let Socket {
-            ref mut ws,
-            listener,
-            ..
-        } = self;
+        let Feed { out, listener, .. } = self;
         Box::pin(listener.close()).await;
-        if let End::Close(code, reason) = end {
-            close(ws, code, reason).await;
-        }
+        out.close(end).await;
     }
 
-    /// Sends the member list and the messages after `after`.
+    /// Sends the member list (where it is shown) and the events after `after`.
     async fn start(&mut self, after: Option<i64>) -> Result<(), End> {
-        self.send(self.listener.list_frame()).await?;
+        if T::PRESENCE {
+            self.out.send(self.listener.list_frame(), 0).await?;
+        }
         // Everything up to what the hub had published is committed, and anything newer reaches
-        // this socket through the hub (it subscribed first): no need to ask the store.
+        // this feed through the hub (it subscribed first): no need to ask the store.
         let latest = self.listener.published.max(self.room.last_seq);
         let from = match after {
             None => latest,
@@ -148,7 +146,9 @@ impl Socket {
         };
         if latest - from > MAX_REPLAY {
             let notice = away_notice(&self.room.code);
-            self.send(Utf8Bytes::from(notice.into_string())).await?;
+            self.out
+                .send(Utf8Bytes::from(notice.into_string()), 0)
+                .await?;
             return Err(End::Close(close::TOO_FAR_BEHIND, "too far behind"));
         }
         self.last_sent = from;
@@ -167,13 +167,13 @@ impl Socket {
             Ok(committed) if after <= committed.unwrap_or(0) => Ok(after),
             Ok(_) => Ok(latest),
             Err(e) => {
-                tracing::warn!(error = %e, "socket could not read the room's last seq");
+                tracing::warn!(error = %e, "feed could not read the room's last seq");
                 Err(End::Close(1011, "try again"))
             }
         }
     }
 
-    /// Forwards the hub's events until the socket ends.
+    /// Forwards the hub's events until the feed ends.
     async fn forward(&mut self) -> End {
         loop {
             let next = self.next_event().await;
@@ -182,16 +182,17 @@ impl Socket {
                     seq,
                     frame,
                     committed,
-                })) => self.on_message(seq, frame, committed).await,
-                Next::Hub(Ok(Event::Members { frame })) => self.send(frame).await,
+                    change,
+                })) => self.on_message(seq, frame, committed, change).await,
+                Next::Hub(Ok(Event::Members { frame })) if T::PRESENCE => {
+                    self.out.send(frame, 0).await
+                }
+                Next::Hub(Ok(Event::Members { .. })) => Ok(()),
                 Next::Hub(Err(RecvError::Overflowed(missed))) => self.on_overflow(missed).await,
                 Next::Hub(Err(RecvError::Closed)) => Err(End::Close(close::RESTART, "closing")),
-                Next::Activity(frame) => self.send(frame).await,
-                Next::Heard => {
-                    self.heard = Instant::now();
-                    Ok(())
-                }
-                Next::Ping => self.on_ping().await,
+                Next::Activity(frame) if T::PRESENCE => self.out.send(frame, 0).await,
+                Next::Activity(_) | Next::Heard => Ok(()),
+                Next::KeepAlive => self.out.keep_alive().await,
                 Next::End(end) => Err(end),
             };
             if let Err(end) = handled {
@@ -219,17 +220,23 @@ impl Socket {
             }),
             event = self.listener.events.recv() => Next::Hub(event),
             Some(frame) = self.listener.activity.recv() => Next::Activity(frame),
-            incoming = self.ws.next() => match incoming {
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => Next::End(End::Gone),
-                Some(Ok(_)) => Next::Heard,
+            heard = self.out.heard() => match heard {
+                Ok(()) => Next::Heard,
+                Err(end) => Next::End(end),
             },
-            _ = self.ping.tick() => Next::Ping,
+            _ = self.keep_alive.tick() => Next::KeepAlive,
         }
     }
 
     /// A message from the hub: skipped if already sent, sent after its gap otherwise, together
     /// with the messages waiting right behind it.
-    async fn on_message(&mut self, seq: i64, frame: Utf8Bytes, at: Instant) -> Result<(), End> {
+    async fn on_message(
+        &mut self,
+        seq: i64,
+        frame: Utf8Bytes,
+        at: Instant,
+        change: bool,
+    ) -> Result<(), End> {
         if seq <= self.last_sent {
             return Ok(());
         }
@@ -239,9 +246,12 @@ impl Socket {
             self.state.metrics.gap_filled();
             self.catch_up(seq - 1).await?;
         }
+        if change && !T::IN_PLACE {
+            return Err(End::Reload);
+        }
         let mut batch = Batch::new(frame, seq, at);
         self.held = batch.gather(&mut self.listener.events);
-        self.send(batch.frame()).await?;
+        self.out.send(batch.frame(), batch.last_seq).await?;
         for committed in batch.committed() {
             self.state.metrics.delivered(committed.elapsed());
         }
@@ -249,14 +259,11 @@ impl Socket {
         Ok(())
     }
 
-    /// The socket fell behind its hub and events were dropped: catch up from the store (or
+    /// The feed fell behind its hub and events were dropped: catch up from the store (or
     /// reload, if too far behind), and send a fresh member list (presence changes may have
     /// been dropped too).
     async fn on_overflow(&mut self, missed: u64) -> Result<(), End> {
-        tracing::debug!(
-            missed,
-            "socket fell behind its hub; resyncing from the store"
-        );
+        tracing::debug!(missed, "feed fell behind its hub; resyncing from the store");
         self.state.metrics.resynced();
         let read = Box::pin(self.state.store.last_seq(self.room.id)).await;
         let latest = match read {
@@ -267,15 +274,10 @@ impl Socket {
             return Err(End::Close(close::TOO_FAR_BEHIND, "too far behind"));
         }
         self.catch_up(latest).await?;
-        self.send(self.listener.list_frame()).await
-    }
-
-    /// Pings the client, unless it has been silent too long.
-    async fn on_ping(&mut self) -> Result<(), End> {
-        if self.heard.elapsed() > SILENT_LIMIT {
-            return Err(End::Gone);
+        if T::PRESENCE {
+            self.out.send(self.listener.list_frame(), 0).await?;
         }
-        self.send_message(WsMessage::Ping(Default::default())).await
+        Ok(())
     }
 
     /// Sends the room's events `(last_sent, upto]` from the store in order, a chunk of seqs
@@ -286,75 +288,24 @@ impl Socket {
         while self.last_sent < upto {
             let to = upto.min(self.last_sent + REPLAY_CHUNK);
             // Boxed: the store's futures are large, and kept inline they would size every
-            // idle socket's task.
+            // idle feed's task.
             let read = self
                 .state
                 .store
                 .events_between(self.room.id, self.last_sent, to);
             let events = Box::pin(read).await.map_err(|e| {
-                tracing::warn!(error = %e, "socket could not read messages");
+                tracing::warn!(error = %e, "feed could not read messages");
                 End::Close(1011, "try again")
             })?;
+            if !T::IN_PLACE && events.iter().any(|m| m.is_change()) {
+                return Err(End::Reload);
+            }
             if !events.is_empty() {
                 let frame = events_frame(&self.room.code, &events);
-                self.send(Utf8Bytes::from(frame)).await?;
+                self.out.send(Utf8Bytes::from(frame), to).await?;
             }
             self.last_sent = to;
         }
         Ok(())
     }
-
-    /// Sends one HTML frame: whole when small, otherwise as a fragmented message (same bytes,
-    /// shared, cut into `MAX_FRAGMENT` pieces). tungstenite's write buffer keeps the capacity
-    /// of the largest frame it ever wrote for the socket's lifetime; a 200-member list or a
-    /// replay of a hundred messages would otherwise pin tens of KiB to every idle socket.
-    async fn send(&mut self, frame: Utf8Bytes) -> Result<(), End> {
-        if frame.len() <= MAX_FRAGMENT {
-            return self.send_message(WsMessage::Text(frame)).await;
-        }
-        let bytes = Bytes::from(frame);
-        let mut start = 0;
-        while start < bytes.len() {
-            let end = (start + MAX_FRAGMENT).min(bytes.len());
-            let opcode = if start == 0 {
-                OpCode::Data(Data::Text)
-            } else {
-                OpCode::Data(Data::Continue)
-            };
-            let part = Frame::message(bytes.slice(start..end), opcode, end == bytes.len());
-            self.send_message(WsMessage::Frame(part)).await?;
-            start = end;
-        }
-        Ok(())
-    }
-
-    async fn send_message(&mut self, message: WsMessage) -> Result<(), End> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.ws.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => {
-                tracing::debug!("socket could not take a frame for 10 s; closing");
-                Err(End::Gone)
-            }
-        }
-    }
-}
-
-/// Says goodbye with `code`, and waits (briefly) for the client's answering close so the TCP
-/// connection ends cleanly.
-pub(super) async fn close(ws: &mut Ws, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        if ws.send(WsMessage::Close(Some(frame))).await.is_ok() {
-            while let Some(Ok(message)) = ws.next().await {
-                if message.is_close() {
-                    break;
-                }
-            }
-        }
-    })
-    .await;
 }
