@@ -234,7 +234,7 @@ impl RoomPage<'_> {
                         // With it, none of this is parsed: no extra connection.
                         noscript {
                             link rel="stylesheet" href=(assets::url("no-js.css"));
-                            iframe.live-frame src={ "/rooms/" (code) "/live#end" } title="Messages, live" {}
+                            iframe.live-frame src={ "/rooms/" (code) "/live" } title="Messages, live" {}
                             iframe.compose-frame src={ "/rooms/" (code) "/compose" } title="Write a message" {}
                         }
                     }

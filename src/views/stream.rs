@@ -34,7 +34,7 @@ fn frame_head(title: &str, me: i64, refresh: Option<&str>) -> Markup {
 
 /// Where a stream that showed everything up to `cursor` reloads to.
 pub fn resume_url(code: &str, cursor: i64) -> String {
-    format!("/rooms/{code}/live?after={cursor}#end")
+    format!("/rooms/{code}/live?after={cursor}")
 }
 
 /// The stream's beginning: the head and the newest page, left open for what comes live.
@@ -46,41 +46,36 @@ pub fn stream_start(room: &Room, me: i64, page: &NewestPage, missed: bool) -> St
         (DOCTYPE)
         html lang="en" {
             head { (frame_head(room.display_name(), me, Some(&refresh))) }
+            // The body scrolls bottom-up (`no-js.css`), so the frame opens at the newest
+            // message and stays there while a reader at the bottom watches new ones arrive.
             body.page-frame.page-stream {
-                @if page.has_older {
-                    @if let Some(first) = page.first_seq { (older_link(code, first)) }
-                }
-                @if missed {
-                    p.stream-notice role="status" { "More was posted while this was away than fits here: see older messages above." }
-                }
-                @if page.first_seq.is_none() {
-                    p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
+                div.stream {
+                    @if page.has_older {
+                        @if let Some(first) = page.first_seq { (older_link(code, first)) }
+                    }
+                    @if missed {
+                        p.stream-notice role="status" { "More was posted while this was away than fits here: see older messages above." }
+                    }
+                    div #log.stream-log role="log" aria-live="polite" aria-label="Messages" {
+                        @if page.first_seq.is_none() {
+                            p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
+                        }
+                        (PreEscaped(&page.html))
+                        (cursor(page.cursor, false))
+                    }
                 }
             }
         }
     };
-    // maud closes every element; the log stays open for the live frames, so it is written
-    // after the (closed) body's content is cut at `</body>`.
+    // maud closes every element; the log stays open for the live frames.
     let mut html = start.into_string();
-    let cut = html.rfind("</body>").unwrap_or(html.len());
-    html.truncate(cut);
-    let log = html! {
-        div #log.stream-log role="log" aria-live="polite" aria-label="Messages" {
-            (PreEscaped(&page.html))
-            (cursor(page.cursor, false))
-            // The reader's place: laid out after every message (`no-js.css`), and the only
-            // element the browser's scroll anchoring follows, so a reader at the bottom stays
-            // there as messages arrive.
-            div #end {}
-        }
-    };
-    let log = log.into_string();
-    html.push_str(log.strip_suffix("</div>").unwrap_or(&log));
+    let open = html.rfind("</div></div></body>").unwrap_or(html.len());
+    html.truncate(open);
     html
 }
 
 /// The end of a stream the browser should reload (the refresh in its head then fires).
-pub const STREAM_END: &str = "</div></body></html>\n";
+pub const STREAM_END: &str = "</div></div></body></html>\n";
 
 /// The end of a stream whose reader can no longer see the room: why, and where to go, with
 /// nothing that reloads it again.
@@ -93,7 +88,7 @@ pub fn stream_ended(why: Ended) -> String {
             p.stream-notice role="status" { "You are no longer in this room. " a href="/home" { "Your rooms" } }
         },
     };
-    format!("</div>{}</body></html>\n", notice.into_string())
+    format!("</div>{}</div></body></html>\n", notice.into_string())
 }
 
 /// Why a reader's stream ended for good.
@@ -119,16 +114,18 @@ pub fn frame_notice(
         html lang="en" {
             head { (frame_head(title, me, None)) }
             body.page-frame.page-stream {
-                @if let Some(page) = snapshot {
-                    div.stream-log role="log" aria-label="Messages" { (PreEscaped(&page.html)) div #end {} }
-                }
-                p.stream-notice role="status" {
-                    (text) " "
-                    // A refresh link reloads the frame itself; others open in the tab.
-                    @if link.0.contains("/live") {
-                        a href=(link.0) target="_self" { (link.1) }
-                    } @else {
-                        a href=(link.0) { (link.1) }
+                div.stream {
+                    @if let Some(page) = snapshot {
+                        div.stream-log role="log" aria-label="Messages" { (PreEscaped(&page.html)) }
+                    }
+                    p.stream-notice role="status" {
+                        (text) " "
+                        // A refresh link reloads the frame itself; others open in the tab.
+                        @if link.0.contains("/live") {
+                            a href=(link.0) target="_self" { (link.1) }
+                        } @else {
+                            a href=(link.0) { (link.1) }
+                        }
                     }
                 }
             }

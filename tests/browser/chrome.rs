@@ -138,6 +138,13 @@ impl Chrome {
             // An alert a script opened stays open, so a test can see it.
             "unhandledPromptBehavior": "ignore",
         });
+        let mut caps = caps;
+        if js == Js::Off {
+            // A room page without JavaScript streams its conversation in a frame whose document
+            // never finishes loading (nor, then, does the page): navigation waits for the
+            // parsed page, not for its load event.
+            caps["pageLoadStrategy"] = json!("eager");
+        }
         let Value::Object(caps) = caps else {
             unreachable!()
         };
@@ -319,8 +326,46 @@ impl Chrome {
         }
     }
 
-    /// The texts of the message bodies on the page, oldest first.
+    /// Moves WebDriver into the frame `css` of the page (a room without JavaScript has its
+    /// conversation and composer in frames); `leave_frame` comes back.
+    pub async fn enter_frame(&self, css: &str) {
+        let frame = self.find(css).await;
+        frame
+            .enter_frame()
+            .await
+            .unwrap_or_else(|e| panic!("enter {css}: {e}"));
+    }
+
+    /// Back to the page itself (also after a link in a frame replaced the page).
+    pub async fn leave_frame(&self) {
+        // Switching to the window is switching to its top-level page, wherever WebDriver was
+        // (even in a frame the page has since replaced).
+        let window = self.client.window().await.expect("the window");
+        self.client
+            .switch_to_window(window)
+            .await
+            .expect("back to the page");
+    }
+
+    /// The texts of the message bodies on the page, oldest first: in the live frame when the
+    /// page streams its conversation, otherwise in the page itself.
     pub async fn message_texts(&self) -> Vec<String> {
+        if self.js == Js::Off && self.exists("iframe.live-frame").await {
+            self.wait_until(
+                "the streamed conversation",
+                "document.querySelector('iframe.live-frame').contentDocument?.querySelector('#log, .stream-notice')",
+                vec![],
+            )
+            .await;
+            let texts = self
+                .js(
+                    "[...document.querySelector('iframe.live-frame').contentDocument
+                        .querySelectorAll('article.message .message-body')].map((b) => b.textContent)",
+                    vec![],
+                )
+                .await;
+            return serde_json::from_value(texts).expect("texts");
+        }
         let all = self
             .client
             .find_all(Locator::Css("article.message .message-body"))

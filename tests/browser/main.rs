@@ -85,13 +85,33 @@ pub async fn join_by_link(c: &Chrome, code: &str) {
     c.wait_for_path(&format!("/rooms/{code}")).await;
 }
 
-/// Types a message and sends it: Enter with JavaScript on, the Send button without.
+/// Types a message and sends it: Enter with JavaScript on, the Send button without (in the
+/// room's composer frame, or the page's own form where there is no frame).
 pub async fn send(c: &Chrome, text: &str) {
+    if c.js == Js::Off && c.exists("iframe.compose-frame").await {
+        in_composer_frame(c, |c| async move {
+            c.type_into("#composer-body", text).await;
+            c.click("form.composer button[type=submit]").await;
+        })
+        .await;
+        return;
+    }
     c.type_into("#composer-body", text).await;
     match c.js {
         Js::On => c.press(ENTER).await,
         Js::Off => c.click("#composer button[type=submit]").await,
     }
+}
+
+/// Runs `f` inside the room page's composer frame (JavaScript off), then returns to the page.
+pub async fn in_composer_frame<'a, F, Fut>(c: &'a Chrome, f: F)
+where
+    F: FnOnce(&'a Chrome) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    c.enter_frame("iframe.compose-frame").await;
+    f(c).await;
+    c.leave_frame().await;
 }
 
 /// Sets the composer's text directly (any Unicode, which WebDriver's typing cannot send) and

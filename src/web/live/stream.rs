@@ -131,7 +131,7 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
         return notice(
             StatusCode::BAD_REQUEST,
             "This address has a broken position in it.",
-            (&format!("/rooms/{}/live#end", room.code), "Open the room"),
+            (&format!("/rooms/{}/live", room.code), "Open the room"),
         );
     };
     let session = user.session.token_hash.clone();
@@ -147,7 +147,7 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
         .and_then(|s| Some((s, state.limits.sockets.take(&user.id)?)));
     let Some(slots) = slots else {
         let text = "This room is not live here: too many natter rooms are open in this browser.";
-        let refresh = format!("/rooms/{}/live#end", room.code);
+        let refresh = format!("/rooms/{}/live", room.code);
         let markup = stream::frame_notice(
             room.display_name(),
             user.id,
