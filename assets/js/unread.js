@@ -60,6 +60,7 @@ function apply(rooms) {
     const n = Math.min(100, +badge.dataset.count + counted);
     badge.dataset.count = n;
     badge.querySelector(".unread-number").textContent = display(n);
+    badge.querySelector(".unread-label").textContent = " unread"; // empty at zero (unread.rs)
     if (named) {
       badge.classList.add("mentioned"); // the stronger mark: something mentions the reader
       const said = badge.querySelector(".unread-mentions");

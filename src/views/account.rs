@@ -81,10 +81,14 @@ fn dev_sign_in_form(
             form method="post" action="/auth/dev" novalidate {
                 (csrf_field(csrf))
                 @if let Some(next) = next { input type="hidden" name="next" value=(next); }
+                // The spaces keep label, field and button apart in a text browser (natter.css sets
+                // each on its own line).
                 label for="dev-email" { "Email" }
+                " "
                 input #dev-email type="email" name="email" value=(email) autocomplete="email" required
                     aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "dev-email-error")];
                 (field_error("dev-email-error", error))
+                " "
                 button.button type="submit" { "Sign in" }
             }
         }
@@ -130,6 +134,7 @@ pub fn username(csrf: &str, typed: &str, error: Option<&str>, next: Option<&str>
                 (csrf_field(csrf))
                 @if let Some(next) = next { input type="hidden" name="next" value=(next); }
                 label for="username" { "Username" }
+                " "
                 input #username type="text" name="username" value=(typed) required
                     minlength=(Username::MIN) maxlength=(Username::MAX)
                     autocomplete="username" autocapitalize="none" spellcheck="false" autofocus
@@ -137,6 +142,7 @@ pub fn username(csrf: &str, typed: &str, error: Option<&str>, next: Option<&str>
                     aria-describedby={ "username-help" @if error.is_some() { " username-error" } };
                 p.help #username-help { "3–24 letters, digits, underscore, dash or dot." }
                 (field_error("username-error", error))
+                " "
                 button.button.primary type="submit" { "Continue" }
             }
         }
@@ -219,6 +225,7 @@ fn notify_default_form(csrf: &str, notify: Notify, error: Option<&str>) -> Marku
             form method="post" action="/profile/notify" {
                 (csrf_field(csrf))
                 label for="notify-default" { "By default, notify me about" }
+                " "
                 select #notify-default name="notify" aria-describedby={ "notify-help" @if error.is_some() { " notify-error" } }
                     aria-invalid=[error.map(|_| "true")] {
                     @for choice in Notify::CHOICES {
@@ -227,6 +234,7 @@ fn notify_default_form(csrf: &str, notify: Notify, error: Option<&str>) -> Marku
                 }
                 p.help #notify-help { "Each room can choose otherwise, in its member panel. Unread marks follow it." }
                 (field_error("notify-error", error))
+                " "
                 button.button type="submit" { "Save" }
             }
         }

@@ -53,6 +53,7 @@ pub fn edit_page(
             (field_error("edit-error", error))
             div.form-actions {
                 button.button.primary type="submit" { "Save" }
+                " "
                 a.button.subtle href=(permalink(code, m.seq)) { "Cancel" }
             }
         }
@@ -96,6 +97,7 @@ pub fn delete_page(nav: Nav, csrf: &str, code: &str, m: &Message, own: bool) -> 
             (csrf_field(csrf))
             div.form-actions {
                 button.button.danger type="submit" { "Delete message" }
+                " "
                 a.button.subtle href=(permalink(code, m.seq)) { "Cancel" }
             }
         }

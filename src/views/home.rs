@@ -3,7 +3,7 @@
 use maud::{Markup, html};
 
 use super::{
-    layout::{Nav, Page, csrf_field, field_error},
+    layout::{Nav, Page, csrf_field, field_error, text_separator},
     times::time,
     unread,
 };
@@ -33,11 +33,15 @@ pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> M
                 p.muted { "You get a short code to share with the people you invite." }
                 form method="post" action="/rooms" novalidate {
                     (csrf_field(csrf))
+                    // The spaces keep label, field and button apart in a text browser (natter.css sets
+                    // each on its own line).
                     label for="room-name" { "Room name " span.optional { "(optional)" } }
+                    " "
                     input #room-name type="text" name="name" value=(forms.name) maxlength=(RoomName::MAX) autocomplete="off"
                         placeholder="Book club"
                         aria-invalid=[forms.name_error.map(|_| "true")] aria-describedby=[forms.name_error.map(|_| "room-name-error")];
                     (field_error("room-name-error", forms.name_error))
+                    " "
                     button.button.primary type="submit" { "Create room" }
                 }
             }
@@ -47,10 +51,12 @@ pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> M
                 form method="post" action="/rooms/join" novalidate {
                     (csrf_field(csrf))
                     label for="join-code" { "Room code" }
+                    " "
                     input #join-code.code-input type="text" name="code" value=(forms.code) required autocomplete="off"
                         autocapitalize="characters" spellcheck="false" placeholder="ABCD-EFGH" maxlength="40"
                         aria-invalid=[forms.code_error.map(|_| "true")] aria-describedby=[forms.code_error.map(|_| "join-code-error")];
                     (field_error("join-code-error", forms.code_error))
+                    " "
                     button.button type="submit" { "Join room" }
                 }
             }
@@ -81,13 +87,15 @@ pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> M
     .render()
 }
 
-/// One of my rooms: name, latest message, code and time.
+/// One of my rooms: name, latest message, code and time (apart on screen; separated by " · "
+/// in a text browser, the unread badge bringing its own).
 fn room_row(r: &RoomSummary) -> Markup {
     html! {
         li {
             a.room-row href=(unread::room_href(&r.code, r.marks().shown())) {
                 span.room-row-main {
                     span.room-row-name { bdi { (r.display_name()) } }
+                    (text_separator())
                     span.room-row-preview {
                         @match (&r.last_author, &r.last_body) {
                             (Some(author), Some(_)) if r.last_deleted => { span.preview-author { (author) ": " } em { "Message deleted" } },
@@ -98,7 +106,9 @@ fn room_row(r: &RoomSummary) -> Markup {
                 }
                 span.room-row-side {
                     (unread::badge(r.marks()))
+                    (text_separator())
                     code.code-chip { (r.code) }
+                    (text_separator())
                     (time(r.last_activity_at, false))
                 }
             }

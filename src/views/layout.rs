@@ -78,10 +78,13 @@ impl Page<'_> {
                     }
                 }
                 body class=(self.body_class) hx-headers=[hx_headers] {
-                    a.skip-link href="#main" { "Skip to content" }
+                    // Text browsers (w3m, lynx) ignore CSS: the skip link is a line of its own
+                    // (the block is empty on screen, its link positioned away), and the logo's
+                    // letter is drawn by natter.css, so the header reads "natter", not "nnatter".
+                    div { a.skip-link href="#main" { "Skip to content" } }
                     header.site-header {
                         a.brand href="/" {
-                            span.brand-mark aria-hidden="true" { "n" }
+                            span.brand-mark aria-hidden="true" {}
                             span.brand-name { "natter" }
                         }
                         (nav(&self.nav))
@@ -93,19 +96,23 @@ impl Page<'_> {
     }
 }
 
+/// The account links, as a list: a text browser shows one per line instead of running them
+/// into one word ("RoomsProfile of adaSign out").
 fn nav(nav: &Nav) -> Markup {
     match nav {
         Nav::Guest => html! {},
         Nav::Newcomer { csrf } => html! {
             nav.site-nav aria-label="Account" {
-                (sign_out_button(csrf))
+                ul { li { (sign_out_button(csrf)) } }
             }
         },
         Nav::Member { username, csrf, .. } => html! {
             nav.site-nav aria-label="Account" {
-                a href="/home" { "Rooms" }
-                a href="/profile" { span.visually-hidden { "Profile of " } (username) }
-                (sign_out_button(csrf))
+                ul {
+                    li { a href="/home" { "Rooms" } }
+                    li { a href="/profile" { span.visually-hidden { "Profile of " } (username) } }
+                    li { (sign_out_button(csrf)) }
+                }
             }
         },
     }
@@ -118,6 +125,13 @@ fn sign_out_button(csrf: &str) -> Markup {
             button.link-button type="submit" { "Sign out" }
         }
     }
+}
+
+/// A separator only text browsers show (" · "), between pieces that natter.css lays out apart
+/// but that would otherwise run into one word without CSS: hidden on screen (positioned away,
+/// so flex and grid layouts do not see it) and from screen readers.
+pub fn text_separator() -> Markup {
+    html! { span.visually-hidden aria-hidden="true" { " · " } }
 }
 
 /// A hidden CSRF field.

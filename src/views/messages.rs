@@ -72,7 +72,7 @@ fn day_divider(ms: i64) -> Markup {
 /// the page's `can-moderate` class).
 ///
 /// Its time links to it from anywhere (`permalink`); "Copy link" copies that link with
-/// JavaScript (`js/copy.js` shows it where the clipboard can be written).
+/// JavaScript (`js/copy.js` adds it where the clipboard can be written).
 pub fn message(code: &str, m: &Message, continued: bool) -> Markup {
     html! {
         article.message.continued[continued] id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) {
@@ -101,9 +101,9 @@ pub fn message_content(code: &str, m: &Message) -> Markup {
             div.message-body dir="auto" { (linkify(&m.body, &m.mentions)) }
         }
         div.message-actions {
-            button.copy-link type="button" hidden { "Copy link" }
             @if !m.is_deleted() {
                 a.edit-link href={ "/rooms/" (code) "/messages/" (seq) "/edit" } { "Edit" }
+                " "
                 a.delete-link href={ "/rooms/" (code) "/messages/" (seq) "/delete" } { "Delete" }
             }
         }

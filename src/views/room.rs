@@ -194,7 +194,7 @@ impl RoomPage<'_> {
                         p.room-code {
                             span.visually-hidden { "Room code " }
                             code.code-chip #room-code { (code) }
-                            button.button.small.copy-button type="button" data-copy="#room-code" hidden { "Copy code" }
+                            " "
                             a.invite-link href={ "/join/" (code) } { "Invitation link" }
                         }
                     }

@@ -65,13 +65,17 @@ pub fn token_panel(tokens: &[ApiToken], csrf: &str, panel: &TokenPanel) -> Marku
             }
             form method="post" action="/profile/tokens" novalidate {
                 (csrf_field(csrf))
+                // The spaces keep label, field and button apart in a text browser (natter.css sets
+                // each on its own line).
                 label for="token-name" { "New token name" }
+                " "
                 input #token-name type="text" name="name" value=(panel.typed) required
                     maxlength=(TokenName::MAX) autocomplete="off"
                     aria-invalid=[panel.error.map(|_| "true")]
                     aria-describedby={ "token-name-help" @if panel.error.is_some() { " token-name-error" } };
                 p.help #token-name-help { "What the token is for, such as \u{201c}deploy bot\u{201d}. Up to 60 characters." }
                 (field_error("token-name-error", panel.error))
+                " "
                 button.button.primary type="submit" { "Create token" }
             }
         }

@@ -4,7 +4,7 @@
 
 use maud::{Markup, html};
 
-use super::layout::csrf_field;
+use super::layout::{csrf_field, text_separator};
 use crate::store::{Marks, UNREAD_CAP};
 
 /// An unread count as shown: the number, or "99+" from `UNREAD_CAP` on (counts stop there).
@@ -17,16 +17,19 @@ pub fn count(n: i64) -> String {
 }
 
 /// The badge beside a room: hidden at zero (`js/unread.js` shows it when activity arrives,
-/// following `data-notify`), stronger (`.mentioned`, an "@") when something unread mentions
-/// the viewer. Screen readers hear "3 unread, 1 mention you" after the room's name.
+/// following `data-notify`), stronger (`.mentioned`, an "@" drawn by natter.css) when something
+/// unread mentions the viewer. Screen readers hear "3 unread, 1 mention you" after the room's
+/// name; text browsers, which show hidden elements, read " · 3 unread" after it, and nothing
+/// at zero: the empty badge's words are written by `js/unread.js` when it shows it.
 pub fn badge(marks: Marks) -> Markup {
     let n = marks.shown();
     html! {
         span.unread-count.mentioned[marks.mentioned()] hidden[n <= 0]
             data-count=(n.clamp(0, UNREAD_CAP)) data-notify=(marks.notify.as_str()) {
-            span.unread-at aria-hidden="true" { "@" }
-            span.unread-number { (count(n)) }
-            span.visually-hidden { " unread" }
+            @if n > 0 { (text_separator()) }
+            span.unread-at aria-hidden="true" {}
+            span.unread-number { @if n > 0 { (count(n)) } }
+            span.visually-hidden.unread-label { @if n > 0 { " unread" } }
             span.visually-hidden.unread-mentions {
                 @if marks.mentioned() { ", " (count(marks.mentions)) " mention you" }
             }
