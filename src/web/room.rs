@@ -255,7 +255,11 @@ pub async fn post_message(
 
 /// `GET /rooms/{code}/compose`: the composer frame of a room page without JavaScript.
 #[handler]
-pub async fn compose_form(InRoom { user, room }: InRoom<Room>) -> Response {
+pub async fn compose_form(found: poem::Result<InRoom<Room>>) -> Response {
+    let InRoom { user, room } = match found {
+        Ok(found) => found,
+        Err(e) => return frame_error(e),
+    };
     let csrf = user.session.csrf();
     let frame = stream::compose_frame(
         &room.code,
@@ -277,39 +281,13 @@ pub async fn compose(
     posted: poem::Result<UserForm<PostForm>>,
     found: poem::Result<InRoom<PostingRoom>>,
 ) -> Response {
-    let notice = |status, text: &str, link| {
-        live::frame_page(
-            status,
-            stream::frame_notice("Write a message", 0, text, link, None),
-        )
-    };
-    let refusal_of = |e: poem::Error| match e.downcast::<AppError>() {
-        Ok(e) => e.refusal,
-        Err(e) => Refusal::from_status(e.status()),
-    };
     let posted = match posted {
         Ok(posted) => posted,
-        Err(e) => {
-            return match refusal_of(e) {
-                Refusal::SignInRequired { .. } | Refusal::UsernameRequired => notice(
-                    StatusCode::UNAUTHORIZED,
-                    "You are signed out.",
-                    ("/", "Sign in"),
-                ),
-                refusal => notice(
-                    refusal.status(),
-                    &refusal.sentence(),
-                    ("", "Reload the room"),
-                ),
-            };
-        }
+        Err(e) => return frame_error(e),
     };
     let room = match found {
         Ok(InRoom { room, .. }) => room,
-        Err(e) => {
-            let refusal = refusal_of(e);
-            return frame_refused(&posted, "", &refusal);
-        }
+        Err(e) => return frame_error(e),
     };
     let form = &posted.form;
     let client_id = form
@@ -319,13 +297,37 @@ pub async fn compose(
     let code = room.code.canonical();
     match actions::post(&state, posted.user.actor(), &room, &form.body, client_id).await {
         Ok(_) => see_other(&format!("/rooms/{code}/compose"), false),
-        Err(refusal @ Refusal::NotFound) => notice(
-            refusal.status(),
-            "You are not in this room.",
-            ("/home", "Your rooms"),
-        ),
+        Err(refusal @ Refusal::NotFound) => frame_error(AppError::from(refusal).into()),
         Err(refusal) => frame_refused(&posted, &code, &refusal),
     }
+}
+
+/// Why the composer frame cannot be shown, said inside the frame (natter's error pages refuse
+/// to be framed).
+fn frame_error(e: poem::Error) -> Response {
+    let refusal = match e.downcast::<AppError>() {
+        Ok(e) => e.refusal,
+        Err(e) => Refusal::from_status(e.status()),
+    };
+    let (status, text, link) = match refusal {
+        Refusal::SignInRequired { .. } | Refusal::UsernameRequired => (
+            StatusCode::UNAUTHORIZED,
+            "You are signed out.".into(),
+            ("/", "Sign in"),
+        ),
+        Refusal::NotFound => (
+            StatusCode::NOT_FOUND,
+            "You are not in this room.".into(),
+            ("/home", "Your rooms"),
+        ),
+        refusal => (
+            refusal.status(),
+            refusal.sentence(),
+            ("/home", "Your rooms"),
+        ),
+    };
+    let markup = stream::frame_notice("Write a message", 0, &text, link, None);
+    live::frame_page(status, markup)
 }
 
 /// The composer frame after a refused post: the typed text, why, and its status.

@@ -12,5 +12,6 @@ mod permalinks;
 mod rooms;
 mod security;
 mod slow;
+mod stream;
 mod text;
 mod unread;
