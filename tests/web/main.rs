@@ -12,4 +12,5 @@ mod permalinks;
 mod rooms;
 mod security;
 mod slow;
+mod sse;
 mod unread;
