@@ -138,9 +138,10 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
     let origin_ok = headers
         .get(header::ORIGIN)
         .is_some_and(|o| o.as_bytes() == state.config.public_origin().as_bytes());
-    if upgrading && state.config.refuse_websockets {
-        // `NATTER_REFUSE_WEBSOCKETS`: as a proxy that strips upgrades; pages fall back to
-        // Server-Sent Events (`sse.rs`).
+    if state.config.refuse_websockets {
+        // `NATTER_REFUSE_WEBSOCKETS`: as a proxy that refuses upgrades; pages fall back to
+        // Server-Sent Events (`sse.rs`). Asked without an upgrade too, it answers as an
+        // upgrade would get.
         return Ok(refuse(
             StatusCode::FORBIDDEN,
             "WebSockets are refused here\n",

@@ -81,6 +81,17 @@ fn close_event(code: u16) -> Bytes {
     Bytes::from(format!("event: close\ndata: {code}\n\n"))
 }
 
+/// How long the browser waits before reconnecting once the stream ends, picked per stream.
+fn retry() -> Bytes {
+    Bytes::from(format!("retry: {}\n\n", rand::random_range(RETRY_MS)))
+}
+
+/// A stream that ends at once, with `code`.
+fn ended(code: u16) -> Response {
+    let body = [retry(), close_event(code)].concat();
+    event_stream(Body::from_vec(body))
+}
+
 /// An answer of events from `body`, with the headers that keep proxies from buffering,
 /// caching or compressing it.
 fn event_stream(body: Body) -> Response {
@@ -101,11 +112,9 @@ fn event_stream(body: Body) -> Response {
 #[handler]
 pub async fn events(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
     if state.shutdown.is_cancelled() {
-        // As for sockets: refused, the browser's EventSource fails and natter.js retries.
-        return Ok(refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "restarting, try again\n",
-        ));
+        // Draining for a restart: said as a feed cut by the restart would say it, so the
+        // browser comes back by itself (behind Caddy, to a live instance).
+        return Ok(ended(close::RESTART));
     }
     // EventSource sends no Origin to its own origin, but a page elsewhere would.
     let foreign = req
@@ -145,16 +154,13 @@ pub async fn events(state: AppData<'_>, req: &Request) -> poem::Result<Response>
         Ok(listener) => listener,
         Err(chat::Refused::Unavailable(e)) => {
             tracing::warn!(error = %e, "events could not join the room's hub");
-            return Ok(refuse(StatusCode::SERVICE_UNAVAILABLE, "try again\n"));
+            return Ok(ended(1011));
         }
         // Signed out or out of the room since the checks: said the way a feed would end.
-        Err(chat::Refused::Closed(code)) => {
-            return Ok(event_stream(Body::from_bytes(close_event(code))));
-        }
+        Err(chat::Refused::Closed(code)) => return Ok(ended(code)),
     };
-    let retry = rand::random_range(RETRY_MS);
     let (tx, rx) = mpsc::channel(1);
-    let body = tokio_stream::once(Bytes::from(format!("retry: {retry}\n\n")))
+    let body = tokio_stream::once(retry())
         .chain(ReceiverStream::new(rx))
         .map(Ok::<_, std::io::Error>);
     let span = tracing::info_span!("events", room_id = room.id, user_id = user.id);
