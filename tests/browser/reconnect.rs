@@ -351,7 +351,7 @@ async fn without_websockets_pages_fall_back_to_sse_chat_and_resume_after_a_resta
     }
 
     // Back on the same port: the browsers' own reconnects resume after the last event's id.
-    let _app = TestApp::start_on(db, Some(port), &settings).await;
+    let app = TestApp::start_on(db, Some(port), &settings).await;
     let want = [
         "before",
         "hi ada",
@@ -360,6 +360,50 @@ async fn without_websockets_pages_fall_back_to_sse_chat_and_resume_after_a_resta
         "meanwhile 3",
     ];
     both_show_exactly(&ada, &bob, &want).await;
+    // An edit reaches the pages in place, as over a socket.
+    let seq = ada
+        .js(
+            "[...document.querySelectorAll('#messages article[data-seq]')]
+                .find((a) => a.querySelector('.message-body')?.textContent === 'meanwhile 2')
+                ?.dataset.seq",
+            vec![],
+        )
+        .await;
+    let seq = seq.as_str().expect("meanwhile 2's seq");
+    for c in [&ada, &bob] {
+        c.js("window.natterSamePage = true", vec![]).await;
+    }
+    let edited = reqwest::Client::new()
+        .patch(format!("{}/api/v1/rooms/{code}/messages/{seq}", app.base))
+        .bearer_auth(&token)
+        .json(&json!({ "body": "meanwhile 2, fixed" }))
+        .send()
+        .await
+        .expect("API edit");
+    assert_eq!(edited.status(), 200);
+    let want = [
+        "before",
+        "hi ada",
+        "meanwhile 1",
+        "meanwhile 2, fixed",
+        "meanwhile 3",
+        "live again",
+    ];
+    for c in [&ada, &bob] {
+        c.wait_until(
+            "the edit in place",
+            "[...document.querySelectorAll('#messages .message-body')]
+                .some((b) => b.textContent === 'meanwhile 2, fixed')",
+            vec![],
+        )
+        .await;
+        assert_eq!(c.message_texts().await, want);
+        assert_eq!(
+            c.js("window.natterSamePage", vec![]).await,
+            json!(true),
+            "not reloaded"
+        );
+    }
     for c in [&ada, &bob] {
         // Besides the outage's: the refused sockets, and the page asking their address why.
         let problems: Vec<String> = c
