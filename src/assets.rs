@@ -37,6 +37,8 @@ const FILES: &[Asset] = &[
     // Vendored (assets/VERSIONS); every page loads them first.
     asset!("htmx.min.js", JS),
     asset!("ws.min.js", JS),
+    // Server-Sent Events, for pages whose sockets never open (`js/live.js` switches).
+    asset!("sse.min.js", JS),
     // natter's own script: one ES module per behaviour, each loaded by every page (in this
     // order) and talking to the others only through the DOM and htmx events.
     asset!("js/live.js", JS),

@@ -261,6 +261,9 @@ pub struct Config {
     /// On shutdown, how long to keep serving (with `/healthz` failing) before no longer
     /// accepting connections, so a proxy's health check moves traffic away first.
     pub drain: Duration,
+    /// Refuse every WebSocket upgrade (403), as a proxy that strips them would: for testing
+    /// the Server-Sent Events fallback. Never needed in production.
+    pub refuse_websockets: bool,
 }
 
 /// Why `Config::from_env_and_args` gave no configuration.
@@ -564,6 +567,19 @@ struct Args {
         default_value = DEFAULT_SOCKETS_PER_USER
     )]
     sockets_per_user: String,
+
+    /// Refuse every WebSocket upgrade with 403, as a proxy that strips upgrades would, so pages
+    /// fall back to Server-Sent Events (for testing that fallback)
+    #[arg(
+        long,
+        env = "NATTER_REFUSE_WEBSOCKETS",
+        value_name = "BOOL",
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    refuse_websockets: String,
 }
 
 /// A setting as given: trimmed, `None` when blank (a blank variable counts as unset).
@@ -738,6 +754,11 @@ impl Args {
             .filter(|d| *d <= Duration::from_secs(5))
             .ok_or("NATTER_DRAIN must be a duration of at most 5s, like 2s or 500ms")?;
 
+        let refuse_websockets = parse_bool(
+            "NATTER_REFUSE_WEBSOCKETS",
+            or_default(&self.refuse_websockets, "false"),
+        )?;
+
         Ok(Config {
             bind,
             public_url,
@@ -753,6 +774,7 @@ impl Args {
             hub_capacity,
             db_pool,
             drain,
+            refuse_websockets,
         })
     }
 }

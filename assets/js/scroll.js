@@ -5,12 +5,17 @@
 const scroller = () => document.querySelector(".scroller");
 let atBottom = true;
 
-document.addEventListener("htmx:wsBeforeMessage", () => {
-  const s = scroller();
-  atBottom = !s || Math.abs(s.scrollTop) < 48;
-});
+// A live frame arrives over the socket or, where sockets never open, as a server-sent event.
+for (const before of ["htmx:wsBeforeMessage", "htmx:sseBeforeMessage"]) {
+  document.addEventListener(before, () => {
+    const s = scroller();
+    atBottom = !s || Math.abs(s.scrollTop) < 48;
+  });
+}
 
-document.addEventListener("htmx:wsAfterMessage", () => {
-  const s = scroller();
-  if (s && atBottom) s.scrollTop = 0;
-});
+for (const after of ["htmx:wsAfterMessage", "htmx:sseMessage"]) {
+  document.addEventListener(after, () => {
+    const s = scroller();
+    if (s && atBottom) s.scrollTop = 0;
+  });
+}

@@ -78,9 +78,10 @@ function apply(rooms) {
 const tabs = "BroadcastChannel" in window ? new BroadcastChannel("natter-activity") : null;
 if (tabs) tabs.onmessage = (e) => apply(e.data);
 
-// Activity frames are not for htmx to swap: read them here instead.
-document.addEventListener("htmx:wsBeforeMessage", (e) => {
-  const text = e.detail.message;
+// Activity frames are not for htmx to swap: read them here instead (from the socket's
+// message, or the server-sent event's data).
+function activity(e) {
+  const text = e.detail.message ?? e.detail.data;
   if (typeof text !== "string" || !text.startsWith("<template data-activity")) return;
   e.preventDefault();
   const runs = new DOMParser().parseFromString(text, "text/html")
@@ -91,7 +92,9 @@ document.addEventListener("htmx:wsBeforeMessage", (e) => {
   });
   apply(rooms);
   tabs?.postMessage(rooms);
-});
+}
+document.addEventListener("htmx:wsBeforeMessage", activity);
+document.addEventListener("htmx:sseBeforeMessage", activity);
 
 // ---------- Reading: save the mark while the reader is at the bottom and looking ----------
 
@@ -137,6 +140,7 @@ function maybeRead() {
 
 if (room) {
   document.addEventListener("htmx:wsAfterMessage", maybeRead);
+  document.addEventListener("htmx:sseMessage", maybeRead);
   document.addEventListener("visibilitychange", maybeRead);
   document.querySelector(".scroller")?.addEventListener("scroll", () => {
     if (newest() > read) maybeRead();

@@ -73,6 +73,7 @@ impl Page<'_> {
                     // htmx.createWebSocket before the first connection.
                     script src=(assets::url("htmx.min.js")) defer {}
                     script src=(assets::url("ws.min.js")) defer {}
+                    script src=(assets::url("sse.min.js")) defer {}
                     @for module in assets::modules() {
                         script type="module" src=(module) {}
                     }

@@ -9,7 +9,7 @@
 
 use maud::{Markup, html};
 
-use super::status::room_status;
+use super::status::room_status_oob;
 use crate::store::Member;
 
 /// The most members listed at once; the rest are counted ("and 9,900 more"). Online
@@ -38,12 +38,17 @@ pub fn member_item(member: &Member, online: bool) -> Markup {
 
 /// The member list, online members first, at most `MEMBER_LIST_CAP` entries.
 pub fn member_list(members: &[Member], is_online: impl Fn(i64) -> bool) -> Markup {
+    list(members, is_online, false)
+}
+
+/// The member list; `oob`: as a live frame's element, replacing the page's list.
+fn list(members: &[Member], is_online: impl Fn(i64) -> bool, oob: bool) -> Markup {
     let mut sorted: Vec<(&Member, bool)> =
         members.iter().map(|m| (m, is_online(m.user_id))).collect();
     sorted.sort_by_key(|(_, online)| !online);
     let hidden = sorted.len().saturating_sub(MEMBER_LIST_CAP);
     html! {
-        ul #members.member-list data-capped[hidden > 0] {
+        ul #members.member-list hx-swap-oob=[oob.then_some("true")] data-capped[hidden > 0] {
             @for (member, online) in sorted.iter().take(MEMBER_LIST_CAP) { (member_item(member, *online)) }
             @if hidden > 0 {
                 li.member-more { "and " (hidden) " more" }
@@ -59,9 +64,14 @@ fn departed_item(user_id: i64) -> Markup {
 
 /// "3 online · 12 members".
 pub fn member_summary(counts: Counts) -> Markup {
+    summary(counts, false)
+}
+
+/// The summary line; `oob`: as a live frame's element, replacing the page's.
+fn summary(counts: Counts, oob: bool) -> Markup {
     let Counts { online, members } = counts;
     html! {
-        span #member-summary {
+        span #member-summary hx-swap-oob=[oob.then_some("true")] {
             (online) " online · " (members) (if members == 1 { " member" } else { " members" })
         }
     }
@@ -69,11 +79,14 @@ pub fn member_summary(counts: Counts) -> Markup {
 
 /// The live frame a (re)connecting socket gets first: a fresh list (presence is not in the
 /// seq stream, so it may have changed meanwhile), the counts, and an empty status line.
+/// Every element of a live frame names its swap (`hx-swap-oob`): the ws extension swaps a
+/// frame's elements by id without it, but Server-Sent Events go through htmx's ordinary swap,
+/// which swaps only the elements that say so.
 pub fn list_frame(members: &[Member], is_online: impl Fn(i64) -> bool, counts: Counts) -> Markup {
     html! {
-        (member_list(members, is_online))
-        (member_summary(counts))
-        (room_status(""))
+        (list(members, is_online, true))
+        (summary(counts, true))
+        (room_status_oob(""))
     }
 }
 
@@ -87,8 +100,9 @@ pub enum Entry<'a> {
 }
 
 /// The live frame for a batch of member-list changes (joins, leaves, presence): each changed
-/// entry as it is now, upserted into `#members`, and the counts. With no entries (presence in
-/// a capped list) only the counts change; a page gets a fresh list when it (re)connects.
+/// entry as it is now, upserted into `#members`, and the counts (each element naming its swap,
+/// as in `list_frame`). With no entries (presence in a capped list) only the counts change; a
+/// page gets a fresh list when it (re)connects.
 pub fn changes_frame<'a>(entries: impl IntoIterator<Item = Entry<'a>>, counts: Counts) -> Markup {
     let entries: Vec<Entry> = entries.into_iter().collect();
     html! {
@@ -102,6 +116,6 @@ pub fn changes_frame<'a>(entries: impl IntoIterator<Item = Entry<'a>>, counts: C
                 }
             }
         }
-        (member_summary(counts))
+        (summary(counts, true))
     }
 }

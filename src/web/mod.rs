@@ -64,6 +64,7 @@ pub fn routes() -> Route {
         )
         .at("/rooms/:code/ws", get(live::connect))
         .at("/rooms/:code/live", get(live::live))
+        .at("/rooms/:code/events", get(live::events))
         .at(
             "/rooms/:code/compose",
             get(room::compose_form).post(room::compose),

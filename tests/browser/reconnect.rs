@@ -279,3 +279,149 @@ async fn a_tab_over_the_socket_cap_says_why_and_goes_live_when_another_closes() 
     first.quit().await;
     second.quit().await;
 }
+
+/// Counts the page's event-stream opens and failures from now on (the sse extension's events),
+/// as `COUNT_SOCKETS` counts sockets.
+const COUNT_EVENTS: &str = "(window.natterOpens = 0, window.natterCloses = 0,
+    document.addEventListener('htmx:sseOpen', () => window.natterOpens++),
+    document.addEventListener('htmx:sseError', () => window.natterCloses++), true)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_websockets_pages_fall_back_to_sse_chat_and_resume_after_a_restart() {
+    // As behind a proxy that strips upgrades: every socket is refused (403).
+    let settings = [
+        ("NATTER_LIMIT_POSTS", "100000/1s"),
+        ("NATTER_REFUSE_WEBSOCKETS", "1"),
+    ];
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, &settings).await else {
+        return;
+    };
+    let Some((ada, bob)) = Chrome::pair(&app.base, Js::On).await else {
+        return;
+    };
+    sign_up_dev(&ada, "ada@example.org", "ada").await;
+    let code = create_room(&ada, "Fallback").await;
+    sign_up_dev(&bob, "bob@example.org", "bob").await;
+    join_by_link(&bob, &code).await;
+    // Presence comes over the events too.
+    ada.wait_until("bob online", MEMBER_ONLINE, vec![json!("bob")])
+        .await;
+    bob.wait_until("ada online", MEMBER_ONLINE, vec![json!("ada")])
+        .await;
+    for c in [&ada, &bob] {
+        let events = format!(
+            "document.querySelector('[sse-connect]')?.getAttribute('sse-connect') === '/rooms/{code}/events'"
+        );
+        c.wait_until("the page on the room's events", &events, vec![])
+            .await;
+    }
+    send(&ada, "before").await;
+    wait_for_message(&bob, "before").await;
+    send(&bob, "hi ada").await;
+    wait_for_message(&ada, "hi ada").await;
+    for c in [&ada, &bob] {
+        c.js(COUNT_EVENTS, vec![]).await;
+    }
+    let cy = app.signed_in("cyd@example.org", "cyd").await;
+    cy.join(&code).await;
+    let token = api_token(&cy, "meanwhile").await;
+
+    let (db, port) = (app.db.clone(), app.addr.port());
+    app.stop().await.expect("natter stops");
+    for c in [&ada, &bob] {
+        c.wait_until("reconnecting… while natter is down", RECONNECTING, vec![])
+            .await;
+    }
+    let elsewhere = TestApp::start_on(db.clone(), None, &settings).await;
+    for text in ["meanwhile 1", "meanwhile 2", "meanwhile 3"] {
+        api_say(&elsewhere.base, &token, &code, text).await;
+    }
+    elsewhere.stop().await.expect("the other natter stops");
+    let shown = ["before", "hi ada"];
+    for (c, who) in [(&ada, "ada"), (&bob, "bob")] {
+        let counts = c
+            .js("[window.natterOpens, window.natterCloses]", vec![])
+            .await;
+        assert_eq!(counts[0], json!(0), "{who}'s page reconnected too early");
+        assert_eq!(
+            c.message_texts().await,
+            shown,
+            "{who}'s page got a message while cut off"
+        );
+    }
+
+    // Back on the same port: the browsers' own reconnects resume after the last event's id.
+    let app = TestApp::start_on(db, Some(port), &settings).await;
+    let want = [
+        "before",
+        "hi ada",
+        "meanwhile 1",
+        "meanwhile 2",
+        "meanwhile 3",
+    ];
+    both_show_exactly(&ada, &bob, &want).await;
+    // An edit reaches the pages in place, as over a socket.
+    let seq = ada
+        .js(
+            "[...document.querySelectorAll('#messages article[data-seq]')]
+                .find((a) => a.querySelector('.message-body')?.textContent === 'meanwhile 2')
+                ?.dataset.seq",
+            vec![],
+        )
+        .await;
+    let seq = seq.as_str().expect("meanwhile 2's seq");
+    for c in [&ada, &bob] {
+        c.js("window.natterSamePage = true", vec![]).await;
+    }
+    let edited = reqwest::Client::new()
+        .patch(format!("{}/api/v1/rooms/{code}/messages/{seq}", app.base))
+        .bearer_auth(&token)
+        .json(&json!({ "body": "meanwhile 2, fixed" }))
+        .send()
+        .await
+        .expect("API edit");
+    assert_eq!(edited.status(), 200);
+    let want = [
+        "before",
+        "hi ada",
+        "meanwhile 1",
+        "meanwhile 2, fixed",
+        "meanwhile 3",
+        "live again",
+    ];
+    for c in [&ada, &bob] {
+        c.wait_until(
+            "the edit in place",
+            "[...document.querySelectorAll('#messages .message-body')]
+                .some((b) => b.textContent === 'meanwhile 2, fixed')",
+            vec![],
+        )
+        .await;
+        assert_eq!(c.message_texts().await, want);
+        assert_eq!(
+            c.js("window.natterSamePage", vec![]).await,
+            json!(true),
+            "not reloaded"
+        );
+    }
+    for c in [&ada, &bob] {
+        // Besides the outage's: the refused sockets, and the page asking their address why.
+        let problems: Vec<String> = c
+            .console_problems()
+            .await
+            .into_iter()
+            .filter(|p| {
+                let expected = [
+                    "WebSocket connection to",
+                    "net::ERR_CONNECTION_REFUSED",
+                    "the server responded with a status of 403 ",
+                ];
+                let extension = p.contains("htmx.min.js") && p.contains("[object Event]");
+                !extension && !expected.iter().any(|e| p.contains(e))
+            })
+            .collect();
+        assert!(problems.is_empty(), "console problems: {problems:#?}");
+    }
+    ada.quit().await;
+    bob.quit().await;
+}

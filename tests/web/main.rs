@@ -12,6 +12,7 @@ mod permalinks;
 mod rooms;
 mod security;
 mod slow;
+mod sse;
 mod stream;
 mod text;
 mod unread;

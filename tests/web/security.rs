@@ -263,15 +263,16 @@ both! {
             .skip(1)
             .map(|rest| &rest[..rest.find('>').unwrap()])
             .collect();
-        // Deferred classic scripts and modules run in document order, so htmx and its ws
-        // extension are there before js/live.js replaces htmx.createWebSocket.
-        assert!(tags.len() > 2, "{tags:?}");
-        for (tag, vendored) in tags.iter().zip(["htmx.min.js", "ws.min.js"]) {
+        // Deferred classic scripts and modules run in document order, so htmx and its ws and
+        // sse extensions are there before js/live.js replaces htmx.createWebSocket.
+        let vendored = ["htmx.min.js", "ws.min.js", "sse.min.js"];
+        assert!(tags.len() > vendored.len(), "{tags:?}");
+        for (tag, vendored) in tags.iter().zip(vendored) {
             assert!(tag.starts_with(&format!("src=\"/assets/{vendored}?v=")), "{tag}");
             assert!(tag.ends_with(" defer"), "{tag}");
         }
         let mut linked = Vec::new();
-        for tag in &tags[2..] {
+        for tag in &tags[vendored.len()..] {
             let url = tag
                 .strip_prefix("type=\"module\" src=\"")
                 .and_then(|t| t.strip_suffix('"'))

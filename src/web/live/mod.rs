@@ -6,13 +6,17 @@
 //! changes nothing, and another site cannot read the answer), so the page can tell a refused
 //! socket from a network failure. Then the socket listens on its room's hub (`chat::Chat::listen`) and its task
 //! (`feed.rs` over `ws.rs`) sends the member list, replays what the page missed (`seq > after`) and
-//! forwards live events, each message exactly once and in order.
+//! forwards live events, each message exactly once and in order. The same feed reaches pages
+//! without JavaScript as a streamed document (`stream.rs`) and pages whose sockets never open
+//! as Server-Sent Events (`sse.rs`), behind the same checks.
 
 mod batch;
 mod feed;
+mod sse;
 mod stream;
 mod ws;
 
+pub use sse::events;
 pub use stream::{STREAMS_PER_SESSION, frame_page, live};
 
 use feed::Feed;
@@ -32,7 +36,12 @@ use tracing::Instrument;
 
 use super::InRoom;
 use crate::{
-    actions::LiveRoom, auth::AppData, chat, error::AppError, refusal::Refusal, store::Member,
+    actions::LiveRoom,
+    auth::{AppData, CurrentUser},
+    chat,
+    error::AppError,
+    refusal::Refusal,
+    store::{Member, Room},
 };
 
 /// Small buffers: an idle socket should cost a few KiB, not tungstenite's default ~260 KiB.
@@ -82,6 +91,34 @@ fn refuse(status: StatusCode, text: impl Into<poem::Body>) -> Response {
         .body(text)
 }
 
+/// Who asks for a room's live feed, and the room, or the plain-text refusal: 401 without a
+/// session, 404 for a room that is not theirs (a failed guess), 429 once those are spent.
+/// Reconnects and feeds of active rooms are checked against the room's hub, without a database
+/// read (`LiveRoom`).
+async fn member_in_room(req: &Request) -> poem::Result<Result<(CurrentUser, Room), Response>> {
+    let e = match InRoom::<LiveRoom>::from_request_without_body(req).await {
+        Ok(InRoom {
+            user,
+            room: LiveRoom(room),
+        }) => return Ok(Ok((user, room))),
+        Err(e) => e,
+    };
+    Ok(Err(
+        match e.downcast_ref::<AppError>().map(|e| &e.refusal) {
+            Some(Refusal::SignInRequired { .. } | Refusal::UsernameRequired) => {
+                refuse(StatusCode::UNAUTHORIZED, "sign in first\n")
+            }
+            Some(Refusal::NotFound) => refuse(StatusCode::NOT_FOUND, "no such room\n"),
+            // Out of wrong guesses (every 404 here spends one).
+            Some(refused @ Refusal::TooFast { .. }) => {
+                let wait = refused.retry_after_secs().unwrap_or(SOCKETS_RETRY_SECS);
+                refuse_for_now(&refused.sentence(), wait)
+            }
+            _ => return Err(e),
+        },
+    ))
+}
+
 /// `GET /rooms/{code}/ws`: checks, then upgrades and spawns the socket's task.
 #[handler]
 pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
@@ -101,31 +138,24 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
     let origin_ok = headers
         .get(header::ORIGIN)
         .is_some_and(|o| o.as_bytes() == state.config.public_origin().as_bytes());
+    if state.config.refuse_websockets {
+        // `NATTER_REFUSE_WEBSOCKETS`: as a proxy that refuses upgrades; pages fall back to
+        // Server-Sent Events (`sse.rs`). Asked without an upgrade too, it answers as an
+        // upgrade would get.
+        return Ok(refuse(
+            StatusCode::FORBIDDEN,
+            "WebSockets are refused here\n",
+        ));
+    }
     if upgrading && !origin_ok {
         return Ok(refuse(
             StatusCode::FORBIDDEN,
             "cross-origin socket refused\n",
         ));
     }
-    // Reconnects and sockets to active rooms are checked against the room's hub, without a
-    // database read (`LiveRoom`).
-    let (user, room) = match InRoom::<LiveRoom>::from_request_without_body(req).await {
-        Ok(InRoom {
-            user,
-            room: LiveRoom(room),
-        }) => (user, room),
-        Err(e) => match e.downcast_ref::<AppError>().map(|e| &e.refusal) {
-            Some(Refusal::SignInRequired { .. } | Refusal::UsernameRequired) => {
-                return Ok(refuse(StatusCode::UNAUTHORIZED, "sign in first\n"));
-            }
-            Some(Refusal::NotFound) => return Ok(refuse(StatusCode::NOT_FOUND, "no such room\n")),
-            // Out of wrong guesses (every 404 here spends one).
-            Some(refused @ Refusal::TooFast { .. }) => {
-                let wait = refused.retry_after_secs().unwrap_or(SOCKETS_RETRY_SECS);
-                return Ok(refuse_for_now(&refused.sentence(), wait));
-            }
-            _ => return Err(e),
-        },
+    let (user, room) = match member_in_room(req).await? {
+        Ok(found) => found,
+        Err(refused) => return Ok(refused),
     };
     let Ok(after) = after_cursor(req.uri().query()) else {
         return Ok(refuse(
