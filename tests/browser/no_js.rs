@@ -107,3 +107,68 @@ crate::both! {
         bob.quit().await;
     }
 }
+
+/// Through Caddy, as an operator runs natter: the streamed conversation arrives live, and when
+/// natter restarts the frame reloads by itself (Caddy holds its request until natter is back,
+/// `lb_try_duration`) into the room with what was posted meanwhile, each message once. The
+/// page around the frame is never reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_caddy_a_page_without_javascript_stays_live_across_a_restart() {
+    use crate::common::Browser;
+    use crate::procs::{Caddy, Natter, free_port};
+    if !Caddy::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/natter.db", dir.path().display());
+    let caddy_port = free_port();
+    let public = format!("http://127.0.0.1:{caddy_port}");
+    let settings = [
+        ("NATTER_TRUSTED_PROXIES", "127.0.0.1"),
+        ("NATTER_LIMIT_POSTS", "100000/1s"),
+    ];
+    let mut natter = Natter::start(&db, &public, &settings).await;
+    let port = natter.port;
+    let _caddy = Caddy::start_on(caddy_port, &[natter.addr()], false, false).await;
+    let Some(ada) = Chrome::start(&public, Js::Off).await else {
+        return;
+    };
+    sign_up_dev(&ada, "ada@example.org", "ada").await;
+    let code = create_room(&ada, "Restarts").await;
+    let bob = Browser::signed_in(&public, "bob@example.org", "bob").await;
+    bob.join(&code).await;
+    bob.say(&code, "before").await;
+    wait_for_message(&ada, "before").await;
+    ada.js("(window.natterMark = 1, true)", vec![]).await;
+    let token = api_token(&bob, "meanwhile").await;
+
+    natter.terminate();
+    natter
+        .exited(std::time::Duration::from_secs(20))
+        .await
+        .expect("natter stops");
+    // Posted while Ada's natter is away, through another on the same database.
+    let elsewhere = Natter::start(&db, &public, &settings).await;
+    let texts = ["meanwhile 1", "meanwhile 2", "meanwhile 3"];
+    for text in texts {
+        api_say(&format!("http://{}", elsewhere.addr()), &token, &code, text).await;
+    }
+    drop(elsewhere);
+    let _natter = Natter::start_on(port, &db, &public, &settings).await;
+
+    wait_for_message(&ada, "meanwhile 3").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        ada.message_texts().await,
+        ["before", "meanwhile 1", "meanwhile 2", "meanwhile 3"]
+    );
+    assert_eq!(
+        ada.js("window.natterMark === 1", vec![]).await,
+        serde_json::json!(true)
+    );
+    // And live again.
+    bob.say(&code, "live again").await;
+    wait_for_message(&ada, "live again").await;
+    ada.screenshots("room-no-js-after-restart").await;
+    ada.quit().await;
+}
