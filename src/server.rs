@@ -112,10 +112,7 @@ async fn connection<E: Endpoint + 'static>(
     closing: CancellationToken,
 ) {
     let watch = Arc::new(Watch::new());
-    let io = TokioIo::new(Watched {
-        io: stream,
-        watch: watch.clone(),
-    });
+    let io = TokioIo::new(Watched::new(stream, watch.clone(), WRITE_STALL));
     let remote = RemoteAddr(peer.into());
     let local = LocalAddr(local.unwrap_or(peer).into());
     let service = hyper::service::service_fn({
@@ -257,6 +254,50 @@ impl Drop for Busy {
 struct Watched {
     io: TcpStream,
     watch: Arc<Watch>,
+    /// How long a write may wait for the client to take bytes before it fails.
+    stall: Duration,
+    /// Running while a write waits: a response streamed to a client that stopped reading
+    /// (a streamed room, an event stream, a big page) would otherwise hold its connection
+    /// forever, since hyper only polls a write again when the socket becomes writable.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// A client that takes no byte of a write for this long is gone (natter's own streams write
+/// a heartbeat every 25 s, so a live reader always has something to take).
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
+impl Watched {
+    fn new(io: TcpStream, watch: Arc<Watch>, stall: Duration) -> Self {
+        Self {
+            io,
+            watch,
+            stall,
+            stalled: None,
+        }
+    }
+
+    /// A write's outcome, failed once it has waited `stall` for the client.
+    fn unless_stalled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let stall = self.stall;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took nothing of a write in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for Watched {
@@ -280,7 +321,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.unless_stalled(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -288,7 +330,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.unless_stalled(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -296,7 +339,8 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.unless_stalled(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -353,5 +397,36 @@ impl AcceptFailures {
         );
         self.last_logged = Some(Instant::now());
         self.unlogged = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_the_client_takes_nothing_of_fails_after_the_stall_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut watched = Watched::new(server, Arc::new(Watch::new()), Duration::from_millis(200));
+        // The client never reads: the socket buffers fill, then the write waits, then fails.
+        let piece = vec![b'x'; 64 * 1024];
+        let started = Instant::now();
+        let failed = loop {
+            if let Err(e) = watched.write_all(&piece).await {
+                break e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "writes never stalled"
+            );
+        };
+        assert_eq!(failed.kind(), std::io::ErrorKind::TimedOut);
+        drop(client);
     }
 }

@@ -37,9 +37,13 @@ pub fn resume_url(code: &str, cursor: i64) -> String {
     format!("/rooms/{code}/live?after={cursor}")
 }
 
-/// The stream's beginning: the head and the newest page, left open for what comes live.
-/// `missed` says the reader was last shown `after`, and more came since than the page holds.
-pub fn stream_start(room: &Room, me: i64, page: &NewestPage, missed: bool) -> String {
+/// The stream's beginning, around the newest page's messages (`page.html`, shared, not copied
+/// into every stream): what comes before them and what comes after, the log left open for what
+/// comes live. `missed` says the reader was last shown `after`, and more came since than the
+/// page holds.
+pub fn stream_start(room: &Room, me: i64, page: &NewestPage, missed: bool) -> (String, String) {
+    /// Where the page's messages go: a character no rendered markup contains.
+    const MESSAGES: &str = "\u{0}";
     let code = room.code.as_str();
     let refresh = resume_url(code, page.cursor);
     let start = html! {
@@ -60,7 +64,7 @@ pub fn stream_start(room: &Room, me: i64, page: &NewestPage, missed: bool) -> St
                         @if page.first_seq.is_none() {
                             p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
                         }
-                        (PreEscaped(&page.html))
+                        (PreEscaped(MESSAGES))
                         (cursor(page.cursor, false))
                     }
                 }
@@ -71,7 +75,8 @@ pub fn stream_start(room: &Room, me: i64, page: &NewestPage, missed: bool) -> St
     let mut html = start.into_string();
     let open = html.rfind("</div></div></body>").unwrap_or(html.len());
     html.truncate(open);
-    html
+    let (before, after) = html.split_once(MESSAGES).unwrap_or((&html, ""));
+    (before.to_string(), after.to_string())
 }
 
 /// The end of a stream the browser should reload (the refresh in its head then fires).

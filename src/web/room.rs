@@ -205,6 +205,15 @@ pub struct PostForm {
     client_id: Option<String>,
 }
 
+impl PostForm {
+    /// The form's `client_id`, if it is one (anything else posts without one).
+    fn client_id(&self) -> Option<&str> {
+        self.client_id
+            .as_deref()
+            .filter(|id| actions::valid_client_id(id))
+    }
+}
+
 /// `POST /rooms/{code}/messages`: post a message. htmx gets a fresh `client_id` (the message
 /// itself arrives over the socket like everyone else's); without JS, 303 back to the room at
 /// the new message. Refused, the typed text stays: in the composer (422 invalid, 429 too
@@ -217,10 +226,7 @@ pub async fn post_message(
 ) -> poem::Result<Response> {
     let InRoom { user, room } = posted.or_keeping(found)?;
     let form = &posted.form;
-    let client_id = form
-        .client_id
-        .as_deref()
-        .filter(|id| actions::valid_client_id(id));
+    let client_id = form.client_id();
     let code = room.code.canonical();
     let refusal = match actions::post(&state, user.actor(), &room, &form.body, client_id).await {
         Ok(_) if posted.htmx => return Ok(posted_with_htmx()),
@@ -290,11 +296,8 @@ pub async fn compose(
         Err(e) => return frame_error(e),
     };
     let form = &posted.form;
-    let client_id = form
-        .client_id
-        .as_deref()
-        .filter(|id| actions::valid_client_id(id));
     let code = room.code.canonical();
+    let client_id = form.client_id();
     match actions::post(&state, posted.user.actor(), &room, &form.body, client_id).await {
         Ok(_) => see_other(&format!("/rooms/{code}/compose"), false),
         Err(refusal @ Refusal::NotFound) => frame_error(AppError::from(refusal).into()),
@@ -335,10 +338,8 @@ fn frame_refused(posted: &UserForm<PostForm>, code: &str, refusal: &Refusal) -> 
     let csrf = posted.user.session.csrf();
     let client_id = posted
         .form
-        .client_id
-        .clone()
-        .filter(|id| actions::valid_client_id(id))
-        .unwrap_or_else(view::fresh_client_id);
+        .client_id()
+        .map_or_else(view::fresh_client_id, str::to_string);
     let why = refusal.sentence();
     let frame = stream::compose_frame(
         code,

@@ -221,7 +221,7 @@ pub async fn connect(base: &str, person: &Person, code: &str, after: i64) -> Res
 /// addresses in turn: with thousands of connections to one address and port, Linux's search
 /// for a free local port in `connect` scans the ephemeral range each time (it was half of
 /// the generator's CPU at 19,000 sockets), and each source address has a port range of its own.
-async fn tcp_connect(addr: &str) -> Result<TcpStream, String> {
+pub async fn tcp_connect(addr: &str) -> Result<TcpStream, String> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let target: std::net::SocketAddr = match addr.parse() {
         Ok(target) => target,

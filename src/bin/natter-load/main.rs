@@ -69,6 +69,9 @@ scenarios, with the knobs each reads and their defaults:
   pages        room pages/s (5 members, 50 messages), then home pages/s for a person in 200
                rooms with unread messages; with wrk if installed, else built in
                  --concurrency 32 (connections) --duration 10
+  streams      hold streamed rooms open (pages without JavaScript), four per person:
+               server RSS per idle stream, then one post at a time: delivery p50/p99
+                 --sockets 2000 --rooms 10 --duration 10 --posts 20
   cross        two instances on PostgreSQL: post on A, receive on B, one post at a time
                  --posts 3000
 

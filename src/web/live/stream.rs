@@ -198,15 +198,21 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
         page
     };
     let missed = after.is_some_and(|a| page.first_seq.is_some_and(|first| a + 1 < first));
-    let start = stream::stream_start(&room, user.id, &page, missed);
+    let (before, after) = stream::stream_start(&room, user.id, &page, missed);
     let (tx, rx) = mpsc::channel(1);
     let out = StreamOut {
         tx,
         opened: Instant::now(),
         first: page.cursor,
     };
-    // The start goes first in the body; the channel then carries the live pieces.
-    let body = tokio_stream::once(Bytes::from(start))
+    // The start goes first in the body, the page's messages as the cache holds them; the
+    // channel then carries the live pieces.
+    let start = [
+        Bytes::from(before),
+        Bytes::from_owner(Messages(page.clone())),
+        Bytes::from(after),
+    ];
+    let body = tokio_stream::iter(start)
         .chain(ReceiverStream::new(rx))
         .map(Ok::<_, std::io::Error>);
     let span = tracing::info_span!("stream", room_id = room.id, user_id = user.id);
@@ -231,6 +237,15 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
         .body(Body::from_bytes_stream(body));
     frame_headers(&mut response);
     Ok(response)
+}
+
+/// A cached page's messages as a piece of a body, without a copy.
+struct Messages(std::sync::Arc<crate::views::NewestPage>);
+
+impl AsRef<[u8]> for Messages {
+    fn as_ref(&self) -> &[u8] {
+        self.0.html.as_bytes()
+    }
 }
 
 /// A streamed document as a feed's transport: the pieces go into the response body through a

@@ -10,12 +10,12 @@ use std::{
     time::Duration,
 };
 
-use super::{drain_all, grid, open_sockets, populate, settle};
+use super::{Held, drain_all, grid, open_sockets, populate, settle};
 use crate::{
     Options,
     client::Tally,
     report::Report,
-    server::{self, Meter, Server},
+    server::{Meter, Server},
 };
 
 pub(super) async fn idle(o: &Options) -> Result<Report, String> {
@@ -46,24 +46,16 @@ pub(super) async fn idle(o: &Options) -> Result<Report, String> {
         "sockets",
         Some(19_000.0),
     );
-    if let (Some(b), Some(a)) = (before, after) {
-        let per = (a.saturating_sub(b)) as f64 / held as f64 / 1024.0;
-        report.at_most("server RSS per socket", per, "KiB", Some(13.5));
-        report.note(format!(
-            "server RSS {:.1} MiB before sockets, {:.1} MiB with {held}",
-            b as f64 / 1048576.0,
-            a as f64 / 1048576.0
-        ));
+    Held {
+        unit: "socket",
+        held,
+        rss: (before, after),
+        target: 13.5,
+        opening,
+        holding,
+        hold,
     }
-    report.cpu("opening", &opening, Some((held as u64, "socket")));
-    report.cpu(
-        &format!("holding {:.0} s", hold.as_secs_f64()),
-        &holding,
-        Some((held as u64, "socket")),
-    );
-    if let Some(g) = server::rss_of(std::process::id()) {
-        report.note(format!("generator RSS {:.1} MiB", g as f64 / 1048576.0));
-    }
+    .report(&mut report);
     report.note(format!("opened in {:.1} s", took.as_secs_f64()));
     let closed = tally.closes.load(Relaxed);
     report.check(

@@ -15,6 +15,7 @@ mod handshakes;
 mod idle;
 mod pages;
 mod saturation;
+mod streams;
 
 use std::{
     sync::{
@@ -45,6 +46,7 @@ pub async fn run(o: Options) -> Result<(), String> {
         "durable" => durable::durable(&o).await?,
         "pages" => pages::pages(&o).await?,
         "cross" => cross::cross(&o).await?,
+        "streams" => streams::streams(&o).await?,
         other => return Err(format!("unknown scenario {other} (try --help)")),
     };
     report.print();
@@ -191,6 +193,48 @@ fn drain_all(sockets: Vec<(usize, Ws)>, tally: &Arc<Tally>) -> JoinSet<Option<u1
         set.spawn(async move { client::drain(ws, tally, None).await });
     }
     set
+}
+
+/// What holding `held` open connections (each a `unit`: socket, stream) cost the server: its
+/// RSS per connection from before to after opening them (against `target` KiB), and the CPU
+/// to open them and to hold them for `hold`.
+struct Held<'a> {
+    unit: &'a str,
+    held: usize,
+    rss: (Option<u64>, Option<u64>),
+    target: f64,
+    opening: Cpu,
+    holding: Cpu,
+    hold: Duration,
+}
+
+impl Held<'_> {
+    fn report(&self, report: &mut Report) {
+        let (unit, held) = (self.unit, self.held);
+        if let (Some(b), Some(a)) = self.rss {
+            let per = (a.saturating_sub(b)) as f64 / held as f64 / 1024.0;
+            report.at_most(
+                &format!("server RSS per {unit}"),
+                per,
+                "KiB",
+                Some(self.target),
+            );
+            report.note(format!(
+                "server RSS {:.1} MiB before, {:.1} MiB with {held} {unit}s",
+                b as f64 / 1048576.0,
+                a as f64 / 1048576.0
+            ));
+        }
+        report.cpu("opening", &self.opening, Some((held as u64, unit)));
+        report.cpu(
+            &format!("holding {:.0} s", self.hold.as_secs_f64()),
+            &self.holding,
+            Some((held as u64, unit)),
+        );
+        if let Some(g) = crate::server::rss_of(std::process::id()) {
+            report.note(format!("generator RSS {:.1} MiB", g as f64 / 1048576.0));
+        }
+    }
 }
 
 async fn settle() {
