@@ -29,10 +29,8 @@ use std::{
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::conn::auto,
-};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
 use poem::{
     Endpoint, Request,
     http::uri::Scheme,
@@ -122,15 +120,23 @@ async fn connection<E: Endpoint + 'static>(
             let (ep, local, remote) = (ep.clone(), local.clone(), remote.clone());
             async move {
                 let req = Request::from((req, local, remote, Scheme::HTTP));
-                let response: hyper::Response<BoxBody<Bytes, std::io::Error>> =
-                    ep.get_response(req).await.into();
+                // Boxed: hyper keeps the allocation of a connection's request future for the
+                // connection's whole life, and natter's is several KiB (every open stream and
+                // keep-alive connection held one). Boxed, that slot holds a pointer, and the
+                // request's own future is freed as soon as it has answered.
+                let answer = Box::pin(ep.get_response(req)).await;
+                let response: hyper::Response<BoxBody<Bytes, std::io::Error>> = answer.into();
                 // The request stays busy until hyper has sent its body (and drops it).
                 Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
             }
         }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let served = builder.serve_connection_with_upgrades(io, service);
+    // HTTP/1.1 only (browsers speak HTTP/2 only over TLS, which Caddy ends): hyper-util's
+    // protocol sniffing read the first bytes before hyper's own buffer, which then doubled to
+    // 16 KiB on every connection, and its future sized every connection's task for HTTP/2.
+    let served = http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades();
     let deadline = watch.deadline_passed(timeouts);
     tokio::pin!(served, deadline);
     tokio::select! {

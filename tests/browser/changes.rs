@@ -20,9 +20,11 @@ const BODY_OF: &str =
 /// Whether message `seq` shows the "(edited" mark.
 const EDITED: &str = "!!document.querySelector(`#msg-${arguments[0]} .edited`)";
 
-/// The seq of the newest message whose body is `text`.
+/// The seq of the newest message whose body is `text` (in the streamed conversation of a page
+/// without JavaScript).
 async fn seq_of(c: &Chrome, text: &str) -> i64 {
-    let script = "[...document.querySelectorAll('#messages article')]
+    let script = "[...(document.querySelector('iframe.live-frame')?.contentDocument ?? document)
+        .querySelectorAll('#messages article, #log > article')]
         .filter((a) => a.querySelector('.message-body')?.textContent === arguments[0])
         .map((a) => +a.dataset.seq).pop() ?? null";
     c.js(script, vec![json!(text)])
