@@ -24,6 +24,7 @@ fn frame_head(title: &str, me: i64, refresh: Option<&str>) -> Markup {
         link rel="stylesheet" href=(assets::url("natter.css"));
         link rel="stylesheet" href=(assets::url("no-js.css"));
         link rel="stylesheet" href={ "/me.css?u=" (me) };
+        link rel="icon" type="image/svg+xml" href=(assets::url("icon.svg"));
         @if let Some(url) = refresh {
             // Fires once the document has ended (natter closed the stream, or the connection
             // broke): the frame reloads itself and the stream goes on.
@@ -53,7 +54,7 @@ pub fn stream_start(room: &Room, me: i64, page: &NewestPage, missed: bool) -> (S
             // The body scrolls bottom-up (`no-js.css`), so the frame opens at the newest
             // message and stays there while a reader at the bottom watches new ones arrive.
             body.page-frame.page-stream {
-                div.stream {
+                main.stream {
                     @if page.has_older {
                         @if let Some(first) = page.first_seq { (older_link(code, first)) }
                     }
@@ -73,14 +74,14 @@ pub fn stream_start(room: &Room, me: i64, page: &NewestPage, missed: bool) -> (S
     };
     // maud closes every element; the log stays open for the live frames.
     let mut html = start.into_string();
-    let open = html.rfind("</div></div></body>").unwrap_or(html.len());
+    let open = html.rfind("</div></main></body>").unwrap_or(html.len());
     html.truncate(open);
     let (before, after) = html.split_once(MESSAGES).unwrap_or((&html, ""));
     (before.to_string(), after.to_string())
 }
 
 /// The end of a stream the browser should reload (the refresh in its head then fires).
-pub const STREAM_END: &str = "</div></div></body></html>\n";
+pub const STREAM_END: &str = "</div></main></body></html>\n";
 
 /// The end of a stream whose reader can no longer see the room: why, and where to go, with
 /// nothing that reloads it again.
@@ -93,7 +94,7 @@ pub fn stream_ended(why: Ended) -> String {
             p.stream-notice role="status" { "You are no longer in this room. " a href="/home" { "Your rooms" } }
         },
     };
-    format!("</div>{}</div></body></html>\n", notice.into_string())
+    format!("</div>{}</main></body></html>\n", notice.into_string())
 }
 
 /// Why a reader's stream ended for good.
@@ -119,7 +120,7 @@ pub fn frame_notice(
         html lang="en" {
             head { (frame_head(title, me, None)) }
             body.page-frame.page-stream {
-                div.stream {
+                main.stream {
                     @if let Some(page) = snapshot {
                         div.stream-log role="log" aria-label="Messages" { (PreEscaped(&page.html)) }
                     }
@@ -154,7 +155,7 @@ pub fn compose_frame(
         html lang="en" {
             head { (frame_head("Write a message", me, None)) }
             body.page-frame.page-compose {
-                form.composer method="post" action=(action) target="_self" {
+                main { form.composer method="post" action=(action) target="_self" {
                     (csrf_field(csrf))
                     label.visually-hidden for="composer-body" { "Message" }
                     textarea #composer-body name="body" rows="1"
@@ -167,7 +168,7 @@ pub fn compose_frame(
                     @if let Some(error) = error {
                         p #composer-error.field-error role="alert" { (error) }
                     }
-                }
+                } }
             }
         }
     }

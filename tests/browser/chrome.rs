@@ -551,10 +551,7 @@ impl Chrome {
             .client
             .execute_async(
                 "const done = arguments[arguments.length - 1];
-                 // Not into frames: a room without JavaScript streams into one whose document
-                 // never finishes loading, and axe would wait for it (the frames' documents
-                 // are checked on their own).
-                 axe.run(document, { resultTypes: ['violations'], iframes: false })
+                 axe.run(document, { resultTypes: ['violations'] })
                     .then((r) => done(r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
                         .map((v) => v.id + ': ' + v.help + ' @ ' + v.nodes.map((n) => n.target.join(' ') + ' ' + n.failureSummary).join(', '))))
                     .catch((e) => done(['axe failed: ' + e]));",

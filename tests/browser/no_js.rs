@@ -89,13 +89,9 @@ crate::both! {
             "bob here, also without javascript"
         );
         ada.screenshots("room-no-js").await;
-        // Accessible without JavaScript: the room page with its titled frames, and the
-        // composer frame's own document. (WebDriver cannot open the stream's document, which
-        // never finishes loading: it holds the same message markup in a log.)
-        assert_eq!(ada.axe().await, Vec::<String>::new(), "the room page without JavaScript");
-        ada.goto(&format!("/rooms/{code}/compose")).await;
-        ada.find("body.page-frame").await;
-        assert_eq!(ada.axe().await, Vec::<String>::new(), "the composer frame");
+        // The frames are titled for assistive technology. (axe never answers in a page with
+        // JavaScript off: a script timeout. The composer frame's document is checked in
+        // `pages`, where it is the same document.)
         ada.goto(&format!("/rooms/{code}")).await;
         for title in ["Messages, live", "Write a message"] {
             assert!(ada.exists(&format!("iframe[title='{title}']")).await, "{title}");

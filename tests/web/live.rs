@@ -420,7 +420,7 @@ both! {
         let mut socket = ada.socket(&code, Some(0)).await.unwrap();
         let list = socket.next_text(WAIT).await.unwrap();
         assert!(
-            list.starts_with("<ul class=\"member-list\" id=\"members\" data-capped"),
+            list.starts_with("<ul class=\"member-list\" id=\"members\" hx-swap-oob=\"true\" data-capped"),
             "{list}"
         );
         assert_eq!(list.matches("<li class=\"member\"").count(), 100, "{list}");

@@ -167,7 +167,7 @@ both! {
             .await;
         assert_eq!(edited.status, 303, "{}", edited.body);
         stream.read_to_end().await;
-        assert!(stream.text.ends_with("</div></div></body></html>\n"), "{}", stream.text);
+        assert!(stream.text.ends_with("</div></main></body></html>\n"), "{}", stream.text);
         assert!(!shows(&stream.text, "a mistake"), "a document cannot change what it shows");
         // What the frame reloads into (its head's refresh) shows the edit.
         let mut again = Stream::open(&ada, &format!("/rooms/{code}/live?after={seq}")).await;
@@ -259,7 +259,7 @@ both! {
         stream.until("the page", |t| t.contains("role=\"log\"")).await;
         let stopping = tokio::spawn(app.stop());
         stream.read_to_end().await;
-        assert!(stream.text.ends_with("</div></div></body></html>\n"), "{}", stream.text);
+        assert!(stream.text.ends_with("</div></main></body></html>\n"), "{}", stream.text);
         stopping.await.unwrap().expect("natter stops");
     }
 
