@@ -14,7 +14,7 @@ use super::{
 use crate::{assets, domain::without_bidi_controls, store::Room};
 
 /// The head of a frame's document: links in it open in the whole tab, not in the frame.
-fn frame_head(title: &str, me: i64, refresh: Option<&str>) -> Markup {
+fn frame_head(title: &str, me: i64, refresh: Option<(u32, &str)>) -> Markup {
     html! {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
@@ -25,10 +25,10 @@ fn frame_head(title: &str, me: i64, refresh: Option<&str>) -> Markup {
         link rel="stylesheet" href=(assets::url("no-js.css"));
         link rel="stylesheet" href={ "/me.css?u=" (me) };
         link rel="icon" type="image/svg+xml" href=(assets::url("icon.svg"));
-        @if let Some(url) = refresh {
+        @if let Some((secs, url)) = refresh {
             // Fires once the document has ended (natter closed the stream, or the connection
-            // broke): the frame reloads itself and the stream goes on.
-            meta http-equiv="refresh" content={ "0; url=" (url) };
+            // broke), `secs` after: the frame reloads itself and the stream goes on.
+            meta http-equiv="refresh" content={ (secs) "; url=" (url) };
         }
     }
 }
@@ -50,7 +50,7 @@ pub fn stream_start(room: &Room, me: i64, page: &NewestPage, missed: bool) -> (S
     let start = html! {
         (DOCTYPE)
         html lang="en" {
-            head { (frame_head(room.display_name(), me, Some(&refresh))) }
+            head { (frame_head(room.display_name(), me, Some((0, &refresh)))) }
             // The body scrolls bottom-up (`no-js.css`), so the frame opens at the newest
             // message and stays there while a reader at the bottom watches new ones arrive.
             body.page-frame.page-stream {
@@ -133,6 +133,22 @@ pub fn frame_notice(
                             a href=(link.0) { (link.1) }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The frame's document while natter shuts down: it tries again by itself in 2 s (behind a
+/// proxy, another instance or this one restarted answers).
+pub fn restarting(url: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (frame_head("Messages", 0, Some((2, url)))) }
+            body.page-frame.page-stream {
+                main.stream {
+                    p.stream-notice role="status" { "natter is restarting: this reconnects by itself." }
                 }
             }
         }

@@ -90,6 +90,24 @@ pub fn skip_or_fail(what: &str, why: &str) {
     eprintln!("skipping: {what} unavailable ({why})");
 }
 
+/// Whether `binary` runs (`binary version_flag` succeeds); otherwise skips (saying to install
+/// Debian's `package`) or, when `NATTER_TEST_REQUIRE` names `binary`, fails.
+pub fn tool_installed(binary: &str, version_flag: &str, package: &str) -> bool {
+    let found = std::process::Command::new(binary)
+        .arg(version_flag)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        skip_or_fail(
+            binary,
+            &format!("the {binary} binary is not installed (apt-get install {package})"),
+        );
+    }
+    found
+}
+
 /// Polls `check` until it is true or `within` passes.
 pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
 where

@@ -14,7 +14,7 @@ use std::{
 
 use tokio::{io::copy_bidirectional, net::TcpListener, task::JoinHandle};
 
-use crate::common::skip_or_fail;
+use crate::common::tool_installed;
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -204,19 +204,7 @@ pub struct Caddy {
 impl Caddy {
     /// Whether the `caddy` binary exists; otherwise skips (or fails when required).
     pub fn available() -> bool {
-        let found = Command::new("caddy")
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            skip_or_fail(
-                "caddy",
-                "the caddy binary is not installed (apt-get install caddy)",
-            );
-        }
-        found
+        tool_installed("caddy", "version", "caddy")
     }
 
     /// Starts Caddy in front of `upstreams` on `port` (natter's public URL names it, so it is

@@ -253,6 +253,7 @@ both! {
         }
     }
 
+    #[settings(NATTER_DRAIN = "2s")]
     async fn shutting_down_ends_streams_so_their_frames_reload(app: TestApp) {
         let (ada, _bob, code) = pair(&app).await;
         let mut stream = Stream::open(&ada, &format!("/rooms/{code}/live")).await;
@@ -260,6 +261,12 @@ both! {
         let stopping = tokio::spawn(app.stop());
         stream.read_to_end().await;
         assert!(stream.text.ends_with("</div></main></body></html>\n"), "{}", stream.text);
+        // The frame's reload while natter drains: a notice that tries again by itself.
+        let reloaded = ada.get(&format!("/rooms/{code}/live?after=0")).await;
+        assert_eq!(reloaded.status, 503);
+        assert!(reloaded.body.contains(&format!(
+            "<meta http-equiv=\"refresh\" content=\"2; url=/rooms/{code}/live\">"
+        )), "{}", reloaded.body);
         stopping.await.unwrap().expect("natter stops");
     }
 

@@ -10,23 +10,11 @@ use std::{
     process::{Command, Stdio},
 };
 
-use crate::common::{Backend, Browser, TestApp, hostile_inputs, skip_or_fail};
+use crate::common::{Backend, Browser, TestApp, hostile_inputs};
 
 /// Whether `w3m` is installed; otherwise skips (or fails when required).
 fn w3m_installed() -> bool {
-    let found = Command::new("w3m")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        skip_or_fail(
-            "w3m",
-            "the w3m binary is not installed (apt-get install w3m)",
-        );
-    }
-    found
+    crate::common::tool_installed("w3m", "-version", "w3m")
 }
 
 /// `html` as w3m shows it 100 columns wide: `w3m -dump -T text/html -cols 100`, in UTF-8

@@ -91,11 +91,8 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
         ))
     };
     if state.shutdown.is_cancelled() {
-        let mut response = notice(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "natter is restarting.",
-            (req.uri().path(), "Reconnect"),
-        )?;
+        let restarting = stream::restarting(req.uri().path());
+        let mut response = frame_page(StatusCode::SERVICE_UNAVAILABLE, restarting);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
