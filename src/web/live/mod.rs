@@ -12,6 +12,7 @@
 
 mod batch;
 mod feed;
+mod pipe;
 mod sse;
 mod stream;
 mod ws;
@@ -65,10 +66,26 @@ fn after_cursor(query: Option<&str>) -> Result<Option<i64>, ()> {
         .collect();
     match values.as_slice() {
         [] => Ok(None),
-        [v] if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
-            v.parse().map(Some).map_err(|_| ())
-        }
+        [v] => seq_digits(v).map(Some),
         _ => Err(()),
+    }
+}
+
+/// A cursor as natter's pages and the browser's own reconnects spell one: decimal digits that
+/// fit a seq.
+fn seq_digits(v: &str) -> Result<i64, ()> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    v.parse().map_err(|_| ())
+}
+
+/// `user` as a room's hub knows a listener (when they joined does not matter there).
+fn as_member(user: &CurrentUser) -> Member {
+    Member {
+        user_id: user.id,
+        username: user.username.clone(),
+        joined_at: 0,
     }
 }
 
@@ -193,11 +210,7 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
         .take_upgrade()
         .map_err(|_| AppError::from(Refusal::BadRequest("the connection cannot be upgraded")))?;
     let state = (*state).clone();
-    let member = Member {
-        user_id: user.id,
-        username: user.username,
-        joined_at: 0,
-    };
+    let member = as_member(&user);
     let session = user.session.token_hash;
     // The socket's log lines carry the upgrade request's id, and who and where.
     let span = tracing::info_span!("socket", room_id = room.id, user_id = member.user_id);

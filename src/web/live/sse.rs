@@ -17,26 +17,23 @@ use poem::{
     Body, Request, Response, handler,
     http::{HeaderValue, StatusCode, header},
 };
-use tokio::sync::mpsc;
-use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument;
 
 use super::{
     SOCKETS_RETRY_SECS, after_cursor,
     feed::{End, Feed, Transport},
-    member_in_room, refuse, refuse_for_now,
+    member_in_room,
+    pipe::{self, Pipe},
+    refuse, refuse_for_now,
 };
 use crate::{
     auth::AppData,
     chat::{self, close},
-    store::Member,
 };
 
 /// A comment this often keeps proxies from closing an idle stream.
 const HEARTBEAT: Duration = Duration::from_secs(25);
-/// A reader that cannot take an event for this long is dropped (it reconnects and resumes).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the browser waits before reconnecting a stream that ended (it picks a moment
 /// between these, so a restart's readers do not all come back at once).
 const RETRY_MS: std::ops::Range<u32> = 1000..4000;
@@ -48,13 +45,7 @@ fn events_cursor(req: &Request) -> Result<Option<i64>, ()> {
     let mut ids = req.headers().get_all("last-event-id").iter();
     match (ids.next(), ids.next()) {
         (None, _) => Ok(after),
-        (Some(id), None) => {
-            let id = id.to_str().map_err(|_| ())?;
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(());
-            }
-            id.parse().map(Some).map_err(|_| ())
-        }
+        (Some(id), None) => super::seq_digits(id.to_str().map_err(|_| ())?).map(Some),
         (Some(_), Some(_)) => Err(()),
     }
 }
@@ -143,11 +134,7 @@ pub async fn events(state: AppData<'_>, req: &Request) -> poem::Result<Response>
             SOCKETS_RETRY_SECS,
         ));
     };
-    let member = Member {
-        user_id: user.id,
-        username: user.username,
-        joined_at: 0,
-    };
+    let member = super::as_member(&user);
     let session = user.session.token_hash;
     let listening = Box::pin(state.chat.listen(&room, member, session)).await;
     let listener = match listening {
@@ -159,10 +146,7 @@ pub async fn events(state: AppData<'_>, req: &Request) -> poem::Result<Response>
         // Signed out or out of the room since the checks: said the way a feed would end.
         Err(chat::Refused::Closed(code)) => return Ok(ended(code)),
     };
-    let (tx, rx) = mpsc::channel(1);
-    let body = tokio_stream::once(retry())
-        .chain(ReceiverStream::new(rx))
-        .map(Ok::<_, std::io::Error>);
+    let (pipe, body) = pipe::pipe([retry()]);
     let span = tracing::info_span!("events", room_id = room.id, user_id = user.id);
     let metrics = state.metrics.clone();
     let state = (*state).clone();
@@ -170,32 +154,18 @@ pub async fn events(state: AppData<'_>, req: &Request) -> poem::Result<Response>
         async move {
             let _slot = slot; // counted against the person while open, as a socket is
             let _open = metrics.stream_opened();
-            Feed::new(state, room, Events { tx }, listener)
+            Feed::new(state, room, Events { pipe }, listener)
                 .run(after)
                 .await;
         }
         .instrument(span),
     );
-    Ok(event_stream(Body::from_bytes_stream(body)))
+    Ok(event_stream(body))
 }
 
-/// An event stream as a feed's transport: the events go into the response body through a
-/// channel of one.
+/// An event stream as a feed's transport.
 struct Events {
-    tx: mpsc::Sender<Bytes>,
-}
-
-impl Events {
-    async fn write(&mut self, piece: Bytes) -> Result<(), End> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.tx.send(piece)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => {
-                tracing::debug!("events could not take an event for 10 s; ending them");
-                Err(End::Gone)
-            }
-        }
-    }
+    pipe: Pipe,
 }
 
 impl Transport for Events {
@@ -204,17 +174,17 @@ impl Transport for Events {
     const KEEP_ALIVE: Duration = HEARTBEAT;
 
     async fn send(&mut self, frame: Utf8Bytes, seq: i64) -> Result<(), End> {
-        self.write(event(&frame, seq)).await
+        self.pipe.write(event(&frame, seq)).await
     }
 
     async fn heard(&mut self) -> Result<(), End> {
-        // Nothing comes from the reader; the body is dropped when it goes away.
-        self.tx.closed().await;
-        Err(End::Gone)
+        Err(self.pipe.gone().await)
     }
 
     async fn keep_alive(&mut self) -> Result<(), End> {
-        self.write(Bytes::from_static(b": keep-alive\n\n")).await
+        self.pipe
+            .write(Bytes::from_static(b": keep-alive\n\n"))
+            .await
     }
 
     async fn close(mut self, end: End) {
@@ -225,7 +195,7 @@ impl Transport for Events {
             // the way back to the room as it is.
             End::Reload => close::TOO_FAR_BEHIND,
         };
-        let _ = self.write(close_event(code)).await;
+        let _ = self.pipe.write(close_event(code)).await;
     }
 }
 

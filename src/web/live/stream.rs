@@ -12,17 +12,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use poem::{
-    Body, FromRequest, Request, Response, handler,
+    FromRequest, Request, Response, handler,
     http::{HeaderValue, StatusCode, header},
 };
-use tokio::sync::mpsc;
-use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument;
 
 use super::{
     after_cursor,
     feed::{End, Feed, MAX_REPLAY, Transport},
+    pipe::{self, Pipe},
 };
 use crate::{
     actions::LiveRoom,
@@ -30,7 +29,6 @@ use crate::{
     chat::{self, close},
     error::AppError,
     refusal::Refusal,
-    store::Member,
     views::{
         messages::PAGE_SIZE,
         stream::{self, Ended, STREAM_END},
@@ -48,8 +46,6 @@ const MAX_AGE: Duration = Duration::from_secs(15 * 60);
 const MAX_EVENTS: i64 = MAX_REPLAY;
 /// A comment every 25 s keeps proxies from closing an idle stream.
 const HEARTBEAT: Duration = Duration::from_secs(25);
-/// A reader that cannot take a piece for this long is dropped (its frame reloads later).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The frame route's Content-Security-Policy: natter's, but framed by its own pages.
 pub const FRAME_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
@@ -154,11 +150,7 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
         );
         return Ok(frame_page(StatusCode::OK, markup));
     };
-    let member = Member {
-        user_id: user.id,
-        username: user.username.clone(),
-        joined_at: 0,
-    };
+    let member = super::as_member(&user);
     let listening = Box::pin(state.chat.listen(&room, member, session)).await;
     let listener = match listening {
         Ok(listener) => listener,
@@ -196,22 +188,18 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
     };
     let missed = after.is_some_and(|a| page.first_seq.is_some_and(|first| a + 1 < first));
     let (before, after) = stream::stream_start(&room, user.id, &page, missed);
-    let (tx, rx) = mpsc::channel(1);
-    let out = StreamOut {
-        tx,
-        opened: Instant::now(),
-        first: page.cursor,
-    };
     // The start goes first in the body, the page's messages as the cache holds them; the
-    // channel then carries the live pieces.
-    let start = [
+    // pipe then carries the live pieces.
+    let (pipe, body) = pipe::pipe([
         Bytes::from(before),
         Bytes::from_owner(Messages(page.clone())),
         Bytes::from(after),
-    ];
-    let body = tokio_stream::iter(start)
-        .chain(ReceiverStream::new(rx))
-        .map(Ok::<_, std::io::Error>);
+    ]);
+    let out = StreamOut {
+        pipe,
+        opened: Instant::now(),
+        first: page.cursor,
+    };
     let span = tracing::info_span!("stream", room_id = room.id, user_id = user.id);
     let cursor = page.cursor;
     let metrics = state.metrics.clone();
@@ -231,7 +219,7 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         // Caddy and nginx pass a response on as it comes when told not to buffer it.
         .header("x-accel-buffering", "no")
-        .body(Body::from_bytes_stream(body));
+        .body(body);
     frame_headers(&mut response);
     Ok(response)
 }
@@ -245,26 +233,12 @@ impl AsRef<[u8]> for Messages {
     }
 }
 
-/// A streamed document as a feed's transport: the pieces go into the response body through a
-/// channel of one.
+/// A streamed document as a feed's transport.
 struct StreamOut {
-    tx: mpsc::Sender<Bytes>,
+    pipe: Pipe,
     opened: Instant,
     /// The cursor of the page the stream began with.
     first: i64,
-}
-
-impl StreamOut {
-    async fn write(&mut self, piece: Bytes) -> Result<(), End> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.tx.send(piece)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => {
-                tracing::debug!("stream could not take a piece for 10 s; ending it");
-                Err(End::Gone)
-            }
-        }
-    }
 }
 
 impl Transport for StreamOut {
@@ -273,7 +247,7 @@ impl Transport for StreamOut {
     const KEEP_ALIVE: Duration = HEARTBEAT;
 
     async fn send(&mut self, frame: Utf8Bytes, seq: i64) -> Result<(), End> {
-        self.write(Bytes::from(frame)).await?;
+        self.pipe.write(Bytes::from(frame)).await?;
         if seq - self.first >= MAX_EVENTS {
             return Err(End::Reload);
         }
@@ -281,16 +255,14 @@ impl Transport for StreamOut {
     }
 
     async fn heard(&mut self) -> Result<(), End> {
-        // Nothing comes from the reader; the body is dropped when it goes away.
-        self.tx.closed().await;
-        Err(End::Gone)
+        Err(self.pipe.gone().await)
     }
 
     async fn keep_alive(&mut self) -> Result<(), End> {
         if self.opened.elapsed() >= MAX_AGE {
             return Err(End::Reload);
         }
-        self.write(Bytes::from_static(b"<!-- -->\n")).await
+        self.pipe.write(Bytes::from_static(b"<!-- -->\n")).await
     }
 
     async fn close(mut self, end: End) {
@@ -300,6 +272,6 @@ impl Transport for StreamOut {
             End::Close(close::LEFT, _) => stream::stream_ended(Ended::Left),
             End::Close(..) | End::Reload => STREAM_END.to_string(),
         };
-        let _ = self.write(Bytes::from(ending)).await;
+        let _ = self.pipe.write(Bytes::from(ending)).await;
     }
 }
