@@ -264,7 +264,7 @@ pub async fn post_message(
 pub async fn compose_form(found: poem::Result<InRoom<Room>>) -> Response {
     let InRoom { user, room } = match found {
         Ok(found) => found,
-        Err(e) => return frame_error(e),
+        Err(e) => return live::frame_error("Write a message", e),
     };
     let csrf = user.session.csrf();
     let frame = stream::compose_frame(
@@ -289,48 +289,22 @@ pub async fn compose(
 ) -> Response {
     let posted = match posted {
         Ok(posted) => posted,
-        Err(e) => return frame_error(e),
+        Err(e) => return live::frame_error("Write a message", e),
     };
     let room = match found {
         Ok(InRoom { room, .. }) => room,
-        Err(e) => return frame_error(e),
+        Err(e) => return live::frame_error("Write a message", e),
     };
     let form = &posted.form;
     let code = room.code.canonical();
     let client_id = form.client_id();
     match actions::post(&state, posted.user.actor(), &room, &form.body, client_id).await {
         Ok(_) => see_other(&format!("/rooms/{code}/compose"), false),
-        Err(refusal @ Refusal::NotFound) => frame_error(AppError::from(refusal).into()),
+        Err(refusal @ Refusal::NotFound) => {
+            live::frame_error("Write a message", AppError::from(refusal).into())
+        }
         Err(refusal) => frame_refused(&posted, &code, &refusal),
     }
-}
-
-/// Why the composer frame cannot be shown, said inside the frame (natter's error pages refuse
-/// to be framed).
-fn frame_error(e: poem::Error) -> Response {
-    let refusal = match e.downcast::<AppError>() {
-        Ok(e) => e.refusal,
-        Err(e) => Refusal::from_status(e.status()),
-    };
-    let (status, text, link) = match refusal {
-        Refusal::SignInRequired { .. } | Refusal::UsernameRequired => (
-            StatusCode::UNAUTHORIZED,
-            "You are signed out.".into(),
-            ("/", "Sign in"),
-        ),
-        Refusal::NotFound => (
-            StatusCode::NOT_FOUND,
-            "You are not in this room.".into(),
-            ("/home", "Your rooms"),
-        ),
-        refusal => (
-            refusal.status(),
-            refusal.sentence(),
-            ("/home", "Your rooms"),
-        ),
-    };
-    let markup = stream::frame_notice("Write a message", 0, &text, link, None);
-    live::frame_page(status, markup)
 }
 
 /// The composer frame after a refused post: the typed text, why, and its status.

@@ -18,7 +18,7 @@ mod stream;
 mod ws;
 
 pub use sse::events;
-pub use stream::{STREAMS_PER_SESSION, frame_page, live};
+pub use stream::{STREAMS_PER_SESSION, frame_error, frame_page, live};
 
 use feed::Feed;
 

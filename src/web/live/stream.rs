@@ -77,6 +77,33 @@ pub fn frame_page(status: StatusCode, markup: maud::Markup) -> Response {
     response
 }
 
+/// Why a frame cannot be shown (signed out, not a member, too fast, the database away), said
+/// inside the frame with a way on: natter's error pages refuse to be framed.
+pub fn frame_error(title: &str, e: poem::Error) -> Response {
+    let refusal = match e.downcast::<AppError>() {
+        Ok(e) => e.refusal,
+        Err(e) => Refusal::from_status(e.status()),
+    };
+    let (status, text, link) = match refusal {
+        Refusal::SignInRequired { .. } | Refusal::UsernameRequired => (
+            StatusCode::UNAUTHORIZED,
+            "You are signed out.".into(),
+            ("/", "Sign in"),
+        ),
+        Refusal::NotFound => (
+            StatusCode::NOT_FOUND,
+            "You are not in this room.".into(),
+            ("/home", "Your rooms"),
+        ),
+        refusal => (
+            refusal.status(),
+            refusal.sentence(),
+            ("/home", "Your rooms"),
+        ),
+    };
+    frame_page(status, stream::frame_notice(title, 0, &text, link, None))
+}
+
 /// `GET /rooms/{code}/live`.
 #[handler]
 pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
@@ -99,26 +126,7 @@ pub async fn live(state: AppData<'_>, req: &Request) -> poem::Result<Response> {
             user,
             room: LiveRoom(room),
         }) => (user, room),
-        Err(e) => {
-            return match e.downcast_ref::<AppError>().map(|e| &e.refusal) {
-                Some(Refusal::SignInRequired { .. } | Refusal::UsernameRequired) => notice(
-                    StatusCode::UNAUTHORIZED,
-                    "You are signed out.",
-                    ("/", "Sign in"),
-                ),
-                Some(Refusal::NotFound) => notice(
-                    StatusCode::NOT_FOUND,
-                    "You are not in this room.",
-                    ("/home", "Your rooms"),
-                ),
-                Some(refused @ Refusal::TooFast { .. }) => notice(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &refused.sentence(),
-                    ("/home", "Your rooms"),
-                ),
-                _ => Err(e),
-            };
-        }
+        Err(e) => return Ok(frame_error("Messages", e)),
     };
     let Ok(after) = after_cursor(req.uri().query()) else {
         return notice(
