@@ -78,6 +78,7 @@ pub mod chat;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod limits;
 pub mod metrics;
 pub mod refusal;
