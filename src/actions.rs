@@ -9,10 +9,11 @@ use crate::{
     auth::Actor,
     config::RateLimit,
     domain::{MessageBody, RoomCode, RoomName, notify::Notify},
+    files::Upload,
     refusal::{Budget, Refusal},
     store::{
-        ChangeOutcome, JoinOutcome, MessageChange, NewPost, PostOutcome, Room, RoomNotify,
-        RoomOverview, StoreError, now_ms,
+        ChangeOutcome, JoinOutcome, MessageChange, NewAttachment, NewPost, PostOutcome, Room,
+        RoomNotify, RoomOverview, StoreError, now_ms,
     },
 };
 
@@ -231,18 +232,20 @@ pub fn valid_client_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Posts a message; returns its seq (also when the same `client_id` was posted before: a double
-/// submit answers as if it had succeeded). Live delivery follows the commit. Membership is
-/// checked where the message is inserted (`NotFound`), and before any other refusal is told:
-/// to a non-member the room is not there, whatever they sent.
+/// Posts a message with its files (text may then be empty); returns its seq (also when the same
+/// `client_id` was posted before: a double submit answers as if it had succeeded). Live
+/// delivery follows the commit. Membership is checked where the message is inserted
+/// (`NotFound`), and before any other refusal is told: to a non-member the room is not there,
+/// whatever they sent.
 pub async fn post(
     state: &State,
     actor: Actor<'_>,
     room: &PostingRoom,
     body: &str,
     client_id: Option<&str>,
+    files: Vec<Upload>,
 ) -> Result<i64, Refusal> {
-    match attempt_post(state, actor, room.id, body, client_id).await {
+    match attempt_post(state, actor, room.id, body, client_id, files).await {
         Ok(seq) => return Ok(seq),
         Err(Refusal::NotFound) => {}
         Err(refusal) => {
@@ -265,8 +268,13 @@ async fn attempt_post(
     room_id: i64,
     body: &str,
     client_id: Option<&str>,
+    files: Vec<Upload>,
 ) -> Result<i64, Refusal> {
-    let body = MessageBody::parse(body).map_err(|e| Refusal::Invalid(e.0))?;
+    let body = match files.is_empty() {
+        true => MessageBody::parse(body),
+        false => MessageBody::parse_caption(body),
+    }
+    .map_err(|e| Refusal::Invalid(e.0))?;
     let client_id = client_id.filter(|id| valid_client_id(id));
     if let Err(too_fast) = Budget::Posts.spend(&state.limits.posts, &actor.id) {
         // A retry of a post that went through (a resubmitted form, an API client that missed
@@ -278,14 +286,31 @@ async fn attempt_post(
         }
         return Err(too_fast);
     }
+    let attachments = match files.is_empty() {
+        true => Vec::new(),
+        false => match store_files(state, actor, room_id, files).await {
+            Ok(stored) => stored,
+            Err(refusal) => {
+                state.limits.posts.refund(&actor.id);
+                return Err(refusal);
+            }
+        },
+    };
+    let keys = crate::files::keys_of(&attachments);
     let post = NewPost {
         room_id,
         user_id: actor.id,
         author: actor.username.to_string(),
         body,
         client_id: client_id.map(str::to_string),
+        attachments,
     };
-    match state.store.post_message(post).await? {
+    let outcome = state.store.post_message(post).await;
+    if !matches!(outcome, Ok(PostOutcome::Posted(_))) {
+        // Stored for a post that did not happen (refused, posted before, failed).
+        state.files.discard(&keys).await;
+    }
+    match outcome? {
         PostOutcome::Posted(m) => Ok(m.seq),
         PostOutcome::AlreadyPosted(seq) => Ok(seq),
         PostOutcome::NotMember => {
@@ -294,6 +319,27 @@ async fn attempt_post(
             Err(Refusal::NotFound)
         }
     }
+}
+
+/// Stores a post's files (thumbnails made), within the room's quota, for a member: a
+/// non-member's files are never written (`NotFound`, as the post would be).
+async fn store_files(
+    state: &State,
+    actor: Actor<'_>,
+    room_id: i64,
+    files: Vec<Upload>,
+) -> Result<Vec<NewAttachment>, Refusal> {
+    if !state.store.is_member(room_id, actor.id).await? {
+        return Err(Refusal::NotFound);
+    }
+    if let Some(quota) = state.files.config().room_quota {
+        let adding: u64 = files.iter().map(|f| f.size).sum();
+        let used = state.store.room_file_bytes(room_id).await?.max(0) as u64;
+        if used.saturating_add(adding) > quota {
+            return Err(Refusal::RoomFull { quota });
+        }
+    }
+    state.files.store(files).await
 }
 
 /// Edits message `seq` of `room`, which must be the actor's: the new text follows the rules of
@@ -314,7 +360,7 @@ pub async fn edit(
         body: Some(body),
     };
     match state.store.change_message(change).await? {
-        ChangeOutcome::Changed(_) | ChangeOutcome::Unchanged => Ok(()),
+        ChangeOutcome::Changed(..) | ChangeOutcome::Unchanged => Ok(()),
         ChangeOutcome::Deleted => Err(Refusal::Conflict(DELETED)),
         ChangeOutcome::NotFound => {
             // Nothing was changed, so nothing is spent.
@@ -335,7 +381,12 @@ pub async fn delete(state: &State, actor: Actor<'_>, room: &Room, seq: i64) -> R
         body: None,
     };
     match state.store.change_message(change).await? {
-        ChangeOutcome::Changed(_) | ChangeOutcome::Unchanged | ChangeOutcome::Deleted => Ok(()),
+        ChangeOutcome::Changed(_, removed) => {
+            // Its files' rows went with the commit; now their bytes.
+            state.files.discard(&removed).await;
+            Ok(())
+        }
+        ChangeOutcome::Unchanged | ChangeOutcome::Deleted => Ok(()),
         ChangeOutcome::NotFound => Err(Refusal::NotFound),
     }
 }

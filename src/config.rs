@@ -5,7 +5,10 @@
 //! over raw text, and `Args::into_config` is the one place that text is checked and typed, so
 //! every refusal is one of natter's sentences and a blank value means "use the default".
 
-use std::{collections::HashMap, ffi::OsString, fmt, net::IpAddr, net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap, ffi::OsString, fmt, net::IpAddr, net::SocketAddr, path::PathBuf,
+    time::Duration,
+};
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use url::Url;
@@ -60,6 +63,65 @@ impl DatabaseUrl {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The directory an SQLite file is in (`None` for PostgreSQL, and for `:memory:`).
+    pub fn sqlite_dir(&self) -> Option<PathBuf> {
+        let path = self.0.strip_prefix("sqlite:")?;
+        let path = path.strip_prefix("//").unwrap_or(path);
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() || path.starts_with(':') {
+            return None;
+        }
+        let parent = std::path::Path::new(path).parent()?;
+        Some(if parent.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            parent.to_path_buf()
+        })
+    }
+}
+
+/// Where attachments' bytes are kept (`NATTER_FILES`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilesLocation {
+    /// A local directory: one instance (or several sharing a network file system).
+    Local(PathBuf),
+    /// A bucket of S3-compatible storage (`s3://bucket`); endpoint and credentials come from
+    /// the usual `AWS_*` variables.
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// Where to reach it (`AWS_ENDPOINT_URL`; unset: Amazon S3 itself).
+        endpoint: Option<String>,
+        /// Its region (`AWS_REGION`, default `us-east-1`; Garage's default is `garage`).
+        region: String,
+        /// `AWS_ACCESS_KEY_ID`.
+        key_id: String,
+        /// `AWS_SECRET_ACCESS_KEY`.
+        secret: Secret,
+    },
+}
+
+impl fmt::Display for FilesLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FilesLocation::Local(dir) => write!(f, "{}", dir.display()),
+            FilesLocation::S3 { bucket, .. } => write!(f, "s3://{bucket}"),
+        }
+    }
+}
+
+/// Attachments: where they are kept and how big they may be (issue 16).
+#[derive(Clone, Debug)]
+pub struct FilesConfig {
+    /// Where the bytes are.
+    pub location: FilesLocation,
+    /// The largest file, in bytes.
+    pub max_upload: u64,
+    /// The most files one message carries.
+    pub max_files: usize,
+    /// The most bytes of files one room may hold (`None`: no limit).
+    pub room_quota: Option<u64>,
 }
 
 impl fmt::Display for DatabaseUrl {
@@ -264,6 +326,8 @@ pub struct Config {
     /// Refuse every WebSocket upgrade (403), as a proxy that strips them would: for testing
     /// the Server-Sent Events fallback. Never needed in production.
     pub refuse_websockets: bool,
+    /// Attachments.
+    pub files: FilesConfig,
 }
 
 /// Why `Config::from_env_and_args` gave no configuration.
@@ -345,6 +409,8 @@ const DEFAULT_HEADER_TIMEOUT: &str = "10s";
 const DEFAULT_IDLE_TIMEOUT: &str = "60s";
 const DEFAULT_BODY_TIMEOUT: &str = "30s";
 const DEFAULT_SOCKETS_PER_USER: &str = "20";
+const DEFAULT_MAX_UPLOAD: &str = "10MiB";
+const DEFAULT_MAX_FILES: &str = "10";
 
 /// The command line and the environment as clap reads them. Values stay text here: a blank
 /// variable must mean "the default" (clap would hand it over as a value), and each bad value
@@ -580,6 +646,50 @@ struct Args {
         default_missing_value = "true"
     )]
     refuse_websockets: String,
+
+    /// Where attachments are kept: a directory, or s3://BUCKET (endpoint and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) [default:
+    /// natter-files beside the SQLite file, or in the working directory]
+    #[arg(long, env = "NATTER_FILES", value_name = "DIR|s3://BUCKET")]
+    files: Option<String>,
+
+    /// The largest attachment, like 10MiB or 500KiB (up to 1GiB)
+    #[arg(
+        long,
+        env = "NATTER_MAX_UPLOAD",
+        value_name = "SIZE",
+        default_value = DEFAULT_MAX_UPLOAD
+    )]
+    max_upload: String,
+
+    /// The most files one message carries, 1 to 50
+    #[arg(long, env = "NATTER_MAX_FILES", value_name = "N", default_value = DEFAULT_MAX_FILES)]
+    max_files: String,
+
+    /// The most bytes of attachments one room may hold, like 2GiB [default: no limit]
+    #[arg(long, env = "NATTER_ROOM_QUOTA", value_name = "SIZE")]
+    room_quota: Option<String>,
+
+    /// The S3 endpoint for NATTER_FILES=s3://… (Garage, MinIO; unset: Amazon S3)
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    s3_endpoint: Option<String>,
+
+    /// The S3 region [default: us-east-1]
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    s3_region: Option<String>,
+
+    /// The S3 access key id
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "ID")]
+    s3_key_id: Option<String>,
+
+    /// The S3 secret access key
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    s3_secret: Option<String>,
 }
 
 /// A setting as given: trimmed, `None` when blank (a blank variable counts as unset).
@@ -759,7 +869,37 @@ impl Args {
             or_default(&self.refuse_websockets, "false"),
         )?;
 
+        let files = FilesConfig {
+            location: files_location(
+                self.files.as_deref().and_then(given),
+                &database_url,
+                S3Access {
+                    endpoint: self.s3_endpoint.as_deref().and_then(given),
+                    region: self.s3_region.as_deref().and_then(given),
+                    key_id: self.s3_key_id.as_deref().and_then(given),
+                    secret: self.s3_secret.as_deref().and_then(given),
+                },
+            )?,
+            max_upload: parse_size(or_default(&self.max_upload, DEFAULT_MAX_UPLOAD))
+                .filter(|n| (1024..=1 << 30).contains(n))
+                .ok_or("NATTER_MAX_UPLOAD must be a size from 1KiB to 1GiB, like 10MiB")?,
+            max_files: or_default(&self.max_files, DEFAULT_MAX_FILES)
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=50).contains(n))
+                .ok_or("NATTER_MAX_FILES must be a number from 1 to 50")?,
+            room_quota: match self.room_quota.as_deref().and_then(given) {
+                None => None,
+                Some(v) => Some(
+                    parse_size(v)
+                        .filter(|n| *n >= 1024)
+                        .ok_or("NATTER_ROOM_QUOTA must be a size of at least 1KiB, like 2GiB")?,
+                ),
+            },
+        };
+
         Ok(Config {
+            files,
             bind,
             public_url,
             database_url,
@@ -850,6 +990,82 @@ impl Config {
 
 /// `500ms`, `2s`, `10m`, `1h`; a missing number means 1 (`s` = `1s`). Hand-written rather than
 /// `humantime`, which takes more units (`1d`, `1w`) than the README documents.
+/// The `AWS_*` settings as given.
+struct S3Access<'a> {
+    endpoint: Option<&'a str>,
+    region: Option<&'a str>,
+    key_id: Option<&'a str>,
+    secret: Option<&'a str>,
+}
+
+/// `NATTER_FILES`, or its default: `natter-files` beside the SQLite file, else in the
+/// working directory.
+fn files_location(
+    given: Option<&str>,
+    database: &DatabaseUrl,
+    s3: S3Access<'_>,
+) -> Result<FilesLocation, String> {
+    match given {
+        Some(url) if url.starts_with("s3://") => {
+            let bucket = url.trim_start_matches("s3://").trim_end_matches('/');
+            let valid = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
+            if !valid {
+                return Err(format!(
+                    "NATTER_FILES: {url:?} is not s3://BUCKET with a bucket name of 3-63 lowercase letters, digits, dots and dashes"
+                ));
+            }
+            let (Some(key_id), Some(secret)) = (s3.key_id, s3.secret) else {
+                return Err(
+                    "NATTER_FILES is an S3 bucket: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY too"
+                        .to_string(),
+                );
+            };
+            if let Some(endpoint) = s3.endpoint {
+                parse_url("AWS_ENDPOINT_URL", endpoint)?;
+            }
+            Ok(FilesLocation::S3 {
+                bucket: bucket.to_string(),
+                endpoint: s3.endpoint.map(str::to_string),
+                region: s3.region.unwrap_or("us-east-1").to_string(),
+                key_id: key_id.to_string(),
+                secret: Secret::new(secret),
+            })
+        }
+        Some(other) if other.contains("://") => Err(format!(
+            "NATTER_FILES must be a directory or s3://BUCKET, not {other:?}"
+        )),
+        Some(dir) => Ok(FilesLocation::Local(PathBuf::from(dir))),
+        None => {
+            let beside = database.sqlite_dir().unwrap_or_else(|| PathBuf::from("."));
+            Ok(FilesLocation::Local(beside.join("natter-files")))
+        }
+    }
+}
+
+/// A size like `10MiB`, `500KiB`, `1GiB`, `2MB` or a number of bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(unit)
+}
+
 fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
@@ -1434,5 +1650,91 @@ mod tests {
         // The process path: clap reads the variables, and a flag overrides one of them.
         let c = parse(Args::command(), ["natter", "--db-pool", "3"]).unwrap();
         assert_eq!((c.bind.port(), c.db_pool), (7, Some(3)));
+    }
+
+    #[test]
+    fn files_default_beside_the_sqlite_file_and_take_s3_buckets() {
+        let local = |db: &str| config(&[("NATTER_DATABASE_URL", db)], &[]).unwrap().files;
+        assert_eq!(
+            local("sqlite:///var/lib/natter/chat.db?mode=rwc").location,
+            FilesLocation::Local(PathBuf::from("/var/lib/natter/natter-files"))
+        );
+        assert_eq!(
+            local("sqlite://natter.db").location,
+            FilesLocation::Local(PathBuf::from("./natter-files"))
+        );
+        let files = local("postgres://db/natter");
+        assert_eq!(
+            files.location,
+            FilesLocation::Local(PathBuf::from("./natter-files"))
+        );
+        assert_eq!(
+            (files.max_upload, files.max_files, files.room_quota),
+            (10 << 20, 10, None)
+        );
+        let s3 = |extra: &[(&str, &str)]| {
+            let mut env = vec![("NATTER_FILES", "s3://chat-files")];
+            env.extend_from_slice(extra);
+            config(&env, &[]).map(|c| c.files.location)
+        };
+        let e = s3(&[]).unwrap_err();
+        assert!(e.contains("AWS_ACCESS_KEY_ID"), "{e}");
+        let FilesLocation::S3 {
+            bucket,
+            endpoint,
+            region,
+            key_id,
+            secret,
+        } = s3(&[
+            ("AWS_ACCESS_KEY_ID", "GK1"),
+            ("AWS_SECRET_ACCESS_KEY", "hunter2"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:3900"),
+            ("AWS_REGION", "garage"),
+        ])
+        .unwrap()
+        else {
+            panic!("an S3 location")
+        };
+        assert_eq!(
+            (
+                bucket.as_str(),
+                endpoint.as_deref(),
+                region.as_str(),
+                key_id.as_str()
+            ),
+            ("chat-files", Some("http://127.0.0.1:3900"), "garage", "GK1")
+        );
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        for bad in ["s3://A_B", "s3://", "ftp://x/y"] {
+            let e = config(&[("NATTER_FILES", bad)], &[]).unwrap_err();
+            assert!(e.starts_with("NATTER_FILES"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn upload_limits_are_sizes_within_bounds() {
+        let files = config(
+            &[
+                ("NATTER_MAX_UPLOAD", "500KiB"),
+                ("NATTER_MAX_FILES", "3"),
+                ("NATTER_ROOM_QUOTA", "2GiB"),
+            ],
+            &[],
+        )
+        .unwrap()
+        .files;
+        assert_eq!(files.max_upload, 500 << 10);
+        assert_eq!(files.max_files, 3);
+        assert_eq!(files.room_quota, Some(2 << 30));
+        for (key, bad) in [
+            ("NATTER_MAX_UPLOAD", "2GiB"),
+            ("NATTER_MAX_UPLOAD", "lots"),
+            ("NATTER_MAX_UPLOAD", "10"),
+            ("NATTER_MAX_FILES", "0"),
+            ("NATTER_ROOM_QUOTA", "-1"),
+        ] {
+            let e = config(&[(key, bad)], &[]).unwrap_err();
+            assert!(e.starts_with(key), "{key}={bad}: {e}");
+        }
     }
 }

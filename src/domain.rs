@@ -342,6 +342,14 @@ impl MessageBody {
         Ok(Self(text.to_string()))
     }
 
+    /// The text of a message that carries files: as `parse`, but it may be empty.
+    pub fn parse_caption(input: &str) -> Result<Self, Invalid> {
+        match input.chars().all(is_invisible) {
+            true => Ok(Self(String::new())),
+            false => Self::parse(input),
+        }
+    }
+
     /// The text as stored.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -111,6 +111,8 @@ pub struct AppState {
     pub provider: Option<Provider>,
     /// The live side: hubs, presence, kicks.
     pub chat: Chat,
+    /// Attachments' storage and limits.
+    pub files: files::Files,
     /// The newest page of each room read lately, rendered (room pages are read far more often
     /// than rooms change).
     pub pages: views::NewestPages,
@@ -167,6 +169,14 @@ pub async fn build(config: Config) -> Result<State, String> {
     let (store, commits) = Store::connect(config.database_url.expose(), pool_size)
         .await
         .map_err(|e| format!("cannot open the database {}: {e}", config.database_url))?;
+    let files = files::Files::open(&config.files).map_err(|e| {
+        format!(
+            "cannot open the file storage {}: {e}",
+            config.files.location
+        )
+    })?;
+    files.spawn_sweeper(store.clone());
+    tracing::info!(storage = %files.storage().describe(), "attachments");
     let provider = match &config.oauth {
         Some(oauth) => Some(Provider::new(oauth, &config.redirect_url())?),
         None => None,
@@ -196,6 +206,7 @@ pub async fn build(config: Config) -> Result<State, String> {
         store,
         provider,
         chat,
+        files,
         pages: Default::default(),
         limits,
         metrics,

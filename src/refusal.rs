@@ -78,6 +78,24 @@ pub enum Refusal {
     /// The request body is larger than natter accepts (413).
     #[error("request body too large")]
     TooLarge,
+    /// A file is larger than natter takes (413); the text of its message comes back.
+    #[error("file too large")]
+    FileTooLarge {
+        /// The largest file, in bytes.
+        max: u64,
+    },
+    /// More files than one message carries (413).
+    #[error("too many files")]
+    TooManyFiles {
+        /// The most files.
+        max: usize,
+    },
+    /// The room's files have used its quota (413).
+    #[error("room quota used")]
+    RoomFull {
+        /// The room's quota, in bytes.
+        quota: u64,
+    },
     /// The request body did not arrive in time (408).
     #[error("request body too slow")]
     TooSlow,
@@ -116,7 +134,10 @@ impl Refusal {
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::TooLarge
+            | Refusal::FileTooLarge { .. }
+            | Refusal::TooManyFiles { .. }
+            | Refusal::RoomFull { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Refusal::Conflict(_) => StatusCode::CONFLICT,
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -164,7 +185,10 @@ impl Refusal {
             Refusal::Forbidden(_) => "That request was refused",
             Refusal::NotFound => "Not found",
             Refusal::MethodNotAllowed => "Not allowed",
-            Refusal::TooLarge => "Too large",
+            Refusal::TooLarge | Refusal::FileTooLarge { .. } | Refusal::TooManyFiles { .. } => {
+                "Too large"
+            }
+            Refusal::RoomFull { .. } => "No room for more files",
             Refusal::TooSlow => "That took too long",
             Refusal::Conflict(_) => "That cannot be done any more",
             Refusal::Invalid(_) => "Please check what you entered",
@@ -206,6 +230,21 @@ impl Refusal {
             Refusal::TooLarge => {
                 "That was more than natter accepts in one go. Shorten it and try again.".into()
             }
+            Refusal::FileTooLarge { max } => format!(
+                "A file can be at most {}. Choose a smaller one (your text is still here).",
+                crate::files::human_size(*max)
+            )
+            .into(),
+            Refusal::TooManyFiles { max } => {
+                format!("A message can carry at most {max} files. Send the rest in another one.")
+                    .into()
+            }
+            Refusal::RoomFull { quota } => format!(
+                "This room's files have used all of its {} of space. Delete some older files, \
+                 or ask whoever runs natter for more.",
+                crate::files::human_size(*quota)
+            )
+            .into(),
             Refusal::TooSlow => {
                 "What you sent arrived too slowly, so natter stopped waiting. Check your \
                  connection and send it again."

@@ -309,6 +309,7 @@ impl Api {
             &actions::PostingRoom::member_of(&room)?,
             &message.0.body.0,
             key.0.as_deref(),
+            Vec::new(),
         )
         .await?;
         let posted = state

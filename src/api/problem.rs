@@ -209,7 +209,10 @@ impl From<Refusal> for ApiError {
             }
             Refusal::NotFound | Refusal::Moved { .. } => Kind::NotFound,
             Refusal::MethodNotAllowed => Kind::MethodNotAllowed,
-            Refusal::TooLarge => Kind::BodyTooLarge,
+            Refusal::TooLarge
+            | Refusal::FileTooLarge { .. }
+            | Refusal::TooManyFiles { .. }
+            | Refusal::RoomFull { .. } => Kind::BodyTooLarge,
             Refusal::TooSlow => Kind::BodyTimeout,
             Refusal::Invalid(_) => Kind::InvalidInput,
             Refusal::Conflict(_) => Kind::Conflict,

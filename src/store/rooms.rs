@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 
 use super::{
-    Mentions, Result, RoomNotify, Store,
+    Attachments, Mentions, Result, RoomNotify, Store, attachments_column,
     mentions::{NotifyColumn, mentions_column},
     on_read, on_write,
 };
@@ -75,6 +75,9 @@ pub struct Message {
     pub mentions: Mentions,
     /// When it was deleted, if it was: its body is empty then (the row keeps its place).
     pub deleted_at: Option<i64>,
+    /// The files it carries (none once it is deleted).
+    #[sqlx(try_from = "Option<String>")]
+    pub attachments: Attachments,
     /// The room event this copy of the message stands for. Its own `seq` when it is new to
     /// whoever reads it (just posted, or read as posted after a cursor: appended, in its current
     /// state); the seq of the edit or delete that changed it when it is read as changed (shown
@@ -395,7 +398,9 @@ macro_rules! message_columns {
              m.created_at, m.edited_at, m.deleted_at, ",
             $event,
             " AS event, ",
-            mentions_column!()
+            mentions_column!(),
+            ", ",
+            attachments_column!()
         )
     };
 }

@@ -24,7 +24,11 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Db, Mentions, Message, Result, StoreError, mentions, mentions::mentions_column, now_ms,
+    Attachments, Db, Mentions, Message, NewAttachment, Result, StoreError, attachments_column,
+    files::{self, insert_attachments},
+    mentions,
+    mentions::mentions_column,
+    now_ms,
 };
 use crate::domain::MessageBody;
 
@@ -47,6 +51,8 @@ pub struct NewPost {
     pub body: MessageBody,
     /// The composer's random id: the same id posts once.
     pub client_id: Option<String>,
+    /// Its files, whose bytes are stored already (rows are written with the message).
+    pub attachments: Vec<NewAttachment>,
 }
 
 /// A committed post.
@@ -69,8 +75,9 @@ pub struct MessageChange {
 /// What became of a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeOutcome {
-    /// Changed: the message as it is now, its `event` the change's seq.
-    Changed(Message),
+    /// Changed: the message as it is now, its `event` the change's seq, and the storage keys
+    /// of the files a delete took away (their bytes are to go now that it committed).
+    Changed(Message, Vec<String>),
     /// An edit to the text the message already has: nothing to do.
     Unchanged,
     /// The message is deleted (an edit cannot bring it back; a second delete has nothing to do).
@@ -107,9 +114,8 @@ impl Outcome {
     /// What readers must be shown: the message posted or changed.
     fn published(&self) -> Option<&Message> {
         match self {
-            Outcome::Post(PostOutcome::Posted(m)) | Outcome::Change(ChangeOutcome::Changed(m)) => {
-                Some(m)
-            }
+            Outcome::Post(PostOutcome::Posted(m))
+            | Outcome::Change(ChangeOutcome::Changed(m, _)) => Some(m),
             _ => None,
         }
     }
@@ -266,6 +272,7 @@ fn posted(post: &NewPost, seq: i64, now: i64, mentions: Mentions) -> PostOutcome
         deleted_at: None,
         event: seq,
         mentions,
+        attachments: Attachments(post.attachments.iter().map(|a| a.shown.clone()).collect()),
     })
 }
 
@@ -344,6 +351,7 @@ async fn sqlite_post(
                 .await?;
             let mentions =
                 mentions::insert_sqlite(tx, post.room_id, seq, post.body.as_str()).await?;
+            insert_attachments!(&mut **tx, post.room_id, seq, post.attachments, now);
             posted(post, seq, now, mentions)
         }
         // Nothing inserted: the same client_id was posted before, or not a member.
@@ -527,7 +535,11 @@ async fn postgres_post(
         Option<String>,
     ) = query.fetch_one(&mut **tx).await?;
     Ok(match (bumped, inserted, earlier) {
-        (Some(_), Some(seq), _) => posted(post, seq, now, Mentions::from(mentioned)),
+        (Some(_), Some(seq), _) => {
+            // Files ride a statement of their own, paid only by posts that carry some.
+            insert_attachments!(&mut **tx, post.room_id, seq, post.attachments, now);
+            posted(post, seq, now, Mentions::from(mentioned))
+        }
         (_, _, Some(seq)) => PostOutcome::AlreadyPosted(seq),
         (None, _, None) => PostOutcome::NotMember,
         (Some(_), None, None) => {
@@ -578,6 +590,8 @@ const CHANGED: &str = concat!(
     "SELECT m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, \
        m.body, m.created_at, m.edited_at, m.deleted_at, m.changed_seq AS event, ",
     mentions_column!(),
+    ", ",
+    attachments_column!(),
     " FROM messages m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 AND m.seq = $2"
 );
 
@@ -629,12 +643,22 @@ macro_rules! change_message {
                     .await?;
                 let text = change.body.as_ref().map_or("", |b| b.as_str());
                 $mentions(&mut **$tx, change.room_id, change.seq, text).await?;
+                let removed = match change.body {
+                    Some(_) => Vec::new(),
+                    None => files::removed_keys(
+                        sqlx::query_as(files::DELETE_ATTACHMENTS)
+                            .bind(change.room_id)
+                            .bind(change.seq)
+                            .fetch_all(&mut **$tx)
+                            .await?,
+                    ),
+                };
                 let message: Message = sqlx::query_as(CHANGED)
                     .bind(change.room_id)
                     .bind(change.seq)
                     .fetch_one(&mut **$tx)
                     .await?;
-                Ok(ChangeOutcome::Changed(message))
+                Ok(ChangeOutcome::Changed(message, removed))
             }
             None => {
                 let row = sqlx::query_as(CHANGE_REFUSED)

@@ -7,7 +7,7 @@ use crate::{assets, domain::without_bidi_controls};
 /// htmx settings (DESIGN.md §8, §10): no eval and no injected styles (the CSP forbids both), no
 /// script tags from swapped content, and 409/422/429 answers swapped so the composer (and an
 /// inline edit) can show why a post was refused with the typed text kept.
-const HTMX_CONFIG: &str = r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyCacheSize":0,"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"409","swap":true,"error":false},{"code":"422","swap":true,"error":false},{"code":"429","swap":true,"error":false},{"code":"[45]..","swap":false,"error":true}]}"#;
+const HTMX_CONFIG: &str = r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyCacheSize":0,"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"409","swap":true,"error":false},{"code":"413","swap":true,"error":false},{"code":"422","swap":true,"error":false},{"code":"429","swap":true,"error":false},{"code":"[45]..","swap":false,"error":true}]}"#;
 
 /// Who the page is for, as far as the header is concerned.
 pub enum Nav<'a> {

@@ -11,7 +11,8 @@ use crate::{
         mention::{Piece, pieces},
         without_bidi_controls,
     },
-    store::{Mentions, Message, MessagePage},
+    files::{human_size, name::url_segment},
+    store::{Attachment, Attachments, Mentions, Message, MessagePage},
 };
 
 /// Messages per page of history.
@@ -98,7 +99,12 @@ pub fn message_content(code: &str, m: &Message) -> Markup {
         @if m.is_deleted() {
             p.message-body.message-deleted { "Message deleted" }
         } @else {
-            div.message-body dir="auto" { (linkify(&m.body, &m.mentions)) }
+            @if !m.body.is_empty() {
+                div.message-body dir="auto" { (linkify(&m.body, &m.mentions)) }
+            }
+            @if !m.attachments.is_empty() {
+                (attachments(&m.attachments))
+            }
         }
         div.message-actions {
             @if !m.is_deleted() {
@@ -107,6 +113,67 @@ pub fn message_content(code: &str, m: &Message) -> Markup {
                 a.delete-link href={ "/rooms/" (code) "/messages/" (seq) "/delete" } { "Delete" }
             }
         }
+    }
+}
+
+/// A message's files: images as their thumbnails (sized, so nothing jumps when they load),
+/// linking to the full image; other files as a card with name, size and type that downloads.
+/// Every name is escaped like any text; the links are natter's own (`/files/{token}/{name}`).
+fn attachments(list: &Attachments) -> Markup {
+    html! {
+        ul.attachments {
+            @for a in &list.0 {
+                @let href = file_href(a);
+                li {
+                    @if let Some(image) = a.image {
+                        a.attachment-image href=(href) {
+                            img src={ (href) "?v=thumb" } alt=(a.name) loading="lazy"
+                                width=(image.thumb_width) height=(image.thumb_height);
+                        }
+                    } @else {
+                        a.file-card href=(href) download=(a.name) {
+                            span.file-icon aria-hidden="true" { (file_badge(&a.mime)) }
+                            span.file-text {
+                                span.file-name dir="auto" { (a.name) }
+                                span.file-meta { (human_size(a.size.max(0) as u64)) " · " (file_label(&a.mime)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where a file is served: its token finds it, its name is there for people and for the
+/// browser's "save as".
+pub fn file_href(a: &Attachment) -> String {
+    format!("/files/{}/{}", a.token, url_segment(&a.name))
+}
+
+/// A file's type in words, from its sniffed type.
+fn file_label(mime: &str) -> &'static str {
+    match mime {
+        "image/png" => "PNG image",
+        "image/jpeg" => "JPEG image",
+        "image/gif" => "GIF image",
+        "image/webp" => "WebP image",
+        "application/pdf" => "PDF document",
+        "application/zip" => "ZIP archive",
+        "application/gzip" => "gzip archive",
+        m if m.starts_with("text/plain") => "Text",
+        _ => "File",
+    }
+}
+
+/// The few letters on a file card's icon.
+fn file_badge(mime: &str) -> &'static str {
+    match mime {
+        "application/pdf" => "PDF",
+        "application/zip" | "application/gzip" => "ZIP",
+        m if m.starts_with("text/") => "TXT",
+        m if m.starts_with("image/") => "IMG",
+        _ => "FILE",
     }
 }
 
@@ -266,6 +333,7 @@ mod tests {
             deleted_at: None,
             event: seq,
             mentions: Mentions::default(),
+            attachments: Default::default(),
         }
     }
 

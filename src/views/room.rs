@@ -44,15 +44,29 @@ pub fn composer(
     };
     let action = format!("/rooms/{code}/messages");
     html! {
-        form #composer.composer method="post" action=(action) hx-post=(action) hx-target="this" hx-swap="outerHTML" {
+        form #composer.composer method="post" action=(action) enctype="multipart/form-data"
+            hx-post=(action) hx-encoding="multipart/form-data" hx-target="this" hx-swap="outerHTML" {
             (csrf_field(csrf))
             label.visually-hidden for="composer-body" { "Message" }
-            textarea #composer-body name="body" rows="1" maxlength=(MessageBody::MAX) required
+            textarea #composer-body name="body" rows="1" maxlength=(MessageBody::MAX)
                 placeholder="Write a message" autocomplete="off" autofocus[focus]
                 aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "composer-error")]
                 { (body) }
+            (file_picker())
             button.button.primary.send type="submit" { "Send" }
             (composer_state(client_id, error))
+        }
+    }
+}
+
+/// The composer's file input: any number of files (the server says when there are too many or
+/// one is too large). Without JavaScript it is the browser's own picker; `js/attach.js` adds
+/// pasting, dropping, a list with remove buttons and a progress bar.
+pub fn file_picker() -> Markup {
+    html! {
+        label.attach for="composer-files" {
+            span.visually-hidden { "Attach files" }
+            input #composer-files.attach-input type="file" name="files" multiple;
         }
     }
 }

@@ -171,14 +171,15 @@ pub fn compose_frame(
         html lang="en" {
             head { (frame_head("Write a message", me, None)) }
             body.page-frame.page-compose {
-                main { form.composer method="post" action=(action) target="_self" {
+                main { form.composer method="post" action=(action) target="_self" enctype="multipart/form-data" {
                     (csrf_field(csrf))
                     label.visually-hidden for="composer-body" { "Message" }
                     textarea #composer-body name="body" rows="1"
-                        maxlength=(crate::domain::MessageBody::MAX) required
+                        maxlength=(crate::domain::MessageBody::MAX)
                         placeholder="Write a message" autocomplete="off" autofocus[error.is_some()]
                         aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "composer-error")]
                         { (body) }
+                    (super::room::file_picker())
                     button.button.primary.send type="submit" { "Send" }
                     input type="hidden" name="client_id" value=(client_id);
                     @if let Some(error) = error {

@@ -14,6 +14,7 @@ use crate::{
     auth::{self, CurrentUser, Session},
     domain::RoomCode,
     error::AppError,
+    files::{Files, Spooled, Upload},
     refusal::Refusal,
     views::FormEcho,
 };
@@ -36,15 +37,49 @@ struct CsrfField {
     csrf: Option<String>,
 }
 
-/// A posted urlencoded body, read whole (at most the configured size), and where it was
-/// posted. Cheap to keep: both share the request's bytes.
+/// A posted form, read whole (its text at most the configured size), and where it was posted.
+/// A multipart form's text fields are kept as the urlencoded form they would have been, so
+/// every form is read, checked and given back the same way; its files (on routes that take
+/// them) are spooled to disk as they arrive.
 struct Posted {
     action: poem::http::Uri,
     bytes: bytes::Bytes,
+    /// The files, spooled.
+    uploads: Vec<Upload>,
+    /// Why files were refused (too large, too many): the rest of the form is still read, so
+    /// its text can come back with the reason.
+    files_refused: Option<Refusal>,
 }
 
+/// Whether a form's route takes files, and then whose CSRF token guards them: no file is
+/// written to disk before the token is known good.
+#[derive(Clone, Copy)]
+enum FilePolicy<'s> {
+    /// Files are refused (400).
+    None,
+    /// Files are spooled once a CSRF token good for this session was seen (the `X-CSRF-Token`
+    /// header, or a `csrf` field before the files: natter's forms put it first).
+    Spool(&'s Session),
+}
+
+/// How much longer than a form's body deadline an upload may take to arrive (30 s × 20: ten
+/// minutes for the largest files on a slow line).
+const UPLOAD_DEADLINE_FACTOR: u32 = 20;
+
 impl Posted {
-    async fn read(req: &Request, body: &mut RequestBody) -> Result<Self, AppError> {
+    async fn read(
+        req: &Request,
+        body: &mut RequestBody,
+        files: FilePolicy<'_>,
+    ) -> Result<Self, AppError> {
+        let is_multipart = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+        if is_multipart {
+            return Self::read_multipart(req, body, files).await;
+        }
         let config = &state(req)?.config;
         let limit = config.limits.body_bytes;
         let declared = req
@@ -69,6 +104,74 @@ impl Posted {
         Ok(Posted {
             action: req.original_uri().clone(),
             bytes,
+            uploads: Vec::new(),
+            files_refused: None,
+        })
+    }
+
+    /// A `multipart/form-data` body, field by field: text fields (at most the body limit in
+    /// all) in memory, files spooled by `Files::spool` under `files`.
+    async fn read_multipart(
+        req: &Request,
+        body: &mut RequestBody,
+        files: FilePolicy<'_>,
+    ) -> Result<Self, AppError> {
+        let state = state(req)?;
+        let config = &state.config;
+        let text_limit = config.limits.body_bytes;
+        let (whole, deadline) = match files {
+            FilePolicy::None => (text_limit as u64, config.timeouts.body),
+            FilePolicy::Spool(_) => {
+                let limits = state.files.config();
+                // Every file at its largest, one more that will be refused, and the text.
+                let files = (limits.max_files as u64 + 1) * (limits.max_upload + 4096);
+                (
+                    files + text_limit as u64,
+                    config.timeouts.body * UPLOAD_DEADLINE_FACTOR,
+                )
+            }
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > whole) {
+            return Err(Refusal::TooLarge.into());
+        }
+        let boundary = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| multer::parse_boundary(v).ok())
+            .ok_or(Refusal::BadRequest("The form was malformed."))?;
+        let stream = body
+            .take()
+            .map_err(|_| Refusal::BadRequest("The form was empty."))?
+            .into_bytes_stream();
+        let constraints =
+            multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole));
+        let multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+        let reading = Multipart {
+            inner: multipart,
+            header_csrf: req
+                .headers()
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            text_limit,
+        }
+        .read(&state.files, files);
+        let (fields, uploads, files_refused) = tokio::time::timeout(deadline, reading)
+            .await
+            .map_err(|_| Refusal::TooSlow)??;
+        let bytes = serde_urlencoded::to_string(&fields)
+            .map_err(|_| Refusal::BadRequest("The form was malformed."))?;
+        Ok(Posted {
+            action: req.original_uri().clone(),
+            bytes: bytes.into(),
+            uploads,
+            files_refused,
         })
     }
 
@@ -100,11 +203,100 @@ impl Posted {
     }
 }
 
+/// A multipart body being read.
+struct Multipart {
+    inner: multer::Multipart<'static>,
+    /// The CSRF token htmx sent as a header, if it did.
+    header_csrf: Option<String>,
+    /// The most bytes of text fields, together.
+    text_limit: usize,
+}
+
+/// Text fields, spooled files, and why files were refused, if they were.
+type Read = (Vec<(String, String)>, Vec<Upload>, Option<Refusal>);
+
+impl Multipart {
+    async fn read(mut self, files: &Files, policy: FilePolicy<'_>) -> Result<Read, AppError> {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut uploads = Vec::new();
+        let mut refused = None;
+        let mut text_bytes = 0;
+        while let Some(mut field) = self.inner.next_field().await.map_err(malformed)? {
+            let name = field.name().unwrap_or_default().to_string();
+            if field.file_name().is_none() {
+                let mut text = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                    text_bytes += chunk.len();
+                    if text_bytes > self.text_limit {
+                        return Err(Refusal::TooLarge.into());
+                    }
+                    text.extend_from_slice(&chunk);
+                }
+                let text = String::from_utf8(text)
+                    .map_err(|_| Refusal::BadRequest("The form was malformed."))?;
+                fields.push((name, text));
+                continue;
+            }
+            let FilePolicy::Spool(session) = policy else {
+                return Err(Refusal::BadRequest("This form does not take files.").into());
+            };
+            let csrf = self.header_csrf.as_deref().or_else(|| {
+                fields
+                    .iter()
+                    .find(|(name, _)| name == "csrf")
+                    .map(|(_, v)| v.as_str())
+            });
+            if !csrf.is_some_and(|c| session.verify_csrf(c)) {
+                return Err(AppError::from(Refusal::Forbidden(CSRF_REFUSED)));
+            }
+            if name != "files" || refused.is_some() {
+                // Read away: only `files` carries attachments, and once one was refused the
+                // post will be too.
+                while field.chunk().await.map_err(malformed)?.is_some() {}
+                continue;
+            }
+            match files.spool(field).await? {
+                Spooled::File(upload) if uploads.len() < files.config().max_files => {
+                    uploads.push(upload)
+                }
+                Spooled::File(_) => {
+                    refused = Some(Refusal::TooManyFiles {
+                        max: files.config().max_files,
+                    })
+                }
+                Spooled::TooLarge => {
+                    refused = Some(Refusal::FileTooLarge {
+                        max: files.config().max_upload,
+                    })
+                }
+                Spooled::Nothing => {}
+            }
+        }
+        if refused.is_some() {
+            uploads.clear();
+        }
+        Ok((fields, uploads, refused))
+    }
+}
+
+fn malformed(e: multer::Error) -> AppError {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            Refusal::TooLarge.into()
+        }
+        e => {
+            tracing::debug!(error = %e, "multipart form unreadable");
+            Refusal::BadRequest("The form could not be read. Send it again.").into()
+        }
+    }
+}
+
 const CSRF_REFUSED: &str =
     "The form's security token did not match your session. Reload the page and try again.";
 
-/// A form posted by a signed-in person with a username, CSRF-checked.
-pub struct UserForm<T> {
+/// A form posted by a signed-in person with a username, CSRF-checked. With `FILES`, its
+/// route takes attachments (`files`, multipart): `take_files` hands them over.
+pub struct UserForm<T, const FILES: bool = false> {
     /// Who posted it.
     pub user: CurrentUser,
     /// Its fields.
@@ -115,7 +307,16 @@ pub struct UserForm<T> {
     posted: Posted,
 }
 
-impl<T> UserForm<T> {
+impl<T, const FILES: bool> UserForm<T, FILES> {
+    /// The files posted with the form, spooled; or why they were refused (too large, too
+    /// many), which refuses the whole post.
+    pub fn take_files(&mut self) -> Result<Vec<Upload>, Refusal> {
+        match self.posted.files_refused.take() {
+            Some(refusal) => Err(refusal),
+            None => Ok(std::mem::take(&mut self.posted.uploads)),
+        }
+    }
+
     /// `refusal`, with what was typed given back on the error page, ready to send again: the
     /// one way a refused form's text comes back when no page of its own can show it.
     pub fn keeping(&self, refusal: Refusal) -> AppError {
@@ -126,7 +327,7 @@ impl<T> UserForm<T> {
     }
 }
 
-impl<T> UserForm<T> {
+impl<T, const FILES: bool> UserForm<T, FILES> {
     /// What another extractor found (the room of a room route), or, when it failed because
     /// the database did, that refusal with what was typed given back.
     pub fn or_keeping<R>(&self, found: poem::Result<R>) -> poem::Result<R> {
@@ -139,14 +340,14 @@ impl<T> UserForm<T> {
     }
 }
 
-impl<'a, T: DeserializeOwned> FromRequest<'a> for UserForm<T> {
+impl<'a, T: DeserializeOwned, const FILES: bool> FromRequest<'a> for UserForm<T, FILES> {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
         let SessionForm {
             session,
             form,
             htmx,
             posted,
-        } = SessionForm::from_request(req, body).await?;
+        } = SessionForm::extract(req, body, FILES).await?;
         Ok(UserForm {
             user: CurrentUser::from_session(session)?,
             form,
@@ -170,6 +371,13 @@ pub struct SessionForm<T> {
 
 impl<'a, T: DeserializeOwned> FromRequest<'a> for SessionForm<T> {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        Self::extract(req, body, false).await
+    }
+}
+
+impl<T: DeserializeOwned> SessionForm<T> {
+    /// The form, with its files spooled when the route takes them (`files`).
+    async fn extract(req: &Request, body: &mut RequestBody, files: bool) -> poem::Result<Self> {
         debug_assert_eq!(req.method(), Method::POST);
         let session = match Session::from_request(req, body).await {
             Ok(session) => session,
@@ -179,7 +387,7 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for SessionForm<T> {
             {
                 // The database is down: nothing can be checked or saved, but what was typed
                 // goes back to the person instead of being lost.
-                let typed = match Posted::read(req, body).await {
+                let typed = match Posted::read(req, body, FilePolicy::None).await {
                     Ok(posted) => posted.echo(),
                     Err(_) => FormEcho {
                         action: req.original_uri().path().to_string(),
@@ -194,7 +402,11 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for SessionForm<T> {
             }
             Err(e) => return Err(e),
         };
-        let posted = Posted::read(req, body).await?;
+        let policy = match files {
+            true => FilePolicy::Spool(&session),
+            false => FilePolicy::None,
+        };
+        let posted = Posted::read(req, body, policy).await?;
         let form = posted.form::<T>()?;
         if !posted.csrf(req).is_some_and(|c| session.verify_csrf(&c)) {
             return Err(AppError::from(Refusal::Forbidden(CSRF_REFUSED)).into());
@@ -217,7 +429,7 @@ pub struct GuestForm<T> {
 impl<'a, T: DeserializeOwned> FromRequest<'a> for GuestForm<T> {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
         let state = state(req)?;
-        let posted = Posted::read(req, body).await?;
+        let posted = Posted::read(req, body, FilePolicy::None).await?;
         let form = posted.form::<T>()?;
         let secret = auth::read_cookie(req, &state.config, auth::PRE_SESSION_COOKIE)
             .and_then(|v| auth::decode_token(&v))

@@ -5,6 +5,7 @@ pub mod account;
 pub mod assets;
 pub mod changes;
 pub mod extract;
+pub mod files;
 pub mod home;
 pub mod live;
 pub mod middleware;
@@ -75,6 +76,7 @@ pub fn routes() -> Route {
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))
+        .at("/files/:token/:name", get(files::serve))
         .at("/assets/*name", get(assets::serve))
         .nest("/api", crate::api::routes())
 }

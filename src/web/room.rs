@@ -221,14 +221,17 @@ impl PostForm {
 #[handler]
 pub async fn post_message(
     state: AppData<'_>,
-    posted: UserForm<PostForm>,
+    mut posted: UserForm<PostForm, true>,
     found: poem::Result<InRoom<PostingRoom>>,
 ) -> poem::Result<Response> {
     let InRoom { user, room } = posted.or_keeping(found)?;
+    let files = posted.take_files();
     let form = &posted.form;
     let client_id = form.client_id();
     let code = room.code.canonical();
-    let refusal = match actions::post(&state, user.actor(), &room, &form.body, client_id).await {
+    let posting =
+        async { actions::post(&state, user.actor(), &room, &form.body, client_id, files?).await };
+    let refusal = match posting.await {
         Ok(_) if posted.htmx => return Ok(posted_with_htmx()),
         Ok(seq) => return Ok(see_other(&format!("/rooms/{code}#msg-{seq}"), false)),
         // Not a member: no composer to show it in.
@@ -284,10 +287,10 @@ pub async fn compose_form(found: poem::Result<InRoom<Room>>) -> Response {
 #[handler]
 pub async fn compose(
     state: AppData<'_>,
-    posted: poem::Result<UserForm<PostForm>>,
+    posted: poem::Result<UserForm<PostForm, true>>,
     found: poem::Result<InRoom<PostingRoom>>,
 ) -> Response {
-    let posted = match posted {
+    let mut posted = match posted {
         Ok(posted) => posted,
         Err(e) => return live::frame_error("Write a message", e),
     };
@@ -295,10 +298,15 @@ pub async fn compose(
         Ok(InRoom { room, .. }) => room,
         Err(e) => return live::frame_error("Write a message", e),
     };
+    let files = posted.take_files();
     let form = &posted.form;
     let code = room.code.canonical();
     let client_id = form.client_id();
-    match actions::post(&state, posted.user.actor(), &room, &form.body, client_id).await {
+    let posting = async {
+        let actor = posted.user.actor();
+        actions::post(&state, actor, &room, &form.body, client_id, files?).await
+    };
+    match posting.await {
         Ok(_) => see_other(&format!("/rooms/{code}/compose"), false),
         Err(refusal @ Refusal::NotFound) => {
             live::frame_error("Write a message", AppError::from(refusal).into())
@@ -308,7 +316,7 @@ pub async fn compose(
 }
 
 /// The composer frame after a refused post: the typed text, why, and its status.
-fn frame_refused(posted: &UserForm<PostForm>, code: &str, refusal: &Refusal) -> Response {
+fn frame_refused(posted: &UserForm<PostForm, true>, code: &str, refusal: &Refusal) -> Response {
     let csrf = posted.user.session.csrf();
     let client_id = posted
         .form

@@ -77,6 +77,7 @@ impl TestApp {
             ("NATTER_OAUTH_TOKEN_URL", provider.url("/token")),
             ("NATTER_OAUTH_USERINFO_URL", provider.url("/userinfo")),
             ("NATTER_OAUTH_PROVIDER_NAME", "Fake".into()),
+            ("NATTER_FILES", db.files_dir().display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -150,6 +151,7 @@ impl TestApp {
                     author: author.into(),
                     body: body(i),
                     client_id: None,
+                    attachments: Vec::new(),
                 })
             });
             for outcome in futures_util::future::join_all(batch).await {

@@ -114,6 +114,46 @@ impl Browser {
         Self::read(req.send().await.expect("POST")).await
     }
 
+    /// POSTs a `multipart/form-data` form as a browser would, in this order: `fields`, then
+    /// `files` (each `(filename, content type, bytes)` as a part named `files`), with a
+    /// same-origin `Origin` and `headers`. Built by hand, so tests control every byte.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let (content_type, body) = multipart(fields, files);
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("origin", &self.base)
+            .header("content-type", content_type)
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::read(req.send().await.expect("POST")).await
+    }
+
+    /// GETs `path` as bytes.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut req = self.http.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = req.send().await.expect("GET");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("body").to_vec();
+        (status, headers, body)
+    }
+
     /// Loads `page` for its CSRF token, then posts the form with it.
     pub async fn post_form(&self, page: &str, path: &str, fields: &[(&str, &str)]) -> Answer {
         let csrf = self.csrf_from(page).await;
@@ -197,4 +237,40 @@ impl Browser {
         }
         there
     }
+}
+
+/// A `multipart/form-data` body: its `Content-Type` (with the boundary) and its bytes.
+pub fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = format!("natter-test-{:032x}", rand::random::<u128>());
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    for (filename, content_type, bytes) in files {
+        // As browsers do: `"` and line breaks in the name are percent-encoded, and so are
+        // other control characters, which a header may not carry raw.
+        let filename: String = filename
+            .chars()
+            .map(|c| match c {
+                '"' => "%22".to_string(),
+                c if c.is_ascii_control() && c != '\t' => format!("%{:02X}", c as u32),
+                c => c.to_string(),
+            })
+            .collect();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }

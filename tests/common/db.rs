@@ -19,6 +19,8 @@ pub enum TestDb {
         admin_url: String,
         name: String,
         url: String,
+        /// Where its instances keep attachments (SQLite's are beside its file).
+        files: tempfile::TempDir,
     },
 }
 
@@ -36,6 +38,7 @@ impl TestDb {
                         admin_url,
                         name,
                         url,
+                        files: tempfile::tempdir().expect("temp dir"),
                     }),
                     Err(e) => {
                         skip_or_fail("postgres", &e);
@@ -50,6 +53,15 @@ impl TestDb {
         match self {
             TestDb::Sqlite(dir) => format!("sqlite://{}/natter.db", dir.path().display()),
             TestDb::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// Where attachments are kept: shared by every instance on this database, as an operator
+    /// would share a bucket.
+    pub fn files_dir(&self) -> std::path::PathBuf {
+        match self {
+            TestDb::Sqlite(dir) => dir.path().join("natter-files"),
+            TestDb::Postgres { files, .. } => files.path().join("natter-files"),
         }
     }
 

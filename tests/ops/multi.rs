@@ -337,6 +337,7 @@ async fn the_same_post_racing_through_two_instances_is_stored_once_without_a_seq
         author: "ada".into(),
         body: natter::domain::MessageBody::parse("double").unwrap(),
         client_id: Some(client_id),
+        attachments: Vec::new(),
     };
     use natter::store::PostOutcome::{AlreadyPosted, Posted};
     for i in 0..50 {

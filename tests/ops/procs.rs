@@ -117,6 +117,12 @@ impl Natter {
             .env("NATTER_PUBLIC_URL", public_url)
             .env("NATTER_DATABASE_URL", database_url)
             .env("NATTER_DEV_LOGIN", "1")
+            // Not the default (the working directory): instances of one test share this, as
+            // an operator's share a bucket.
+            .env(
+                "NATTER_FILES",
+                std::env::temp_dir().join("natter-test-files"),
+            )
             // Tests run in parallel with two or three instances each: keep their connections
             // well inside PostgreSQL's max_connections (100 by default).
             .env("NATTER_DB_POOL", "4")

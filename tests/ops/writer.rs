@@ -46,6 +46,7 @@ both! {
             author: "ada".into(),
             body: natter::domain::MessageBody::parse(body).unwrap(),
             client_id: None,
+            attachments: Vec::new(),
         };
         // Submitted together, so they share the writer's batches (all but the first or so
         // arrive while it commits).

@@ -188,6 +188,7 @@ both! {
                 author: "ada".into(),
                 body: natter::domain::MessageBody::parse(text).unwrap(),
                 client_id: None,
+                attachments: Vec::new(),
             }).await.unwrap();
             let natter::store::PostOutcome::Posted(m) = outcome else { panic!("{outcome:?}") };
             posted.push(m);
@@ -218,6 +219,7 @@ both! {
                 author: "bob".into(),
                 body: natter::domain::MessageBody::parse(text).unwrap(),
                 client_id: None,
+                attachments: Vec::new(),
             }).await.unwrap();
             let natter::store::PostOutcome::Posted(m) = outcome else { panic!("{outcome:?}") };
             posted.push(m);

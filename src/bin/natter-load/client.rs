@@ -382,6 +382,7 @@ mod tests {
             deleted_at: None,
             event: seq,
             mentions: Default::default(),
+            attachments: Default::default(),
         }
     }
 
