@@ -252,8 +252,9 @@ both! {
         ).await;
         assert_eq!(r.status, 413, "{}", r.body);
         assert!(r.body.contains("id=\"composer\"") && r.body.contains("again"), "{}", r.body);
-        // A body declared far beyond any upload is refused before it is read.
-        let r = ada.post_with(
+        // A body declared far beyond any upload is refused before it is read (from a client
+        // of its own: the connection cannot be used again after a body left unread).
+        let r = ada.same_session_on(&app.base).post_with(
             &format!("/rooms/{code}/messages"),
             &[],
             &[
