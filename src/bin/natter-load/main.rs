@@ -72,6 +72,9 @@ scenarios, with the knobs each reads and their defaults:
   streams      hold streamed rooms open (pages without JavaScript), four per person:
                server RSS per idle stream, then one post at a time: delivery p50/p99
                  --sockets 2000 --rooms 10 --duration 10 --posts 20
+  uploads      attachments: one 10 MiB upload's speed, server memory while N people upload
+               10 MiB each at once, a 12-megapixel photo's post (its thumbnail)
+                 --concurrency 20
   cross        two instances on PostgreSQL: post on A, receive on B, one post at a time
                  --posts 3000
 

@@ -25,6 +25,8 @@ pub struct Server {
     /// PostgreSQL database to drop afterwards (admin URL, name).
     pg: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
+    /// Where its attachments go (every instance on one database shares it).
+    files: std::sync::Arc<tempfile::TempDir>,
     pub database_url: String,
 }
 
@@ -52,6 +54,7 @@ impl Server {
                 child: None,
                 pg: None,
                 _dir: None,
+                files: files_dir()?,
                 database_url: String::new(),
             });
         }
@@ -75,6 +78,7 @@ impl Server {
             child: None,
             pg,
             _dir: dir,
+            files: files_dir()?,
             database_url: database_url.clone(),
         };
         server.spawn_on(&database_url, o.pin, &[]).await?;
@@ -89,6 +93,7 @@ impl Server {
             child: None,
             pg: None,
             _dir: None,
+            files: self.files.clone(),
             database_url: self.database_url.clone(),
         };
         other.spawn_on(&self.database_url, pin, &[]).await?;
@@ -115,6 +120,24 @@ impl Server {
             }
         };
         rows.into_iter().collect()
+    }
+
+    /// The bytes natter keeps in its files directory.
+    pub fn stored_bytes(&self) -> u64 {
+        fn walk(dir: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(self.files.path())
     }
 
     /// Starts a natter process on `database_url`.
@@ -149,6 +172,7 @@ impl Server {
         cmd.env("NATTER_BIND", format!("127.0.0.1:{port}"))
             .env("NATTER_PUBLIC_URL", &base)
             .env("NATTER_DATABASE_URL", database_url)
+            .env("NATTER_FILES", self.files.path())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in BENCH_ENV.iter().chain(extra) {
@@ -332,4 +356,11 @@ impl Meter {
             wall: self.started.elapsed(),
         }
     }
+}
+
+/// A directory for a benchmark server's attachments, removed with it.
+fn files_dir() -> Result<std::sync::Arc<tempfile::TempDir>, String> {
+    tempfile::tempdir()
+        .map(std::sync::Arc::new)
+        .map_err(|e| e.to_string())
 }

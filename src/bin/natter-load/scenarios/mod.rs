@@ -16,6 +16,7 @@ mod idle;
 mod pages;
 mod saturation;
 mod streams;
+mod uploads;
 
 use std::{
     sync::{
@@ -47,6 +48,7 @@ pub async fn run(o: Options) -> Result<(), String> {
         "pages" => pages::pages(&o).await?,
         "cross" => cross::cross(&o).await?,
         "streams" => streams::streams(&o).await?,
+        "uploads" => uploads::uploads(&o).await?,
         other => return Err(format!("unknown scenario {other} (try --help)")),
     };
     report.print();
