@@ -99,6 +99,8 @@ fn room_row(r: &RoomSummary) -> Markup {
                     span.room-row-preview {
                         @match (&r.last_author, &r.last_body) {
                             (Some(author), Some(_)) if r.last_deleted => { span.preview-author { (author) ": " } em { "Message deleted" } },
+                            // Only a message of files alone has no text and is not deleted.
+                            (Some(author), Some(body)) if body.is_empty() => { span.preview-author { (author) ": " } em { "Sent files" } },
                             (Some(author), Some(body)) => { span.preview-author { (author) ": " } (preview(body)) },
                             _ => { span.muted { "No messages yet" } },
                         }

@@ -150,6 +150,8 @@ both! {
         let (ada, _bob, code) = room_of_two(&app).await;
         post_files(&ada, &code, "", &[("secret.pdf", "application/pdf", PDF)]).await;
         let link = file_links(&ada.get(&format!("/rooms/{code}")).await.body).remove(0);
+        // Home says what the latest message was, though it has no text.
+        assert!(ada.get("/home").await.body.contains("Sent files"));
 
         let carol = app.signed_in("carol@example.org", "carol").await;
         let (status, _, body) = carol.get_bytes(&link, &[]).await;
