@@ -250,7 +250,9 @@ impl Storage {
     }
 
     /// Keys of objects last modified more than `age` ago (for sweeping orphans), at most
-    /// `limit`, in no particular order.
+    /// `limit`, in no particular order. Modification times are the storage's (the file
+    /// system's, the S3 server's), so ages are as exact as its clock agrees with ours: sweep
+    /// with ages of hours, not seconds.
     pub async fn older_than(
         &self,
         age: Duration,
