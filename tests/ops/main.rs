@@ -11,4 +11,5 @@ mod observe;
 mod procs;
 mod resilience;
 mod slow;
+mod storage;
 mod writer;
