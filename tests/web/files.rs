@@ -425,3 +425,97 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// The same journey with the bytes in S3-compatible storage (a real Garage the test starts),
+/// as several instances would keep them: posted, shown, served with ranges, deleted.
+mod on_s3 {
+    use super::*;
+    use crate::common::{Backend, garage::garage};
+
+    async fn run(backend: Backend) {
+        let Some(garage) = garage().await else { return };
+        let files = format!("s3://{}", garage.bucket);
+        let settings = [
+            ("NATTER_FILES", files.as_str()),
+            ("AWS_ENDPOINT_URL", &garage.endpoint),
+            ("AWS_REGION", &garage.region),
+            ("AWS_ACCESS_KEY_ID", &garage.key_id),
+            ("AWS_SECRET_ACCESS_KEY", &garage.secret),
+        ];
+        let Some(app) = TestApp::spawn_with(backend, &settings).await else {
+            return;
+        };
+        assert!(
+            app.state
+                .files
+                .storage()
+                .describe()
+                .contains(&garage.bucket)
+        );
+        let (ada, bob, code) = room_of_two(&app).await;
+        // Larger than one part of a multipart upload (5 MiB).
+        let big: Vec<u8> = (0..6_000_000u32).map(|i| (i % 251) as u8).collect();
+        let photo = png(1000, 500);
+        let r = post_files(
+            &ada,
+            &code,
+            "in the bucket",
+            &[
+                ("photo.png", "image/png", &photo),
+                ("big.bin", "application/octet-stream", &big),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let seq: i64 = r
+            .location()
+            .rsplit("#msg-")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let page = bob.get(&format!("/rooms/{code}")).await.body;
+        let links = file_links(&page);
+        assert_eq!(links.len(), 2, "{page}");
+        assert_eq!(bob.get_bytes(&links[0], &[]).await.2, photo);
+        let (status, _, thumb) = bob.get_bytes(&format!("{}?v=thumb", links[0]), &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(image::load_from_memory(&thumb).unwrap().width(), 800);
+        let (status, _, bytes) = bob.get_bytes(&links[1], &[]).await;
+        assert_eq!((status, bytes.len()), (200, big.len()));
+        assert!(bytes == big, "the download is byte-exact");
+        let (status, _, part) = bob
+            .get_bytes(&links[1], &[("range", "bytes=5999990-")])
+            .await;
+        assert_eq!((status, part.as_slice()), (206, &big[5_999_990..]));
+        // Three objects in the bucket (two files, one thumbnail); none once the message goes.
+        let storage = app.state.files.storage();
+        assert_eq!(
+            storage.older_than(Duration::ZERO, 100).await.unwrap().len(),
+            3
+        );
+        let r = ada
+            .post_form(
+                &format!("/rooms/{code}"),
+                &format!("/rooms/{code}/messages/{seq}/delete"),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 303);
+        assert_eq!(bob.get_bytes(&links[1], &[]).await.0, 404);
+        assert_eq!(
+            storage.older_than(Duration::ZERO, 100).await.unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}
