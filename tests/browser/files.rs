@@ -68,6 +68,15 @@ const NEWEST_HAS_FILES: &str = "(() => {
         && (arguments[1] === null || card?.textContent === arguments[1]);
 })()";
 
+/// Records the composer's progress bar while it shows (`window.progressSeen`: its label, and
+/// whether it reached the end).
+const WATCH_PROGRESS: &str = "(new MutationObserver(() => {
+    const bar = document.querySelector('#upload-progress');
+    if (!bar) return;
+    const seen = (window.progressSeen ??= { label: bar.labels[0]?.textContent, full: false });
+    seen.full ||= bar.value === bar.max;
+}).observe(document.body, { subtree: true, childList: true, attributes: true }), true)";
+
 /// A file made in the page, in a `DataTransfer` (`window.testFiles`): a PNG drawn on a canvas
 /// when `arguments[0]` ends in `.png`, otherwise a line of text.
 const MAKE_FILE: &str = "(async () => {
@@ -120,6 +129,8 @@ crate::both! {
         assert!(violations.is_empty(), "axe with files chosen: {violations:#?}");
         ada.screenshots("attachments-chosen").await;
 
+        // The upload's progress bar, however briefly it shows on a local connection.
+        ada.js(WATCH_PROGRESS, vec![]).await;
         send(&ada, "The beach, and our tickets").await;
         for c in [&ada, &bob] {
             wait_for_message(c, "The beach, and our tickets").await;
@@ -132,7 +143,12 @@ crate::both! {
         }
         // Sent: the list and the input are empty again, and so is the text.
         assert_eq!(chosen(&ada).await, (vec![], 0));
-        assert!(!ada.exists(".upload-progress").await);
+        assert!(!ada.exists(".upload-progress").await, "the progress bar stays after the post");
+        assert_eq!(
+            ada.js("window.progressSeen", vec![]).await,
+            json!({ "label": "Sending 2 files", "full": true }),
+            "the upload's progress bar"
+        );
         assert_eq!(ada.js(COMPOSER_TEXT, vec![]).await, json!(""));
 
         let violations = bob.axe().await;
