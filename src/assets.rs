@@ -43,6 +43,7 @@ const FILES: &[Asset] = &[
     // order) and talking to the others only through the DOM and htmx events.
     asset!("js/live.js", JS),
     asset!("js/composer.js", JS),
+    asset!("js/attach.js", JS),
     asset!("js/scroll.js", JS),
     asset!("js/members.js", JS),
     asset!("js/times.js", JS),

@@ -62,12 +62,13 @@ document.addEventListener("htmx:sendError", (e) => {
 
 // Enter sends, Shift+Enter is a new line, Escape leaves the composer (UI.md, keyboard use).
 // An Enter that ends an input method's composition only picks the text; a blank message is
-// not sent.
+// not sent, unless it carries files (attach.js keeps them in the form's file input).
 document.addEventListener("keydown", (e) => {
   if (e.target.id !== "composer-body") return;
   if (e.key === "Escape") e.target.blur();
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
-    if (e.target.value.trim()) e.target.form.requestSubmit();
+    const files = e.target.form.querySelector("input[type=file]")?.files.length;
+    if (e.target.value.trim() || files) e.target.form.requestSubmit();
   }
 });

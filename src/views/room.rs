@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     assets,
+    config::FilesConfig,
     domain::{MessageBody, notify::Notify},
     store::{Marks, Member, Room, RoomLink, RoomNotify},
 };
@@ -25,8 +26,10 @@ pub fn fresh_client_id() -> String {
 }
 
 /// The composer. A fresh one carries a new random `client_id`; after a refused post it keeps
-/// the typed text and says why.
+/// the typed text and says why. `limits` are the server's, for `js/attach.js` to refuse a file
+/// before uploading it in vain.
 pub fn composer(
+    limits: &FilesConfig,
     code: &str,
     csrf: &str,
     body: &str,
@@ -52,7 +55,7 @@ pub fn composer(
                 placeholder="Write a message" autocomplete="off" autofocus[focus]
                 aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "composer-error")]
                 { (body) }
-            (file_picker())
+            (file_picker(Some(limits)))
             button.button.primary.send type="submit" { "Send" }
             (composer_state(client_id, error))
         }
@@ -61,12 +64,15 @@ pub fn composer(
 
 /// The composer's file input: any number of files (the server says when there are too many or
 /// one is too large). Without JavaScript it is the browser's own picker; `js/attach.js` adds
-/// pasting, dropping, a list with remove buttons and a progress bar.
-pub fn file_picker() -> Markup {
+/// pasting, dropping, a list with remove buttons and a progress bar, and reads `limits` (none
+/// where no script runs: the composer frame) to refuse what the server would.
+pub fn file_picker(limits: Option<&FilesConfig>) -> Markup {
     html! {
         label.attach for="composer-files" {
             span.visually-hidden { "Attach files" }
-            input #composer-files.attach-input type="file" name="files" multiple;
+            input #composer-files.attach-input type="file" name="files" multiple
+                data-max-upload=[limits.map(|l| l.max_upload)]
+                data-max-files=[limits.map(|l| l.max_files)];
         }
     }
 }

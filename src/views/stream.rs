@@ -179,7 +179,7 @@ pub fn compose_frame(
                         placeholder="Write a message" autocomplete="off" autofocus[error.is_some()]
                         aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "composer-error")]
                         { (body) }
-                    (super::room::file_picker())
+                    (super::room::file_picker(None))
                     button.button.primary.send type="submit" { "Send" }
                     input type="hidden" name="client_id" value=(client_id);
                     @if let Some(error) = error {

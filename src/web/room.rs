@@ -81,7 +81,15 @@ pub async fn show(
     InRoom { user, room }: InRoom<RoomOverview>,
 ) -> poem::Result<Response> {
     let csrf = user.session.csrf();
-    let composer = view::composer(&room.room.code, &csrf, "", None, None, false);
+    let composer = view::composer(
+        &state.config.files,
+        &room.room.code,
+        &csrf,
+        "",
+        None,
+        None,
+        false,
+    );
     let page = room_page(&state, &user, &room, composer, None).await?;
     Ok(respond(StatusCode::OK, page))
 }
@@ -247,7 +255,15 @@ pub async fn post_message(
     };
     let csrf = user.session.csrf();
     let why = refusal.sentence();
-    let composer = view::composer(&code, &csrf, &form.body, Some(&why), client_id, true);
+    let composer = view::composer(
+        &state.config.files,
+        &code,
+        &csrf,
+        &form.body,
+        Some(&why),
+        client_id,
+        true,
+    );
     if posted.htmx {
         return Ok(refused(&refusal, composer));
     }
@@ -364,7 +380,7 @@ pub async fn set_notify(
         Ok(_) => Ok(see_other(&format!("/rooms/{code}"), htmx)),
         Err(refusal @ Refusal::Invalid(why)) => {
             let csrf = user.session.csrf();
-            let composer = view::composer(code, &csrf, "", None, None, false);
+            let composer = view::composer(&state.config.files, code, &csrf, "", None, None, false);
             let page = room_page(&state, &user, &room, composer, Some(why)).await?;
             Ok(refused(&refusal, page))
         }

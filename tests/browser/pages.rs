@@ -466,6 +466,9 @@ async fn create_join_and_send_with_the_keyboard_alone() {
     wait_for_message(&ada, "typed, then Enter").await;
     ada.tab_to("composer-body").await;
     ada.press("typed, then the Send button").await;
+    // Tab passes the file picker on its way to Send.
+    ada.press(TAB).await;
+    assert_eq!(ada.focused().await, "composer-files");
     ada.press(TAB).await;
     assert_eq!(ada.focused().await, "button:Send");
     assert_focus_visible(&ada).await;
