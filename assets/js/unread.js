@@ -99,7 +99,11 @@ document.addEventListener("htmx:sseBeforeMessage", activity);
 // ---------- Reading: save the mark while the reader is at the bottom and looking ----------
 
 const GAP_MS = 2100; // the server takes one mark per room every 2 s
-let sentAt = 0;
+// When this tab last sent this room's mark: kept across page loads (a reload, a permalink, the
+// room again from the rail), whose first mark would otherwise follow the last page's at once.
+const SENT_KEY = `natter-read-sent-${room?.dataset.room}`;
+const tab = (() => { try { return sessionStorage; } catch { return null; } })(); // null: storage off
+let sentAt = +(tab?.getItem(SENT_KEY) || 0);
 let timer = 0;
 
 function atBottom() {
@@ -118,6 +122,7 @@ function maybeRead() {
     return showTitle();
   }
   sentAt = Date.now();
+  tab?.setItem(SENT_KEY, String(sentAt));
   const before = read;
   read = upto;
   showTitle();
