@@ -2,7 +2,7 @@
 
 use poem::{Request, web::Data};
 use poem_openapi::{
-    ApiResponse, Object, OpenApi,
+    ApiRequest, ApiResponse, Object, OpenApi,
     param::{Header, Path, Query},
     payload::Json,
     types::Example,
@@ -12,12 +12,16 @@ use time::OffsetDateTime;
 use super::{
     Tag,
     auth::Token,
+    files::AttachmentJson,
     problem::{ApiError, Problems, status},
     rooms::member_room,
     text::Text,
     timestamp,
+    upload::MessageWithFiles,
 };
-use crate::{State, actions, domain::MessageBody, refusal::Refusal, store::Message};
+use crate::{
+    State, actions, config::Config, domain::MessageBody, refusal::Refusal, store::Message,
+};
 
 /// Messages per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: i64 = 50;
@@ -49,6 +53,8 @@ pub struct MessageJson {
     /// A name in the text that is not listed here is not a mention (not a member, no such
     /// person, part of an address or a link).
     pub mentions: Vec<MentionJson>,
+    /// Its files, in the order they were attached (empty: none; a deleted message has none).
+    pub attachments: Vec<AttachmentJson>,
 }
 
 /// A person a message mentions.
@@ -61,7 +67,8 @@ pub struct MentionJson {
 }
 
 impl MessageJson {
-    fn of(m: &Message) -> Self {
+    /// `m` as the API shows it (`config` for its files' addresses).
+    fn of(m: &Message, config: &Config) -> Self {
         Self {
             seq: m.seq,
             author: m.author.clone(),
@@ -78,6 +85,12 @@ impl MessageJson {
                     user_id: *user_id,
                     username: username.clone(),
                 })
+                .collect(),
+            attachments: m
+                .attachments
+                .0
+                .iter()
+                .map(|file| AttachmentJson::of(file, config))
                 .collect(),
         }
     }
@@ -97,6 +110,7 @@ impl Example for MessageJson {
                 user_id: 8,
                 username: "bob".into(),
             }],
+            attachments: vec![AttachmentJson::example()],
         }
     }
 }
@@ -141,6 +155,16 @@ impl Example for NewMessage {
     }
 }
 
+/// A message to post: JSON for text alone, `multipart/form-data` to attach files.
+#[derive(ApiRequest)]
+enum NewPost {
+    /// Text only.
+    Json(Json<NewMessage>),
+    /// Text and files: a `body` part (the text; may be empty or left out when files are
+    /// attached) and one `files` part per file, each with its `filename`.
+    Multipart(MessageWithFiles),
+}
+
 #[derive(ApiResponse)]
 enum Read {
     /// A page of messages, in ascending `seq` order.
@@ -167,8 +191,9 @@ enum Deleted {
 #[derive(ApiResponse)]
 enum Posted {
     /// Posted: everyone with the room open sees it now. A retry with the same
-    /// `Idempotency-Key` and the same body answers the same (201 with the message first posted
-    /// under that key) and posts nothing new; the same key with another body is refused (422).
+    /// `Idempotency-Key` and the same body (and files) answers the same (201 with the message
+    /// first posted under that key) and posts nothing new; the same key with another body is
+    /// refused (422).
     #[oai(status = 201)]
     Message(Json<MessageJson>),
 }
@@ -250,7 +275,10 @@ impl Api {
             }
         };
         Ok(Read::Page(Json(MessagePage {
-            messages: messages.iter().map(MessageJson::of).collect(),
+            messages: messages
+                .iter()
+                .map(|m| MessageJson::of(m, &state.config))
+                .collect(),
             has_more,
             last_seq: room.last_seq,
         })))
@@ -262,10 +290,20 @@ impl Api {
     /// same rate limit (by default 20 posts per 10 s), and the same live delivery to every
     /// browser with the room open.
     ///
+    /// Send JSON for text alone, or `multipart/form-data` to attach files: the text as a
+    /// `body` part (it may be empty when files come with it) and each file as a `files` part.
+    /// Files are limited as on the page (by default 10 files of at most 10 MiB each: 413
+    /// beyond); natter judges each file's type by its bytes and makes a thumbnail of each
+    /// image it can decode (an image of more than 40 megapixels is refused: 422). The answer
+    /// lists them under `attachments`, with the addresses to download them from.
+    ///
     /// ```sh
     /// curl -X POST -H "Authorization: Bearer $NATTER_TOKEN" \
     ///      -H 'Content-Type: application/json' -H "Idempotency-Key: $(uuidgen)" \
     ///      -d '{"body": "Hello from curl!"}' \
+    ///      https://natter.example/api/v1/rooms/ABCD-EFGH/messages
+    /// curl -X POST -H "Authorization: Bearer $NATTER_TOKEN" -H "Idempotency-Key: $(uuidgen)" \
+    ///      -F 'body=The plan, as drawn' -F files=@whiteboard.png -F files=@plan.pdf \
     ///      https://natter.example/api/v1/rooms/ABCD-EFGH/messages
     /// ```
     #[oai(
@@ -279,12 +317,13 @@ impl Api {
         state: Data<&State>,
         /// The room's code, `ABCD-EFGH`.
         code: Path<String>,
-        /// Makes retries safe: a second post with the same key (per room and person) and the
-        /// same body posts nothing new and answers with the first; with another body it is
-        /// refused (422). 1–64 letters, digits, `-` or `_` (a UUID will do).
+        /// Makes retries safe: a second post with the same key (per room and person), the
+        /// same body and the same files (names, sizes, types) posts nothing new and answers
+        /// with the first; with anything else it is refused (422). 1–64 letters, digits, `-`
+        /// or `_` (a UUID will do).
         #[oai(name = "Idempotency-Key", example = "example_key")]
         key: Header<Option<String>>,
-        message: Json<NewMessage>,
+        message: NewPost,
         req: &Request,
     ) -> Result<
         Posted,
@@ -303,13 +342,21 @@ impl Api {
             )
             .into());
         }
+        let (text, files) = match message {
+            NewPost::Json(Json(message)) => (message.body.0, Vec::new()),
+            NewPost::Multipart(message) => (message.body, message.files),
+        };
+        let sent_files: Vec<(String, i64, &str)> = files
+            .iter()
+            .map(|f| (f.name.clone(), f.size as i64, f.sniffed.mime))
+            .collect();
         let seq = actions::post(
             &state,
             token.actor(),
             &actions::PostingRoom::member_of(&room)?,
-            &message.0.body.0,
+            &text,
             key.0.as_deref(),
-            Vec::new(),
+            files,
         )
         .await?;
         let posted = state
@@ -318,21 +365,34 @@ impl Api {
             .await?
             .pop()
             .ok_or(Refusal::Unavailable)?;
-        // A key answers for one message: the same key with other text is a mistake (a key
-        // reused for a new message), and answering with the first would hide that nothing new
-        // was posted. "The same" is after the trimming and line-break rules every post gets.
-        // A message edited or deleted since has lost its first text: its key answers with it as
-        // it is now.
+        // A key answers for one message: the same key with other text or other files is a
+        // mistake (a key reused for a new message), and answering with the first would hide
+        // that nothing new was posted. "The same" is after the trimming and line-break rules
+        // every post gets, and files by name, size and type (their bytes are not kept to
+        // compare). A message edited or deleted since has lost its first text: its key
+        // answers with it as it is now.
         let changed = posted.edited_at.is_some() || posted.is_deleted();
-        let same = changed
-            || MessageBody::parse(&message.0.body.0).is_ok_and(|b| b.as_str() == posted.body);
+        let text = match sent_files.is_empty() {
+            true => MessageBody::parse(&text),
+            false => MessageBody::parse_caption(&text),
+        };
+        let same_files = posted
+            .attachments
+            .0
+            .iter()
+            .map(|a| (a.name.clone(), a.size, a.mime.as_str()))
+            .eq(sent_files);
+        let same = changed || (same_files && text.is_ok_and(|b| b.as_str() == posted.body));
         if !same {
             return Err(ApiError::invalid_parameter(
                 "This `Idempotency-Key` was used for another message: send a new key with new text.",
             )
             .into());
         }
-        Ok(Posted::Message(Json(MessageJson::of(&posted))))
+        Ok(Posted::Message(Json(MessageJson::of(
+            &posted,
+            &state.config,
+        ))))
     }
 
     /// Edit a message
@@ -370,7 +430,7 @@ impl Api {
         actions::edit(&state, token.actor(), &room, seq.0, &message.0.body.0).await?;
         let now = state.store.message(room.id, seq.0).await?;
         let now = now.ok_or(Refusal::NotFound)?;
-        Ok(Edited::Message(Json(MessageJson::of(&now))))
+        Ok(Edited::Message(Json(MessageJson::of(&now, &state.config))))
     }
 
     /// Delete a message

@@ -7,12 +7,14 @@
 
 mod auth;
 mod docs;
+mod files;
 mod me;
 mod messages;
 mod notify;
 mod problem;
 mod rooms;
 mod text;
+mod upload;
 
 use poem::{EndpointExt, IntoEndpoint, Response, Route, endpoint::make_sync, http::header};
 use poem_openapi::{OpenApiService, Tags};
@@ -58,12 +60,24 @@ other site can make your browser act through the API: that is why the API needs 
 The message appears at once in every browser that has the room open: it takes exactly the path a
 message typed on the page takes (same validation, same limits, same live delivery).
 
+## Files
+
+Attach files by posting `multipart/form-data` instead of JSON: the text as a `body` part (it may
+be empty) and each file as a `files` part. Each message lists its files under `attachments`, with
+a `url` to download it (and, for an image, a `thumbnail_url`) with the same token:
+
+    curl -s -X POST -H "Authorization: Bearer $NATTER_TOKEN" -H "Idempotency-Key: $(uuidgen)" \
+         -F 'body=The plan' -F files=@whiteboard.png -F files=@plan.pdf \
+         https://natter.example/api/v1/rooms/ABCD-EFGH/messages
+    curl -OJ -H "Authorization: Bearer $NATTER_TOKEN" https://natter.example/api/v1/files/…
+
 ## Errors
 
 Every error is `application/problem+json` (RFC 9457) with a stable `type`
 (`https://natter.dev/problems/…`): `malformed-body` (400), `unauthorized` (401), `not-found`
 (404), `method-not-allowed` (405), `body-too-large` (413), `unsupported-media-type` (415),
-`invalid-input` and `invalid-parameter` (422), `rate-limited` (429, with `Retry-After`),
+`range-not-satisfiable` (416), `invalid-input` and `invalid-parameter` (422), `rate-limited`
+(429, with `Retry-After`),
 `unavailable` (503, with `Retry-After`). The limits are the web's: by default 20 posts per 10 s,
 20 new rooms per hour, 20 joins and leaves per minute, 10 wrong room codes per minute, bodies up
 to 64 KiB. A `not-found` for a room counts as a wrong code too (a room that is not yours is not
@@ -76,7 +90,7 @@ were committed): use `seq` as the cursor for reading history."#;
 /// The API routes, mounted under `/api`: the operations under `/v1`, the spec, the docs page.
 pub fn routes() -> Route {
     let service = OpenApiService::new(
-        (me::Api, rooms::Api, messages::Api, notify::Api),
+        (me::Api, rooms::Api, messages::Api, files::Api, notify::Api),
         "natter API",
         "1",
     )

@@ -20,6 +20,7 @@ use poem_openapi::{
         AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError,
         ParseRequestPayloadError,
     },
+    payload::Payload,
     registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, Registry},
     types::{Example, ToJSON, Type},
 };
@@ -53,6 +54,8 @@ pub enum Kind {
     InvalidParameter,
     /// A value broke one of natter's rules; `detail` says which.
     InvalidInput,
+    /// A download's `Range` starts past the end of the file.
+    RangeNotSatisfiable,
     /// The thing is not in a state that allows this (a deleted message cannot be edited).
     Conflict,
     /// Over a rate limit; `Retry-After` says when to try again.
@@ -74,6 +77,7 @@ impl Kind {
             Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::InvalidParameter | Kind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Kind::Conflict => StatusCode::CONFLICT,
             Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -93,6 +97,7 @@ impl Kind {
             Kind::UnsupportedMediaType => "unsupported-media-type",
             Kind::InvalidParameter => "invalid-parameter",
             Kind::InvalidInput => "invalid-input",
+            Kind::RangeNotSatisfiable => "range-not-satisfiable",
             Kind::Conflict => "conflict",
             Kind::RateLimited => "rate-limited",
             Kind::Unavailable => "unavailable",
@@ -111,6 +116,7 @@ impl Kind {
             Kind::UnsupportedMediaType => "The request body must be JSON",
             Kind::InvalidParameter => "A parameter is not valid",
             Kind::InvalidInput => "A value is not valid",
+            Kind::RangeNotSatisfiable => "The range is not in the file",
             Kind::Conflict => "Not possible in the current state",
             Kind::RateLimited => "Too many requests",
             Kind::Unavailable => "natter is temporarily unavailable",
@@ -322,7 +328,7 @@ const DOCUMENTED: &[Documented] = &[
     Documented {
         bit: status::TOO_LARGE,
         kind: Kind::BodyTooLarge,
-        description: "`body-too-large`: the body is larger than natter accepts (64 KiB unless configured otherwise).",
+        description: "`body-too-large`: the body is larger than natter accepts (64 KiB unless configured otherwise); with files, a file over the upload limit (10 MiB unless configured otherwise), more files than one message may carry (10), or more than the room's quota for files.",
         example_detail: "The body may have at most 65536 bytes.",
     },
     Documented {
@@ -334,13 +340,13 @@ const DOCUMENTED: &[Documented] = &[
     Documented {
         bit: status::UNSUPPORTED,
         kind: Kind::UnsupportedMediaType,
-        description: "`unsupported-media-type`: the body must be sent as `Content-Type: application/json`.",
+        description: "`unsupported-media-type`: the body must be sent as `Content-Type: application/json` (or, where the operation takes files, `multipart/form-data`).",
         example_detail: "the `Content-Type` requested by the client is not supported: text/plain",
     },
     Documented {
         bit: status::INVALID,
         kind: Kind::InvalidInput,
-        description: "`invalid-input`: a value breaks one of natter's rules, and `detail` says which; or `invalid-parameter`: a query or header parameter is malformed or out of range.",
+        description: "`invalid-input`: a value breaks one of natter's rules, and `detail` says which (an empty message, an image of too many pixels, a part natter does not take); or `invalid-parameter`: a query or header parameter is malformed or out of range.",
         example_detail: "A message has at most 4000 characters.",
     },
     Documented {
@@ -454,7 +460,14 @@ impl<const S: u16> ApiResponse for Problems<S> {
 /// parse errors, unknown routes) into a problem document, so no client ever has to parse
 /// plain text or an HTML page.
 pub async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    // A multipart body carries files: it is read by natter's multipart reader, which spools
+    // them as they arrive within the upload limits and its own deadline, never here whole in
+    // memory. An operation that takes no multipart refuses it (415) before reading a byte.
+    let is_multipart = req
+        .content_type()
+        .is_some_and(super::upload::MessageWithFiles::check_content_type);
     if matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT)
+        && !is_multipart
         && let Some(state) = req.data::<State>()
     {
         let (limit, timeout) = (state.config.limits.body_bytes, state.config.timeouts.body);

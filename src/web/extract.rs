@@ -51,15 +51,17 @@ struct Posted {
     files_refused: Option<Refusal>,
 }
 
-/// Whether a form's route takes files, and then whose CSRF token guards them: no file is
-/// written to disk before the token is known good.
+/// Whether a route takes files, and what must be proven before one is written to disk.
 #[derive(Clone, Copy)]
-enum FilePolicy<'s> {
+pub enum FilePolicy<'s> {
     /// Files are refused (400).
     None,
     /// Files are spooled once a CSRF token good for this session was seen (the `X-CSRF-Token`
     /// header, or a `csrf` field before the files: natter's forms put it first).
     Spool(&'s Session),
+    /// Files are spooled: the caller proved who it is with an API token, which (unlike a
+    /// cookie) no other site can make a browser send, so there is no CSRF token to check.
+    Bearer,
 }
 
 /// How much longer than a form's body deadline an upload may take to arrive (30 s × 20: ten
@@ -109,69 +111,21 @@ impl Posted {
         })
     }
 
-    /// A `multipart/form-data` body, field by field: text fields (at most the body limit in
-    /// all) in memory, files spooled by `Files::spool` under `files`.
+    /// A `multipart/form-data` body (`read_multipart`), its text fields kept as the
+    /// urlencoded form they would have been.
     async fn read_multipart(
         req: &Request,
         body: &mut RequestBody,
         files: FilePolicy<'_>,
     ) -> Result<Self, AppError> {
-        let state = state(req)?;
-        let config = &state.config;
-        let text_limit = config.limits.body_bytes;
-        let (whole, deadline) = match files {
-            FilePolicy::None => (text_limit as u64, config.timeouts.body),
-            FilePolicy::Spool(_) => {
-                let limits = state.files.config();
-                // Every file at its largest, one more that will be refused, and the text.
-                let files = (limits.max_files as u64 + 1) * (limits.max_upload + 4096);
-                (
-                    files + text_limit as u64,
-                    config.timeouts.body * UPLOAD_DEADLINE_FACTOR,
-                )
-            }
-        };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > whole) {
-            return Err(Refusal::TooLarge.into());
-        }
-        let boundary = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| multer::parse_boundary(v).ok())
-            .ok_or(Refusal::BadRequest("The form was malformed."))?;
-        let stream = body
-            .take()
-            .map_err(|_| Refusal::BadRequest("The form was empty."))?
-            .into_bytes_stream();
-        let constraints =
-            multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole));
-        let multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
-        let reading = Multipart {
-            inner: multipart,
-            header_csrf: req
-                .headers()
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            text_limit,
-        }
-        .read(&state.files, files);
-        let (fields, uploads, files_refused) = tokio::time::timeout(deadline, reading)
-            .await
-            .map_err(|_| Refusal::TooSlow)??;
-        let bytes = serde_urlencoded::to_string(&fields)
+        let read = read_multipart(req, body, files).await?;
+        let bytes = serde_urlencoded::to_string(&read.fields)
             .map_err(|_| Refusal::BadRequest("The form was malformed."))?;
         Ok(Posted {
             action: req.original_uri().clone(),
             bytes: bytes.into(),
-            uploads,
-            files_refused,
+            uploads: read.uploads,
+            files_refused: read.refused,
         })
     }
 
@@ -203,6 +157,83 @@ impl Posted {
     }
 }
 
+/// A `multipart/form-data` body, read.
+#[derive(Debug, Default)]
+pub struct MultipartForm {
+    /// The text fields, in the order they came.
+    pub fields: Vec<(String, String)>,
+    /// The files posted as `files`, spooled (none when `refused`).
+    pub uploads: Vec<Upload>,
+    /// Why the files were refused (too large, too many): the rest of the body is still read,
+    /// so the text can come back with the reason.
+    pub refused: Option<Refusal>,
+    /// The names of file parts other than `files`, read and thrown away.
+    pub strays: Vec<String>,
+}
+
+/// Reads a `multipart/form-data` body field by field, for the pages and the API alike: text
+/// fields (at most the body limit in all) in memory, files (where `files` allows them) spooled
+/// by `Files::spool` as they arrive, never whole in memory, within the upload limits
+/// (`NATTER_MAX_UPLOAD`, `NATTER_MAX_FILES`) and a deadline long enough for them.
+pub async fn read_multipart(
+    req: &Request,
+    body: &mut RequestBody,
+    files: FilePolicy<'_>,
+) -> Result<MultipartForm, Refusal> {
+    let state = req.data::<State>().ok_or_else(|| {
+        tracing::error!("application state missing");
+        Refusal::Internal
+    })?;
+    let config = &state.config;
+    let text_limit = config.limits.body_bytes;
+    let (whole, deadline) = match files {
+        FilePolicy::None => (text_limit as u64, config.timeouts.body),
+        FilePolicy::Spool(_) | FilePolicy::Bearer => {
+            let limits = state.files.config();
+            // Every file at its largest, one more that will be refused, and the text.
+            let files = (limits.max_files as u64 + 1) * (limits.max_upload + 4096);
+            (
+                files + text_limit as u64,
+                config.timeouts.body * UPLOAD_DEADLINE_FACTOR,
+            )
+        }
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > whole) {
+        return Err(Refusal::TooLarge);
+    }
+    let boundary = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok())
+        .ok_or(Refusal::BadRequest("The form was malformed."))?;
+    let stream = body
+        .take()
+        .map_err(|_| Refusal::BadRequest("The form was empty."))?
+        .into_bytes_stream();
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole));
+    let multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let reading = Multipart {
+        inner: multipart,
+        header_csrf: req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        text_limit,
+    }
+    .read(&state.files, files);
+    tokio::time::timeout(deadline, reading)
+        .await
+        .map_err(|_| Refusal::TooSlow)?
+}
+
 /// A multipart body being read.
 struct Multipart {
     inner: multer::Multipart<'static>,
@@ -212,14 +243,16 @@ struct Multipart {
     text_limit: usize,
 }
 
-/// Text fields, spooled files, and why files were refused, if they were.
-type Read = (Vec<(String, String)>, Vec<Upload>, Option<Refusal>);
-
 impl Multipart {
-    async fn read(mut self, files: &Files, policy: FilePolicy<'_>) -> Result<Read, AppError> {
+    async fn read(
+        mut self,
+        files: &Files,
+        policy: FilePolicy<'_>,
+    ) -> Result<MultipartForm, Refusal> {
         let mut fields: Vec<(String, String)> = Vec::new();
         let mut uploads = Vec::new();
         let mut refused = None;
+        let mut strays = Vec::new();
         let mut text_bytes = 0;
         while let Some(mut field) = self.inner.next_field().await.map_err(malformed)? {
             let name = field.name().unwrap_or_default().to_string();
@@ -228,7 +261,7 @@ impl Multipart {
                 while let Some(chunk) = field.chunk().await.map_err(malformed)? {
                     text_bytes += chunk.len();
                     if text_bytes > self.text_limit {
-                        return Err(Refusal::TooLarge.into());
+                        return Err(Refusal::TooLarge);
                     }
                     text.extend_from_slice(&chunk);
                 }
@@ -237,21 +270,29 @@ impl Multipart {
                 fields.push((name, text));
                 continue;
             }
-            let FilePolicy::Spool(session) = policy else {
-                return Err(Refusal::BadRequest("This form does not take files.").into());
-            };
-            let csrf = self.header_csrf.as_deref().or_else(|| {
-                fields
-                    .iter()
-                    .find(|(name, _)| name == "csrf")
-                    .map(|(_, v)| v.as_str())
-            });
-            if !csrf.is_some_and(|c| session.verify_csrf(c)) {
-                return Err(AppError::from(Refusal::Forbidden(CSRF_REFUSED)));
+            match policy {
+                FilePolicy::None => {
+                    return Err(Refusal::BadRequest("This form does not take files."));
+                }
+                FilePolicy::Spool(session) => {
+                    let csrf = self.header_csrf.as_deref().or_else(|| {
+                        fields
+                            .iter()
+                            .find(|(name, _)| name == "csrf")
+                            .map(|(_, v)| v.as_str())
+                    });
+                    if !csrf.is_some_and(|c| session.verify_csrf(c)) {
+                        return Err(Refusal::Forbidden(CSRF_REFUSED));
+                    }
+                }
+                FilePolicy::Bearer => {}
             }
             if name != "files" || refused.is_some() {
                 // Read away: only `files` carries attachments, and once one was refused the
                 // post will be too.
+                if name != "files" {
+                    strays.push(name);
+                }
                 while field.chunk().await.map_err(malformed)?.is_some() {}
                 continue;
             }
@@ -275,18 +316,23 @@ impl Multipart {
         if refused.is_some() {
             uploads.clear();
         }
-        Ok((fields, uploads, refused))
+        Ok(MultipartForm {
+            fields,
+            uploads,
+            refused,
+            strays,
+        })
     }
 }
 
-fn malformed(e: multer::Error) -> AppError {
+fn malformed(e: multer::Error) -> Refusal {
     match e {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
-            Refusal::TooLarge.into()
+            Refusal::TooLarge
         }
         e => {
             tracing::debug!(error = %e, "multipart form unreadable");
-            Refusal::BadRequest("The form could not be read. Send it again.").into()
+            Refusal::BadRequest("The form could not be read. Send it again.")
         }
     }
 }

@@ -15,7 +15,7 @@ use poem::{
 use serde::Deserialize;
 
 use crate::{
-    actions,
+    State, actions,
     auth::{AppData, CurrentUser},
     error::AppError,
     files::{
@@ -51,19 +51,33 @@ pub async fn serve(
     Path(FileParams { token, .. }): Path<FileParams>,
     Query(variant): Query<Variant>,
 ) -> poem::Result<Response> {
+    let thumb = variant.v.as_deref() == Some("thumb");
+    respond(&state, req, user.id, &token, thumb)
+        .await
+        .map_err(|refusal| AppError::from(refusal).into())
+}
+
+/// The answer to `user_id` asking for the file (or, with `thumb`, the thumbnail) with this
+/// token: the one way a file is served, by the pages (session) and the API (token) alike.
+/// `200` or `206` (a `Range`), `304` (its `ETag`), `416` (a range past the end), each with
+/// the headers every file answer carries; a refusal (not found, which costs a wrong guess
+/// where the token is not one of the person's rooms' files; too many guesses; storage
+/// unavailable) for the caller to render its own way.
+pub async fn respond(
+    state: &State,
+    req: &Request,
+    user_id: i64,
+    token: &str,
+    thumb: bool,
+) -> Result<Response, Refusal> {
     let valid = token.len() == 26 && token.bytes().all(|b| b.is_ascii_alphanumeric());
     let found = match valid {
-        true => state
-            .store
-            .file_for_member(&token, user.id)
-            .await
-            .map_err(AppError::from)?,
+        true => state.store.file_for_member(token, user_id).await?,
         false => None,
     };
     let Some(file) = found else {
-        return Err(AppError::from(actions::not_found(&state, user.id)).into());
+        return Err(actions::not_found(state, user_id));
     };
-    let thumb = variant.v.as_deref() == Some("thumb");
     let (key, mime, disposition, etag) = match (thumb, &file.thumb_key) {
         (true, Some(key)) => (
             key,
@@ -71,7 +85,7 @@ pub async fn serve(
             Disposition::Inline,
             format!("\"{token}-t\""),
         ),
-        (true, None) => return Err(AppError::NOT_FOUND.into()),
+        (true, None) => return Err(Refusal::NotFound),
         // Inline only what natter could decode as an image (it has a thumbnail).
         (false, Some(_)) => (
             &file.storage_key,
@@ -115,11 +129,11 @@ pub async fn serve(
         Ok(stored) => stored,
         Err(StorageError::NotFound) => {
             tracing::warn!(%token, "a file's bytes are missing from storage");
-            return Err(AppError::NOT_FOUND.into());
+            return Err(Refusal::NotFound);
         }
         Err(e) => {
             tracing::error!(error = %e, %token, "could not read a file from storage");
-            return Err(AppError::from(Refusal::Unavailable).into());
+            return Err(Refusal::Unavailable);
         }
     };
     let body = Body::from_bytes_stream(stored.chunks.map(|c| c.map_err(std::io::Error::other)));

@@ -83,6 +83,11 @@ both! {
         for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data; boundary=x"), Some("application/xml"), Some("nonsense")] {
             for path in [format!("/rooms/{code}/messages"), "/rooms".into(), "/rooms/join".into()] {
                 let r = api.post_raw(&path, content_type, "body=hello").await;
+                if path.ends_with("/messages") && content_type.is_some_and(|c| c.starts_with("multipart/")) {
+                    // A post takes files as multipart (see `files`): this one does not parse.
+                    r.assert_problem(400, "malformed-body");
+                    continue;
+                }
                 r.assert_problem(415, "unsupported-media-type");
             }
         }

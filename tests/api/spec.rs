@@ -539,8 +539,23 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         ada.post(&leave, json!({})).await,
     );
 
+    // Files: Ivy posts an image and a PDF; members download them, whole, in part, again by
+    // tag, past the end; anyone else does not find them (two guesses, then too many).
+    let files = provoke_files(app, &join, &code, &mut record).await;
+
     // The database goes away: every operation says so (and nothing else).
     app.state.store.close().await;
+    let (ivy, image_token) = files;
+    record(
+        "GET",
+        "/files/{token}",
+        ivy.get(&format!("/files/{image_token}")).await,
+    );
+    record(
+        "GET",
+        "/files/{token}/thumbnail",
+        ivy.get(&format!("/files/{image_token}/thumbnail")).await,
+    );
     record("GET", "/me", ada.get("/me").await);
     record(
         "GET",
@@ -593,6 +608,96 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     seen
 }
 
+/// The answers of the file routes (all but 503): returns Ivy, a member, and her image's token.
+async fn provoke_files(
+    app: &TestApp,
+    join: &serde_json::Value,
+    code: &str,
+    record: &mut impl FnMut(&str, &str, Reply),
+) -> (Api, String) {
+    let (_i, ivy) = api_user(app, "ivy@example.org", "ivy").await;
+    let (_j, jon) = api_user(app, "jon@example.org", "jon").await;
+    assert_eq!(ivy.post("/rooms/join", join.clone()).await.status, 200);
+    let png = {
+        let img = image::RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let (content_type, body) = crate::common::multipart(
+        &[("body", "files")],
+        &[
+            ("red.png", "image/png", &png),
+            ("doc.pdf", "application/pdf", b"%PDF-1.4\n%%EOF\n"),
+        ],
+    );
+    let posted = Api::send(
+        ivy.request(reqwest::Method::POST, &format!("/rooms/{code}/messages"))
+            .header("content-type", content_type)
+            .body(body),
+    )
+    .await;
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    let token = |i: usize| {
+        let url = posted.json["attachments"][i]["url"].as_str().unwrap();
+        url.rsplit('/').next().unwrap().to_string()
+    };
+    let (image, pdf) = (
+        format!("/files/{}", token(0)),
+        format!("/files/{}", token(1)),
+    );
+    let thumb = format!("{image}/thumbnail");
+    let get = |api: &Api, path: &str, header: Option<(&str, &str)>| {
+        let mut req = api.request(reqwest::Method::GET, path);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        Api::send(req)
+    };
+    let one = "/files/{token}";
+    let whole = get(&ivy, &image, None).await;
+    let etag = whole.header("etag").unwrap().to_string();
+    record("GET", one, whole);
+    record(
+        "GET",
+        one,
+        get(&ivy, &image, Some(("range", "bytes=0-9"))).await,
+    );
+    record(
+        "GET",
+        one,
+        get(&ivy, &image, Some(("if-none-match", &etag))).await,
+    );
+    record(
+        "GET",
+        one,
+        get(&ivy, &image, Some(("range", "bytes=999999-"))).await,
+    );
+    record("GET", one, get(&ivy.with_token(None), &image, None).await);
+    let two = "/files/{token}/thumbnail";
+    let whole = get(&ivy, &thumb, None).await;
+    let etag = whole.header("etag").unwrap().to_string();
+    record("GET", two, whole);
+    record(
+        "GET",
+        two,
+        get(&ivy, &thumb, Some(("if-none-match", &etag))).await,
+    );
+    record("GET", two, get(&ivy.with_token(None), &thumb, None).await);
+    // A file without a thumbnail, for a member: not found (and no wrong guess).
+    record(
+        "GET",
+        two,
+        get(&ivy, &format!("{pdf}/thumbnail"), None).await,
+    );
+    // Jon is no member: two wrong guesses, then too many.
+    record("GET", one, get(&jon, &image, None).await);
+    record("GET", one, get(&jon, &pdf, None).await);
+    record("GET", one, get(&jon, &image, None).await);
+    record("GET", two, get(&jon, &thumb, None).await);
+    (ivy, token(0))
+}
+
 both! {
     async fn the_spec_is_valid_openapi_3_and_documents_every_operation(app: TestApp) {
         let (reply, spec) = spec(&app).await;
@@ -612,6 +717,7 @@ both! {
             ("PATCH", "/rooms/{code}/messages/{seq}"), ("DELETE", "/rooms/{code}/messages/{seq}"),
             ("GET", "/me/notifications"), ("PUT", "/me/notifications"),
             ("GET", "/rooms/{code}/notifications"), ("PUT", "/rooms/{code}/notifications"),
+            ("GET", "/files/{token}"), ("GET", "/files/{token}/thumbnail"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {
@@ -624,7 +730,8 @@ both! {
                 for (status, response) in &op.responses.responses {
                     let response = response.as_item().unwrap();
                     assert!(!response.description.is_empty(), "{name} {status}");
-                    let is_error = !matches!(status, openapiv3::StatusCode::Code(200..=299));
+                    // 304 Not Modified has no body at all.
+                    let is_error = !matches!(status, openapiv3::StatusCode::Code(200..=299 | 304));
                     if is_error {
                         assert!(response.content.contains_key("application/problem+json"), "{name} {status}");
                     }
@@ -644,6 +751,34 @@ both! {
                 assert!(unavailable["headers"]["Retry-After"].is_object(), "{method} {path} 503: {unavailable}");
             }
         }
+    }
+
+    async fn the_spec_shows_the_multipart_post_and_the_file_routes(app: TestApp) {
+        let (reply, _spec) = spec(&app).await;
+        let raw = &reply.json;
+        let post = &raw["paths"]["/rooms/{code}/messages"]["post"]["requestBody"]["content"];
+        assert!(post["application/json; charset=utf-8"]["schema"].is_object(), "{post}");
+        let form = &post["multipart/form-data"]["schema"];
+        assert_eq!(form["type"], "object", "{form}");
+        assert_eq!(form["properties"]["body"]["type"], "string", "{form}");
+        assert_eq!(form["properties"]["files"]["type"], "array", "{form}");
+        assert_eq!(form["properties"]["files"]["items"]["type"], "string", "{form}");
+        assert_eq!(form["properties"]["files"]["items"]["format"], "binary", "{form}");
+        // Messages list their files, with the addresses to fetch them from.
+        let attachment = &raw["components"]["schemas"]["Attachment"];
+        for field in ["name", "size", "type", "url", "width", "height", "thumbnail_url"] {
+            assert!(attachment["properties"][field].is_object(), "{field}: {attachment}");
+        }
+        assert_eq!(raw["components"]["schemas"]["Message"]["properties"]["attachments"]["type"], "array");
+        assert!(raw["components"]["schemas"]["Message"]["example"]["attachments"][0]["url"].is_string());
+        // The downloads: binary, whole or in part.
+        let download = &raw["paths"]["/files/{token}"]["get"]["responses"];
+        assert_eq!(download["200"]["content"]["*/*"]["schema"]["format"], "binary", "{download}");
+        assert!(download["200"]["headers"]["Content-Disposition"].is_object(), "{download}");
+        assert!(download["206"]["headers"]["Content-Range"].is_object(), "{download}");
+        assert!(download["416"]["content"]["application/problem+json"].is_object(), "{download}");
+        let thumbnail = &raw["paths"]["/files/{token}/thumbnail"]["get"]["responses"];
+        assert_eq!(thumbnail["200"]["content"]["image/jpeg"]["schema"]["format"], "binary", "{thumbnail}");
     }
 
     async fn every_reference_resolves_every_path_parameter_is_declared_and_operation_ids_are_unique(app: TestApp) {

@@ -21,7 +21,7 @@ use std::time::Duration;
 #[allow(unused_imports)]
 pub use {
     app::TestApp,
-    browser::{Answer, Browser, extract_attr},
+    browser::{Answer, Browser, extract_attr, multipart},
     db::{Backend, TestDb},
     hostile::hostile_inputs,
     oidc::{FakeProvider, FakeUser, Mode},
