@@ -61,9 +61,15 @@ function add(added) {
   }
   const why = [];
   if (large.length) {
-    why.push(`${large.join(", ")} ${large.length > 1 ? "are" : "is"} larger than ${human(maxUpload)}, the most a file can be: not attached.`);
+    const are = large.length > 1 ? "are" : "is";
+    const most = human(maxUpload);
+    why.push(`${large.join(", ")} ${are} larger than ${most}, the most a file can be: `
+      + "not attached.");
   }
-  if (over) why.push(`A message can carry at most ${maxFiles} files: ${over} not attached. Send the rest in another one.`);
+  if (over) {
+    why.push(`A message can carry at most ${maxFiles} files: ${over} not attached. `
+      + "Send the rest in another one.");
+  }
   say(why.join(" ") || null);
   show();
 }
@@ -75,7 +81,10 @@ function remove(file) {
   say(null);
   show();
   const next = files[Math.min(at, files.length - 1)];
-  (next ? items.get(next).querySelector("button") : document.querySelector("#composer-body"))?.focus();
+  const focus = next
+    ? items.get(next).querySelector("button")
+    : document.querySelector("#composer-body");
+  focus?.focus();
 }
 
 /** One file in the list: a preview for an image (a data: URL, which the CSP's img-src
@@ -174,7 +183,9 @@ document.addEventListener("htmx:beforeRequest", (e) => {
   box.className = "upload-progress";
   const label = box.appendChild(document.createElement("label"));
   label.htmlFor = "upload-progress";
-  label.textContent = sending.length > 1 ? `Sending ${sending.length} files` : `Sending ${sending[0].name}`;
+  label.textContent = sending.length > 1
+    ? `Sending ${sending.length} files`
+    : `Sending ${sending[0].name}`;
   const bar = box.appendChild(document.createElement("progress"));
   bar.id = "upload-progress";
   bar.max = 1;
@@ -185,7 +196,8 @@ document.addEventListener("htmx:beforeRequest", (e) => {
 // The upload, then the (small) answer, report progress: the bar only moves forward.
 document.addEventListener("htmx:xhr:progress", (e) => {
   const bar = document.querySelector("#upload-progress");
-  if (bar && mine(e) && e.detail.total) bar.value = Math.max(bar.value, e.detail.loaded / e.detail.total);
+  if (!bar || !mine(e) || !e.detail.total) return;
+  bar.value = Math.max(bar.value, e.detail.loaded / e.detail.total);
 });
 
 // Sent: the files are in the room. Refused or lost: they are listed again, before any chosen

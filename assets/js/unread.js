@@ -102,7 +102,8 @@ const GAP_MS = 2100; // the server takes one mark per room every 2 s
 // When this tab last sent this room's mark: kept across page loads (a reload, a permalink, the
 // room again from the rail), whose first mark would otherwise follow the last page's at once.
 const SENT_KEY = `natter-read-sent-${room?.dataset.room}`;
-const tab = (() => { try { return sessionStorage; } catch { return null; } })(); // null: storage off
+// null where storage is off (it throws then).
+const tab = (() => { try { return sessionStorage; } catch { return null; } })();
 let sentAt = +(tab?.getItem(SENT_KEY) || 0);
 let timer = 0;
 

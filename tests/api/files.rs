@@ -3,28 +3,16 @@
 //! own headers), within the same limits as the pages, and never kept from a post that did not
 //! happen.
 
-use std::{io::Cursor, path::Path};
-
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::common::{TestApp, hostile_inputs, multipart};
+use crate::common::{
+    TestApp,
+    files::{PDF, png, stored_files},
+    hostile_inputs, multipart,
+};
 use crate::{Api, Reply, api_user};
-
-/// An RGB PNG of `w` × `h` with a gradient (so it is not trivially compressible).
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    out.into_inner()
-}
-
-const PDF: &[u8] =
-    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
 
 /// A file to post: its name, the type the client claims, its bytes.
 type File<'a> = (&'a str, &'a str, &'a [u8]);
@@ -87,29 +75,6 @@ async fn asked_first(app: &TestApp, api: &Api, code: &str, length: u64) -> Strin
     );
     read.await.expect("an answer in time").expect("read");
     String::from_utf8_lossy(&answer).into_owned()
-}
-
-/// The files natter keeps in `dir` (bytes and thumbnails; not uploads on their way).
-fn stored_files(dir: &Path) -> Vec<String> {
-    fn walk(dir: &Path, found: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                walk(&path, found);
-            } else {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(dir, &mut found);
-    found
 }
 
 /// How many uploads wait in the spool (none once every request is answered).

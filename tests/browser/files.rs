@@ -3,26 +3,13 @@
 //! back after a refused post, and arriving live as thumbnails and file cards; the picker alone
 //! without JavaScript; axe and screenshots of both.
 
-use std::{io::Cursor, path::PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
 use crate::chrome::{Chrome, Js};
+use crate::common::files::{PDF, png};
 use crate::*;
-
-/// An RGB PNG of `w` × `h` with a gradient, so its thumbnail shows something.
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 160])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    out.into_inner()
-}
-
-const PDF: &[u8] =
-    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
 
 /// Files on disk for the picker (WebDriver sends a file input absolute paths).
 struct Files(tempfile::TempDir);

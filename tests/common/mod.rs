@@ -10,6 +10,7 @@
 mod app;
 mod browser;
 mod db;
+pub mod files;
 pub mod garage;
 mod hostile;
 pub mod oidc;

@@ -113,9 +113,10 @@ on_each_storage! {
         let path = dir.path().join("upload");
         write_random_file(&path, 64 * MIB);
 
-        // The measure works: reading the file whole shows as 64 MiB more at the peak.
+        // The measure works: reading the file whole shows as (nearly: a few pages of it may
+        // reuse memory the process already held) 64 MiB more at the peak.
         let whole = peak_growth_in_a_child_process(target, &path, "read-whole").await;
-        assert!(whole >= 64 * MIB, "reading it whole grew the peak by only {whole} bytes");
+        assert!(whole >= 60 * MIB, "reading it whole grew the peak by only {whole} bytes");
         // Three 5 MiB parts (two sending, one being read), what the allocator keeps of freed
         // ones for reuse (glibc: per thread; ~28 MiB in all measured locally), and the HTTP
         // client's buffers: well under the 64 MiB of the file.

@@ -3,35 +3,14 @@
 //! bytes, limited, deleted with their message, and never left behind by a post that did not
 //! happen.
 
-use std::{io::Cursor, path::Path, time::Duration};
+use std::time::Duration;
 
 use crate::both;
-use crate::common::{Answer, Browser, TestApp, hostile_inputs};
-
-/// An RGB PNG of `w` × `h` with a gradient (so it is not trivially compressible).
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    out.into_inner()
-}
-
-/// A JPEG of `w` × `h`.
-fn jpeg(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x % 200) as u8, (y % 200) as u8, 90])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Jpeg)
-        .expect("jpeg");
-    out.into_inner()
-}
-
-const PDF: &[u8] =
-    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+use crate::common::{
+    Answer, Browser, TestApp,
+    files::{PDF, jpeg, png, stored_files},
+    hostile_inputs,
+};
 
 /// Posts `body` with `files` to room `code` as the composer's form does without JavaScript.
 async fn post_files(
@@ -62,30 +41,6 @@ fn file_links(page: &str) -> Vec<String> {
         }
     }
     links
-}
-
-/// The files natter keeps in `dir` (bytes and thumbnails; not uploads on their way).
-fn stored_files(dir: &Path) -> Vec<String> {
-    fn walk(dir: &Path, found: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                walk(&path, found);
-            } else {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(dir, &mut found);
-    found
 }
 
 /// Two people in a room: Ada (its creator) and Bob.

@@ -57,7 +57,8 @@ pub(super) async fn uploads(o: &Options) -> Result<Report, String> {
     let idle = server.rss().unwrap_or(0);
     let mut uploads = JoinSet::new();
     let started = Instant::now();
-    for person in world.people.iter().take(concurrency).cloned() {
+    for person in &world.people[..concurrency] {
+        let person = person.clone();
         let (http, base, room, data) = (
             http.clone(),
             server.base.clone(),
