@@ -98,7 +98,10 @@ document.addEventListener("htmx:sseBeforeMessage", activity);
 
 // ---------- Reading: save the mark while the reader is at the bottom and looking ----------
 
-const GAP_MS = 2100; // the server takes one mark per room every 2 s
+// The server takes one mark per room every 2 s, counted when each arrives: a second of margin,
+// for a first mark that took longer on its way than the next (a loaded machine, a new
+// connection). Less and the next was refused now and then (429) in the browser tests.
+const GAP_MS = 3000;
 // When this tab last sent this room's mark: kept across page loads (a reload, a permalink, the
 // room again from the rail), whose first mark would otherwise follow the last page's at once.
 const SENT_KEY = `natter-read-sent-${room?.dataset.room}`;
