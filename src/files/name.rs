@@ -169,19 +169,11 @@ mod tests {
         "e\u{301}.txt",
     ];
 
-    /// The shared hostile-input fixture (one input per line, `\n`, `\t`, `\r`, `\uXXXX` written
-    /// as escapes), read at run time: it lives outside the repository, and an `include_str!` of
-    /// it would stop the whole test target compiling in any checkout without it.
+    /// The hostile-input fixture (one input per line, `\n`, `\t`, `\r`, `\uXXXX` written as
+    /// escapes): the repository's copy of the shared one, which the integration tests use too.
     fn hostile_inputs() -> Vec<String> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/hostile-inputs.txt"
-        );
-        let Ok(text) = std::fs::read_to_string(path) else {
-            println!("skipping the shared hostile inputs: {path} cannot be read");
-            return Vec::new();
-        };
-        text.lines()
+        include_str!("../../tests/common/hostile-inputs.txt")
+            .lines()
             .filter(|line| !line.starts_with('#'))
             // Each line both as written and with its escapes turned into the characters.
             .flat_map(|line| [line.to_owned(), unescape(line)])
