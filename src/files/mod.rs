@@ -127,10 +127,10 @@ impl Files {
         &self.inner.storage
     }
 
-    /// Spools one file field as it arrives: at most `max_upload` bytes (past that, `None`
-    /// after the rest of the field was read and thrown away, so the browser gets the answer
-    /// instead of a reset connection). An empty field with no name (a file input left empty)
-    /// is `Ok(None)` too; the caller tells the two apart by `Spooled`.
+    /// Spools one file field as it arrives: at most `max_upload` bytes (past that,
+    /// `Spooled::TooLarge` once the rest of the field was read and thrown away, so the browser
+    /// gets the answer instead of a reset connection). An empty field with no name (a file
+    /// input left empty) is `Spooled::Nothing`.
     pub async fn spool(&self, mut field: multer::Field<'static>) -> Result<Spooled, Refusal> {
         let name = name::clean_name(field.file_name().unwrap_or_default());
         let (file, path) = tempfile::Builder::new()

@@ -169,7 +169,7 @@ mod tests {
         "e\u{301}.txt",
     ];
 
-    /// The hostile-input fixture (one input per line, `\n`, `\t`, `\r`, `\uXXXX` written as
+    /// The hostile-input fixture (one input per line, `\n`, `\t`, `\r`, `\u` and four hex digits written as
     /// escapes): the repository's copy of the shared one, which the integration tests use too.
     fn hostile_inputs() -> Vec<String> {
         include_str!("../../tests/common/hostile-inputs.txt")
@@ -180,7 +180,7 @@ mod tests {
             .collect()
     }
 
-    /// `\n`, `\r`, `\t` and `\uXXXX` as the characters they name; anything else as written.
+    /// `\n`, `\r`, `\t` and `\u` with four hex digits as the characters they name; anything else as written.
     fn unescape(line: &str) -> String {
         let mut out = String::new();
         let mut rest = line;

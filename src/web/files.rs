@@ -25,12 +25,10 @@ use crate::{
     refusal::Refusal,
 };
 
-/// The route's parameters (the name is for people: the token finds the file).
+/// The route's token (its `{name}` is for people and for "save as": the token finds the file).
 #[derive(Deserialize)]
 pub struct FileParams {
     token: String,
-    #[allow(dead_code)]
-    name: String,
 }
 
 /// `?v=thumb`.
@@ -48,7 +46,7 @@ pub async fn serve(
     state: AppData<'_>,
     req: &Request,
     user: CurrentUser,
-    Path(FileParams { token, .. }): Path<FileParams>,
+    Path(FileParams { token }): Path<FileParams>,
     Query(variant): Query<Variant>,
 ) -> poem::Result<Response> {
     let thumb = variant.v.as_deref() == Some("thumb");
