@@ -719,12 +719,16 @@ impl Store {
 
     /// The room's events `after < event <= upto`, for a reader that shows every event up to
     /// `after`: the messages posted in that range, in their current state, as new (`event` is
-    /// their seq), and the older messages edited or deleted in it, as changes (`event` is the
-    /// change's seq), ordered by `event`. An event a later one superseded (a message edited
-    /// twice) is not there: the later one carries its result. So the answer may be shorter than
-    /// the range, and empty, yet the reader is then current up to `upto`. Each event stands for
-    /// at most one row, so a range of n seqs reads at most n rows. What a socket replays on
-    /// (re)connect and fills gaps with, and what a hub catches up with.
+    /// their seq), and the messages edited or deleted in it, as changes (`event` is the
+    /// change's seq), ordered by `event`. A message posted and then changed in the range is
+    /// there twice: appended as it is now, then changed to the same, because the change is
+    /// what moves the reader's cursor to its seq (without it a page that caught up across a
+    /// post and its edit would show the edit yet resume before it). An event a later one
+    /// superseded (a message edited twice) is not there: the later one carries its result.
+    /// So the answer may be shorter than the range, and empty, yet the reader is then current
+    /// up to `upto`. Each event stands for at most one row, so a range of n seqs reads at
+    /// most n rows. What a socket replays on (re)connect and fills gaps with, and what a hub
+    /// catches up with.
     pub async fn events_between(
         &self,
         room_id: i64,
@@ -737,7 +741,7 @@ impl Store {
              UNION ALL \
              SELECT ", message_columns!("m.changed_seq"), " FROM messages m JOIN users u ON u.id = m.user_id \
              WHERE m.room_id = $1 AND m.changed_seq IS NOT NULL AND m.changed_seq > $2 \
-               AND m.changed_seq <= $3 AND m.seq <= $2"
+               AND m.changed_seq <= $3"
         ))
         .bind(room_id)
         .bind(after)

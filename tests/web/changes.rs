@@ -341,6 +341,23 @@ both! {
         assert!(shown.messages.contains_key(&next));
     }
 
+    async fn a_page_away_across_a_post_and_its_edit_resumes_after_the_edit(app: TestApp) {
+        // The replay reads the post as it is now (edited); the edit must still move the
+        // page's cursor, or the page resumes before it and a fresh page's cursor differs.
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let code = app.create_room(&ada, "Away").await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        bob.join(&code).await;
+        ada.say(&code, "before").await;
+        let mut shown = Shown::page(&bob.get(&format!("/rooms/{code}")).await.body);
+        let seq = ada.say(&code, "teh typo").await;
+        assert_eq!(edit(&ada, &code, seq, "the typo").await.status, 303);
+        let mut socket = bob.socket(&code, Some(shown.resume_from())).await.expect("socket");
+        follow(&mut socket, &mut shown, seq + 1).await;
+        assert!(shown.messages[&seq].contains("the typo"), "{}", shown.messages[&seq]);
+        assert_eq!(shown, Shown::page(&bob.get(&format!("/rooms/{code}")).await.body));
+    }
+
     #[settings(NATTER_LIMIT_POSTS = "10000/1s")]
     async fn a_client_away_during_posts_edits_and_deletes_resumes_into_what_a_fresh_page_shows(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
