@@ -51,6 +51,7 @@ const FILES: &[Asset] = &[
     asset!("js/edit.js", JS),
     asset!("js/mentions.js", JS),
     asset!("js/unread.js", JS),
+    asset!("js/typing.js", JS),
 ];
 
 /// Each file's short content hash and versioned URL, computed once: every page links a

@@ -9,6 +9,7 @@
 //! | `{id} j {room} {user}` | `user` joined `room` |
 //! | `{id} l {room} {user}` | `user` left `room` (close their sockets: 4404) |
 //! | `{id} s {hex},…` | these sessions ended (close their sockets: 4401) |
+//! | `{id} t {room} {user}` | `user` is typing in `room` (shown for a few seconds) |
 //!
 //! Notifications only say *where to look*: receivers read the store by cursor, so a lost or
 //! repeated notification costs a little work, never a lost or doubled message. A periodic poll of
@@ -72,6 +73,11 @@ impl Bus {
 
     pub async fn joined(&self, room_id: i64, user_id: i64) {
         self.send(format!("{} j {room_id} {user_id}", self.instance))
+            .await;
+    }
+
+    pub async fn typing(&self, room_id: i64, user_id: i64) {
+        self.send(format!("{} t {room_id} {user_id}", self.instance))
             .await;
     }
 
@@ -147,6 +153,10 @@ pub fn parse(payload: &str, own: &str) -> Vec<Job> {
             .collect(),
         "l" => pair(rest)
             .map(|(room_id, user_id)| Job::Left { room_id, user_id })
+            .into_iter()
+            .collect(),
+        "t" => pair(rest)
+            .map(|(room_id, user_id)| Job::Typing { room_id, user_id })
             .into_iter()
             .collect(),
         "s" => vec![Job::SessionsEnded(
@@ -295,6 +305,13 @@ mod tests {
             panic!()
         };
         assert_eq!(hashes, &vec![vec![1, 255], vec![0]]);
+        assert!(matches!(
+            parse("x t 5 6", "me")[0],
+            Job::Typing {
+                room_id: 5,
+                user_id: 6
+            }
+        ));
         for garbage in ["", "x", "x m", "x m nope", "x p 1", "x q 1 2", "x s zz"] {
             assert!(
                 parse(garbage, "me")

@@ -17,6 +17,7 @@ use crate::{
     views::{
         members::{self, Counts, Entry, MEMBER_LIST_CAP},
         messages::{message_changed, messages_append},
+        typing::typing_line,
     },
 };
 
@@ -30,6 +31,17 @@ const BATCH_WINDOW: Duration = Duration::from_millis(250);
 /// presence fan-out costs changes x members, and a room of thousands coming online at once would
 /// otherwise spend the server on "1,234 online" frames.
 const CAPPED_BATCH_WINDOW: Duration = Duration::from_secs(1);
+
+/// Pages say "I am typing" at most this often (`assets/js/typing.js`); a signal sooner than
+/// this (less `TYPING_SLACK`, for a network that bunches them) after the last one taken is
+/// dropped, so a person starts a typing line for everyone at most once per period.
+const TYPING_EVERY: Duration = Duration::from_secs(3);
+const TYPING_SLACK: Duration = Duration::from_millis(500);
+/// How long a signal shows its typer, unless their message arrives first.
+const TYPING_FOR: Duration = Duration::from_secs(6);
+/// Above this many people online a typing line is noise (and each signal a frame to all of
+/// them): signals are dropped.
+const TYPING_MAX_ONLINE: usize = 100;
 
 /// The broadcast point of one active room on this instance. Sockets subscribe; the publisher
 /// renders each message once and broadcasts the shared frame.
@@ -67,6 +79,20 @@ struct HubState {
     /// The last message appended (as it is now): the next one groups under it when the same
     /// person wrote it just after.
     last: Option<Message>,
+    /// Who signalled typing lately (never stored): shown while `shown`, forgotten at `until`.
+    typing: HashMap<i64, Typist>,
+    /// Whether a task will end the typing lines that run out (`end_typing`).
+    typing_timer: bool,
+}
+
+/// Someone's typing signals.
+struct Typist {
+    /// When their last signal was taken.
+    heard: Instant,
+    /// When it runs out.
+    until: Instant,
+    /// Whether the typing line names them (until it runs out or their message arrives).
+    shown: bool,
 }
 
 /// What changed about a member's entry; a membership change outranks a presence change.
@@ -131,6 +157,8 @@ impl Hub {
                 last_flush: None,
                 published: room.last_seq,
                 last: last.filter(|m| m.seq <= room.last_seq),
+                typing: HashMap::new(),
+                typing_timer: false,
             }),
         }
     }
@@ -212,6 +240,98 @@ impl Hub {
             state.published = newest;
             state.last = last;
         }
+        // A typer's message ends their typing line, right after it.
+        if !state.typing.is_empty() {
+            let mut ended = false;
+            for m in events
+                .iter()
+                .filter(|m| m.event > published && !m.is_change())
+            {
+                if let Some(typist) = state.typing.get_mut(&m.user_id) {
+                    ended |= std::mem::replace(&mut typist.shown, false);
+                }
+            }
+            if ended {
+                self.send_typing(&state);
+            }
+        }
+    }
+
+    /// `user_id` is typing: a signal from their page, here or (through the bus) on another
+    /// instance. Returns whether it was taken (not too soon after their last, from a member,
+    /// in a room small enough); only a typer's first signal changes the line.
+    pub(super) fn typing(self: &Arc<Self>, user_id: i64) -> bool {
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.online.len() > TYPING_MAX_ONLINE || state.member(user_id).is_none() {
+            return false;
+        }
+        match state.typing.get_mut(&user_id) {
+            Some(typist) if now.duration_since(typist.heard) < TYPING_EVERY - TYPING_SLACK => {
+                return false;
+            }
+            Some(typist) => {
+                typist.heard = now;
+                typist.until = now + TYPING_FOR;
+                if std::mem::replace(&mut typist.shown, true) {
+                    return true;
+                }
+            }
+            None => {
+                let typist = Typist {
+                    heard: now,
+                    until: now + TYPING_FOR,
+                    shown: true,
+                };
+                state.typing.insert(user_id, typist);
+            }
+        }
+        self.send_typing(&state);
+        if !state.typing_timer {
+            state.typing_timer = true;
+            let hub = Arc::downgrade(self);
+            let mut due = Some(now + TYPING_FOR);
+            tokio::spawn(async move {
+                while let Some(at) = due {
+                    tokio::time::sleep_until(at.into()).await;
+                    let Some(hub) = hub.upgrade() else { return };
+                    due = hub.end_typing();
+                }
+            });
+        }
+        true
+    }
+
+    /// Forgets the signals that ran out (and takes their typers off the line). Returns when
+    /// the next one runs out; none left stops the timer.
+    fn end_typing(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let shown = |state: &HubState| state.typing.values().filter(|t| t.shown).count();
+        let before = shown(&state);
+        state.typing.retain(|_, typist| typist.until > now);
+        if shown(&state) != before {
+            self.send_typing(&state);
+        }
+        let next = state.typing.values().map(|typist| typist.until).min();
+        state.typing_timer = next.is_some();
+        next
+    }
+
+    /// Sends the typing line as it is now (under the lock: lines leave in the order they
+    /// change, after the message that ended one).
+    fn send_typing(&self, state: &HubState) {
+        let mut typers: Vec<(i64, &str)> = state
+            .typing
+            .iter()
+            .filter(|(_, typist)| typist.shown)
+            .filter_map(|(id, _)| Some((*id, state.member(*id)?.username.as_str())))
+            .collect();
+        typers.sort_unstable_by(|a, b| a.1.cmp(b.1));
+        let frame = typing_line(&typers).into_string();
+        self.broadcast(Event::Typing {
+            frame: Utf8Bytes::from(frame),
+        });
     }
 
     /// Who is online, as this hub knows it.
@@ -396,5 +516,70 @@ impl Hub {
         // presence row) on the way out.
         state.online.remove(&user_id);
         self.changed(state, user_id, Change::Membership);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub_of(people: i64) -> Arc<Hub> {
+        let room = Room {
+            id: 1,
+            code: "ABCD-EFGH".into(),
+            name: String::new(),
+            created_by: 1,
+            created_at: 0,
+            last_seq: 0,
+            last_activity_at: 0,
+        };
+        let members = (1..=people)
+            .map(|id| Member {
+                user_id: id,
+                username: format!("p{id:03}"),
+                joined_at: 0,
+            })
+            .collect();
+        Arc::new(Hub::new(&room, members, None, 64))
+    }
+
+    fn online(hub: &Arc<Hub>, people: i64) {
+        for id in 1..=people {
+            hub.set_online(id, true);
+        }
+    }
+
+    /// The typing lines broadcast so far.
+    fn lines(rx: &mut Receiver<Event>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|event| match event {
+                Event::Typing { frame } => Some(frame.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_typer_starts_a_line_once_per_period_and_only_as_a_member() {
+        let hub = hub_of(3);
+        online(&hub, 3);
+        let (mut rx, _) = hub.subscribe();
+        assert!(hub.typing(2));
+        assert!(!hub.typing(2), "a second signal at once is dropped");
+        assert!(!hub.typing(99), "not a member");
+        let lines = lines(&mut rx);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("data-user=\"2\""));
+    }
+
+    #[tokio::test]
+    async fn rooms_with_more_than_a_hundred_online_show_no_typing() {
+        let hub = hub_of(TYPING_MAX_ONLINE as i64 + 1);
+        online(&hub, TYPING_MAX_ONLINE as i64);
+        let (mut rx, _) = hub.subscribe();
+        assert!(hub.typing(1), "a hundred online: shown");
+        online(&hub, TYPING_MAX_ONLINE as i64 + 1);
+        assert!(!hub.typing(2), "a hundred and one: dropped");
+        assert_eq!(lines(&mut rx).len(), 1);
     }
 }

@@ -64,6 +64,11 @@ pub enum Event {
         /// The rendered frame, shared by every socket.
         frame: Utf8Bytes,
     },
+    /// Who is typing changed (`hub::Hub::typing`): the line under the conversation.
+    Typing {
+        /// The rendered frame, shared by every socket.
+        frame: Utf8Bytes,
+    },
 }
 
 /// Close codes natter's sockets use (DESIGN.md §6).
@@ -382,6 +387,18 @@ impl Listener {
     /// The member list (and status line) for a (re)connecting socket.
     pub fn list_frame(&self) -> Utf8Bytes {
         self.hub.list_frame()
+    }
+
+    /// The socket's page says its person is typing: the room's line names them (on every
+    /// instance) for a few seconds, or until their message arrives.
+    pub fn typing(&self) {
+        let user_id = self.member.user_id;
+        if self.hub.typing(user_id)
+            && let Some(bus) = self.chat.inner.bus.clone()
+        {
+            let room_id = self.hub.room.id;
+            tokio::spawn(async move { bus.typing(room_id, user_id).await });
+        }
     }
 
     /// The socket closed: forget it, update presence, and drop the hub if it was the last.

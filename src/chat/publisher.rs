@@ -44,6 +44,13 @@ pub enum Job {
         /// Who left.
         user_id: i64,
     },
+    /// Someone is typing in the room (on another instance).
+    Typing {
+        /// The room.
+        room_id: i64,
+        /// Who is typing.
+        user_id: i64,
+    },
     /// These sessions ended (by their token hashes): close their sockets here.
     SessionsEnded(Vec<Vec<u8>>),
     /// The listener listens (first or again): notifications sent before are gone, so
@@ -181,6 +188,11 @@ impl Chat {
                 }
             }
             Job::Left { room_id, user_id } => self.left_here(room_id, user_id),
+            Job::Typing { room_id, user_id } => {
+                if let Some(hub) = self.hub(room_id) {
+                    hub.typing(user_id);
+                }
+            }
             Job::SessionsEnded(sessions) => {
                 self.store().forget_sessions(&sessions);
                 self.sessions_ended_here(&sessions);

@@ -241,6 +241,10 @@ fn notify_default_form(csrf: &str, notify: Notify, error: Option<&str>) -> Marku
     }
 }
 
+/// Goes into `/me.css`'s address: a browser keeps the stylesheet a day, so a change to its
+/// rules changes this, and pages ask for the new one at once.
+pub const ME_CSS_REVISION: u32 = 2;
+
 /// `/me.css`: the viewer's own messages get an accent (and their "Edit" and "Delete"), and so do
 /// the mentions of them and the
 /// messages holding one. Messages are rendered once for everyone with `data-author` and
@@ -253,7 +257,8 @@ pub fn me_css(user_id: i64) -> String {
          .message[data-author=\"{id}\"] .author::after{{content:\" (you)\";color:var(--muted);font-weight:400}}\
          #member-{id} .member-name::after{{content:\" (you)\";color:var(--muted)}}\
          .mention[data-user=\"{id}\"]{{background:var(--mention-me-bg);color:var(--mention-me-text);font-weight:650}}\
-         article:has(.mention[data-user=\"{id}\"]){{--message-accent:var(--mention-me-line);background:var(--mention-me-soft)}}",
+         article:has(.mention[data-user=\"{id}\"]){{--message-accent:var(--mention-me-line);background:var(--mention-me-soft)}}\
+         .typer[data-user=\"{id}\"]{{display:none}}",
         id = user_id
     )
 }

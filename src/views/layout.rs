@@ -64,7 +64,7 @@ impl Page<'_> {
                     link rel="stylesheet" href=(assets::url("natter.css"));
                     @if let Nav::Member { user_id, .. } = &self.nav {
                         // Marks the viewer's own messages without rendering them per viewer.
-                        link rel="stylesheet" href={ "/me.css?u=" (user_id) };
+                        link rel="stylesheet" href={ "/me.css?u=" (user_id) "&v=" (super::account::ME_CSS_REVISION) };
                     }
                     link rel="icon" type="image/svg+xml" href=(assets::url("icon.svg"));
                     meta name="htmx-config" content=(HTMX_CONFIG);

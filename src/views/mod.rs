@@ -18,6 +18,7 @@ pub mod status;
 pub mod stream;
 pub mod times;
 pub mod tokens;
+pub mod typing;
 pub mod unread;
 
 pub use errors::FormEcho;

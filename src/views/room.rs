@@ -9,6 +9,7 @@ use super::{
     messages::{cursor, older_link},
     page_cache::NewestPage,
     status::room_status,
+    typing::{typing_placeholder, typing_signal},
     unread,
 };
 use crate::{
@@ -248,7 +249,9 @@ impl RoomPage<'_> {
                                 div #edit-sink hidden {}
                             }
                         }
+                        (typing_placeholder())
                         (v.composer)
+                        (typing_signal())
                         // Without JavaScript the conversation arrives live in a streamed
                         // document, and the composer posts in a frame of its own beside it.
                         // With it, none of this is parsed: no extra connection.

@@ -23,7 +23,7 @@ fn frame_head(title: &str, me: i64, refresh: Option<(u32, &str)>) -> Markup {
         base target="_top";
         link rel="stylesheet" href=(assets::url("natter.css"));
         link rel="stylesheet" href=(assets::url("no-js.css"));
-        link rel="stylesheet" href={ "/me.css?u=" (me) };
+        link rel="stylesheet" href={ "/me.css?u=" (me) "&v=" (super::account::ME_CSS_REVISION) };
         link rel="icon" type="image/svg+xml" href=(assets::url("icon.svg"));
         @if let Some((secs, url)) = refresh {
             // Fires once the document has ended (natter closed the stream, or the connection

@@ -21,6 +21,7 @@ mod no_js;
 mod pages;
 mod permalinks;
 mod reconnect;
+mod typing;
 mod unread;
 
 use chrome::{Chrome, ENTER, Js};

@@ -171,6 +171,14 @@ impl Socket {
         }
     }
 
+    /// Sends `text` up the socket, as the page's ws extension does.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(tungstenite::Message::Text(text.into()))
+            .await
+            .expect("the socket takes a frame");
+    }
+
     pub async fn close(mut self) {
         let _ = self.ws.send(tungstenite::Message::Close(None)).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), async {

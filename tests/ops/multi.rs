@@ -525,3 +525,25 @@ async fn activity_in_another_room_crosses_instances() {
         socket.frames
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_on_one_instance_shows_on_the_other() {
+    let Some(db) = pg().await else { return };
+    let TwoInstances {
+        a: _a,
+        b: _b,
+        ada,
+        bob,
+        code,
+    } = TwoInstances::start(&db, "Typing", &[]).await;
+    let mut ada_socket = ada.socket(&code, Some(0)).await.unwrap();
+    let mut bob_socket = bob.socket(&code, Some(0)).await.unwrap();
+    // Bob is online for A's hub (presence crosses first): a typer must be a known member.
+    assert!(ada_socket.wait_for("2 online · 2 members", WAIT).await);
+    bob_socket.send_text(r#"{"typing":"1","HEADERS":{}}"#).await;
+    assert!(
+        ada_socket.wait_for_new("</bdi></b> is typing…", WAIT).await,
+        "bob typing on B shows for ada on A"
+    );
+    assert!(ada_socket.frames.last().unwrap().contains(">bob</bdi>"));
+}

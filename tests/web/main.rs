@@ -16,4 +16,5 @@ mod slow;
 mod sse;
 mod stream;
 mod text;
+mod typing;
 mod unread;

@@ -54,8 +54,9 @@ pub(super) trait Transport: Send {
     /// Sends one frame of fragments; `seq` is the newest room event it brings (0: none).
     fn send(&mut self, frame: Utf8Bytes, seq: i64) -> impl Future<Output = Result<(), End>> + Send;
 
-    /// Completes when the client said something (it is alive) or went away.
-    fn heard(&mut self) -> impl Future<Output = Result<(), End>> + Send;
+    /// Completes when the client said something (it is alive, and maybe typing) or went
+    /// away.
+    fn heard(&mut self) -> impl Future<Output = Result<Heard, End>> + Send;
 
     /// Runs every `KEEP_ALIVE`: a ping, a heartbeat, a check that the client still answers.
     fn keep_alive(&mut self) -> impl Future<Output = Result<(), End>> + Send;
@@ -64,14 +65,23 @@ pub(super) trait Transport: Send {
     fn close(self, end: End) -> impl Future<Output = ()> + Send;
 }
 
+/// What a client said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Heard {
+    /// Something (a pong, a frame): it is alive.
+    Alive,
+    /// Its person is typing (`assets/js/typing.js`).
+    Typing,
+}
+
 /// What happened next, as `next_event` saw it.
 enum Next {
     /// The hub broadcast something, or the feed fell behind it.
     Hub(Result<Event, RecvError>),
     /// Activity in the person's other rooms (`chat::activity`): sent as it is.
     Activity(Utf8Bytes),
-    /// The client said something (a pong, a frame): it is alive.
-    Heard,
+    /// The client said something: it is alive.
+    Heard(Heard),
     /// Time to ping, and to check that the client still answers.
     KeepAlive,
     /// The feed must end.
@@ -184,14 +194,20 @@ impl<T: Transport> Feed<T> {
                     committed,
                     change,
                 })) => self.on_message(seq, frame, committed, change).await,
-                Next::Hub(Ok(Event::Members { frame })) if T::PRESENCE => {
+                Next::Hub(Ok(Event::Members { frame } | Event::Typing { frame }))
+                    if T::PRESENCE =>
+                {
                     self.out.send(frame, 0).await
                 }
-                Next::Hub(Ok(Event::Members { .. })) => Ok(()),
+                Next::Hub(Ok(Event::Members { .. } | Event::Typing { .. })) => Ok(()),
                 Next::Hub(Err(RecvError::Overflowed(missed))) => self.on_overflow(missed).await,
                 Next::Hub(Err(RecvError::Closed)) => Err(End::Close(close::RESTART, "closing")),
                 Next::Activity(frame) if T::PRESENCE => self.out.send(frame, 0).await,
-                Next::Activity(_) | Next::Heard => Ok(()),
+                Next::Heard(Heard::Typing) => {
+                    self.listener.typing();
+                    Ok(())
+                }
+                Next::Activity(_) | Next::Heard(Heard::Alive) => Ok(()),
                 Next::KeepAlive => self.out.keep_alive().await,
                 Next::End(end) => Err(end),
             };
@@ -221,7 +237,7 @@ impl<T: Transport> Feed<T> {
             event = self.listener.events.recv() => Next::Hub(event),
             Some(frame) = self.listener.activity.recv() => Next::Activity(frame),
             heard = self.out.heard() => match heard {
-                Ok(()) => Next::Heard,
+                Ok(heard) => Next::Heard(heard),
                 Err(end) => Next::End(end),
             },
             _ = self.keep_alive.tick() => Next::KeepAlive,

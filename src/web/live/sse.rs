@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use super::{
     SOCKETS_RETRY_SECS, after_cursor,
-    feed::{End, Feed, Transport},
+    feed::{End, Feed, Heard, Transport},
     member_in_room,
     pipe::{self, Pipe},
     refuse, refuse_for_now,
@@ -177,7 +177,7 @@ impl Transport for Events {
         self.pipe.write(event(&frame, seq)).await
     }
 
-    async fn heard(&mut self) -> Result<(), End> {
+    async fn heard(&mut self) -> Result<Heard, End> {
         Err(self.pipe.gone().await)
     }
 

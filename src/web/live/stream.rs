@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use super::{
     after_cursor,
-    feed::{End, Feed, MAX_REPLAY, Transport},
+    feed::{End, Feed, Heard, MAX_REPLAY, Transport},
     pipe::{self, Pipe},
 };
 use crate::{
@@ -262,7 +262,7 @@ impl Transport for StreamOut {
         Ok(())
     }
 
-    async fn heard(&mut self) -> Result<(), End> {
+    async fn heard(&mut self) -> Result<Heard, End> {
         Err(self.pipe.gone().await)
     }
 

@@ -21,7 +21,7 @@ use tokio_tungstenite::{
 
 use super::{
     batch::MAX_FRAGMENT,
-    feed::{End, Transport},
+    feed::{End, Heard, Transport},
 };
 
 /// A client that cannot take a frame for this long is closed (it reconnects and resumes).
@@ -88,12 +88,15 @@ impl Transport for Socket {
         Ok(())
     }
 
-    async fn heard(&mut self) -> Result<(), End> {
+    async fn heard(&mut self) -> Result<Heard, End> {
         match self.ws.next().await {
             Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => Err(End::Gone),
-            Some(Ok(_)) => {
+            Some(Ok(message)) => {
                 self.heard = Instant::now();
-                Ok(())
+                Ok(match message {
+                    WsMessage::Text(text) if is_typing(&text) => Heard::Typing,
+                    _ => Heard::Alive,
+                })
             }
         }
     }
@@ -113,6 +116,19 @@ impl Transport for Socket {
     }
 }
 
+/// What the page's typing signal carries: the ws extension sends its hidden form's values
+/// (and the request headers) as one JSON object, `{"typing":"1","HEADERS":{…}}`; anything else
+/// a client sends only says it is alive. Messages are at most 4 KiB (`super::config`).
+fn is_typing(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Signal {
+        typing: Option<serde::de::IgnoredAny>,
+    }
+    // An object only (serde would take a struct from an array too).
+    text.starts_with('{')
+        && serde_json::from_str::<Signal>(text).is_ok_and(|signal| signal.typing.is_some())
+}
+
 /// Says goodbye with `code`, and waits (briefly) for the client's answering close so the TCP
 /// connection ends cleanly.
 pub(super) async fn close(ws: &mut Ws, code: u16, reason: &'static str) {
@@ -130,4 +146,25 @@ pub(super) async fn close(ws: &mut Ws, code: u16, reason: &'static str) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_a_json_object_with_typing_is_a_typing_signal() {
+        use super::is_typing;
+        assert!(is_typing(
+            r#"{"typing":"1","HEADERS":{"HX-Request":"true"}}"#
+        ));
+        for other in [
+            "",
+            "typing",
+            "{}",
+            r#"{"HEADERS":{}}"#,
+            "[\"typing\"]",
+            r#"{"typing""#,
+        ] {
+            assert!(!is_typing(other), "{other}");
+        }
+    }
 }
