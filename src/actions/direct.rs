@@ -64,6 +64,11 @@ pub async fn open(
         {
             Ok(opened) => {
                 if opened.created {
+                    // Both people's open pages follow it from now on: its first message
+                    // reaches their rails live (`chat::activity`), on every instance.
+                    for member in state.store.members(opened.room.id).await? {
+                        state.chat.member_joined(opened.room.id, &member).await;
+                    }
                     tracing::info!(
                         room_id = opened.room.id,
                         user_id = actor.id,

@@ -130,7 +130,7 @@ pub fn notify_form(code: &str, csrf: &str, notify: RoomNotify, error: Option<&st
 /// one marked, the others with their unread counts (this one's is read by opening it).
 /// `data-room-id` and `data-seq` let `js/unread.js` count live activity above what the count
 /// already holds.
-fn rooms_rail(links: &[RoomLink], current: &str) -> Markup {
+pub fn rooms_rail(links: &[RoomLink], current: &str) -> Markup {
     let (directs, rooms): (Vec<&RoomLink>, Vec<&RoomLink>) =
         links.iter().partition(|r| r.direct.is_some());
     html! {

@@ -5,7 +5,7 @@
 
 use poem::{Response, handler, http::StatusCode, web::Path};
 
-use super::{NoFields, UserForm, member_nav, respond, room, see_other};
+use super::{InRoom, NoFields, UserForm, member_nav, respond, room, see_other};
 use crate::{
     actions::{self, direct},
     auth::{AppData, CurrentUser},
@@ -54,6 +54,17 @@ pub async fn open(
         .await
         .map_err(AppError::from)?;
     Ok(see_other(&format!("/dm/{}", person.username), htmx))
+}
+
+/// `GET /rooms/{code}/rail`: the room page's rail as it is now, for `js/unread.js` when live
+/// activity names a room the page's rail does not list (a direct conversation that just
+/// began, or was reopened by a message). Without JavaScript it appears on the next page.
+#[handler]
+pub async fn rail(InRoom { room, .. }: InRoom<RoomOverview>) -> Response {
+    respond(
+        StatusCode::OK,
+        crate::views::room::rooms_rail(&room.links, &room.room.code),
+    )
 }
 
 /// `POST /dm/{username}/close` (`csrf`): closes the conversation for me: it leaves my list

@@ -81,6 +81,14 @@ async fn message_privately_opens_a_live_conversation_listed_under_the_name() {
     inspect(&ada, "direct-conversation", None).await;
     send(&ada, "psst, bob").await;
     wait_for_message(&ada, "psst, bob").await;
+    // Bob, still in the room, sees it join his rail live, with its unread mark.
+    bob.wait_until(
+        "the rail lists it live",
+        "!!document.querySelector('.rail-direct a[href=\"/dm/ada#unread\"]')",
+        vec![],
+    )
+    .await;
+    bob.assert_console_clean("the rail refreshed").await;
 
     // Bob finds it on home, with its unread mark, and both see each other live.
     bob.goto("/home").await;

@@ -184,6 +184,12 @@ both! {
         let rail = bob.get(&format!("/rooms/{}", _room)).await.body;
         let direct = &rail[rail.find("Direct messages").expect("the rail's section")..];
         assert!(direct.contains("href=\"/dm/ada#unread\""), "{direct}");
+        // The rail alone, for js/unread.js when activity names a room it does not list.
+        let fragment = bob.get(&format!("/rooms/{}/rail", _room)).await;
+        assert_eq!(fragment.status, 200);
+        assert!(fragment.body.starts_with("<nav class=\"rooms-rail\"") && fragment.body.contains("href=\"/dm/ada#unread\""), "{}", fragment.body);
+        let stranger = app.signed_in("cyd@example.org", "cyd").await;
+        assert_eq!(stranger.get(&format!("/rooms/{}/rail", _room)).await.status, 404);
         // Edits and deletes work as in a room, live.
         let edited = ada.post_form("/dm/Bob", &format!("/rooms/{code}/messages/{seq}/edit"), &[("body", "hello again")]).await;
         assert_eq!(edited.status, 303, "{}", edited.body);
