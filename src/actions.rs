@@ -2,6 +2,8 @@
 //! input into domain types, applies the limits, writes, and tells the live side. Pages and the
 //! API both call these, so a rule cannot differ between them.
 
+pub mod direct;
+
 use std::time::Duration;
 
 use crate::{
@@ -214,7 +216,11 @@ fn membership(state: &State, actor: Actor<'_>) -> Result<(), Refusal> {
 }
 
 /// Leaves the room; the actor's open sockets to it close (4404).
+/// A direct conversation cannot be left, only closed (`direct::close`): leaving one closes it.
 pub async fn leave(state: &State, actor: Actor<'_>, room: &Room) -> Result<(), Refusal> {
+    if room.is_direct() {
+        return direct::close(state, actor, room).await;
+    }
     membership(state, actor)?;
     if state.store.leave_room(room.id, actor.id).await? {
         tracing::info!(room_id = room.id, user_id = actor.id, "left room");

@@ -3,7 +3,7 @@
 // divider, and a reader at the bottom of a live room saves how far they have read.
 
 const room = document.querySelector(".room[data-room]");
-const rail = document.querySelector(".rooms-rail");
+let rail = document.querySelector(".rooms-rail");
 
 /** A count as shown: "99+" from 100 on (counts stop there). */
 const display = (n) => (n >= 100 ? "99+" : String(n));
@@ -47,6 +47,7 @@ function showTitle() {
 function apply(rooms) {
   for (const { id, count, first, last, mentions } of rooms) {
     const link = rail?.querySelector(`a[data-room-id="${CSS.escape(id)}"]`);
+    if (!link) refreshRail();
     if (!link || link.hasAttribute("aria-current")) continue;
     const known = +link.dataset.seq;
     if (last <= known) continue;
@@ -71,6 +72,28 @@ function apply(rooms) {
     link.setAttribute("href", `${link.pathname}#unread`); // opens at its first unread message
   }
   showTitle();
+}
+
+let refreshing = false;
+
+/**
+ * Activity in a room the rail does not list (a direct conversation that just began, or one I
+ * had closed): the rail again, as the server renders it now, counts included.
+ */
+function refreshRail() {
+  if (refreshing || !room || !rail) return;
+  refreshing = true;
+  fetch(`/rooms/${room.dataset.room}/rail`, { headers: { "HX-Request": "true" } })
+    .then((r) => (r.ok ? r.text() : ""))
+    .then((html) => {
+      const fresh = new DOMParser().parseFromString(html, "text/html").querySelector(".rooms-rail");
+      if (!fresh) return;
+      rail.replaceWith(fresh);
+      rail = fresh;
+      showTitle();
+    })
+    .catch(() => {}) // the rail stays as it was; the next page load lists the room
+    .finally(() => (refreshing = false));
 }
 
 // One socket per browser gets the activity (the server sends it to one): it passes it on to

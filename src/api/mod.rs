@@ -6,6 +6,7 @@
 //! identified by personal access tokens only (`auth`); every error is problem+json (`problem`).
 
 mod auth;
+mod direct;
 mod docs;
 mod files;
 mod me;
@@ -29,6 +30,8 @@ enum Tag {
     Rooms,
     /// Reading a room's history and posting into it.
     Messages,
+    /// Direct conversations between two people: list, open. Inside, each is a room.
+    Direct,
 }
 
 /// Introduction shown at the top of `/api/docs` (Markdown).
@@ -90,7 +93,14 @@ were committed): use `seq` as the cursor for reading history."#;
 /// The API routes, mounted under `/api`: the operations under `/v1`, the spec, the docs page.
 pub fn routes() -> Route {
     let service = OpenApiService::new(
-        (me::Api, rooms::Api, messages::Api, files::Api, notify::Api),
+        (
+            me::Api,
+            rooms::Api,
+            messages::Api,
+            files::Api,
+            notify::Api,
+            direct::Api,
+        ),
         "natter API",
         "1",
     )

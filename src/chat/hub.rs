@@ -532,6 +532,7 @@ mod tests {
             created_at: 0,
             last_seq: 0,
             last_activity_at: 0,
+            direct_pair: None,
         };
         let members = (1..=people)
             .map(|id| Member {

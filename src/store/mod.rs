@@ -10,6 +10,7 @@
 //! limit by its value and then re-prepares the statement every time the value is bound, i.e.
 //! on every execution (perf showed the room page parsing SQL on each request).
 
+mod direct;
 mod files;
 mod mentions;
 mod presence;
@@ -29,6 +30,7 @@ use sqlx::{
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use direct::{DirectSummary, OpenedDirect, Person, direct_pair};
 pub(crate) use files::attachments_column;
 pub use files::{Attachment, Attachments, ImageSize, NewAttachment, StoredFile};
 pub use mentions::{MENTION_COUNT_CAP, Mentions, NotifyColumn, RoomMentions, RoomNotify};

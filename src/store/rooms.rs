@@ -27,12 +27,24 @@ pub struct Room {
     pub last_seq: i64,
     /// When the room was created or last posted in.
     pub last_activity_at: i64,
+    /// A direct conversation's pair of people, `"{smaller id}:{larger id}"` (`None`: a room).
+    /// Read where a route must tell the two apart; elsewhere `None`.
+    #[sqlx(default)]
+    pub direct_pair: Option<String>,
 }
 
 impl Room {
-    /// The name people gave it, or its code when it has none.
+    /// Whether this is a direct conversation between two people (`store::direct`).
+    pub fn is_direct(&self) -> bool {
+        self.direct_pair.is_some()
+    }
+
+    /// The name people gave it, or its code when it has none. A direct conversation's code
+    /// is never shown: where the other person's name is not at hand it is "Direct messages".
     pub fn display_name(&self) -> &str {
-        if self.name.is_empty() {
+        if self.is_direct() {
+            "Direct messages"
+        } else if self.name.is_empty() {
             &self.code
         } else {
             &self.name
@@ -217,6 +229,8 @@ macro_rules! unread_mentions_sql {
     };
 }
 
+pub(super) use {unread_mentions_sql, unread_sql};
+
 /// The seq of the first message counted by `unread_sql!` (NULL: none): the same scan, stopped
 /// at the first row.
 macro_rules! first_unread_sql {
@@ -240,7 +254,7 @@ macro_rules! overview_sql {
     ($array:literal, $agg:literal, $agg_end:literal) => {
         concat!(
             "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, \
-               me.last_read_seq, ",
+               r.direct_pair, me.last_read_seq, ",
             first_unread_sql!("r.id", "me.last_read_seq", "$2"),
             " AS first_unread, \
                (SELECT ",
@@ -255,7 +269,7 @@ macro_rules! overview_sql {
                (SELECT ",
             $agg,
             $array,
-            "(l.code, l.name, l.unread, l.id, l.last_seq, l.mentions, l.notify) \
+            "(l.code, l.name, l.unread, l.id, l.last_seq, l.mentions, l.notify, l.direct) \
                        ORDER BY l.last_activity_at DESC, l.id DESC",
             $agg_end,
             " \
@@ -264,9 +278,12 @@ macro_rules! overview_sql {
             " AS unread, ",
             unread_mentions_sql!("r2.id", "m2.last_read_seq", "$2"),
             " AS mentions, \
-                   COALESCE(m2.notify, (SELECT notify_default FROM users WHERE id = $2)) AS notify \
+                   COALESCE(m2.notify, (SELECT notify_default FROM users WHERE id = $2)) AS notify, \
+                   CASE WHEN r2.direct_pair IS NOT NULL THEN \
+                     (SELECT u3.username FROM members m3 JOIN users u3 ON u3.id = m3.user_id \
+                       WHERE m3.room_id = r2.id AND m3.user_id <> $2) END AS direct \
                           FROM members m2 JOIN rooms r2 ON r2.id = m2.room_id \
-                         WHERE m2.user_id = $2 \
+                         WHERE m2.user_id = $2 AND m2.hidden_at IS NULL \
                          ORDER BY r2.last_activity_at DESC, r2.id DESC \
                          LIMIT CAST($3 AS BIGINT)) l) AS links, \
                me.notify, (SELECT notify_default FROM users WHERE id = $2) AS notify_default \
@@ -324,6 +341,9 @@ pub struct RoomLink {
     /// What the viewer wants to hear about it.
     #[sqlx(try_from = "String")]
     pub notify: NotifyColumn,
+    /// For a direct conversation, the other person's username (`None`: a room).
+    #[sqlx(default)]
+    pub direct: Option<String>,
 }
 
 impl RoomLink {
@@ -441,7 +461,9 @@ impl Store {
     /// The room with this code, whoever asks (the invitation page shows its name).
     pub async fn room_by_code(&self, code: RoomCode) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
-            "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at FROM rooms WHERE code = $1",
+            // A direct conversation's code cannot be joined: it is not there for a code.
+            "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at FROM rooms \
+             WHERE code = $1 AND direct_pair IS NULL",
         )
         .bind(code.canonical())
         .fetch_optional(pool)
@@ -453,7 +475,8 @@ impl Store {
     /// route and socket.
     pub async fn room_for_member(&self, code: RoomCode, user_id: i64) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
-            "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at \
+            "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, \
+                    r.direct_pair \
              FROM rooms r JOIN members mb ON mb.room_id = r.id AND mb.user_id = $2 \
              WHERE r.code = $1",
         )
@@ -592,7 +615,7 @@ impl Store {
         let members: Vec<(i64, String, i64)> =
             serde_json::from_str(&row.members).map_err(decode)?;
         #[allow(clippy::type_complexity)]
-        let links: Vec<(String, String, i64, i64, i64, i64, String)> =
+        let links: Vec<(String, String, i64, i64, i64, i64, String, Option<String>)> =
             serde_json::from_str(&row.links).map_err(decode)?;
         Ok(Some(RoomOverview {
             room: row.room,
@@ -607,7 +630,7 @@ impl Store {
             links: links
                 .into_iter()
                 .map(
-                    |(code, name, unread, id, last_seq, mentions, notify)| RoomLink {
+                    |(code, name, unread, id, last_seq, mentions, notify, direct)| RoomLink {
                         code,
                         name,
                         unread,
@@ -615,6 +638,7 @@ impl Store {
                         last_seq,
                         mentions,
                         notify: NotifyColumn::from(notify),
+                        direct,
                     },
                 )
                 .collect(),
@@ -640,7 +664,7 @@ impl Store {
              LEFT JOIN messages m ON m.room_id = r.id \
                   AND m.seq = (SELECT MAX(l.seq) FROM messages l WHERE l.room_id = r.id) \
              LEFT JOIN users u ON u.id = m.user_id \
-             WHERE mb.user_id = $1 \
+             WHERE mb.user_id = $1 AND r.direct_pair IS NULL \
              ORDER BY r.last_activity_at DESC, r.id DESC LIMIT 500",
         ))
         .bind(user_id)

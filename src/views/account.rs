@@ -243,7 +243,7 @@ fn notify_default_form(csrf: &str, notify: Notify, error: Option<&str>) -> Marku
 
 /// Goes into `/me.css`'s address: a browser keeps the stylesheet a day, so a change to its
 /// rules changes this, and pages ask for the new one at once.
-pub const ME_CSS_REVISION: u32 = 2;
+pub const ME_CSS_REVISION: u32 = 3;
 
 /// `/me.css`: the viewer's own messages get an accent (and their "Edit" and "Delete"), and so do
 /// the mentions of them and the
@@ -258,7 +258,8 @@ pub fn me_css(user_id: i64) -> String {
          #member-{id} .member-name::after{{content:\" (you)\";color:var(--muted)}}\
          .mention[data-user=\"{id}\"]{{background:var(--mention-me-bg);color:var(--mention-me-text);font-weight:650}}\
          article:has(.mention[data-user=\"{id}\"]){{--message-accent:var(--mention-me-line);background:var(--mention-me-soft)}}\
-         .typer[data-user=\"{id}\"]{{display:none}}",
+         .typer[data-user=\"{id}\"]{{display:none}}\
+         .dm-link[data-user=\"{id}\"]{{display:none}}",
         id = user_id
     )
 }

@@ -7,7 +7,10 @@ use super::{
     times::time,
     unread,
 };
-use crate::{domain::RoomName, store::RoomSummary};
+use crate::{
+    domain::RoomName,
+    store::{DirectSummary, RoomSummary},
+};
 
 /// What the home forms show after a refused submission: the typed values and the reasons.
 #[derive(Default)]
@@ -23,8 +26,15 @@ pub struct HomeForms<'a> {
 }
 
 /// The home page.
-pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> Markup {
-    let total: i64 = rooms.iter().map(|r| r.marks().shown()).sum();
+pub fn home(
+    nav: Nav,
+    csrf: &str,
+    rooms: &[RoomSummary],
+    directs: &[DirectSummary],
+    forms: &HomeForms,
+) -> Markup {
+    let total: i64 = rooms.iter().map(|r| r.marks().shown()).sum::<i64>()
+        + directs.iter().map(|d| d.marks().shown()).sum::<i64>();
     let content = html! {
         h1.visually-hidden { "Your rooms" }
         div.actions {
@@ -77,6 +87,7 @@ pub fn home(nav: Nav, csrf: &str, rooms: &[RoomSummary], forms: &HomeForms) -> M
                 }
             }
         }
+        (super::direct::home_section(directs))
     };
     Page {
         title: &unread::titled(total, "Rooms"),

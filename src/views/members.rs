@@ -32,6 +32,9 @@ pub fn member_item(member: &Member, online: bool) -> Markup {
         li.member id={ "member-" (member.user_id) } data-online=(if online { "true" } else { "false" }) {
             span.member-name { (member.username) }
             span.visually-hidden { (if online { ", online" } else { ", offline" }) }
+            // Apart from the name in a text browser (a flex item's gap on screen).
+            " "
+            (super::direct::message_privately(member.user_id, &member.username))
         }
     }
 }

@@ -107,6 +107,8 @@ pub fn message_content(code: &str, m: &Message) -> Markup {
             }
         }
         div.message-actions {
+            (super::direct::message_privately(m.user_id, &m.author))
+            " "
             @if !m.is_deleted() {
                 a.edit-link href={ "/rooms/" (code) "/messages/" (seq) "/edit" } { "Edit" }
                 " "

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod changes;
+pub mod direct;
 pub mod errors;
 pub mod home;
 pub mod layout;

@@ -126,27 +126,52 @@ pub fn notify_form(code: &str, csrf: &str, notify: RoomNotify, error: Option<&st
     }
 }
 
-/// The left rail: my rooms, this one marked, the others with their unread counts (this one's
-/// is read by opening it). `data-room-id` and `data-seq` let `js/unread.js` count live
-/// activity above what the count already holds.
-fn rooms_rail(rooms: &[RoomLink], current: &str) -> Markup {
+/// The left rail: my rooms, then my direct conversations under the other person's name, this
+/// one marked, the others with their unread counts (this one's is read by opening it).
+/// `data-room-id` and `data-seq` let `js/unread.js` count live activity above what the count
+/// already holds.
+pub fn rooms_rail(links: &[RoomLink], current: &str) -> Markup {
+    let (directs, rooms): (Vec<&RoomLink>, Vec<&RoomLink>) =
+        links.iter().partition(|r| r.direct.is_some());
     html! {
         nav.rooms-rail aria-label="Your rooms" {
             h2.rail-title { "Rooms" }
             ul {
-                @for r in rooms {
-                    @let here = r.code == current;
-                    @let marks = if here { Marks { unread: 0, mentions: 0, ..r.marks() } } else { r.marks() };
-                    li {
-                        a href=(unread::room_href(&r.code, marks.shown())) aria-current=[here.then_some("page")]
-                            data-room-id=(r.id) data-seq=(r.last_seq) {
-                            span.rail-name { bdi { (r.display_name()) } }
-                            (unread::badge(marks))
-                        }
+                @for r in rooms { (rail_link(r, current, &unread::room_href(&r.code, r.marks().shown()), r.display_name())) }
+            }
+            a.rail-home href="/home" { "+ New or join" }
+            @if !directs.is_empty() {
+                h2.rail-title.rail-direct-title { "Direct messages" }
+                ul.rail-direct {
+                    @for r in directs {
+                        @let name = r.direct.as_deref().unwrap_or_default();
+                        (rail_link(r, current, &super::direct::href(name, r.marks().shown()), name))
                     }
                 }
             }
-            a.rail-home href="/home" { "+ New or join" }
+        }
+    }
+}
+
+/// One entry of the rail.
+fn rail_link(r: &RoomLink, current: &str, href: &str, name: &str) -> Markup {
+    let here = r.code == current;
+    let marks = if here {
+        Marks {
+            unread: 0,
+            mentions: 0,
+            ..r.marks()
+        }
+    } else {
+        r.marks()
+    };
+    html! {
+        li {
+            a href=(href) aria-current=[here.then_some("page")]
+                data-room-id=(r.id) data-seq=(r.last_seq) {
+                span.rail-name { bdi { (name) } }
+                (unread::badge(marks))
+            }
         }
     }
 }
@@ -178,6 +203,9 @@ pub struct RoomPage<'a> {
     /// The first message the viewer had not read when the page was asked for: the "New
     /// messages" divider goes before it (`None`: nothing unread, no divider).
     pub first_unread: Option<i64>,
+    /// For a direct conversation, the other person's username: the page is titled with it,
+    /// shows no code or invitation, and offers "Close" instead of "Leave room".
+    pub direct: Option<&'a str>,
 }
 
 impl RoomPage<'_> {
@@ -208,20 +236,24 @@ impl RoomPage<'_> {
         };
         let content = html! {
             div.room.can-moderate[v.moderator] hx-ext="ws" ws-connect={ "/rooms/" (code) "/ws?after=" (v.history.cursor) }
-                data-room=(code) data-me=(me) data-read=(v.history.last_seq) {
-                header.room-header {
-                    div.room-title {
-                        h1 { bdi { (v.room.display_name()) } }
-                        p.room-code {
-                            span.visually-hidden { "Room code " }
-                            code.code-chip #room-code { (code) }
-                            " "
-                            a.invite-link href={ "/join/" (code) } { "Invitation link" }
+                data-room=(code) data-me=(me) data-read=(v.history.last_seq) data-direct[v.direct.is_some()] {
+                @if let Some(other) = v.direct {
+                    (super::direct::header(other, v.csrf))
+                } @else {
+                    header.room-header {
+                        div.room-title {
+                            h1 { bdi { (v.room.display_name()) } }
+                            p.room-code {
+                                span.visually-hidden { "Room code " }
+                                code.code-chip #room-code { (code) }
+                                " "
+                                a.invite-link href={ "/join/" (code) } { "Invitation link" }
+                            }
                         }
-                    }
-                    form.leave-form method="post" action={ "/rooms/" (code) "/leave" } {
-                        (csrf_field(v.csrf))
-                        button.button.subtle type="submit" { "Leave room" }
+                        form.leave-form method="post" action={ "/rooms/" (code) "/leave" } {
+                            (csrf_field(v.csrf))
+                            button.button.subtle type="submit" { "Leave room" }
+                        }
                     }
                 }
                 div.room-body {
@@ -243,7 +275,11 @@ impl RoomPage<'_> {
                                     }
                                 }
                                 @if v.history.first_seq.is_none() {
-                                    p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
+                                    @if let Some(other) = v.direct {
+                                        p.empty-hint { "No messages yet. Only you and " (other) " see this conversation." }
+                                    } @else {
+                                        p.empty-hint { "No messages yet. Say hello, then share the room code so others can join." }
+                                    }
                                 }
                                 (cursor(v.history.cursor, false))
                                 div #edit-sink hidden {}
@@ -275,7 +311,7 @@ impl RoomPage<'_> {
             }
         };
         Page {
-            title: &unread::titled(elsewhere, v.room.display_name()),
+            title: &unread::titled(elsewhere, v.direct.unwrap_or(v.room.display_name())),
             nav: v.nav,
             body_class: "page-room",
             content,

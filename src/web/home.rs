@@ -20,8 +20,15 @@ async fn home_page(
     forms: &HomeForms<'_>,
 ) -> Result<maud::Markup, AppError> {
     let rooms = state.store.my_rooms(user.id).await?;
+    let directs = state.store.directs(user.id).await?;
     let csrf = user.session.csrf();
-    Ok(view::home(member_nav(user, &csrf), &csrf, &rooms, forms))
+    Ok(view::home(
+        member_nav(user, &csrf),
+        &csrf,
+        &rooms,
+        &directs,
+        forms,
+    ))
 }
 
 /// `GET /home`.

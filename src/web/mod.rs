@@ -4,6 +4,7 @@
 pub mod account;
 pub mod assets;
 pub mod changes;
+pub mod direct;
 pub mod extract;
 pub mod files;
 pub mod home;
@@ -73,6 +74,9 @@ pub fn routes() -> Route {
         .at("/rooms/:code/notify", post(room::set_notify))
         .at("/rooms/:code/read", post(room::read))
         .at("/rooms/:code/leave", post(room::leave))
+        .at("/rooms/:code/rail", get(direct::rail))
+        .at("/dm/:username", get(direct::show).post(direct::open))
+        .at("/dm/:username/close", post(direct::close))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))

@@ -27,7 +27,7 @@ use crate::{
 
 /// The room page with `composer`, for `status` (200, or a refusal's), and why a notification
 /// choice was refused, if one was.
-async fn room_page(
+pub(super) async fn room_page(
     state: &State,
     user: &CurrentUser,
     overview: &RoomOverview,
@@ -57,6 +57,7 @@ async fn room_page(
     }
     let online = state.chat.online(room.id).await;
     let csrf = user.session.csrf();
+    let direct = direct_with(overview, user.id);
     let page = RoomPage {
         room,
         nav: member_nav(user, &csrf),
@@ -70,15 +71,38 @@ async fn room_page(
         moderator: room.created_by == user.id,
         notify: view::notify_form(&room.code, &csrf, *notify, notify_error),
         first_unread: *first_unread,
+        direct,
     };
     Ok(page.render())
 }
 
-/// `GET /rooms/{code}`.
+/// For a direct conversation, the other person's username (`None`: a room).
+pub(super) fn direct_with(overview: &RoomOverview, me: i64) -> Option<&str> {
+    if !overview.room.is_direct() {
+        return None;
+    }
+    let other = overview.members.iter().find(|m| m.user_id != me);
+    Some(other.map_or("", |m| m.username.as_str()))
+}
+
+/// `GET /rooms/{code}`. A direct conversation lives at `/dm/{username}` (its code is never
+/// shown): 303 there, which keeps the link's `#msg-{seq}` or `#unread`.
 #[handler]
 pub async fn show(
     state: AppData<'_>,
     InRoom { user, room }: InRoom<RoomOverview>,
+) -> poem::Result<Response> {
+    if let Some(other) = direct_with(&room, user.id) {
+        return Ok(see_other(&format!("/dm/{other}"), false));
+    }
+    show_page(&state, &user, &room).await
+}
+
+/// The room page with a fresh composer.
+pub(super) async fn show_page(
+    state: &State,
+    user: &CurrentUser,
+    room: &RoomOverview,
 ) -> poem::Result<Response> {
     let csrf = user.session.csrf();
     let composer = view::composer(
@@ -90,7 +114,7 @@ pub async fn show(
         None,
         false,
     );
-    let page = room_page(&state, &user, &room, composer, None).await?;
+    let page = room_page(state, user, room, composer, None).await?;
     Ok(respond(StatusCode::OK, page))
 }
 

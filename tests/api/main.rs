@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod direct;
 mod files;
 mod live;
 mod messages;

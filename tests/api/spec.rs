@@ -539,6 +539,38 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         ada.post(&leave, json!({})).await,
     );
 
+    // Direct conversations: Kim and Lea share a room. Created, found, oneself, strangers
+    // (two wrong guesses, then too many), and the bodies no POST takes.
+    let (_k, kim) = api_user(app, "kim@example.org", "kim").await;
+    let (_l, lea) = api_user(app, "lea@example.org", "lea").await;
+    let shared = kim.create_room("Kim and Lea").await;
+    assert_eq!(
+        lea.post("/rooms/join", json!({ "code": shared }))
+            .await
+            .status,
+        200
+    );
+    let direct = "/direct/{username}";
+    for api in [&kim, &kim, &anon] {
+        record("POST", direct, api.post("/direct/lea", json!({})).await);
+        record("GET", "/direct", api.get("/direct").await);
+    }
+    record("POST", direct, kim.post("/direct/kim", json!({})).await);
+    record("POST", direct, stalled_post(app, &kim, "/direct/lea").await);
+    record(
+        "POST",
+        direct,
+        kim.post_raw("/direct/lea", Some("application/json"), oversized())
+            .await,
+    );
+    for name in ["nobody", "ada", "bob"] {
+        record(
+            "POST",
+            direct,
+            lea.post(&format!("/direct/{name}"), json!({})).await,
+        );
+    }
+
     // Files: Ivy posts an image and a PDF; members download them, whole, in part, again by
     // tag, past the end; anyone else does not find them (two guesses, then too many).
     let files = provoke_files(app, &join, &code, &mut record).await;
@@ -577,6 +609,12 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         "PUT",
         "/rooms/{code}/notifications",
         ada.put(&room_notify, json!({ "notify": "all" })).await,
+    );
+    record("GET", "/direct", ada.get("/direct").await);
+    record(
+        "POST",
+        "/direct/{username}",
+        ada.post("/direct/bob", json!({})).await,
     );
     record("GET", "/rooms", ada.get("/rooms").await);
     record("GET", "/rooms/{code}", ada.get(&room).await);
@@ -718,6 +756,7 @@ both! {
             ("GET", "/me/notifications"), ("PUT", "/me/notifications"),
             ("GET", "/rooms/{code}/notifications"), ("PUT", "/rooms/{code}/notifications"),
             ("GET", "/files/{token}"), ("GET", "/files/{token}/thumbnail"),
+            ("GET", "/direct"), ("POST", "/direct/{username}"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {

@@ -130,9 +130,14 @@ async fn editing_in_place_and_deleting_reach_the_other_page_live() {
         );
     }
 
-    // Only my messages offer "Edit"; as the room's creator I may delete Bob's.
-    const SHOWN: &str = "[...document.querySelectorAll(`#msg-${arguments[0]} .message-actions a`)]
+    // Only my messages offer "Edit"; as the room's creator I may delete Bob's. ("Message
+    // privately", beside others' names only, is `direct`'s: checked below.)
+    const SHOWN: &str =
+        "[...document.querySelectorAll(`#msg-${arguments[0]} .message-actions a:not(.dm-link)`)]
         .filter((a) => getComputedStyle(a).display !== 'none').map((a) => a.textContent)";
+    const DM_SHOWN: &str = "getComputedStyle(document.querySelector(`#msg-${arguments[0]} .dm-link`)).display !== 'none'";
+    assert_eq!(ada.js(DM_SHOWN, vec![json!(bobs)]).await, json!(true));
+    assert_eq!(ada.js(DM_SHOWN, vec![json!(first)]).await, json!(false));
     assert_eq!(ada.js(SHOWN, vec![json!(bobs)]).await, json!(["Delete"]));
     assert_eq!(
         ada.js(SHOWN, vec![json!(first)]).await,

@@ -14,6 +14,7 @@ mod api;
 mod changes;
 mod chat;
 mod chrome;
+mod direct;
 mod files;
 mod grouping;
 mod mentions;

@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod changes;
+mod direct;
 mod files;
 mod live;
 mod mentions;

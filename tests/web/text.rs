@@ -252,12 +252,21 @@ async fn a_room_reads_as_its_name_code_and_messages_under_author_and_time() {
             meta.strip_prefix("bob ").is_some_and(is_short_time),
             "{input:?} under bob's name and time, not {meta:?}:\n{text}"
         );
-        assert_eq!(lines[body + 1], "Edit Delete", "{input:?}:\n{text}");
+        // A text browser has no /me.css: every action shows, "Message privately" too.
+        assert_eq!(
+            lines[body + 1],
+            "Message privately with bob Edit Delete",
+            "{input:?}:\n{text}"
+        );
     }
     // Each message's links apart; the member list a list, with presence in words.
-    assert!(lines.contains(&"Edit Delete"), "{text}");
     assert!(
-        lines.contains(&"  • ada, offline") && lines.contains(&"  • bob, offline"),
+        lines.contains(&"Message privately with ada Edit Delete"),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&"  • ada, offline Message privately with ada")
+            && lines.contains(&"  • bob, offline Message privately with bob"),
         "{text}"
     );
 }
