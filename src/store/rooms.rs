@@ -27,6 +27,8 @@ pub struct Room {
     pub last_seq: i64,
     /// When the room was created or last posted in.
     pub last_activity_at: i64,
+    /// What the room is about, under its name (empty: none).
+    pub topic: String,
 }
 
 impl Room {
@@ -83,6 +85,9 @@ pub struct Message {
     /// state); the seq of the edit or delete that changed it when it is read as changed (shown
     /// in place of the copy the reader has). On a page, the newest event that touched it.
     pub event: i64,
+    /// What a system line says happened (`store::settings::Action`, as JSON); `None` for a
+    /// person's message.
+    pub action: Option<String>,
 }
 
 impl Message {
@@ -95,6 +100,11 @@ impl Message {
     /// Whether it was deleted (its body is gone).
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    /// Whether it is a system line (a change to the room), not a person's message.
+    pub fn is_system(&self) -> bool {
+        self.action.is_some()
     }
 }
 
@@ -192,7 +202,7 @@ macro_rules! unread_sql {
             $mark,
             " AND n.user_id <> ",
             $user,
-            " AND n.deleted_at IS NULL LIMIT 100) AS n)"
+            " AND n.deleted_at IS NULL AND n.kind = 'text' LIMIT 100) AS n)"
         )
     };
 }
@@ -212,7 +222,7 @@ macro_rules! unread_mentions_sql {
             $mark,
             " AND n.user_id <> ",
             $user,
-            " AND n.deleted_at IS NULL LIMIT 100) AS mn)"
+            " AND n.deleted_at IS NULL AND n.kind = 'text' LIMIT 100) AS mn)"
         )
     };
 }
@@ -228,7 +238,7 @@ macro_rules! first_unread_sql {
             $mark,
             " AND n.user_id <> ",
             $user,
-            " AND n.deleted_at IS NULL ORDER BY n.seq LIMIT 1)"
+            " AND n.deleted_at IS NULL AND n.kind = 'text' ORDER BY n.seq LIMIT 1)"
         )
     };
 }
@@ -239,7 +249,7 @@ macro_rules! first_unread_sql {
 macro_rules! overview_sql {
     ($array:literal, $agg:literal, $agg_end:literal) => {
         concat!(
-            "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, \
+            "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, r.topic, \
                me.last_read_seq, ",
             first_unread_sql!("r.id", "me.last_read_seq", "$2"),
             " AS first_unread, \
@@ -368,6 +378,10 @@ impl RoomIds {
         ids.get(code).copied()
     }
 
+    pub(super) fn forget(&self, code: &str) {
+        self.0.lock().remove(code);
+    }
+
     fn insert(&self, code: String, id: i64) {
         let mut ids = self.0.lock();
         if ids.len() >= ROOM_IDS_MAX {
@@ -397,7 +411,7 @@ macro_rules! message_columns {
             "m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, m.body, \
              m.created_at, m.edited_at, m.deleted_at, ",
             $event,
-            " AS event, ",
+            " AS event, m.action, ",
             mentions_column!(),
             ", ",
             attachments_column!()
@@ -419,7 +433,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let room = sqlx::query_as::<_, Room>(
                 "INSERT INTO rooms (code, name, created_by, created_at, last_activity_at) \
-                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_by, created_at, last_seq, last_activity_at",
+                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_by, created_at, last_seq, last_activity_at, topic",
             )
             .bind(code.canonical())
             .bind(name.as_str())
@@ -441,7 +455,7 @@ impl Store {
     /// The room with this code, whoever asks (the invitation page shows its name).
     pub async fn room_by_code(&self, code: RoomCode) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
-            "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at FROM rooms WHERE code = $1",
+            "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at, topic FROM rooms WHERE code = $1",
         )
         .bind(code.canonical())
         .fetch_optional(pool)
@@ -453,7 +467,7 @@ impl Store {
     /// route and socket.
     pub async fn room_for_member(&self, code: RoomCode, user_id: i64) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
-            "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at \
+            "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, r.topic \
              FROM rooms r JOIN members mb ON mb.room_id = r.id AND mb.user_id = $2 \
              WHERE r.code = $1",
         )
@@ -464,8 +478,8 @@ impl Store {
         Ok(room)
     }
 
-    /// The id of the room with this code, if it was read before. Rooms keep their code and are
-    /// never deleted, so an id once read is remembered: posting needs nothing else (the writer
+    /// The id of the room with this code, if it was read before. Rooms are never deleted and
+    /// change code only when rotated (which forgets the old one here), so an id once read is remembered: posting needs nothing else (the writer
     /// checks membership in the statement that inserts), and a post then costs one statement.
     pub fn remembered_room_id(&self, code: RoomCode) -> Option<i64> {
         self.room_ids.get(&code.canonical())

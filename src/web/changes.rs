@@ -43,7 +43,10 @@ async fn changeable(
 ) -> Result<Message, AppError> {
     let seq = super::room::message_number(seq).ok_or(AppError::NOT_FOUND)?;
     let message = state.store.message(room.id, seq).await?;
-    message.filter(|m| may(m)).ok_or(AppError::NOT_FOUND)
+    // A system line (a change to the room) is nobody's to change.
+    message
+        .filter(|m| !m.is_system() && may(m))
+        .ok_or(AppError::NOT_FOUND)
 }
 
 /// Where a change goes back to: the message, on whichever page shows it.

@@ -11,6 +11,7 @@ pub mod live;
 pub mod middleware;
 pub mod ops;
 pub mod room;
+pub mod settings;
 pub mod tokens;
 
 use poem::{
@@ -73,6 +74,16 @@ pub fn routes() -> Route {
         .at("/rooms/:code/notify", post(room::set_notify))
         .at("/rooms/:code/read", post(room::read))
         .at("/rooms/:code/leave", post(room::leave))
+        .at(
+            "/rooms/:code/settings",
+            get(settings::show).post(settings::update),
+        )
+        .at("/rooms/:code/settings/rotate", post(settings::rotate))
+        .at(
+            "/rooms/:code/members/:username/remove",
+            post(settings::remove),
+        )
+        .at("/rooms/:code/owner", post(settings::hand_over))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))
