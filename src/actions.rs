@@ -3,6 +3,7 @@
 //! API both call these, so a rule cannot differ between them.
 
 pub mod direct;
+pub mod settings;
 
 use std::time::Duration;
 
@@ -217,12 +218,18 @@ fn membership(state: &State, actor: Actor<'_>) -> Result<(), Refusal> {
 
 /// Leaves the room; the actor's open sockets to it close (4404).
 /// A direct conversation cannot be left, only closed (`direct::close`): leaving one closes it.
+///
+/// The owner leaving hands the room to its longest-standing other member (`settings`).
 pub async fn leave(state: &State, actor: Actor<'_>, room: &Room) -> Result<(), Refusal> {
     if room.is_direct() {
         return direct::close(state, actor, room).await;
     }
     membership(state, actor)?;
-    if state.store.leave_room(room.id, actor.id).await? {
+    let left = match room.created_by == actor.id {
+        true => settings::owner_leaves(state, actor, room).await?,
+        false => state.store.leave_room(room.id, actor.id).await?,
+    };
+    if left {
         tracing::info!(room_id = room.id, user_id = actor.id, "left room");
         state.chat.member_left(room.id, actor.id).await;
     }

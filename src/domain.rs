@@ -277,6 +277,45 @@ impl RoomName {
     }
 }
 
+/// A room's topic, shown under its name: optional, one line of up to 200 characters. Line
+/// breaks and other control characters are taken out (a pasted paragraph becomes one line);
+/// text direction controls are refused, as in a name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoomTopic(String);
+
+impl RoomTopic {
+    /// Most characters.
+    pub const MAX: usize = 200;
+
+    /// Empty (or invisible-only) input means "no topic".
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
+        let line: String = input
+            .chars()
+            .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+            .filter(|c| !c.is_control())
+            .collect();
+        let topic = line.trim();
+        if topic.chars().any(is_bidi_control) {
+            return Err(Invalid(
+                "A topic cannot contain text direction controls (such as U+202E or U+200F): \
+                 they would reorder the text around it.",
+            ));
+        }
+        if topic.chars().count() > Self::MAX {
+            return Err(Invalid("A topic has at most 200 characters."));
+        }
+        if topic.chars().all(is_invisible) {
+            return Ok(Self::default());
+        }
+        Ok(Self(topic.to_string()))
+    }
+
+    /// The topic, trimmed (empty: none).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The label a person gives an API token ("deploy bot"), so they can tell their tokens apart on
 /// the profile page and revoke the right one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -374,6 +413,24 @@ pub fn safe_return_path(input: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_topic_is_one_line_without_controls_and_at_most_200_characters() {
+        assert_eq!(
+            RoomTopic::parse("  plans\r\nfor\u{0}  friday ")
+                .unwrap()
+                .as_str(),
+            "plans for  friday"
+        );
+        assert_eq!(RoomTopic::parse(" \u{200B} ").unwrap().as_str(), "");
+        assert!(RoomTopic::parse("a\u{202E}b").is_err());
+        assert!(RoomTopic::parse(&"é".repeat(200)).is_ok());
+        assert!(RoomTopic::parse(&"é".repeat(201)).is_err());
+        assert_eq!(
+            RoomTopic::parse("<b>&amp;</b>").unwrap().as_str(),
+            "<b>&amp;</b>"
+        );
+    }
     use super::*;
 
     #[test]

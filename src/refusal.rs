@@ -26,6 +26,8 @@ pub enum Budget {
     SignIns,
     /// Read-mark writes per person and room (`actions::mark_read`).
     Reads,
+    /// Changes to a room's settings per person (`actions::settings`).
+    Manage,
 }
 
 impl Budget {
@@ -68,6 +70,9 @@ pub enum Refusal {
     /// A CSRF token or Origin check failed (403); the text says which.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A member asked for what only the room's owner may do (403); the text says so.
+    #[error("not the owner: {0}")]
+    NotOwner(&'static str),
     /// No such thing, or not the person's (404): a room someone is not a member of does not
     /// exist for them.
     #[error("not found")]
@@ -131,7 +136,7 @@ impl Refusal {
             Refusal::SignInRequired { .. } | Refusal::UsernameRequired => StatusCode::SEE_OTHER,
             Refusal::Moved { .. } => StatusCode::PERMANENT_REDIRECT,
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::Forbidden(_) | Refusal::NotOwner(_) => StatusCode::FORBIDDEN,
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::TooLarge
@@ -183,6 +188,7 @@ impl Refusal {
             Refusal::Moved { .. } => "Moved",
             Refusal::BadRequest(_) => "That request did not make sense",
             Refusal::Forbidden(_) => "That request was refused",
+            Refusal::NotOwner(_) => "Only the room's owner can do that",
             Refusal::NotFound => "Not found",
             Refusal::MethodNotAllowed => "Not allowed",
             Refusal::TooLarge | Refusal::FileTooLarge { .. } | Refusal::TooManyFiles { .. } => {
@@ -219,6 +225,7 @@ impl Refusal {
         match self {
             Refusal::BadRequest(why)
             | Refusal::Forbidden(why)
+            | Refusal::NotOwner(why)
             | Refusal::Conflict(why)
             | Refusal::Invalid(why) => (*why).into(),
             Refusal::NotFound => "There is nothing here, or it is not yours to see. If someone \
@@ -272,6 +279,10 @@ impl Refusal {
                 ),
                 Budget::SignIns => format!(
                     "You have done that a lot just now. Try again in {}.",
+                    wait(retry_after)
+                ),
+                Budget::Manage => format!(
+                    "You have changed this room many times just now. Try again in {}.",
                     wait(retry_after)
                 ),
                 Budget::Reads => format!(

@@ -17,9 +17,15 @@ function lastSeq() {
   return Math.max(0, +(newest?.dataset.seq ?? 0), +(cursor?.value ?? 0));
 }
 
-/** `url` asking for what came after the newest event shown. */
+/**
+ * `url` asking for what came after the newest event shown, at the room's code as the page
+ * knows it now: a system line's frame swaps the heading, whose `data-code` is the new code
+ * after the room's owner changed it (the old one no longer opens anything).
+ */
 function resumed(url) {
   const u = new URL(url, location.href);
+  const code = document.querySelector("#room-heading")?.dataset.code;
+  if (code) u.pathname = u.pathname.replace(/^\/rooms\/[^/]+\//, `/rooms/${code}/`);
   u.searchParams.set("after", lastSeq());
   return u;
 }
@@ -66,10 +72,11 @@ function useEvents(socketUrl) {
 htmx.createEventSource = (url) => {
   const source = new EventSource(resumed(url));
   source.addEventListener("close", (e) => {
-    const code = +e.data;
+    // The code, and on a second line why (`removed`).
+    const [code, reason = ""] = e.data.split("\n");
     // Final: the browser must not come back.
-    if ([4401, 4404, 4409].includes(code)) source.close();
-    closed(code);
+    if ([4401, 4404, 4409].includes(+code)) source.close();
+    closed(+code, reason);
   });
   return source;
 };
@@ -115,9 +122,10 @@ function down() {
 }
 
 /** Answers natter's own close codes (DESIGN.md §6); whether the connection is over for good. */
-function closed(code) {
+function closed(code, reason) {
   if (code === 4401) location.assign("/"); // signed out: to the sign-in page
   else if (code === 4409) location.reload(); // too far behind to catch up
+  else if (code === 4404 && reason === "removed") status("You were removed from this room.");
   else if (code === 4404) status("You left this room."); // no longer a member
   else return code === 1000; // a normal close is final
   return true;
@@ -150,7 +158,7 @@ document.addEventListener("htmx:wsOpen", () => {
 
 document.addEventListener("htmx:wsClose", (e) => {
   const code = e.detail.event.code;
-  if (closed(code)) return;
+  if (closed(code, e.detail.event.reason)) return;
   down();
   const url = e.target.getAttribute("ws-connect");
   const second = !socketOpened && ++socketsFailed === 2;

@@ -55,6 +55,10 @@ pub struct MessageJson {
     pub mentions: Vec<MentionJson>,
     /// Its files, in the order they were attached (empty: none; a deleted message has none).
     pub attachments: Vec<AttachmentJson>,
+    /// `true` for a system line: a change to the room by its owner (`author`), described in
+    /// `body` ("renamed the room to …"). Absent for a person's message.
+    #[oai(skip_serializing_if_is_none)]
+    pub system: Option<bool>,
 }
 
 /// A person a message mentions.
@@ -92,6 +96,7 @@ impl MessageJson {
                 .iter()
                 .map(|file| AttachmentJson::of(file, config))
                 .collect(),
+            system: m.is_system().then_some(true),
         }
     }
 }
@@ -111,6 +116,7 @@ impl Example for MessageJson {
                 username: "bob".into(),
             }],
             attachments: vec![AttachmentJson::example()],
+            system: None,
         }
     }
 }

@@ -14,6 +14,7 @@ mod messages;
 mod notify;
 mod problem;
 mod rooms;
+mod settings;
 mod text;
 mod upload;
 
@@ -96,6 +97,7 @@ pub fn routes() -> Route {
         (
             me::Api,
             rooms::Api,
+            settings::Api,
             messages::Api,
             files::Api,
             notify::Api,

@@ -40,6 +40,8 @@ pub enum Kind {
     MalformedBody,
     /// No bearer token, or one natter does not know (never issued, or revoked).
     Unauthorized,
+    /// A member asked for what only the room's owner may do (room settings).
+    Forbidden,
     /// No such room, not a member, or no such route.
     NotFound,
     /// The route exists but not with this method.
@@ -71,6 +73,7 @@ impl Kind {
         match self {
             Kind::MalformedBody => StatusCode::BAD_REQUEST,
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,6 +93,7 @@ impl Kind {
         match self {
             Kind::MalformedBody => "malformed-body",
             Kind::Unauthorized => "unauthorized",
+            Kind::Forbidden => "forbidden",
             Kind::NotFound => "not-found",
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::BodyTooLarge => "body-too-large",
@@ -109,6 +113,7 @@ impl Kind {
         match self {
             Kind::MalformedBody => "The request body could not be read",
             Kind::Unauthorized => "A valid API token is required",
+            Kind::Forbidden => "Only the room's owner may do this",
             Kind::NotFound => "Not found",
             Kind::MethodNotAllowed => "Method not allowed",
             Kind::BodyTooLarge => "The request body is too large",
@@ -213,6 +218,7 @@ impl From<Refusal> for ApiError {
             Refusal::SignInRequired { .. } | Refusal::UsernameRequired | Refusal::Forbidden(_) => {
                 Kind::Unauthorized
             }
+            Refusal::NotOwner(_) => Kind::Forbidden,
             Refusal::NotFound | Refusal::Moved { .. } => Kind::NotFound,
             Refusal::MethodNotAllowed => Kind::MethodNotAllowed,
             Refusal::TooLarge
@@ -288,6 +294,8 @@ pub mod status {
     pub const TIMEOUT: u16 = 1 << 8;
     /// 409 `conflict`.
     pub const CONFLICT: u16 = 1 << 9;
+    /// 403 `forbidden`.
+    pub const FORBIDDEN: u16 = 1 << 10;
 
     /// What any operation may answer: the token is refused, or the database is down.
     pub const ALWAYS: u16 = UNAUTHORIZED | UNAVAILABLE;
@@ -318,6 +326,12 @@ const DOCUMENTED: &[Documented] = &[
         kind: Kind::Unauthorized,
         description: "`unauthorized`: no `Authorization: Bearer` token, or one natter does not know (never issued, or revoked). A session cookie is never accepted.",
         example_detail: "Send a personal access token as `Authorization: Bearer ntr_…`. Create one on your profile page; a revoked token no longer works.",
+    },
+    Documented {
+        bit: status::FORBIDDEN,
+        kind: Kind::Forbidden,
+        description: "`forbidden`: you are a member of the room but not its owner, and only the owner may do this.",
+        example_detail: "Only the room's owner can change its settings. Ask them, or ask them to hand the room to you.",
     },
     Documented {
         bit: status::NOT_FOUND,

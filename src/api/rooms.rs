@@ -29,6 +29,10 @@ pub struct RoomJson {
     pub last_seq: i64,
     /// When the room was created or last posted in.
     pub last_activity_at: OffsetDateTime,
+    /// What the room is about, shown under its name; `null` when it has none. Absent in your
+    /// room list.
+    #[oai(skip_serializing_if_is_none)]
+    pub topic: Option<String>,
     /// In your room list: messages you have not read (others' messages after your read mark,
     /// not deleted), counted up to 100: `100` means 100 or more. Absent elsewhere.
     #[oai(skip_serializing_if_is_none)]
@@ -36,13 +40,14 @@ pub struct RoomJson {
 }
 
 impl RoomJson {
-    fn of(room: &Room) -> Self {
+    pub(super) fn of(room: &Room) -> Self {
         Self {
             code: room.code.clone(),
             name: (!room.name.is_empty()).then(|| room.name.clone()),
             created_at: timestamp(room.created_at),
             last_seq: room.last_seq,
             last_activity_at: timestamp(room.last_activity_at),
+            topic: (!room.topic.is_empty()).then(|| room.topic.clone()),
             unread: None,
         }
     }
@@ -54,6 +59,7 @@ impl RoomJson {
             created_at: timestamp(room.created_at),
             last_seq: room.last_seq,
             last_activity_at: timestamp(room.last_activity_at),
+            topic: None,
             unread: Some(room.unread),
         }
     }
@@ -67,6 +73,7 @@ impl Example for RoomJson {
             created_at: timestamp(1_767_225_600_000),
             last_seq: 42,
             last_activity_at: timestamp(1_767_312_000_000),
+            topic: None,
             unread: Some(3),
         }
     }

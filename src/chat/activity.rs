@@ -354,6 +354,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             event: seq,
+            action: None,
             mentions: Default::default(),
             attachments: Default::default(),
         }

@@ -8,6 +8,7 @@
 //! | `{id} p {room} {user}` | `user`'s presence in `room` changed |
 //! | `{id} j {room} {user}` | `user` joined `room` |
 //! | `{id} l {room} {user}` | `user` left `room` (close their sockets: 4404) |
+//! | `{id} r {room} {user}` | `user` was removed from `room` (close their sockets: 4404 `removed`) |
 //! | `{id} s {hex},…` | these sessions ended (close their sockets: 4401) |
 //! | `{id} t {room} {user}` | `user` is typing in `room` (shown for a few seconds) |
 //!
@@ -86,6 +87,11 @@ impl Bus {
             .await;
     }
 
+    pub async fn removed(&self, room_id: i64, user_id: i64) {
+        self.send(format!("{} r {room_id} {user_id}", self.instance))
+            .await;
+    }
+
     pub async fn sessions_ended(&self, sessions: &[Vec<u8>]) {
         let mut payload = String::new();
         for hash in sessions {
@@ -153,6 +159,10 @@ pub fn parse(payload: &str, own: &str) -> Vec<Job> {
             .collect(),
         "l" => pair(rest)
             .map(|(room_id, user_id)| Job::Left { room_id, user_id })
+            .into_iter()
+            .collect(),
+        "r" => pair(rest)
+            .map(|(room_id, user_id)| Job::Removed { room_id, user_id })
             .into_iter()
             .collect(),
         "t" => pair(rest)

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::Event;
 use crate::{
-    store::{Member, Message, Room},
+    store::{Action, Member, Message, Room},
     views::{
         members::{self, Counts, Entry, MEMBER_LIST_CAP},
         messages::{message_changed, messages_append},
@@ -46,8 +46,8 @@ const TYPING_MAX_ONLINE: usize = 100;
 /// The broadcast point of one active room on this instance. Sockets subscribe; the publisher
 /// renders each message once and broadcasts the shared frame.
 pub struct Hub {
-    /// The room as read when the hub was created: its id, code and name never change (its
-    /// `last_seq` does: ask `published`).
+    /// The room as read when the hub was created: its id never changes (its `last_seq` does:
+    /// ask `published`; its name, topic and code may: `room_for` knows them as they are now).
     pub(super) room: Room,
     tx: Sender<Event>,
     /// Keeps the channel open while no socket is subscribed for a moment.
@@ -57,6 +57,8 @@ pub struct Hub {
 }
 
 struct HubState {
+    /// The room as its latest system line left it (name, topic, code).
+    room: Room,
     /// This instance's sockets per user (connection ids).
     local: HashMap<i64, HashSet<u64>>,
     /// Who is online in the room: on any instance with PostgreSQL, here with SQLite.
@@ -147,6 +149,7 @@ impl Hub {
             tx,
             _keep_open: rx.deactivate(),
             state: Mutex::new(HubState {
+                room: room.clone(),
                 local: HashMap::new(),
                 online: HashSet::new(),
                 member_ids: members.iter().map(|m| m.user_id).collect(),
@@ -190,7 +193,7 @@ impl Hub {
         let state = self.state();
         state.member_ids.contains(&user_id).then(|| Room {
             last_seq: state.published,
-            ..self.room.clone()
+            ..state.room.clone()
         })
     }
 
@@ -202,11 +205,11 @@ impl Hub {
     /// Only the publisher task calls this, so rendering can happen outside the lock; the
     /// broadcast and the new `published` happen together under it (see `subscribe`).
     pub(super) fn publish(&self, events: &[Message], upto: i64, committed: Instant) {
-        let (published, last) = {
+        let (published, last, code) = {
             let state = self.state();
-            (state.published, state.last.clone())
+            (state.published, state.last.clone(), state.room.code.clone())
         };
-        let code = &self.room.code;
+        let code = code.as_str();
         let mut previous = last.as_ref();
         let mut frames = Vec::new();
         for m in events.iter().filter(|m| m.event > published) {
@@ -239,6 +242,17 @@ impl Hub {
         if newest > state.published {
             state.published = newest;
             state.last = last;
+        }
+        // A system line says how the room is now: what later frames and sockets are told.
+        if let Some(heading) = events
+            .iter()
+            .rfind(|m| m.event > published && m.is_system())
+            .and_then(Action::of)
+            .map(|a| a.heading)
+        {
+            state.room.name = heading.name;
+            state.room.topic = heading.topic;
+            state.room.code = heading.code;
         }
         // A typer's message ends their typing line, right after it.
         if !state.typing.is_empty() {
@@ -533,6 +547,7 @@ mod tests {
             last_seq: 0,
             last_activity_at: 0,
             direct_pair: None,
+            topic: String::new(),
         };
         let members = (1..=people)
             .map(|id| Member {

@@ -1,5 +1,5 @@
 //! Closing sockets from elsewhere: a sign-out closes the session's sockets (4401), leaving a
-//! room closes the person's sockets to it (4404), on every instance. Every open socket is
+//! room or being removed from it closes the person's sockets to it (4404), on every instance. Every open socket is
 //! registered here with a one-shot "kick" its task listens to.
 
 use std::{
@@ -83,6 +83,15 @@ impl Chat {
         }
     }
 
+    /// Someone was removed from the room by its owner: as `member_left`, with the reason
+    /// `removed` on their sockets' close, on every instance.
+    pub async fn member_removed(&self, room_id: i64, user_id: i64) {
+        self.out_here(room_id, user_id, close::REMOVED);
+        if let Some(bus) = &self.inner.bus {
+            bus.removed(room_id, user_id).await;
+        }
+    }
+
     /// Remembers the ended sessions for a while (a socket past its checks may not be
     /// recorded yet), then closes their sockets here.
     pub(super) fn sessions_ended_here(&self, sessions: &[Vec<u8>]) {
@@ -97,14 +106,17 @@ impl Chat {
 
     /// Closes this instance's sockets of someone who left the room.
     pub(super) fn left_here(&self, room_id: i64, user_id: i64) {
+        self.out_here(room_id, user_id, close::LEFT);
+    }
+
+    /// Closes this instance's sockets of someone no longer in the room, with `code`.
+    pub(super) fn out_here(&self, room_id: i64, user_id: i64, code: u16) {
         // The hub first: a socket that sees 4404 and reconnects finds them no longer a member.
         if let Some(hub) = self.hub(room_id) {
             hub.member_left(user_id);
         }
         self.inner.activity.membership(room_id, user_id, false);
-        self.kick(close::LEFT, |c| {
-            c.user_id == user_id && c.room_id == room_id
-        });
+        self.kick(code, |c| c.user_id == user_id && c.room_id == room_id);
     }
 
     /// After lost notifications: forgets cached sessions and closes (4401) this instance's

@@ -77,6 +77,10 @@ pub mod close {
     pub const SIGNED_OUT: u16 = 4401;
     /// No longer a member of the room.
     pub const LEFT: u16 = 4404;
+    /// Removed from the room by its owner. Not a code of its own on the wire: the socket
+    /// closes with `LEFT` (4404) and the reason `removed`, so the page can say which; this
+    /// value only tells the socket's task why it is kicked.
+    pub const REMOVED: u16 = 4405;
     /// Too far behind to catch up over the socket: reload the page.
     pub const TOO_FAR_BEHIND: u16 = 4409;
     /// The server is restarting: reconnect (to another instance) and resume.
@@ -218,7 +222,9 @@ impl Chat {
             let hubs = self.inner.hubs.lock();
             hubs.get(*hubs.by_code.get(&code)?)?
         };
+        // A rotated code is no longer the room's: the store says what it is now.
         hub.room_for(user_id)
+            .filter(|room| room.code == code.canonical())
     }
 
     /// The room's hub, created (with its members read from the store) if this is its first

@@ -44,6 +44,13 @@ pub enum Job {
         /// Who left.
         user_id: i64,
     },
+    /// Someone was removed from the room (on another instance): close their sockets here.
+    Removed {
+        /// The room.
+        room_id: i64,
+        /// Who was removed.
+        user_id: i64,
+    },
     /// Someone is typing in the room (on another instance).
     Typing {
         /// The room.
@@ -188,6 +195,9 @@ impl Chat {
                 }
             }
             Job::Left { room_id, user_id } => self.left_here(room_id, user_id),
+            Job::Removed { room_id, user_id } => {
+                self.out_here(room_id, user_id, super::close::REMOVED)
+            }
             Job::Typing { room_id, user_id } => {
                 if let Some(hub) = self.hub(room_id) {
                     hub.typing(user_id);

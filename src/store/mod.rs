@@ -15,6 +15,7 @@ mod files;
 mod mentions;
 mod presence;
 mod rooms;
+mod settings;
 mod tokens;
 mod unread;
 mod users;
@@ -39,6 +40,7 @@ pub use rooms::{
     JoinOutcome, Marks, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,
     UNREAD_CAP,
 };
+pub use settings::{Action, EditOutcome, Heading, RoomChange, RoomEdit, What};
 pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};
 pub use writer::{ChangeOutcome, Committed, MessageChange, NewPost, PostOutcome, Posted};

@@ -31,12 +31,21 @@ pub struct Room {
     /// Read where a route must tell the two apart; elsewhere `None`.
     #[sqlx(default)]
     pub direct_pair: Option<String>,
+    /// What the room is about, under its name (empty: none).
+    pub topic: String,
 }
 
 impl Room {
     /// Whether this is a direct conversation between two people (`store::direct`).
     pub fn is_direct(&self) -> bool {
         self.direct_pair.is_some()
+    }
+
+    /// Whether `user_id` owns this room (its creator, or whoever it was handed to): may change
+    /// its settings and delete others' messages. A direct conversation has no owner: neither
+    /// of its two people manages the other.
+    pub fn owned_by(&self, user_id: i64) -> bool {
+        !self.is_direct() && self.created_by == user_id
     }
 
     /// The name people gave it, or its code when it has none. A direct conversation's code
@@ -95,6 +104,9 @@ pub struct Message {
     /// state); the seq of the edit or delete that changed it when it is read as changed (shown
     /// in place of the copy the reader has). On a page, the newest event that touched it.
     pub event: i64,
+    /// What a system line says happened (`store::settings::Action`, as JSON); `None` for a
+    /// person's message.
+    pub action: Option<String>,
 }
 
 impl Message {
@@ -107,6 +119,11 @@ impl Message {
     /// Whether it was deleted (its body is gone).
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    /// Whether it is a system line (a change to the room), not a person's message.
+    pub fn is_system(&self) -> bool {
+        self.action.is_some()
     }
 }
 
@@ -204,7 +221,7 @@ macro_rules! unread_sql {
             $mark,
             " AND n.user_id <> ",
             $user,
-            " AND n.deleted_at IS NULL LIMIT 100) AS n)"
+            " AND n.deleted_at IS NULL AND n.kind = 'text' LIMIT 100) AS n)"
         )
     };
 }
@@ -224,7 +241,7 @@ macro_rules! unread_mentions_sql {
             $mark,
             " AND n.user_id <> ",
             $user,
-            " AND n.deleted_at IS NULL LIMIT 100) AS mn)"
+            " AND n.deleted_at IS NULL AND n.kind = 'text' LIMIT 100) AS mn)"
         )
     };
 }
@@ -242,7 +259,7 @@ macro_rules! first_unread_sql {
             $mark,
             " AND n.user_id <> ",
             $user,
-            " AND n.deleted_at IS NULL ORDER BY n.seq LIMIT 1)"
+            " AND n.deleted_at IS NULL AND n.kind = 'text' ORDER BY n.seq LIMIT 1)"
         )
     };
 }
@@ -254,7 +271,7 @@ macro_rules! overview_sql {
     ($array:literal, $agg:literal, $agg_end:literal) => {
         concat!(
             "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, \
-               r.direct_pair, me.last_read_seq, ",
+               r.direct_pair, r.topic, me.last_read_seq, ",
             first_unread_sql!("r.id", "me.last_read_seq", "$2"),
             " AS first_unread, \
                (SELECT ",
@@ -388,6 +405,10 @@ impl RoomIds {
         ids.get(code).copied()
     }
 
+    pub(super) fn forget(&self, code: &str) {
+        self.0.lock().remove(code);
+    }
+
     fn insert(&self, code: String, id: i64) {
         let mut ids = self.0.lock();
         if ids.len() >= ROOM_IDS_MAX {
@@ -417,7 +438,7 @@ macro_rules! message_columns {
             "m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, m.body, \
              m.created_at, m.edited_at, m.deleted_at, ",
             $event,
-            " AS event, ",
+            " AS event, m.action, ",
             mentions_column!(),
             ", ",
             attachments_column!()
@@ -439,7 +460,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let room = sqlx::query_as::<_, Room>(
                 "INSERT INTO rooms (code, name, created_by, created_at, last_activity_at) \
-                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_by, created_at, last_seq, last_activity_at",
+                 VALUES ($1, $2, $3, $4, $4) RETURNING id, code, name, created_by, created_at, last_seq, last_activity_at, topic",
             )
             .bind(code.canonical())
             .bind(name.as_str())
@@ -462,7 +483,7 @@ impl Store {
     pub async fn room_by_code(&self, code: RoomCode) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
             // A direct conversation's code cannot be joined: it is not there for a code.
-            "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at FROM rooms \
+            "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at, topic FROM rooms \
              WHERE code = $1 AND direct_pair IS NULL",
         )
         .bind(code.canonical())
@@ -476,7 +497,7 @@ impl Store {
     pub async fn room_for_member(&self, code: RoomCode, user_id: i64) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
             "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, r.last_activity_at, \
-                    r.direct_pair \
+                    r.direct_pair, r.topic \
              FROM rooms r JOIN members mb ON mb.room_id = r.id AND mb.user_id = $2 \
              WHERE r.code = $1",
         )
@@ -487,8 +508,8 @@ impl Store {
         Ok(room)
     }
 
-    /// The id of the room with this code, if it was read before. Rooms keep their code and are
-    /// never deleted, so an id once read is remembered: posting needs nothing else (the writer
+    /// The id of the room with this code, if it was read before. Rooms are never deleted and
+    /// change code only when rotated (which forgets the old one here), so an id once read is remembered: posting needs nothing else (the writer
     /// checks membership in the statement that inserts), and a post then costs one statement.
     pub fn remembered_room_id(&self, code: RoomCode) -> Option<i64> {
         self.room_ids.get(&code.canonical())

@@ -29,6 +29,7 @@ use super::{
     mentions,
     mentions::mentions_column,
     now_ms,
+    settings::{EditOutcome, RoomEdit, edit_room},
 };
 use crate::domain::MessageBody;
 
@@ -74,6 +75,10 @@ pub struct MessageChange {
 
 /// What became of a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per change, moved once to its requester: boxing would only add an allocation"
+)]
 pub enum ChangeOutcome {
     /// Changed: the message as it is now, its `event` the change's seq, and the storage keys
     /// of the files a delete took away (their bytes are to go now that it committed).
@@ -92,6 +97,7 @@ pub enum ChangeOutcome {
 enum Write {
     Post(NewPost),
     Change(MessageChange),
+    Room(RoomEdit),
 }
 
 impl Write {
@@ -99,6 +105,7 @@ impl Write {
         match self {
             Write::Post(post) => post.room_id,
             Write::Change(change) => change.room_id,
+            Write::Room(edit) => edit.room_id,
         }
     }
 }
@@ -108,15 +115,17 @@ impl Write {
 enum Outcome {
     Post(PostOutcome),
     Change(ChangeOutcome),
+    Room(EditOutcome),
 }
 
 impl Outcome {
-    /// What readers must be shown: the message posted or changed.
-    fn published(&self) -> Option<&Message> {
+    /// What readers must be shown: the message posted or changed, the system lines written.
+    fn published(&self) -> &[Message] {
         match self {
             Outcome::Post(PostOutcome::Posted(m))
-            | Outcome::Change(ChangeOutcome::Changed(m, _)) => Some(m),
-            _ => None,
+            | Outcome::Change(ChangeOutcome::Changed(m, _)) => std::slice::from_ref(m),
+            Outcome::Room(EditOutcome::Changed(lines)) => lines,
+            _ => &[],
         }
     }
 }
@@ -235,7 +244,7 @@ async fn commit_batch(db: &Db, mut jobs: Vec<Job>) -> Vec<Message> {
     let mut posted = Vec::new();
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         match &outcome {
-            Ok(done) => posted.extend(done.published().cloned()),
+            Ok(done) => posted.extend(done.published().iter().cloned()),
             // Logged in the poster's request span, so the line carries its request id.
             Err(e) => job.span.in_scope(|| match &job.write {
                 Write::Post(post) => {
@@ -243,6 +252,12 @@ async fn commit_batch(db: &Db, mut jobs: Vec<Job>) -> Vec<Message> {
                 }
                 Write::Change(change) => {
                     tracing::error!(error = %e, room_id = change.room_id, "change not stored")
+                }
+                Write::Room(edit) if e.is_unique_violation() => {
+                    tracing::info!(room_id = edit.room_id, "new room code taken: drawing again")
+                }
+                Write::Room(edit) => {
+                    tracing::error!(error = %e, room_id = edit.room_id, "room change not stored")
                 }
             }),
         }
@@ -271,6 +286,7 @@ fn posted(post: &NewPost, seq: i64, now: i64, mentions: Mentions) -> PostOutcome
         edited_at: None,
         deleted_at: None,
         event: seq,
+        action: None,
         mentions,
         attachments: Attachments(post.attachments.iter().map(|a| a.shown.clone()).collect()),
     })
@@ -295,6 +311,7 @@ async fn commit_sqlite(pool: &sqlx::SqlitePool, jobs: &[Job], now: i64) -> Vec<R
                 Write::Change(change) => sqlite_change(&mut tx, change, now)
                     .await
                     .map(Outcome::Change),
+                Write::Room(edit) => sqlite_edit(&mut tx, edit, now).await.map(Outcome::Room),
             };
             match done {
                 Ok(outcome) => {
@@ -453,6 +470,7 @@ async fn postgres_attempt(
             Write::Change(change) => postgres_change(&mut tx, change, now)
                 .await
                 .map(Outcome::Change),
+            Write::Room(edit) => postgres_edit(&mut tx, edit, now).await.map(Outcome::Room),
         };
         match done {
             Ok(outcome) => outcomes.push(outcome),
@@ -566,6 +584,7 @@ async fn postgres_post(
 const EDIT: &str = "UPDATE messages SET body = $4, edited_at = $5, \
      changed_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
      WHERE room_id = $1 AND seq = $2 AND user_id = $3 AND deleted_at IS NULL AND body <> $4 \
+       AND kind = 'text' \
        AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $3) \
      RETURNING changed_seq";
 
@@ -573,7 +592,7 @@ const EDIT: &str = "UPDATE messages SET body = $4, edited_at = $5, \
 /// keeps the message's place (and its `client_id`, so a resubmitted post stays answered).
 const DELETE: &str = "UPDATE messages SET body = '', deleted_at = $4, \
      changed_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
-     WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL \
+     WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL AND kind = 'text' \
        AND EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $3) \
        AND (user_id = $3 OR EXISTS (SELECT 1 FROM rooms WHERE id = $1 AND created_by = $3)) \
      RETURNING changed_seq";
@@ -583,12 +602,12 @@ const DELETE: &str = "UPDATE messages SET body = '', deleted_at = $4, \
 const CHANGE_REFUSED: &str = "SELECT m.user_id, m.deleted_at IS NOT NULL, \
        EXISTS (SELECT 1 FROM members WHERE room_id = $1 AND user_id = $3), \
        EXISTS (SELECT 1 FROM rooms WHERE id = $1 AND created_by = $3) \
-     FROM messages m WHERE m.room_id = $1 AND m.seq = $2";
+     FROM messages m WHERE m.room_id = $1 AND m.seq = $2 AND m.kind = 'text'";
 
 /// The changed message as readers will see it, its `event` the change's seq.
 const CHANGED: &str = concat!(
     "SELECT m.room_id, m.seq, m.user_id, COALESCE(u.username, '') AS author, \
-       m.body, m.created_at, m.edited_at, m.deleted_at, m.changed_seq AS event, ",
+       m.body, m.created_at, m.edited_at, m.deleted_at, m.changed_seq AS event, m.action, ",
     mentions_column!(),
     ", ",
     attachments_column!(),
@@ -696,13 +715,45 @@ async fn postgres_change(
     change_message!(tx, change, now, mentions::insert_postgres)
 }
 
+/// A room change (SQLite: the one writer holds the database).
+async fn sqlite_edit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    edit: &RoomEdit,
+    now: i64,
+) -> Result<EditOutcome, sqlx::Error> {
+    edit_room!(tx, edit, now)
+}
+
+/// A room change (PostgreSQL): the room's row is locked first, as a post locks it.
+async fn postgres_edit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    edit: &RoomEdit,
+    now: i64,
+) -> Result<EditOutcome, sqlx::Error> {
+    sqlx::query("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE")
+        .bind(edit.room_id)
+        .execute(&mut **tx)
+        .await?;
+    edit_room!(tx, edit, now)
+}
+
 impl super::Store {
+    /// Changes a room (through the same writer as posts: each system line the change writes
+    /// takes the room's next seq and is published like a post). Only after this returns
+    /// `Changed` is the change durable and may be published.
+    pub async fn edit_room(&self, edit: RoomEdit) -> Result<EditOutcome> {
+        match self.writer.submit(Write::Room(edit)).await? {
+            Outcome::Room(outcome) => Ok(outcome),
+            _ => unreachable!("a room change is answered as one"),
+        }
+    }
+
     /// Stores a message (through the batching writer) and returns what happened. Only after
     /// this returns `Posted` is the message durable and may be published.
     pub async fn post_message(&self, post: NewPost) -> Result<PostOutcome> {
         match self.writer.submit(Write::Post(post)).await? {
             Outcome::Post(outcome) => Ok(outcome),
-            Outcome::Change(_) => unreachable!("a post is answered as a post"),
+            _ => unreachable!("a post is answered as a post"),
         }
     }
 
@@ -712,7 +763,7 @@ impl super::Store {
     pub async fn change_message(&self, change: MessageChange) -> Result<ChangeOutcome> {
         match self.writer.submit(Write::Change(change)).await? {
             Outcome::Change(outcome) => Ok(outcome),
-            Outcome::Post(_) => unreachable!("a change is answered as a change"),
+            _ => unreachable!("a change is answered as a change"),
         }
     }
 }

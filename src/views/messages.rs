@@ -12,7 +12,7 @@ use crate::{
         without_bidi_controls,
     },
     files::{human_size, name::url_segment},
-    store::{Attachment, Attachments, Mentions, Message, MessagePage},
+    store::{Action, Attachment, Attachments, Mentions, Message, MessagePage},
 };
 
 /// Messages per page of history.
@@ -45,7 +45,9 @@ pub fn message_items(code: &str, previous: Option<&Message>, messages: &[Message
 /// Whether `m` shares the name line of `p`, the message just before it: the same person, within
 /// a few minutes, neither of them deleted.
 fn follows(p: &Message, m: &Message) -> bool {
-    p.user_id == m.user_id
+    !p.is_system()
+        && !m.is_system()
+        && p.user_id == m.user_id
         && !p.is_deleted()
         && !m.is_deleted()
         && m.created_at - p.created_at < GROUP_WINDOW_MS
@@ -75,6 +77,9 @@ fn day_divider(ms: i64) -> Markup {
 /// Its time links to it from anywhere (`permalink`); "Copy link" copies that link with
 /// JavaScript (`js/copy.js` adds it where the clipboard can be written).
 pub fn message(code: &str, m: &Message, continued: bool) -> Markup {
+    if m.is_system() {
+        return super::settings::system_line(m);
+    }
     html! {
         article.message.continued[continued] id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) {
             (message_content(code, m))
@@ -258,8 +263,19 @@ fn linkify(text: &str, mentions: &Mentions) -> Markup {
 
 /// Messages appended live: the frame the hub renders once per message and sends to every
 /// socket, and what a socket replays from the store.
+///
+/// A frame with system lines also brings the page's heading up to date, as the newest of them
+/// left it (out of band: `settings::heading`).
 pub fn messages_append(code: &str, previous: Option<&Message>, messages: &[Message]) -> Markup {
-    html! { div #messages hx-swap-oob="beforeend" { (message_items(code, previous, messages)) } }
+    let heading = messages
+        .iter()
+        .rev()
+        .find_map(Action::of)
+        .map(|action| action.heading);
+    html! {
+        div #messages hx-swap-oob="beforeend" { (message_items(code, previous, messages)) }
+        @if let Some(heading) = heading { (super::settings::heading(&heading, true)) }
+    }
 }
 
 /// The "Load older messages" link above the oldest message shown: a link without JS, and
@@ -334,6 +350,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             event: seq,
+            action: None,
             mentions: Mentions::default(),
             attachments: Default::default(),
         }

@@ -8,6 +8,7 @@ use super::{
     members::{Counts, member_list, member_summary},
     messages::{cursor, older_link},
     page_cache::NewestPage,
+    settings::heading,
     status::room_status,
     typing::{typing_placeholder, typing_signal},
     unread,
@@ -16,7 +17,7 @@ use crate::{
     assets,
     config::FilesConfig,
     domain::{MessageBody, notify::Notify},
-    store::{Marks, Member, Room, RoomLink, RoomNotify},
+    store::{Heading, Marks, Member, Room, RoomLink, RoomNotify},
 };
 
 /// A fresh random `client_id` for a composer: a double click or a resubmitted form with it
@@ -241,14 +242,9 @@ impl RoomPage<'_> {
                     (super::direct::header(other, v.csrf))
                 } @else {
                     header.room-header {
-                        div.room-title {
-                            h1 { bdi { (v.room.display_name()) } }
-                            p.room-code {
-                                span.visually-hidden { "Room code " }
-                                code.code-chip #room-code { (code) }
-                                " "
-                                a.invite-link href={ "/join/" (code) } { "Invitation link" }
-                            }
+                        (heading(&Heading::of(v.room), false))
+                        @if v.moderator {
+                            a.button.subtle.settings-link href={ "/rooms/" (code) "/settings" } { "Settings" }
                         }
                         form.leave-form method="post" action={ "/rooms/" (code) "/leave" } {
                             (csrf_field(v.csrf))

@@ -93,6 +93,9 @@ pub fn stream_ended(why: Ended) -> String {
         Ended::Left => html! {
             p.stream-notice role="status" { "You are no longer in this room. " a href="/home" { "Your rooms" } }
         },
+        Ended::Removed => html! {
+            p.stream-notice role="status" { "You were removed from this room. " a href="/home" { "Your rooms" } }
+        },
     };
     format!("</div>{}</main></body></html>\n", notice.into_string())
 }
@@ -102,8 +105,10 @@ pub fn stream_ended(why: Ended) -> String {
 pub enum Ended {
     /// Their session ended.
     SignedOut,
-    /// They left the room (or were removed).
+    /// They left the room.
     Left,
+    /// The room's owner removed them.
+    Removed,
 }
 
 /// A frame's whole document when no stream is opened: a notice with a way on, and, for a

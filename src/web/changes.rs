@@ -43,7 +43,10 @@ async fn changeable(
 ) -> Result<Message, AppError> {
     let seq = super::room::message_number(seq).ok_or(AppError::NOT_FOUND)?;
     let message = state.store.message(room.id, seq).await?;
-    message.filter(|m| may(m)).ok_or(AppError::NOT_FOUND)
+    // A system line (a change to the room) is nobody's to change.
+    message
+        .filter(|m| !m.is_system() && may(m))
+        .ok_or(AppError::NOT_FOUND)
 }
 
 /// Where a change goes back to: the message, on whichever page shows it.
@@ -140,7 +143,7 @@ pub async fn delete_form(
     InRoom { user, room }: InRoom<Room>,
     Path(SeqParam { seq }): Path<SeqParam>,
 ) -> poem::Result<Response> {
-    let moderator = room.created_by == user.id;
+    let moderator = room.owned_by(user.id);
     let m = changeable(&state, &room, &seq, |m| m.user_id == user.id || moderator).await?;
     if m.is_deleted() {
         return Ok(see_other(&back_to(&room, &m), is_htmx(req)));
@@ -161,7 +164,7 @@ pub async fn delete(
     Path(SeqParam { seq }): Path<SeqParam>,
 ) -> poem::Result<Response> {
     let InRoom { user, room } = posted.or_keeping(found)?;
-    let moderator = room.created_by == user.id;
+    let moderator = room.owned_by(user.id);
     let m = changeable(&state, &room, &seq, |m| m.user_id == user.id || moderator).await?;
     actions::delete(&state, user.actor(), &room, m.seq)
         .await

@@ -531,10 +531,39 @@ impl<'a, T: ThroughMembership> FromRequest<'a> for InRoom<T> {
             .into());
         }
         let state = state(req)?;
-        let room = actions::room_for::<T>(state, &raw, user.id)
-            .await
-            .map_err(AppError::from)?;
-        Ok(InRoom { user, room })
+        let refusal = match actions::room_for::<T>(state, &raw, user.id).await {
+            Ok(room) => return Ok(InRoom { user, room }),
+            Err(refusal) => refusal,
+        };
+        if refusal == Refusal::NotFound {
+            return Err(moved_or_not_found(state, req, &raw, user.id).await);
+        }
+        Err(AppError::from(refusal).into())
+    }
+}
+
+/// The answer to a member who asks for a room by the code it had before its last rotation: 308
+/// to the same URL with the room's code now (their open pages and links keep working; a form
+/// posted there is posted again at the new address). Anyone else, and any other code, is
+/// `NotFound` (already charged as a failed guess: a member's old code is given back).
+async fn moved_or_not_found(state: &State, req: &Request, raw: &str, user_id: i64) -> poem::Error {
+    let moved = match RoomCode::parse(raw) {
+        Ok(code) => state.store.room_moved_from(code, user_id).await,
+        Err(_) => Ok(None),
+    };
+    match moved {
+        Ok(Some(room)) => match RoomCode::parse(&room.code) {
+            Ok(code) => {
+                state.limits.join_fails.refund(&user_id);
+                AppError::from(Refusal::Moved {
+                    location: canonical_location(req, code),
+                })
+                .into()
+            }
+            Err(_) => AppError::from(Refusal::NotFound).into(),
+        },
+        Ok(None) => AppError::from(Refusal::NotFound).into(),
+        Err(e) => AppError::from(Refusal::from(e)).into(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod live;
 pub mod middleware;
 pub mod ops;
 pub mod room;
+pub mod settings;
 pub mod tokens;
 
 use poem::{
@@ -77,6 +78,16 @@ pub fn routes() -> Route {
         .at("/rooms/:code/rail", get(direct::rail))
         .at("/dm/:username", get(direct::show).post(direct::open))
         .at("/dm/:username/close", post(direct::close))
+        .at(
+            "/rooms/:code/settings",
+            get(settings::show).post(settings::update),
+        )
+        .at("/rooms/:code/settings/rotate", post(settings::rotate))
+        .at(
+            "/rooms/:code/members/:username/remove",
+            post(settings::remove),
+        )
+        .at("/rooms/:code/owner", post(settings::hand_over))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))

@@ -68,7 +68,7 @@ pub(super) async fn room_page(
         rooms: links,
         composer,
         notice: None,
-        moderator: room.created_by == user.id,
+        moderator: room.owned_by(user.id),
         notify: view::notify_form(&room.code, &csrf, *notify, notify_error),
         first_unread: *first_unread,
         direct,

@@ -574,6 +574,8 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     // Files: Ivy posts an image and a PDF; members download them, whole, in part, again by
     // tag, past the end; anyone else does not find them (two guesses, then too many).
     let files = provoke_files(app, &join, &code, &mut record).await;
+    // Room settings: owners Kim and Pat, members who do not own the rooms, strangers.
+    let (kim, kims) = provoke_settings(app, &mut record).await;
 
     // The database goes away: every operation says so (and nothing else).
     app.state.store.close().await;
@@ -643,7 +645,127 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
     );
     record("PATCH", one, gil.patch(&gils, edit.clone()).await);
     record("DELETE", one, gil.delete(&gils).await);
+    for (path, spec_path, body) in settings_operations(&kims) {
+        record("POST", spec_path, kim.post(&path, body).await);
+    }
     seen
+}
+
+/// The room settings operations on room `code`: path, path in the spec, a good body.
+fn settings_operations(code: &str) -> [(String, &'static str, serde_json::Value); 4] {
+    [
+        (
+            format!("/rooms/{code}/settings"),
+            "/rooms/{code}/settings",
+            json!({ "name": "Renamed" }),
+        ),
+        (
+            format!("/rooms/{code}/rotate"),
+            "/rooms/{code}/rotate",
+            json!({}),
+        ),
+        (
+            format!("/rooms/{code}/members/lee/remove"),
+            "/rooms/{code}/members/{username}/remove",
+            json!({}),
+        ),
+        (
+            format!("/rooms/{code}/owner"),
+            "/rooms/{code}/owner",
+            json!({ "username": "lee" }),
+        ),
+    ]
+}
+
+/// The answers of the room settings operations (all but 503), within the spec test's limits
+/// (two changes per person per hour, two wrong guesses): returns Kim, an owner, and her room's
+/// code as it is at the end.
+async fn provoke_settings(
+    app: &TestApp,
+    record: &mut impl FnMut(&str, &str, Reply),
+) -> (Api, String) {
+    let (_k, kim) = api_user(app, "kim@example.org", "kim").await;
+    let (_l, lee) = api_user(app, "lee@example.org", "lee").await;
+    let anon = kim.with_token(None);
+    let code = kim.create_room("Kim's").await;
+    assert_eq!(
+        lee.post("/rooms/join", json!({ "code": code }))
+            .await
+            .status,
+        200
+    );
+    for (i, (path, spec_path, body)) in settings_operations(&code).into_iter().enumerate() {
+        record("POST", spec_path, anon.post(&path, body.clone()).await);
+        record("POST", spec_path, stalled_post(app, &kim, &path).await);
+        let json = Some("application/json");
+        record(
+            "POST",
+            spec_path,
+            kim.post_raw(&path, json, oversized()).await,
+        );
+        if body != json!({}) {
+            record("POST", spec_path, kim.post_raw(&path, json, "{").await);
+            record(
+                "POST",
+                spec_path,
+                kim.post_raw(&path, Some("text/plain"), "x").await,
+            );
+        }
+        // A member who does not own the room; strangers, two guesses each.
+        record("POST", spec_path, lee.post(&path, body.clone()).await);
+        let (_s, stranger) = api_user(
+            app,
+            &format!("stranger{i}@example.org"),
+            &format!("stranger{i}"),
+        )
+        .await;
+        record("POST", spec_path, stranger.post(&path, body).await);
+    }
+    // Broken rules: a topic too long, someone who is not a member.
+    let [settings, rotate, remove, owner] = settings_operations(&code);
+    let long = json!({ "topic": "x".repeat(201) });
+    record("POST", settings.1, kim.post(&settings.0, long).await);
+    let nobody = format!("/rooms/{code}/members/nobody/remove");
+    record("POST", remove.1, kim.post(&nobody, json!({})).await);
+    let to_nobody = json!({ "username": "nobody" });
+    record("POST", owner.1, kim.post(&owner.0, to_nobody).await);
+    // Kim's two changes, then too many.
+    record("POST", settings.1, kim.post(&settings.0, settings.2).await);
+    let rotated = kim.post(&rotate.0, json!({})).await;
+    let code = rotated.json["code"]
+        .as_str()
+        .expect("the new code")
+        .to_string();
+    record("POST", rotate.1, rotated);
+    for (path, spec_path, body) in settings_operations(&code) {
+        record("POST", spec_path, kim.post(&path, body).await);
+    }
+    // Pat removes one member and hands the room to another.
+    let (_p, pat) = api_user(app, "pat@example.org", "pat").await;
+    let pats = pat.create_room("Pat's").await;
+    for name in ["lee", "rex"] {
+        let (_x, member) =
+            api_user(app, &format!("{name}2@example.org"), &format!("{name}2")).await;
+        assert_eq!(
+            member
+                .post("/rooms/join", json!({ "code": pats }))
+                .await
+                .status,
+            200
+        );
+    }
+    let removed = pat
+        .post(&format!("/rooms/{pats}/members/lee2/remove"), json!({}))
+        .await;
+    record("POST", remove.1, removed);
+    let handed = pat
+        .post(
+            &format!("/rooms/{pats}/owner"),
+            json!({ "username": "rex2" }),
+        )
+        .await;
+    record("POST", owner.1, handed);
+    (kim, code)
 }
 
 /// The answers of the file routes (all but 503): returns Ivy, a member, and her image's token.
@@ -757,6 +879,8 @@ both! {
             ("GET", "/rooms/{code}/notifications"), ("PUT", "/rooms/{code}/notifications"),
             ("GET", "/files/{token}"), ("GET", "/files/{token}/thumbnail"),
             ("GET", "/direct"), ("POST", "/direct/{username}"),
+            ("POST", "/rooms/{code}/settings"), ("POST", "/rooms/{code}/rotate"),
+            ("POST", "/rooms/{code}/members/{username}/remove"), ("POST", "/rooms/{code}/owner"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {

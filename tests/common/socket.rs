@@ -46,6 +46,7 @@ impl Browser {
             Ok((ws, _)) => Ok(Socket {
                 ws,
                 frames: Vec::new(),
+                close_reason: None,
             }),
             Err(tungstenite::Error::Http(response)) => {
                 Err(SocketRefused(response.status().as_u16()))
@@ -66,6 +67,8 @@ pub struct Socket {
     >,
     /// Every text frame received so far.
     pub frames: Vec<String>,
+    /// The reason of the server's close frame, once it came.
+    pub close_reason: Option<String>,
 }
 
 /// What a socket did next.
@@ -104,6 +107,7 @@ impl Socket {
                     return Next::Text(t.to_string());
                 }
                 Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
+                    self.close_reason = frame.as_ref().map(|f| f.reason.to_string());
                     return Next::Closed(
                         frame.map_or(Closed::Code(1005), |f| Closed::Code(f.code.into())),
                     );

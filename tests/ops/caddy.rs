@@ -282,6 +282,7 @@ async fn caddy_keeps_metrics_in_and_leaves_socket_upgrades_uncompressed() {
     let mut socket = Socket {
         ws,
         frames: Vec::new(),
+        close_reason: None,
     };
     assert!(socket.wait_for("id=\"members\"", WAIT).await);
     ada.say(&code, "through caddy").await;

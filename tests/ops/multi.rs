@@ -547,3 +547,46 @@ async fn typing_on_one_instance_shows_on_the_other() {
     );
     assert!(ada_socket.frames.last().unwrap().contains(">bob</bdi>"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_settings_changed_on_one_instance_reach_the_other() {
+    let Some(db) = pg().await else { return };
+    let two = TwoInstances::start(&db, "Settings across", FAST).await;
+    let TwoInstances { ada, bob, code, .. } = &two;
+    let mut on_b = bob.socket(code, Some(0)).await.unwrap();
+    assert!(on_b.wait_for("id=\"members\"", WAIT).await);
+
+    // A rename on A: B's page gets the line and the heading.
+    let saved = ada
+        .post_form(
+            &format!("/rooms/{code}"),
+            &format!("/rooms/{code}/settings"),
+            &[("name", "Renamed on A"), ("topic", "")],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert!(
+        on_b.wait_for("renamed the room to “Renamed on A”", WAIT)
+            .await
+    );
+    assert!(
+        on_b.wait_for("<h1><bdi>Renamed on A</bdi></h1>", WAIT)
+            .await
+    );
+
+    // A removal on A closes Bob's socket on B, with the reason.
+    let removed = ada
+        .post_form(
+            &format!("/rooms/{code}"),
+            &format!("/rooms/{code}/members/bob/remove"),
+            &[],
+        )
+        .await;
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    assert_eq!(on_b.closed(WAIT).await, Closed::Code(4404));
+    assert_eq!(on_b.close_reason.as_deref(), Some("removed"));
+    assert_eq!(
+        bob.socket(code, Some(0)).await.err(),
+        Some(SocketRefused(404))
+    );
+}

@@ -13,6 +13,7 @@ mod mentions;
 mod permalinks;
 mod rooms;
 mod security;
+mod settings;
 mod slow;
 mod sse;
 mod stream;

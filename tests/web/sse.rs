@@ -248,6 +248,14 @@ both! {
         assert_eq!(bob.closed(WAIT).await.as_deref(), Some("4404"));
     }
 
+    async fn a_removed_member_s_events_end_with_4404_and_the_reason(app: TestApp) {
+        let (people, code) = room_with(&app, &["ada", "bob"]).await;
+        let mut bob = events(&people[1], &code, Some("0"), &[]).await;
+        let path = format!("/rooms/{code}/members/bob/remove");
+        assert_eq!(people[0].post_form(&format!("/rooms/{code}"), &path, &[]).await.status, 303);
+        assert_eq!(bob.closed(WAIT).await.as_deref(), Some("4404\nremoved"));
+    }
+
     async fn shutting_down_ends_the_events_with_1012(app: TestApp) {
         let (people, code) = room_with(&app, &["ada"]).await;
         let mut ada = events(&people[0], &code, Some("0"), &[]).await;

@@ -201,6 +201,16 @@ both! {
         assert!(!reloaded.body.contains("http-equiv=\"refresh\""));
     }
 
+    async fn a_removed_member_s_stream_ends_with_the_notice(app: TestApp) {
+        let (ada, bob, code) = pair(&app).await;
+        let mut stream = Stream::open(&bob, &format!("/rooms/{code}/live")).await;
+        stream.until("the page", |t| t.contains("role=\"log\"")).await;
+        let path = format!("/rooms/{code}/members/bob/remove");
+        assert_eq!(ada.post_form(&format!("/rooms/{code}"), &path, &[]).await.status, 303);
+        stream.read_to_end().await;
+        assert!(stream.text.contains("You were removed from this room."), "{}", stream.text);
+    }
+
     async fn the_stream_is_for_members_with_a_session_and_a_well_formed_cursor(app: TestApp) {
         let (ada, _bob, code) = pair(&app).await;
         let eve = app.signed_in("eve@example.org", "eve").await;

@@ -27,6 +27,9 @@ use crate::{
 pub(super) const MAX_REPLAY: i64 = 500;
 /// Room events per replay read (and frame).
 const REPLAY_CHUNK: i64 = 100;
+/// The close reason of a socket whose reader the room's owner removed (code 4404): the page
+/// says "You were removed from this room" rather than "You left".
+pub(super) const REMOVED: &str = "removed";
 
 /// Why a feed ends: what (if anything) to tell the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +234,7 @@ impl<T: Transport> Feed<T> {
             code = &mut self.listener.kicked => Next::End(match code {
                 Ok(close::SIGNED_OUT) => End::Close(close::SIGNED_OUT, "signed out"),
                 Ok(close::LEFT) => End::Close(close::LEFT, "left the room"),
+                Ok(close::REMOVED) => End::Close(close::LEFT, REMOVED),
                 Ok(code) => End::Close(code, ""),
                 Err(_) => End::Close(1011, ""),
             }),

@@ -72,6 +72,15 @@ fn close_event(code: u16) -> Bytes {
     Bytes::from(format!("event: close\ndata: {code}\n\n"))
 }
 
+/// The close event of a reader removed from the room: 4404, and why on a line of its own.
+fn removed_event() -> Bytes {
+    Bytes::from(format!(
+        "event: close\ndata: {}\ndata: {}\n\n",
+        close::LEFT,
+        super::feed::REMOVED
+    ))
+}
+
 /// How long the browser waits before reconnecting once the stream ends, picked per stream.
 fn retry() -> Bytes {
     Bytes::from(format!("retry: {}\n\n", rand::random_range(RETRY_MS)))
@@ -190,6 +199,10 @@ impl Transport for Events {
     async fn close(mut self, end: End) {
         let code = match end {
             End::Gone => return,
+            End::Close(close::LEFT, super::feed::REMOVED) => {
+                let _ = self.pipe.write(removed_event()).await;
+                return;
+            }
             End::Close(code, _) => code,
             // Not for a client that changes messages in place; if it were, reloading would be
             // the way back to the room as it is.

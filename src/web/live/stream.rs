@@ -277,6 +277,7 @@ impl Transport for StreamOut {
         let ending = match end {
             End::Gone => return,
             End::Close(close::SIGNED_OUT, _) => stream::stream_ended(Ended::SignedOut),
+            End::Close(close::LEFT, super::feed::REMOVED) => stream::stream_ended(Ended::Removed),
             End::Close(close::LEFT, _) => stream::stream_ended(Ended::Left),
             End::Close(..) | End::Reload => STREAM_END.to_string(),
         };
