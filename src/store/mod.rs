@@ -14,6 +14,7 @@ mod files;
 mod mentions;
 mod presence;
 mod rooms;
+mod search;
 mod tokens;
 mod unread;
 mod users;
@@ -37,6 +38,7 @@ pub use rooms::{
     JoinOutcome, Marks, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,
     UNREAD_CAP,
 };
+pub use search::{Cursor as SearchCursor, SearchHit};
 pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};
 pub use writer::{ChangeOutcome, Committed, MessageChange, NewPost, PostOutcome, Posted};
