@@ -26,6 +26,8 @@ pub enum Budget {
     SignIns,
     /// Read-mark writes per person and room (`actions::mark_read`).
     Reads,
+    /// Searches per person.
+    Searches,
 }
 
 impl Budget {
@@ -276,6 +278,10 @@ impl Refusal {
                 ),
                 Budget::Reads => format!(
                     "Your place in this room was saved a moment ago. Try again in {}.",
+                    wait(retry_after)
+                ),
+                Budget::Searches => format!(
+                    "You have searched a lot just now. Wait {}, then search again.",
                     wait(retry_after)
                 ),
             }

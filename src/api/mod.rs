@@ -13,6 +13,7 @@ mod messages;
 mod notify;
 mod problem;
 mod rooms;
+mod search;
 mod text;
 mod upload;
 
@@ -90,7 +91,14 @@ were committed): use `seq` as the cursor for reading history."#;
 /// The API routes, mounted under `/api`: the operations under `/v1`, the spec, the docs page.
 pub fn routes() -> Route {
     let service = OpenApiService::new(
-        (me::Api, rooms::Api, messages::Api, files::Api, notify::Api),
+        (
+            me::Api,
+            rooms::Api,
+            messages::Api,
+            search::Api,
+            files::Api,
+            notify::Api,
+        ),
         "natter API",
         "1",
     )

@@ -14,6 +14,7 @@ pub mod members;
 pub mod messages;
 pub mod page_cache;
 pub mod room;
+pub mod search;
 pub mod status;
 pub mod stream;
 pub mod times;

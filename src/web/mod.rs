@@ -11,6 +11,7 @@ pub mod live;
 pub mod middleware;
 pub mod ops;
 pub mod room;
+pub mod search;
 pub mod tokens;
 
 use poem::{
@@ -73,6 +74,7 @@ pub fn routes() -> Route {
         .at("/rooms/:code/notify", post(room::set_notify))
         .at("/rooms/:code/read", post(room::read))
         .at("/rooms/:code/leave", post(room::leave))
+        .at("/search", get(search::search))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))

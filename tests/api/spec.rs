@@ -539,6 +539,15 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         ada.post(&leave, json!({})).await,
     );
 
+    // Search: signed out, too long, a bad cursor (neither spends a search), two, then over.
+    record("GET", "/search", anon.get("/search?q=hello").await);
+    let long = format!("/search?q={}", "x".repeat(201));
+    record("GET", "/search", ada.get(&long).await);
+    record("GET", "/search", ada.get("/search?q=hello&before=x").await);
+    for _ in 0..3 {
+        record("GET", "/search", ada.get("/search?q=hello").await);
+    }
+
     // Files: Ivy posts an image and a PDF; members download them, whole, in part, again by
     // tag, past the end; anyone else does not find them (two guesses, then too many).
     let files = provoke_files(app, &join, &code, &mut record).await;
@@ -557,6 +566,7 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         ivy.get(&format!("/files/{image_token}/thumbnail")).await,
     );
     record("GET", "/me", ada.get("/me").await);
+    record("GET", "/search", gil.get("/search?q=hello").await);
     record(
         "GET",
         "/me/notifications",
@@ -718,6 +728,7 @@ both! {
             ("GET", "/me/notifications"), ("PUT", "/me/notifications"),
             ("GET", "/rooms/{code}/notifications"), ("PUT", "/rooms/{code}/notifications"),
             ("GET", "/files/{token}"), ("GET", "/files/{token}/thumbnail"),
+            ("GET", "/search"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {
@@ -787,7 +798,7 @@ both! {
         assert!(problems.is_empty(), "{problems:#?}");
     }
 
-    #[settings(NATTER_LIMIT_POSTS = "2/1h", NATTER_LIMIT_ROOMS = "2/1h", NATTER_LIMIT_JOIN_FAILS = "2/1m", NATTER_BODY_TIMEOUT = "200ms")]
+    #[settings(NATTER_LIMIT_POSTS = "2/1h", NATTER_LIMIT_ROOMS = "2/1h", NATTER_LIMIT_JOIN_FAILS = "2/1m", NATTER_LIMIT_SEARCHES = "2/1h", NATTER_BODY_TIMEOUT = "200ms")]
     async fn every_documented_status_is_one_the_operation_really_answers(app: TestApp) {
         let (_reply, spec) = spec(&app).await;
         let documented = documented(&spec);
