@@ -11,6 +11,7 @@ mod messages;
 mod notifications;
 mod robustness;
 mod rooms;
+mod search;
 mod spec;
 mod tokens;
 mod unread;

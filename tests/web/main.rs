@@ -11,6 +11,7 @@ mod live;
 mod mentions;
 mod permalinks;
 mod rooms;
+mod search;
 mod security;
 mod slow;
 mod sse;
