@@ -17,8 +17,8 @@ use crate::{
 /// Characters of a long message shown around its first match.
 const SNIPPET_CHARS: usize = 280;
 
-/// The header's search box: a plain GET form, so it works without JavaScript. `q` is the
-/// search shown on the page, if any.
+/// The header's search box: a plain GET form, so it works without JavaScript (on phones, a
+/// link to the search page). `q` is the search shown on the page, if any.
 pub fn header_box(q: &str) -> Markup {
     html! {
         form.header-search role="search" method="get" action="/search" aria-label="Search messages" {
@@ -28,6 +28,8 @@ pub fn header_box(q: &str) -> Markup {
             " "
             button.button.header-search-button type="submit" { "Search" }
         }
+        // Phones have no room for the box in the header: a link to the search page instead.
+        a.header-search-link href="/search" { "Search" }
     }
 }
 

@@ -21,6 +21,7 @@ mod no_js;
 mod pages;
 mod permalinks;
 mod reconnect;
+mod search;
 mod typing;
 mod unread;
 
