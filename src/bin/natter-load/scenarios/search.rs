@@ -159,7 +159,7 @@ pub(super) async fn search(o: &Options) -> Result<Report, String> {
 }
 
 /// A message's text, from a cheap deterministic generator: 6–16 words, one of the common
-/// ones in most, a rare word in one of 20,000, the phrase "coffee status" now and then.
+/// ones in most, a rare word in one of 9,973, the phrase "coffee status" now and then.
 fn body(n: u64) -> String {
     let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     let mut next = || {
@@ -180,7 +180,8 @@ fn body(n: u64) -> String {
             ORDINARY[(r / 10 % ORDINARY.len() as u64) as usize]
         });
     }
-    if n % 20_000 == 7 {
+    // A prime step: the rare word lands in every room in turn, the reader's too.
+    if n.is_multiple_of(9_973) {
         out.push("zeppelin");
     }
     out.join(" ")
@@ -278,7 +279,8 @@ async fn seed(url: &str, reader: &str, rooms: usize, total: usize) -> Result<(),
     for n in 0..total as u64 {
         let room = first_room + (n % rooms as u64) as i64;
         let seq = (n / rooms as u64) as i64 + 1;
-        let author = first_author + (n % AUTHORS as u64) as i64;
+        // By seq, not by n: every room has every author (n alone would tie authors to rooms).
+        let author = first_author + (seq % AUTHORS as i64);
         let at = now + n as i64 * 1000;
         batch.push(format!("({room}, {seq}, {author}, '{}', {at})", body(n)));
         if batch.len() == ROWS_PER_INSERT {
