@@ -11,12 +11,12 @@ use crate::{
     State,
     auth::Actor,
     config::RateLimit,
-    domain::{MessageBody, RoomCode, RoomName, notify::Notify},
+    domain::{MessageBody, RoomCode, RoomName, notify::Notify, search::Query},
     files::Upload,
     refusal::{Budget, Refusal},
     store::{
         ChangeOutcome, JoinOutcome, MessageChange, NewAttachment, NewPost, PostOutcome, Room,
-        RoomNotify, RoomOverview, StoreError, now_ms,
+        RoomNotify, RoomOverview, SearchCursor, SearchHit, StoreError, now_ms,
     },
 };
 
@@ -492,4 +492,56 @@ pub fn parse_read_seq(raw: &str) -> Result<i64, Refusal> {
         .ok()
         .filter(|_| digits)
         .ok_or(Refusal::Invalid("`seq` must be a message number."))
+}
+
+/// Search results per page.
+pub const SEARCH_PAGE: i64 = 20;
+
+/// A page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    /// What was searched, as understood.
+    pub query: Query,
+    /// The messages found, newest first.
+    pub hits: Vec<SearchHit>,
+    /// Where the next (older) page starts, if there is one.
+    pub next: Option<SearchCursor>,
+}
+
+/// Searches the messages of the actor's rooms for `text` (`domain::search`), below the
+/// cursor `before` (`created_at.room_id.seq`, from a previous page). Text that searches for
+/// nothing finds nothing and costs nothing; each real search spends one of the person's
+/// searches.
+pub async fn search(
+    state: &State,
+    actor: Actor<'_>,
+    text: &str,
+    before: Option<&str>,
+) -> Result<SearchResults, Refusal> {
+    let query = Query::parse(text).map_err(|e| Refusal::Invalid(e.0))?;
+    let before = match before.filter(|b| !b.is_empty()) {
+        Some(raw) => Some(SearchCursor::parse(raw).ok_or(Refusal::BadRequest(
+            "The address asked for a page of results that does not exist (`before`).",
+        ))?),
+        None => None,
+    };
+    if query.is_empty() {
+        return Ok(SearchResults {
+            query,
+            hits: Vec::new(),
+            next: None,
+        });
+    }
+    Budget::Searches.spend(&state.limits.searches, &actor.id)?;
+    let mut hits = state
+        .store
+        .search(actor.id, &query, before, SEARCH_PAGE + 1)
+        .await?;
+    let next = if hits.len() > SEARCH_PAGE as usize {
+        hits.truncate(SEARCH_PAGE as usize);
+        hits.last().map(SearchHit::cursor)
+    } else {
+        None
+    };
+    Ok(SearchResults { query, hits, next })
 }

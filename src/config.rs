@@ -238,6 +238,8 @@ pub struct Limits {
     pub membership: RateLimit,
     /// Sign-in attempts per client address.
     pub sign_ins: RateLimit,
+    /// Searches per user: each is a full-text query over all their rooms.
+    pub searches: RateLimit,
     /// Largest accepted request body, in bytes.
     pub body_bytes: usize,
     /// Live sockets one person may have open on this instance (each tab of a room holds one).
@@ -252,6 +254,7 @@ impl Default for Limits {
             join_fails: RateLimit::new(10, Duration::from_secs(60)),
             membership: RateLimit::new(20, Duration::from_secs(60)),
             sign_ins: RateLimit::new(30, Duration::from_secs(60)),
+            searches: RateLimit::new(30, Duration::from_secs(60)),
             body_bytes: 64 * 1024,
             sockets_per_user: 20,
         }
@@ -402,6 +405,7 @@ const DEFAULT_LIMIT_ROOMS: &str = "20/1h";
 const DEFAULT_LIMIT_JOIN_FAILS: &str = "10/1m";
 const DEFAULT_LIMIT_MEMBERSHIP: &str = "20/1m";
 const DEFAULT_LIMIT_SIGN_INS: &str = "30/1m";
+const DEFAULT_LIMIT_SEARCHES: &str = "30/1m";
 const DEFAULT_HUB_CAPACITY: &str = "256";
 const DEFAULT_DRAIN: &str = "0s";
 // The same as `Timeouts::default()` and `Limits::default()` (a test keeps them equal).
@@ -578,6 +582,15 @@ struct Args {
         default_value = DEFAULT_LIMIT_SIGN_INS
     )]
     limit_sign_ins: String,
+
+    /// Searches per user, like 30/1m
+    #[arg(
+        long,
+        env = "NATTER_LIMIT_SEARCHES",
+        value_name = "RATE",
+        default_value = DEFAULT_LIMIT_SEARCHES
+    )]
+    limit_searches: String,
 
     /// Live events queued per socket before a slow socket catches up from the database
     #[arg(
@@ -811,6 +824,11 @@ impl Args {
                 "NATTER_LIMIT_SIGN_INS",
                 &self.limit_sign_ins,
                 DEFAULT_LIMIT_SIGN_INS,
+            )?,
+            searches: rate(
+                "NATTER_LIMIT_SEARCHES",
+                &self.limit_searches,
+                DEFAULT_LIMIT_SEARCHES,
             )?,
             sockets_per_user: or_default(&self.sockets_per_user, DEFAULT_SOCKETS_PER_USER)
                 .parse::<u32>()
@@ -1367,9 +1385,17 @@ mod tests {
                 c.limits.rooms,
                 c.limits.join_fails,
                 c.limits.membership,
-                c.limits.sign_ins
+                c.limits.sign_ins,
+                c.limits.searches
             ],
-            [d.posts, d.rooms, d.join_fails, d.membership, d.sign_ins]
+            [
+                d.posts,
+                d.rooms,
+                d.join_fails,
+                d.membership,
+                d.sign_ins,
+                d.searches
+            ]
         );
         assert_eq!((c.hub_capacity, c.drain), (256, Duration::ZERO));
         assert_eq!(c.log_format, LogFormat::Text);

@@ -3,6 +3,7 @@
 
 pub mod mention;
 pub mod notify;
+pub mod search;
 
 use std::{borrow::Cow, fmt};
 

@@ -143,6 +143,8 @@ pub struct Limiters {
     pub membership: Limiter<i64>,
     /// Sign-in attempts per client address (an IPv6 client's /64: `auth::limit_key`).
     pub sign_ins: Limiter<std::net::IpAddr>,
+    /// Searches per person.
+    pub searches: Limiter<i64>,
     /// Read-mark writes per (person, room): `actions::READ_MARKS`.
     pub reads: Limiter<(i64, i64)>,
     /// Open live sockets per person.
@@ -187,6 +189,7 @@ pub async fn build(config: Config) -> Result<State, String> {
         join_fails: Limiter::new(config.limits.join_fails),
         membership: Limiter::new(config.limits.membership),
         sign_ins: Limiter::new(config.limits.sign_ins),
+        searches: Limiter::new(config.limits.searches),
         reads: Limiter::new(actions::READ_MARKS),
         sockets: limits::SocketCap::new(config.limits.sockets_per_user),
         streams: limits::SocketCap::new(web::live::STREAMS_PER_SESSION),
@@ -326,6 +329,7 @@ async fn housekeeping(state: State) {
         state.limits.posts.sweep();
         state.limits.rooms.sweep();
         state.limits.join_fails.sweep();
+        state.limits.searches.sweep();
         state.limits.membership.sweep();
         state.limits.sign_ins.sweep();
     }

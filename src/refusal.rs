@@ -28,6 +28,8 @@ pub enum Budget {
     Reads,
     /// Changes to a room's settings per person (`actions::settings`).
     Manage,
+    /// Searches per person.
+    Searches,
 }
 
 impl Budget {
@@ -287,6 +289,10 @@ impl Refusal {
                 ),
                 Budget::Reads => format!(
                     "Your place in this room was saved a moment ago. Try again in {}.",
+                    wait(retry_after)
+                ),
+                Budget::Searches => format!(
+                    "You have searched a lot just now. Wait {}, then search again.",
                     wait(retry_after)
                 ),
             }

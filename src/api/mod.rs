@@ -14,6 +14,7 @@ mod messages;
 mod notify;
 mod problem;
 mod rooms;
+mod search;
 mod settings;
 mod text;
 mod upload;
@@ -99,6 +100,7 @@ pub fn routes() -> Route {
             rooms::Api,
             settings::Api,
             messages::Api,
+            search::Api,
             files::Api,
             notify::Api,
             direct::Api,

@@ -103,7 +103,7 @@ impl Store {
     pub async fn direct_room(&self, me: i64, other: i64) -> Result<Option<Room>> {
         let room = on_read!(&self.db, pool => sqlx::query_as::<_, Room>(
             "SELECT r.id, r.code, r.name, r.created_by, r.created_at, r.last_seq, \
-                    r.last_activity_at, r.direct_pair \
+                    r.last_activity_at, r.direct_pair, r.topic \
              FROM rooms r JOIN members mb ON mb.room_id = r.id AND mb.user_id = $2 \
              WHERE r.direct_pair = $1",
         )
@@ -162,7 +162,7 @@ impl Store {
                 .await?;
             }
             let room = sqlx::query_as::<_, Room>(
-                "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at, direct_pair \
+                "SELECT id, code, name, created_by, created_at, last_seq, last_activity_at, direct_pair, topic \
                  FROM rooms WHERE direct_pair = $1",
             )
             .bind(&pair)

@@ -15,6 +15,7 @@ mod files;
 mod mentions;
 mod presence;
 mod rooms;
+mod search;
 mod settings;
 mod tokens;
 mod unread;
@@ -40,6 +41,7 @@ pub use rooms::{
     JoinOutcome, Marks, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,
     UNREAD_CAP,
 };
+pub use search::{Cursor as SearchCursor, SearchHit};
 pub use settings::{Action, EditOutcome, Heading, RoomChange, RoomEdit, What};
 pub use tokens::{ApiToken, TokenOwner};
 pub use users::{PendingLogin, SessionRecord, User};

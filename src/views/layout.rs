@@ -88,6 +88,7 @@ impl Page<'_> {
                             span.brand-mark aria-hidden="true" {}
                             span.brand-name { "natter" }
                         }
+                        @if let Nav::Member { .. } = &self.nav { (super::search::header_box("")) }
                         (nav(&self.nav))
                     }
                     main #main tabindex="-1" { (self.content) }

@@ -15,6 +15,7 @@ pub mod members;
 pub mod messages;
 pub mod page_cache;
 pub mod room;
+pub mod search;
 pub mod settings;
 pub mod status;
 pub mod stream;

@@ -12,6 +12,7 @@ pub mod live;
 pub mod middleware;
 pub mod ops;
 pub mod room;
+pub mod search;
 pub mod settings;
 pub mod tokens;
 
@@ -88,6 +89,7 @@ pub fn routes() -> Route {
             post(settings::remove),
         )
         .at("/rooms/:code/owner", post(settings::hand_over))
+        .at("/search", get(search::search))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))

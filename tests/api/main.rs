@@ -12,6 +12,7 @@ mod messages;
 mod notifications;
 mod robustness;
 mod rooms;
+mod search;
 mod settings;
 mod spec;
 mod tokens;

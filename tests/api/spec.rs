@@ -539,11 +539,11 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         ada.post(&leave, json!({})).await,
     );
 
-    // Direct conversations: Kim and Lea share a room. Created, found, oneself, strangers
+    // Direct conversations: Max and Lea share a room. Created, found, oneself, strangers
     // (two wrong guesses, then too many), and the bodies no POST takes.
-    let (_k, kim) = api_user(app, "kim@example.org", "kim").await;
+    let (_m, max) = api_user(app, "max@example.org", "max").await;
     let (_l, lea) = api_user(app, "lea@example.org", "lea").await;
-    let shared = kim.create_room("Kim and Lea").await;
+    let shared = max.create_room("Max and Lea").await;
     assert_eq!(
         lea.post("/rooms/join", json!({ "code": shared }))
             .await
@@ -551,16 +551,16 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         200
     );
     let direct = "/direct/{username}";
-    for api in [&kim, &kim, &anon] {
+    for api in [&max, &max, &anon] {
         record("POST", direct, api.post("/direct/lea", json!({})).await);
         record("GET", "/direct", api.get("/direct").await);
     }
-    record("POST", direct, kim.post("/direct/kim", json!({})).await);
-    record("POST", direct, stalled_post(app, &kim, "/direct/lea").await);
+    record("POST", direct, max.post("/direct/max", json!({})).await);
+    record("POST", direct, stalled_post(app, &max, "/direct/lea").await);
     record(
         "POST",
         direct,
-        kim.post_raw("/direct/lea", Some("application/json"), oversized())
+        max.post_raw("/direct/lea", Some("application/json"), oversized())
             .await,
     );
     for name in ["nobody", "ada", "bob"] {
@@ -569,6 +569,14 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
             direct,
             lea.post(&format!("/direct/{name}"), json!({})).await,
         );
+    }
+    // Search: signed out, too long, a bad cursor (neither spends a search), two, then over.
+    record("GET", "/search", anon.get("/search?q=hello").await);
+    let long = format!("/search?q={}", "x".repeat(201));
+    record("GET", "/search", ada.get(&long).await);
+    record("GET", "/search", ada.get("/search?q=hello&before=x").await);
+    for _ in 0..3 {
+        record("GET", "/search", ada.get("/search?q=hello").await);
     }
 
     // Files: Ivy posts an image and a PDF; members download them, whole, in part, again by
@@ -591,6 +599,7 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         ivy.get(&format!("/files/{image_token}/thumbnail")).await,
     );
     record("GET", "/me", ada.get("/me").await);
+    record("GET", "/search", gil.get("/search?q=hello").await);
     record(
         "GET",
         "/me/notifications",
@@ -881,6 +890,7 @@ both! {
             ("GET", "/direct"), ("POST", "/direct/{username}"),
             ("POST", "/rooms/{code}/settings"), ("POST", "/rooms/{code}/rotate"),
             ("POST", "/rooms/{code}/members/{username}/remove"), ("POST", "/rooms/{code}/owner"),
+            ("GET", "/search"),
         ].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         assert_eq!(documented(&spec).keys().cloned().collect::<BTreeSet<_>>(), expected);
         for (path, item) in spec.paths.iter() {
@@ -950,7 +960,7 @@ both! {
         assert!(problems.is_empty(), "{problems:#?}");
     }
 
-    #[settings(NATTER_LIMIT_POSTS = "2/1h", NATTER_LIMIT_ROOMS = "2/1h", NATTER_LIMIT_JOIN_FAILS = "2/1m", NATTER_BODY_TIMEOUT = "200ms")]
+    #[settings(NATTER_LIMIT_POSTS = "2/1h", NATTER_LIMIT_ROOMS = "2/1h", NATTER_LIMIT_JOIN_FAILS = "2/1m", NATTER_LIMIT_SEARCHES = "2/1h", NATTER_BODY_TIMEOUT = "200ms")]
     async fn every_documented_status_is_one_the_operation_really_answers(app: TestApp) {
         let (_reply, spec) = spec(&app).await;
         let documented = documented(&spec);

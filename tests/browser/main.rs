@@ -22,6 +22,7 @@ mod no_js;
 mod pages;
 mod permalinks;
 mod reconnect;
+mod search;
 mod settings;
 mod typing;
 mod unread;

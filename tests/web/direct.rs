@@ -253,3 +253,41 @@ both! {
         assert!(start.body.contains("Start the conversation"));
     }
 }
+
+both! {
+    async fn a_conversation_has_no_owner_and_search_names_the_other_person(app: TestApp) {
+        let (ada, bob, _room) = pair(&app).await;
+        // Ada opened it, so she is its rooms row's creator; that makes her no owner.
+        assert_eq!(open(&ada, "Bob").await.status, 303);
+        let code = code_of(&ada, "Bob").await;
+        let seq = say(&bob, "ada", "the marmalade recipe is in the blue folder").await;
+
+        // No settings page or setting change, for either of them.
+        for (who, page) in [(&ada, "/dm/Bob"), (&bob, "/dm/ada")] {
+            assert_eq!(who.get(&format!("/rooms/{code}/settings")).await.status, 404);
+            let renamed = who
+                .post_form(page, &format!("/rooms/{code}/settings"), &[("name", "Ours"), ("topic", "")])
+                .await;
+            assert_eq!(renamed.status, 404, "{}", renamed.body);
+            let rotated = who.post_form(page, &format!("/rooms/{code}/settings/rotate"), &[]).await;
+            assert_eq!(rotated.status, 404);
+        }
+        assert!(!ada.get("/dm/Bob").await.body.contains("/settings"));
+
+        // Ada cannot delete Bob's message (she could if she owned a room he wrote in).
+        let page = ada.get(&format!("/rooms/{code}/messages/{seq}/delete")).await;
+        assert_ne!(page.status, 200, "{}", page.body);
+        let deleted = ada.post_form("/dm/Bob", &format!("/rooms/{code}/messages/{seq}/delete"), &[]).await;
+        assert_ne!(deleted.status, 303, "{}", deleted.body);
+        assert!(bob.get("/dm/ada").await.body.contains("marmalade recipe"));
+
+        // Search finds it and names the conversation by the other person, never by its code.
+        let found = ada.get("/search?q=marmalade").await;
+        assert_eq!(found.status, 200);
+        assert!(found.body.contains("class=\"search-hit\""), "{}", found.body);
+        assert!(found.body.contains("<bdi>Bob</bdi>"), "{}", found.body);
+        let hits = bob.get("/search?q=marmalade").await.body;
+        assert!(hits.contains("<bdi>ada</bdi>"), "{hits}");
+        assert!(!hits.contains(&format!(">{code}<")), "{hits}");
+    }
+}

@@ -12,6 +12,7 @@ mod live;
 mod mentions;
 mod permalinks;
 mod rooms;
+mod search;
 mod security;
 mod settings;
 mod slow;

@@ -334,3 +334,19 @@ both! {
         }
     }
 }
+
+both! {
+    async fn search_finds_what_people_wrote_and_never_a_system_line(app: TestApp) {
+        let (people, code) = room_with(&app, &["ada", "bob"]).await;
+        let (ada, bob) = (&people[0], &people[1]);
+        assert_eq!(save(ada, &code, "Zeppelin club", "airships and zeppelins").await.status, 303);
+        let said = bob.say(&code, "a zeppelin flew over").await;
+        let page = ada.get("/search?q=zeppelin").await;
+        assert_eq!(page.status, 200);
+        // One hit, Bob's message: the system line that names the new name and topic is not one.
+        assert_eq!(page.body.matches("class=\"search-hit\"").count(), 1, "{}", page.body);
+        assert!(page.body.contains(&format!("/rooms/{code}/messages/{said}#")), "{}", page.body);
+        let changed = ada.get("/search?q=renamed").await;
+        assert!(!changed.body.contains("class=\"search-hit\""), "{}", changed.body);
+    }
+}

@@ -77,6 +77,9 @@ scenarios, with the knobs each reads and their defaults:
                  --concurrency 20
   cross        two instances on PostgreSQL: post on A, receive on B, one post at a time
                  --posts 3000
+  search       search pages for a member of 50 rooms: messages seeded by bulk SQL, then
+               200 searches per kind (common word, rare word, prefix, phrase, from:), p50/p99
+                 --rooms 1000 --posts 1000000 (messages seeded)
 
 options:
   --db sqlite|postgres     database for the server natter-load starts (default sqlite)

@@ -38,6 +38,7 @@ pub const BENCH_ENV: &[(&str, &str)] = &[
     ("NATTER_LIMIT_JOIN_FAILS", "1000000/1s"),
     ("NATTER_LIMIT_MEMBERSHIP", "1000000/1s"),
     ("NATTER_LIMIT_SIGN_INS", "1000000/1s"),
+    ("NATTER_LIMIT_SEARCHES", "1000000/1s"),
     // A benchmark person holds a socket in each of their rooms (fan-out: 100 each).
     ("NATTER_SOCKETS_PER_USER", "10000"),
     ("NATTER_LOG", "warn"),

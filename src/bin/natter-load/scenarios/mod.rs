@@ -15,6 +15,7 @@ mod handshakes;
 mod idle;
 mod pages;
 mod saturation;
+mod search;
 mod streams;
 mod uploads;
 
@@ -49,6 +50,7 @@ pub async fn run(o: Options) -> Result<(), String> {
         "cross" => cross::cross(&o).await?,
         "streams" => streams::streams(&o).await?,
         "uploads" => uploads::uploads(&o).await?,
+        "search" => search::search(&o).await?,
         other => return Err(format!("unknown scenario {other} (try --help)")),
     };
     report.print();
