@@ -32,21 +32,7 @@ async fn code_of(who: &Browser, name: &str) -> String {
 
 /// Posts `body` into the conversation with `name` as its page's form does; returns its seq.
 async fn say(who: &Browser, name: &str, body: &str) -> i64 {
-    let code = code_of(who, name).await;
-    let csrf = who.csrf_from(&format!("/dm/{name}")).await;
-    let id = format!("{:032x}", rand::random::<u128>());
-    let r = who
-        .post(
-            &format!("/rooms/{code}/messages"),
-            &[("body", body), ("client_id", &id), ("csrf", &csrf)],
-        )
-        .await;
-    assert_eq!(r.status, 303, "post: {}", r.body);
-    r.location()
-        .rsplit("#msg-")
-        .next()
-        .and_then(|s| s.parse().ok())
-        .expect("seq in the redirect")
+    who.say(&code_of(who, name).await, body).await
 }
 
 /// The "Direct messages" section of home, if it has one.

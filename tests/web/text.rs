@@ -52,11 +52,19 @@ fn lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The header as a person reads it: "Skip to content" alone, then "natter" alone, then the
-/// account links (`nav`) one per line as a list.
+/// The header as a person reads it: "Skip to content" alone, then "natter" alone, then for a
+/// member (who has Rooms) the search box on its line and the search page's link (the phones' one),
+/// then the account links (`nav`) one per line as a list.
 fn assert_header(path: &str, text: &str, nav: &[&str]) {
     let lines = lines(text);
     let mut expected = vec!["Skip to content".to_string(), "natter".to_string()];
+    if nav.contains(&"Rooms") {
+        let search_box = lines.get(2).copied().unwrap_or_default();
+        let (label, button) = search_box.split_once('[').unwrap_or_default();
+        assert_eq!(label, "Search messages in my rooms", "{path}:\n{text}");
+        assert!(button.ends_with("] Search"), "{path}:\n{text}");
+        expected.extend([search_box.to_string(), "Search".to_string()]);
+    }
     expected.extend(nav.iter().map(|item| format!("  • {item}")));
     assert_eq!(
         lines[..expected.len().min(lines.len())],
