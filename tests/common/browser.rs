@@ -194,10 +194,16 @@ impl Browser {
         assert_eq!(r.status, 303, "join {code}: {}", r.body);
     }
 
-    /// Posts a message without JS; returns its seq. (The session's CSRF token is the same on
-    /// every page: home has it, also for a direct conversation, whose room address redirects.)
+    /// Posts a message without JS from the room's page (opening it reads the room); returns
+    /// its seq.
     pub async fn say(&self, code: &str, body: &str) -> i64 {
-        let csrf = self.csrf_from("/home").await;
+        self.say_on(&format!("/rooms/{code}"), code, body).await
+    }
+
+    /// Posts a message to room `code` without JS from `page` (a direct conversation's is
+    /// `/dm/{name}`, its room address redirects there); returns its seq.
+    pub async fn say_on(&self, page: &str, code: &str, body: &str) -> i64 {
+        let csrf = self.csrf_from(page).await;
         let id = format!("{:032x}", rand::random::<u128>());
         let r = self
             .post(

@@ -32,7 +32,8 @@ async fn code_of(who: &Browser, name: &str) -> String {
 
 /// Posts `body` into the conversation with `name` as its page's form does; returns its seq.
 async fn say(who: &Browser, name: &str, body: &str) -> i64 {
-    who.say(&code_of(who, name).await, body).await
+    let page = format!("/dm/{name}");
+    who.say_on(&page, &code_of(who, name).await, body).await
 }
 
 /// The "Direct messages" section of home, if it has one.
