@@ -103,6 +103,22 @@ pub async fn rotate(state: &State, actor: Actor<'_>, room: &Room) -> Result<Stri
     Err(Refusal::Unavailable)
 }
 
+/// The id of the member named `username`, once the actor is known to own the room: what
+/// removing and handing over both act on (422 for someone who is not a member).
+async fn managed_member(
+    state: &State,
+    actor: Actor<'_>,
+    room: &Room,
+    username: &str,
+) -> Result<i64, Refusal> {
+    may_manage(room, actor)?;
+    state
+        .store
+        .member_named(room.id, username)
+        .await?
+        .ok_or(Refusal::Invalid(NOT_A_MEMBER))
+}
+
 /// Removes the member named `username` from the room: their sockets and streams close (4404,
 /// `removed`), and they can come back only with the room's current code.
 pub async fn remove(
@@ -111,12 +127,7 @@ pub async fn remove(
     room: &Room,
     username: &str,
 ) -> Result<(), Refusal> {
-    may_manage(room, actor)?;
-    let user_id = state
-        .store
-        .member_named(room.id, username)
-        .await?
-        .ok_or(Refusal::Invalid(NOT_A_MEMBER))?;
+    let user_id = managed_member(state, actor, room, username).await?;
     if let EditOutcome::Changed(_) = apply(state, actor, room, RoomChange::Remove(user_id)).await? {
         tracing::info!(room_id = room.id, user_id, by = actor.id, "member removed");
         state.chat.member_removed(room.id, user_id).await;
@@ -132,12 +143,7 @@ pub async fn hand_over(
     room: &Room,
     username: &str,
 ) -> Result<(), Refusal> {
-    may_manage(room, actor)?;
-    let user_id = state
-        .store
-        .member_named(room.id, username)
-        .await?
-        .ok_or(Refusal::Invalid(NOT_A_MEMBER))?;
+    let user_id = managed_member(state, actor, room, username).await?;
     apply(state, actor, room, RoomChange::Owner(user_id)).await?;
     Ok(())
 }
