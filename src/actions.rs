@@ -2,6 +2,7 @@
 //! input into domain types, applies the limits, writes, and tells the live side. Pages and the
 //! API both call these, so a rule cannot differ between them.
 
+pub mod account;
 pub mod direct;
 pub mod settings;
 
@@ -371,6 +372,7 @@ pub async fn edit(
         seq,
         user_id: actor.id,
         body: Some(body),
+        erase: false,
     };
     match state.store.change_message(change).await? {
         ChangeOutcome::Changed(..) | ChangeOutcome::Unchanged => Ok(()),
@@ -392,6 +394,7 @@ pub async fn delete(state: &State, actor: Actor<'_>, room: &Room, seq: i64) -> R
         seq,
         user_id: actor.id,
         body: None,
+        erase: false,
     };
     match state.store.change_message(change).await? {
         ChangeOutcome::Changed(_, removed) => {

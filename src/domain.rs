@@ -1,6 +1,7 @@
 //! Validated input. Everything a person types becomes one of these types before it reaches the
 //! store, so the store never sees a raw string and every rule lives in exactly one place.
 
+pub mod agent;
 pub mod mention;
 pub mod notify;
 pub mod search;

@@ -145,6 +145,8 @@ pub struct Limiters {
     pub sign_ins: Limiter<std::net::IpAddr>,
     /// Searches per person.
     pub searches: Limiter<i64>,
+    /// Exports of one's data per person (`web::account_care::EXPORTS`).
+    pub exports: Limiter<i64>,
     /// Read-mark writes per (person, room): `actions::READ_MARKS`.
     pub reads: Limiter<(i64, i64)>,
     /// Open live sockets per person.
@@ -190,6 +192,7 @@ pub async fn build(config: Config) -> Result<State, String> {
         membership: Limiter::new(config.limits.membership),
         sign_ins: Limiter::new(config.limits.sign_ins),
         searches: Limiter::new(config.limits.searches),
+        exports: Limiter::new(web::account_care::EXPORTS),
         reads: Limiter::new(actions::READ_MARKS),
         sockets: limits::SocketCap::new(config.limits.sockets_per_user),
         streams: limits::SocketCap::new(web::live::STREAMS_PER_SESSION),
@@ -330,6 +333,7 @@ async fn housekeeping(state: State) {
         state.limits.rooms.sweep();
         state.limits.join_fails.sweep();
         state.limits.searches.sweep();
+        state.limits.exports.sweep();
         state.limits.membership.sweep();
         state.limits.sign_ins.sweep();
     }

@@ -30,6 +30,8 @@ pub enum Budget {
     Manage,
     /// Searches per person.
     Searches,
+    /// Exports of one's data per person (`web::account_care::EXPORTS`).
+    Exports,
 }
 
 impl Budget {
@@ -293,6 +295,10 @@ impl Refusal {
                 ),
                 Budget::Searches => format!(
                     "You have searched a lot just now. Wait {}, then search again.",
+                    wait(retry_after)
+                ),
+                Budget::Exports => format!(
+                    "You have downloaded your data several times recently. You can download it again in {}.",
                     wait(retry_after)
                 ),
             }

@@ -486,9 +486,18 @@ impl Hub {
         }
     }
 
-    /// A new member: added to every open list.
+    /// A new member: added to every open list. A member already listed under another name
+    /// (they changed their username) moves to the new name's place, and their entry is
+    /// replaced in every open list.
     pub(super) fn member_joined(self: &Arc<Self>, member: &Member) {
         let mut state = self.state();
+        let renamed = state
+            .member(member.user_id)
+            .is_some_and(|known| known.username != member.username);
+        if renamed {
+            state.members.retain(|m| m.user_id != member.user_id);
+            state.member_ids.remove(&member.user_id);
+        }
         if state.member(member.user_id).is_none() {
             let at = state
                 .members

@@ -10,6 +10,7 @@
 //! limit by its value and then re-prepares the statement every time the value is bound, i.e.
 //! on every execution (perf showed the room page parsing SQL on each request).
 
+mod account;
 mod direct;
 mod files;
 mod mentions;
@@ -32,6 +33,9 @@ use sqlx::{
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use account::{
+    ExportMessage, ExportRoom, GONE_NAME, RENAME_GAP_MS, Rename, SessionInfo, USER_AGENT_MAX,
+};
 pub use direct::{DirectSummary, OpenedDirect, Person, direct_pair};
 pub(crate) use files::attachments_column;
 pub use files::{Attachment, Attachments, ImageSize, NewAttachment, StoredFile};

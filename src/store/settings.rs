@@ -25,6 +25,9 @@ pub enum What {
     Owner,
     /// The owner left, and the room passed to its longest-standing member (`who`).
     Handover,
+    /// The line's author changed their username (`who`: the name they had before; none once
+    /// their account is deleted).
+    Username,
 }
 
 /// The room's heading (name, topic, code) as a change left it: every system line carries it,
@@ -85,6 +88,10 @@ impl Action {
             What::Removed => format!("removed {who} from the room"),
             What::Owner => format!("made {who} the room's owner"),
             What::Handover => format!("left the room; {who} owns it now"),
+            What::Username => match &self.who {
+                Some(was) => format!("changed their username (was {was})"),
+                None => "changed their username".into(),
+            },
         }
     }
 }
@@ -118,6 +125,8 @@ pub enum RoomChange {
     Owner(i64),
     /// The asker leaves; if they own the room, its longest-standing other member gets it.
     Leave,
+    /// The asker changed their username from this one (any member; direct conversations too).
+    Username(String),
 }
 
 /// What became of a room change.
@@ -158,7 +167,13 @@ macro_rules! edit_room {
             _ => return Ok($crate::store::settings::EditOutcome::NotMember),
         };
         let owns = owner == edit.user_id;
-        if !owns && !matches!(edit.change, $crate::store::settings::RoomChange::Leave) {
+        if !owns
+            && !matches!(
+                edit.change,
+                $crate::store::settings::RoomChange::Leave
+                    | $crate::store::settings::RoomChange::Username(_)
+            )
+        {
             return Ok($crate::store::settings::EditOutcome::NotOwner);
         }
         let heading: (String, String) =
@@ -229,6 +244,9 @@ macro_rules! edit_room {
                 }
                 lines.push(($crate::store::settings::What::Owner, Some(*user_id)));
             }
+            $crate::store::settings::RoomChange::Username(_) => {
+                lines.push(($crate::store::settings::What::Username, None));
+            }
             $crate::store::settings::RoomChange::Leave => {
                 sqlx::query("DELETE FROM members WHERE room_id = $1 AND user_id = $2")
                     .bind(edit.room_id)
@@ -272,8 +290,9 @@ macro_rules! edit_room {
                 .await?;
         let mut written = Vec::with_capacity(lines.len());
         for (what, whom) in lines {
-            let who = match whom {
-                Some(id) => Some(
+            let who = match (whom, &edit.change) {
+                (_, $crate::store::settings::RoomChange::Username(was)) => Some(was.clone()),
+                (Some(id), _) => Some(
                     sqlx::query_scalar::<_, String>(
                         "SELECT COALESCE(username, '') FROM users WHERE id = $1",
                     )
@@ -281,7 +300,7 @@ macro_rules! edit_room {
                     .fetch_one(&mut **tx)
                     .await?,
                 ),
-                None => None,
+                (None, _) => None,
             };
             let action = $crate::store::settings::Action {
                 what,

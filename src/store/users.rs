@@ -109,24 +109,30 @@ impl Store {
         Ok(user)
     }
 
-    /// Stores a new session (by its token's hash) with its CSRF secret.
+    /// Stores a new session (by its token's hash) with its CSRF secret, its public id (how its
+    /// owner names it on `/profile/sessions`) and the User-Agent it signed in with.
+    #[allow(clippy::too_many_arguments, reason = "one column each, all named at the one caller")]
     pub async fn create_session(
         &self,
         token_hash: &[u8],
         user_id: i64,
         csrf_token: &[u8],
+        public_id: &str,
+        user_agent: &str,
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
         on_write!(&self.db, pool => sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $4, $5)",
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, expires_at, public_id, user_agent) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(csrf_token)
         .bind(now)
         .bind(expires_at)
+        .bind(public_id)
+        .bind(user_agent)
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
@@ -148,8 +154,8 @@ impl Store {
         .bind(now)
         .fetch_optional(pool)
         .await)?;
-        // Only once a username is chosen: it never changes afterwards, so no other instance can
-        // hold a stale copy of it.
+        // Only once a username is chosen. A change of username (at most once a day) forgets
+        // the person's entries here; another instance's copy lives `SESSION_CACHE_TTL` at most.
         if let Some(record) = record.as_ref().filter(|r| r.user.username.is_some()) {
             self.sessions.put(record.clone());
         }
@@ -316,7 +322,7 @@ impl SessionCache {
         }
     }
 
-    fn forget(&self, which: impl Fn(&SessionRecord) -> bool) {
+    pub(super) fn forget(&self, which: impl Fn(&SessionRecord) -> bool) {
         self.entries.lock().retain(|_, (record, _)| !which(record));
     }
 }

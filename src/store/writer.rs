@@ -71,6 +71,9 @@ pub struct MessageChange {
     pub user_id: i64,
     /// The new text; `None` deletes the message (its text is removed from the database).
     pub body: Option<MessageBody>,
+    /// A delete of its author's own message wherever it is, member or not: their account is
+    /// being deleted with their messages (rooms they left keep none either).
+    pub erase: bool,
 }
 
 /// What became of a change.
@@ -597,6 +600,13 @@ const DELETE: &str = "UPDATE messages SET body = '', deleted_at = $4, \
        AND (user_id = $3 OR EXISTS (SELECT 1 FROM rooms WHERE id = $1 AND created_by = $3)) \
      RETURNING changed_seq";
 
+/// A delete of one's own message as one's account is deleted: no membership needed (the
+/// rooms they left keep none of their messages either).
+const ERASE: &str = "UPDATE messages SET body = '', deleted_at = $4, \
+     changed_seq = (SELECT last_seq + 1 FROM rooms WHERE id = $1) \
+     WHERE room_id = $1 AND seq = $2 AND user_id = $3 AND deleted_at IS NULL AND kind = 'text' \
+     RETURNING changed_seq";
+
 /// What is left to know when a change changed nothing: whether the message is there, whose it
 /// is, whether it is deleted, and whether the changer may still see the room.
 const CHANGE_REFUSED: &str = "SELECT m.user_id, m.deleted_at IS NOT NULL, \
@@ -640,6 +650,11 @@ macro_rules! change_message {
                 .bind(change.seq)
                 .bind(change.user_id)
                 .bind(body.as_str())
+                .bind($now),
+            None if change.erase => sqlx::query_scalar(ERASE)
+                .bind(change.room_id)
+                .bind(change.seq)
+                .bind(change.user_id)
                 .bind($now),
             None => sqlx::query_scalar(DELETE)
                 .bind(change.room_id)

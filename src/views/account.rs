@@ -129,7 +129,7 @@ pub fn username(csrf: &str, typed: &str, error: Option<&str>, next: Option<&str>
     let content = html! {
         section.card aria-labelledby="username-title" {
             h1 #username-title { "Choose your username" }
-            p { "This is how people in your rooms will see you. You can't change it later." }
+            p { "This is how people in your rooms will see you. You can change it later on your profile, once a day." }
             form method="post" action="/username" novalidate {
                 (csrf_field(csrf))
                 @if let Some(next) = next { input type="hidden" name="next" value=(next); }
@@ -198,11 +198,20 @@ pub fn profile(nav: Nav, csrf: &str, p: &Profile) -> Markup {
                 "Signing out everywhere ends every browser's session. API tokens keep working: "
                 a href="#tokens-title" { "revoke them below" } "."
             }
+            p { a href="/profile/sessions" { "See each session, and end any one of them" } }
             form method="post" action="/auth/logout/everywhere" {
                 (csrf_field(csrf))
                 button.button.danger type="submit" aria-describedby="sign-out-everywhere-note" {
                     "Sign out everywhere"
                 }
+            }
+        }
+        section.card aria-labelledby="account-title" {
+            h2 #account-title { "Your account" }
+            ul.account-links {
+                li { a href="/profile/username" { "Change your username" } }
+                li { a href="/profile/export" download { "Download your data" } " " span.muted { "(JSON: profile, rooms, your messages)" } }
+                li { a href="/profile/delete" { "Delete your account" } }
             }
         }
         (notify_default_form(csrf, p.notify.0, p.notify.1))

@@ -6,6 +6,7 @@
 //! Below both `web` (pages and fragments) and `chat` (the live frames hubs broadcast).
 
 pub mod account;
+pub mod account_care;
 pub mod changes;
 pub mod direct;
 pub mod errors;

@@ -15,10 +15,10 @@ use crate::{
         self, AppData, CurrentUser, LOGIN_COOKIE, MaybeSession, PRE_SESSION_COOKIE, SESSION_COOKIE,
         Session, oidc::SignInError,
     },
-    domain::{Email, Username, safe_return_path},
+    domain::{Email, Username, agent::stored_user_agent, safe_return_path},
     error::AppError,
     refusal::{Budget, Refusal},
-    store::{PendingLogin, now_ms},
+    store::{PendingLogin, USER_AGENT_MAX, now_ms},
     views::{
         account::{self as view, Profile, SignInOptions},
         tokens::TokenPanel,
@@ -368,12 +368,22 @@ async fn finish_sign_in(
     }
     let token = auth::random_token();
     let lifetime = state.config.session_lifetime();
+    let user_agent = req
+        .header(header::USER_AGENT)
+        .map(|ua| stored_user_agent(ua, USER_AGENT_MAX))
+        .unwrap_or_default();
+    let public_id: String = rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     state
         .store
         .create_session(
             &auth::hash_token(&token),
             user.id,
             &auth::random_token(),
+            &public_id,
+            &user_agent,
             now,
             now + lifetime.as_millis() as i64,
         )

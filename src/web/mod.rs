@@ -2,6 +2,7 @@
 //! path finds its handler.
 
 pub mod account;
+pub mod account_care;
 pub mod assets;
 pub mod changes;
 pub mod direct;
@@ -46,6 +47,17 @@ pub fn routes() -> Route {
         .at("/profile/notify", post(account::set_notify_default))
         .at("/profile/tokens", post(tokens::create))
         .at("/profile/tokens/:id/revoke", post(tokens::revoke))
+        .at("/profile/sessions", get(account_care::sessions))
+        .at("/profile/sessions/:id/end", post(account_care::end_session))
+        .at(
+            "/profile/username",
+            get(account_care::username_form).post(account_care::change_username),
+        )
+        .at("/profile/export", get(account_care::export))
+        .at(
+            "/profile/delete",
+            get(account_care::delete_form).post(account_care::delete),
+        )
         .at("/me.css", get(account::me_css))
         .at("/home", get(home::home))
         .at("/home/read", post(home::mark_all_read))

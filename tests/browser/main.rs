@@ -10,6 +10,7 @@ mod common;
 #[allow(dead_code)]
 mod procs;
 
+mod account;
 mod api;
 mod changes;
 mod chat;

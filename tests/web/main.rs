@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod account_care;
 mod accounts;
 mod changes;
 mod direct;
