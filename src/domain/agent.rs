@@ -143,6 +143,9 @@ mod tests {
     #[test]
     fn a_stored_agent_is_cut_on_a_character_and_has_no_controls() {
         assert_eq!(stored_user_agent("ab\u{0}c\nd", 300), "abcd");
-        assert_eq!(stored_user_agent(&"é".repeat(400), 300).chars().count(), 300);
+        assert_eq!(
+            stored_user_agent(&"é".repeat(400), 300).chars().count(),
+            300
+        );
     }
 }

@@ -188,9 +188,7 @@ impl Store {
         .fetch_optional(pool)
         .await)?
         .flatten();
-        Ok(at
-            .map(|at| at + RENAME_GAP_MS)
-            .filter(|next| *next > now))
+        Ok(at.map(|at| at + RENAME_GAP_MS).filter(|next| *next > now))
     }
 
     /// The rooms a person is in, for their export, oldest membership first.

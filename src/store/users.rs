@@ -111,7 +111,10 @@ impl Store {
 
     /// Stores a new session (by its token's hash) with its CSRF secret, its public id (how its
     /// owner names it on `/profile/sessions`) and the User-Agent it signed in with.
-    #[allow(clippy::too_many_arguments, reason = "one column each, all named at the one caller")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one column each, all named at the one caller"
+    )]
     pub async fn create_session(
         &self,
         token_hash: &[u8],

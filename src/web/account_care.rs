@@ -97,7 +97,13 @@ pub async fn username_form(state: AppData<'_>, user: CurrentUser) -> poem::Resul
         .next_rename_at(user.id, now_ms())
         .await
         .map_err(AppError::from)?;
-    Ok(rename_page(&user, &user.username, None, next_at, StatusCode::OK))
+    Ok(rename_page(
+        &user,
+        &user.username,
+        None,
+        next_at,
+        StatusCode::OK,
+    ))
 }
 
 fn rename_page(
@@ -114,7 +120,10 @@ fn rename_page(
         error,
         next_at,
     };
-    respond(status, view::username(member_nav(user, &csrf), &csrf, &form))
+    respond(
+        status,
+        view::username(member_nav(user, &csrf), &csrf, &form),
+    )
 }
 
 /// The username form.
@@ -281,9 +290,8 @@ impl Export {
             if !(first && i == 0) {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut out, &self.item(m)).map_err(|e| {
-                crate::store::StoreError::Sqlx(sqlx::Error::Encode(Box::new(e)))
-            })?;
+            serde_json::to_writer(&mut out, &self.item(m))
+                .map_err(|e| crate::store::StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))))?;
         }
         let next = match rows.last() {
             Some(last) if rows.len() as i64 == EXPORT_PAGE => Some((last.room_id, last.seq)),
@@ -412,7 +420,15 @@ pub async fn delete(
     let (Some(messages), None) = (Messages::parse(&form.messages), why) else {
         let why = why.unwrap_or_default();
         let status = Refusal::Invalid(why).status();
-        return delete_page(&state, &user, &form.confirm, &form.messages, Some(why), status).await;
+        return delete_page(
+            &state,
+            &user,
+            &form.confirm,
+            &form.messages,
+            Some(why),
+            status,
+        )
+        .await;
     };
     act::delete_account(&state, user.actor(), messages)
         .await

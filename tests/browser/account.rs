@@ -8,13 +8,14 @@ use crate::pages::inspect;
 use crate::*;
 
 /// The member list's names, as shown.
-const MEMBER_NAMES: &str =
-    "[...document.querySelectorAll('#members .member-name')].map(e => e.textContent.trim()).join(',')";
+const MEMBER_NAMES: &str = "[...document.querySelectorAll('#members .member-name')].map(e => e.textContent.trim()).join(',')";
 
 async fn journey(app: &TestApp, c: &Chrome, js: &str) {
     sign_up_dev(c, &format!("acct-{js}@example.org"), &format!("ada_{js}")).await;
     let code = create_room(c, "Account care").await;
-    let bob = app.signed_in(&format!("acct-bob-{js}@example.org"), &format!("bob_{js}")).await;
+    let bob = app
+        .signed_in(&format!("acct-bob-{js}@example.org"), &format!("bob_{js}"))
+        .await;
     bob.join(&code).await;
 
     c.goto("/profile").await;
@@ -26,16 +27,19 @@ async fn journey(app: &TestApp, c: &Chrome, js: &str) {
     c.goto("/profile/username").await;
     inspect(c, &format!("account-username-{js}"), None).await;
     c.replace_text("#username", "<b>no</b>").await;
-    c.click("form[action='/profile/username'] button[type=submit]").await;
+    c.click("form[action='/profile/username'] button[type=submit]")
+        .await;
     c.find("#username-error").await;
     inspect(c, &format!("account-username-refused-{js}"), Some(422)).await;
     c.replace_text("#username", &format!("Ada_{js}_2")).await;
-    c.click("form[action='/profile/username'] button[type=submit]").await;
+    c.click("form[action='/profile/username'] button[type=submit]")
+        .await;
     c.wait_until_path_is("/profile").await;
     assert!(c.text("main").await.contains(&format!("Ada_{js}_2")));
     c.goto("/profile/username").await;
     c.replace_text("#username", "again").await;
-    c.click("form[action='/profile/username'] button[type=submit]").await;
+    c.click("form[action='/profile/username'] button[type=submit]")
+        .await;
     c.find("#username-error").await;
     assert!(c.text("main").await.contains("once a day"));
     inspect(c, &format!("account-username-wait-{js}"), Some(429)).await;
@@ -43,14 +47,19 @@ async fn journey(app: &TestApp, c: &Chrome, js: &str) {
     c.goto("/profile/delete").await;
     inspect(c, &format!("account-delete-{js}"), None).await;
     c.type_into("#confirm", "somebody").await;
-    c.click("form[action='/profile/delete'] button[type=submit]").await;
+    c.click("form[action='/profile/delete'] button[type=submit]")
+        .await;
     c.find("#confirm-error").await;
     inspect(c, &format!("account-delete-refused-{js}"), Some(422)).await;
     c.click("#messages-delete").await;
     c.replace_text("#confirm", &format!("Ada_{js}_2")).await;
-    c.click("form[action='/profile/delete'] button[type=submit]").await;
+    c.click("form[action='/profile/delete'] button[type=submit]")
+        .await;
     c.wait_until_path_is("/").await;
-    assert!(c.exists("#dev-email").await, "signed out, on the landing page");
+    assert!(
+        c.exists("#dev-email").await,
+        "signed out, on the landing page"
+    );
     let room = bob.get(&format!("/rooms/{code}")).await;
     assert!(!room.body.contains(&format!("Ada_{js}_2")), "{}", room.body);
 }
@@ -81,11 +90,16 @@ async fn a_rename_reaches_an_open_member_list_live() {
     let code = create_room(&ada, "Names").await;
     sign_up_dev(&bob, "acct-live-bob@example.org", "bob").await;
     join_by_link(&bob, &code).await;
-    bob.wait_until("ada listed", &format!("({MEMBER_NAMES}).includes('ada')"), vec![])
-        .await;
+    bob.wait_until(
+        "ada listed",
+        &format!("({MEMBER_NAMES}).includes('ada')"),
+        vec![],
+    )
+    .await;
     ada.goto("/profile/username").await;
     ada.replace_text("#username", "Ada_L").await;
-    ada.click("form[action='/profile/username'] button[type=submit]").await;
+    ada.click("form[action='/profile/username'] button[type=submit]")
+        .await;
     ada.wait_until_path_is("/profile").await;
     bob.wait_until(
         "the new name in the list",
@@ -99,5 +113,6 @@ async fn a_rename_reaches_an_open_member_list_live() {
         vec![],
     )
     .await;
-    bob.assert_console_clean("room after a member's rename").await;
+    bob.assert_console_clean("room after a member's rename")
+        .await;
 }
