@@ -80,6 +80,10 @@ pub async fn change_username(
             state.chat.member_joined(room.id, &member).await;
         }
     }
+    // Rooms they left keep their messages under the new name, with no event to say so.
+    state
+        .pages
+        .forget(&state.store.rooms_with_messages_of(actor.id).await?);
     Ok(Renamed::Done)
 }
 
@@ -115,6 +119,8 @@ pub async fn delete_account(
     actor: Actor<'_>,
     messages: Messages,
 ) -> Result<(), Refusal> {
+    // Where their name shows on cached pages; read before their rows pass to the placeholder.
+    let shown_in = state.store.rooms_with_messages_of(actor.id).await?;
     let ended = state.store.delete_user_sessions(actor.id).await?;
     state.chat.end_sessions(&ended).await;
     state.store.revoke_all_api_tokens(actor.id).await?;
@@ -155,6 +161,7 @@ pub async fn delete_account(
         }
     }
     state.store.delete_account(actor.id, actor.username).await?;
+    state.pages.forget(&shown_in);
     tracing::info!(
         user_id = actor.id,
         sessions = ended.len(),

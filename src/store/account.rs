@@ -272,6 +272,17 @@ impl Store {
         Ok(keys)
     }
 
+    /// The rooms holding any row of a person's messages (those they left included).
+    pub async fn rooms_with_messages_of(&self, user_id: i64) -> Result<Vec<i64>> {
+        let ids = on_read!(&self.db, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT DISTINCT room_id FROM messages WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?;
+        Ok(ids)
+    }
+
     /// Deletes the API tokens of a user (their account is being deleted: nothing may act for
     /// them from now on).
     pub async fn revoke_all_api_tokens(&self, user_id: i64) -> Result<()> {

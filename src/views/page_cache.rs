@@ -108,6 +108,20 @@ impl NewestPages {
     }
 }
 
+impl NewestPages {
+    /// Drops the cached pages of these rooms: something they show changed without an event
+    /// of theirs (an author's name, when the author's account was deleted or renamed in a
+    /// room they had left). Other instances' copies last until the room's next event.
+    pub fn forget(&self, room_ids: &[i64]) {
+        let mut pages = self.pages.lock();
+        for id in room_ids {
+            if let Some((_, _, page)) = pages.by_room.remove(id) {
+                pages.bytes -= page.html.capacity();
+            }
+        }
+    }
+}
+
 impl NewestPage {
     /// `messages` (the newest of room `code`, in order, read after the room's `last_seq` was)
     /// as the room page shows them.

@@ -353,7 +353,7 @@ both! {
 /// What deleting an account is tested with: ada (deleted) owns a room with bob and cleo, is in
 /// bob's room (and was made its owner), talks with bob directly, was renamed once, has a
 /// token; bob mentions her. Returns (ada, bob, ada's id, her room, bob's room, the DM's code).
-async fn doomed(app: &TestApp) -> (Browser, Browser, i64, String, String, String) {
+async fn doomed(app: &TestApp) -> (Browser, Browser, i64, String, String, String, String) {
     let ada = app.signed_in("acct-del@example.org", "zelda").await;
     let bob = app.signed_in("acct-del-bob@example.org", "bob").await;
     let cleo = app.signed_in("acct-del-cleo@example.org", "cleo").await;
@@ -393,12 +393,17 @@ async fn doomed(app: &TestApp) -> (Browser, Browser, i64, String, String, String
     let dm_page = ada.get("/dm/bob").await;
     let dm = extract_attr(&dm_page.body, "data-room=\"").expect("the conversation");
     ada.say_on("/dm/bob", &dm, "hers to bob directly").await;
+    // A room where she is a plain member: leaving it writes no line there.
+    let cleos = cleo.create_room("Cleo's").await;
+    ada.join(&cleos).await;
+    bob.join(&cleos).await;
+    ada.say(&cleos, "hers in a room she does not own").await;
     assert_eq!(rename(&ada, "Zelda_X").await.status, 303);
     let r = ada
         .post_form("/profile", "/profile/tokens", &[("name", "zelda's bot")])
         .await;
     assert_eq!(r.status, 201);
-    (ada, bob, ada_id, hers, his, dm)
+    (ada, bob, ada_id, hers, his, dm, cleos)
 }
 
 /// Every row of every table that still names the person: their id in a column that holds user
@@ -462,16 +467,18 @@ async fn rows_naming(
 
 both! {
     async fn deleting_an_account_with_its_messages_kept_leaves_no_row_that_names_it(app: TestApp) {
-        let (ada, bob, ada_id, hers, his, dm) = doomed(&app).await;
+        let (ada, bob, ada_id, hers, his, dm, cleos) = doomed(&app).await;
         let bob_id = user_id(&app, "bob").await;
         let cleo_id = user_id(&app, "cleo").await;
         let mut watching = bob.socket(&hers, None).await.expect("bob's socket");
         assert!(watching.wait_for(&format!("id=\"member-{ada_id}\""), WAIT).await);
         let mut hers_socket = ada.socket(&hers, None).await.expect("her own socket");
 
+        // Bob's view of Cleo's room is cached with her name on it.
+        assert!(bob.get(&format!("/rooms/{cleos}")).await.body.contains("Zelda_X"));
         let page = ada.get("/profile/delete").await;
         assert_eq!(page.status, 200);
-        for says in ["signed out", "API tokens stop working", "You leave your 3 rooms", "The 2 rooms you own pass", "deleted user", "new, empty account"] {
+        for says in ["signed out", "API tokens stop working", "You leave your 4 rooms", "The 2 rooms you own pass", "deleted user", "new, empty account"] {
             assert!(page.body.contains(says), "the page says {says:?}: {}", page.body);
         }
         let wrong = ada.post_form("/profile/delete", "/profile/delete", &[("messages", "keep"), ("confirm", "bob")]).await;
@@ -500,7 +507,9 @@ both! {
             "SELECT COUNT(*) FROM messages m JOIN users u ON u.id = m.user_id \
              WHERE u.username = 'deleted user' AND u.email = '' AND m.kind = 'text' AND m.deleted_at IS NULL".into(),
         ).await;
-        assert_eq!(kept, 4, "her four messages stay");
+        assert_eq!(kept, 5, "her five messages stay");
+        let page = bob.get(&format!("/rooms/{cleos}")).await;
+        assert!(!page.body.contains("Zelda_X") && page.body.contains("deleted user"), "no cached page names her");
         let _ = (his, dm);
 
         // The same identity signing in again starts a new account.
@@ -515,7 +524,7 @@ both! {
     }
 
     async fn deleting_an_account_with_its_messages_deletes_each_as_an_event(app: TestApp) {
-        let (ada, bob, ada_id, hers, his, dm) = doomed(&app).await;
+        let (ada, bob, ada_id, hers, his, dm, cleos) = doomed(&app).await;
         let bob_id = user_id(&app, "bob").await;
         let cleo_id = user_id(&app, "cleo").await;
         let mut watching = bob.socket(&hers, None).await.expect("bob's socket");
@@ -554,7 +563,7 @@ both! {
         assert_eq!(texts, 0, "none of her text is left");
         let files = db.number("SELECT COUNT(*) FROM attachments".into()).await;
         assert_eq!(files, 0, "her file is gone");
-        let _ = dm;
+        let _ = (dm, cleos);
     }
 }
 
