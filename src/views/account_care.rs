@@ -39,9 +39,11 @@ pub fn sessions(
                         }
                         form.inline-form method="post" action={ "/profile/sessions/" (s.public_id) "/end" } {
                             (csrf_field(csrf))
-                            button.button.small.danger type="submit"
-                                aria-label={ "End the session of " (agent) @if here { " (this browser)" } } {
-                                @if here { "Sign out here" } @else { "End session" }
+                            // The accessible name starts with the visible words (WCAG 2.5.3).
+                            @if here {
+                                button.button.small.danger type="submit" aria-label={ "Sign out here (" (agent) ", this browser)" } { "Sign out here" }
+                            } @else {
+                                button.button.small.danger type="submit" aria-label={ "End session (" (agent) ")" } { "End session" }
                             }
                         }
                     }
