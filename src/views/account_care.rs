@@ -173,7 +173,7 @@ pub fn delete(nav: Nav, csrf: &str, f: &DeleteForm) -> Markup {
             p { "Your data is yours: " a href="/profile/export" download { "download it first" } " if you want to keep it." }
             form method="post" action="/profile/delete" novalidate {
                 (csrf_field(csrf))
-                fieldset {
+                fieldset.delete-choice {
                     legend { "Your messages" }
                     div.choice {
                         input #messages-keep type="radio" name="messages" value="keep" checked[!delete_chosen];
