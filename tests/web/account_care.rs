@@ -625,8 +625,15 @@ async fn an_export_of_100000_messages_streams_in_bounded_memory() {
             }
         })
     };
-    let mut response = ada
-        .http
+    // Her cookies, without the test browser's 30 s limit on a whole answer: on a loaded
+    // machine the export takes longer than that.
+    let http = reqwest::Client::builder()
+        .cookie_provider(ada.jar.clone())
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut response = http
         .get(app.url("/profile/export"))
         .send()
         .await
@@ -646,7 +653,8 @@ async fn an_export_of_100000_messages_streams_in_bounded_memory() {
         .load(std::sync::atomic::Ordering::Relaxed)
         .saturating_sub(before);
     eprintln!(
-        "export of {N} messages: {size} bytes; resident memory before {before} KiB, growth at peak {growth} KiB"
+        "export of {N} messages: {size} bytes in {:?}; resident memory before {before} KiB, growth at peak {growth} KiB",
+        started.elapsed()
     );
 
     let export: serde_json::Value =
