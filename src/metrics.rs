@@ -61,6 +61,18 @@ pub struct Metrics {
     /// `natter_listener_reconnects_total`: times the listener lost its connection and listened
     /// again (each followed by a full resync: what was notified meanwhile is gone).
     listener_reconnects: Counter,
+    /// `natter_bus_messages_sent_total`: messages this instance sent to the others (either bus).
+    bus_sent: Counter,
+    /// `natter_bus_messages_received_total`: messages from the others (either bus).
+    bus_received: Counter,
+    /// `natter_bus_fallbacks_total`: times NATS went away and this instance fell back to the
+    /// database poll until it came back.
+    bus_fallbacks: Counter,
+    /// `natter_hub_catch_ups_total`: times a hub read from the store events it was not handed
+    /// (other instances' posts under NOTIFY, gaps, the poll): database reads per post.
+    hub_catch_ups: Counter,
+    /// `natter_bus_up`: 1 while the bus carries news between instances (0 while NATS is away).
+    bus_up: Gauge,
     /// `natter_http_responses_total{status}`
     http: HttpResponses,
     /// `natter_delivery_latency_seconds`, and `natter_deliveries_total` (its count).
@@ -80,6 +92,11 @@ impl Default for Metrics {
             gap_fills: Counter::default(),
             notifications: Counter::default(),
             listener_reconnects: Counter::default(),
+            bus_sent: Counter::default(),
+            bus_received: Counter::default(),
+            bus_fallbacks: Counter::default(),
+            hub_catch_ups: Counter::default(),
+            bus_up: Gauge::default(),
             http: HttpResponses::default(),
             latency: Latency::default(),
             registry: Registry::default(),
@@ -130,6 +147,31 @@ impl Default for Metrics {
             "natter_listener_reconnects",
             "Times the notification listener reconnected after losing its connection",
             m.listener_reconnects.clone(),
+        );
+        r.register(
+            "natter_bus_messages_sent",
+            "Messages sent to other instances (PostgreSQL NOTIFY or NATS)",
+            m.bus_sent.clone(),
+        );
+        r.register(
+            "natter_bus_messages_received",
+            "Messages received from other instances (PostgreSQL NOTIFY or NATS)",
+            m.bus_received.clone(),
+        );
+        r.register(
+            "natter_bus_fallbacks",
+            "Times NATS went away and live updates between instances fell back to the database poll",
+            m.bus_fallbacks.clone(),
+        );
+        r.register(
+            "natter_hub_catch_ups",
+            "Times a hub read events from the store that it was not handed",
+            m.hub_catch_ups.clone(),
+        );
+        r.register(
+            "natter_bus_up",
+            "Whether NATS carries live updates between instances (1) or the poll does (0)",
+            m.bus_up.clone(),
         );
         r.register(
             "natter_http_responses",
@@ -186,6 +228,29 @@ impl Metrics {
     /// Counts a notification from another instance.
     pub fn notified(&self) {
         self.notifications.inc();
+    }
+
+    /// Counts a message sent to the other instances.
+    pub fn bus_sent(&self) {
+        self.bus_sent.inc();
+    }
+
+    /// Counts a message received from the other instances.
+    pub fn bus_received(&self) {
+        self.bus_received.inc();
+    }
+
+    /// Counts a hub's read of events it was not handed.
+    pub fn hub_caught_up(&self) {
+        self.hub_catch_ups.inc();
+    }
+
+    /// NATS came (back) or went away; counts a fallback when it went.
+    pub fn bus_up(&self, up: bool) {
+        self.bus_up.set(i64::from(up));
+        if !up {
+            self.bus_fallbacks.inc();
+        }
     }
 
     /// Counts a reconnect of the notification listener.
@@ -360,6 +425,10 @@ mod tests {
         m.gap_filled();
         m.notified();
         m.listener_reconnected();
+        m.bus_sent();
+        m.bus_received();
+        m.bus_up(false);
+        m.hub_caught_up();
         m.http_response(101);
         m.http_response(303);
         m.http_response(600);
@@ -394,6 +463,21 @@ natter_notifications_received_total 1
 # HELP natter_listener_reconnects_total Times the notification listener reconnected after losing its connection.
 # TYPE natter_listener_reconnects_total counter
 natter_listener_reconnects_total 1
+# HELP natter_bus_messages_sent_total Messages sent to other instances (PostgreSQL NOTIFY or NATS).
+# TYPE natter_bus_messages_sent_total counter
+natter_bus_messages_sent_total 1
+# HELP natter_bus_messages_received_total Messages received from other instances (PostgreSQL NOTIFY or NATS).
+# TYPE natter_bus_messages_received_total counter
+natter_bus_messages_received_total 1
+# HELP natter_bus_fallbacks_total Times NATS went away and live updates between instances fell back to the database poll.
+# TYPE natter_bus_fallbacks_total counter
+natter_bus_fallbacks_total 1
+# HELP natter_hub_catch_ups_total Times a hub read events from the store that it was not handed.
+# TYPE natter_hub_catch_ups_total counter
+natter_hub_catch_ups_total 1
+# HELP natter_bus_up Whether NATS carries live updates between instances (1) or the poll does (0).
+# TYPE natter_bus_up gauge
+natter_bus_up 0
 # HELP natter_http_responses_total HTTP responses by status code.
 # TYPE natter_http_responses_total counter
 natter_http_responses_total{status="101"} 1
