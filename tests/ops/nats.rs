@@ -308,3 +308,35 @@ async fn an_instance_starts_and_serves_while_nats_is_unreachable() {
         "connected once the server is there"
     );
 }
+
+/// `natter-load cross` (the benchmark, README: Benchmarks) runs small on both buses across
+/// three instances: every post reaches both other instances (or the run fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natter_load_cross_runs_across_three_instances_on_both_buses() {
+    if !crate::procs::NatsServer::available() || pg().await.is_none() {
+        return;
+    }
+    let admin = std::env::var("NATTER_TEST_POSTGRES_URL").expect("pg() found it");
+    for bus in ["notify", "nats"] {
+        let admin = admin.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_natter-load"))
+                .args(["cross", "--instances", "3", "--posts", "20", "--no-pin"])
+                .args(["--bus", bus, "--postgres-url", &admin])
+                .env(
+                    "PATH",
+                    std::env::var("PATH").unwrap_or_default() + ":/usr/sbin",
+                )
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("natter-load runs");
+        let output = String::from_utf8_lossy(&run.stdout) + String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{bus}: {output}");
+        assert!(
+            output.contains("database reads by receiving instances per post"),
+            "{bus}: {output}"
+        );
+    }
+}
