@@ -56,7 +56,7 @@ pub struct Metrics {
     /// from the store.
     gap_fills: Counter,
     /// `natter_notifications_received_total`: notifications from other instances received by
-    /// this one's listener (PostgreSQL).
+    /// this one (PostgreSQL NOTIFY or NATS).
     notifications: Counter,
     /// `natter_listener_reconnects_total`: times the listener lost its connection and listened
     /// again (each followed by a full resync: what was notified meanwhile is gone).
@@ -71,7 +71,8 @@ pub struct Metrics {
     /// `natter_hub_catch_ups_total`: times a hub read from the store events it was not handed
     /// (other instances' posts under NOTIFY, gaps, the poll): database reads per post.
     hub_catch_ups: Counter,
-    /// `natter_bus_up`: 1 while the bus carries news between instances (0 while NATS is away).
+    /// `natter_bus_up`: 1 while a bus carries news between instances (NOTIFY: always; NATS:
+    /// while connected), 0 while NATS is away (and on SQLite, which has no bus).
     bus_up: Gauge,
     /// `natter_http_responses_total{status}`
     http: HttpResponses,
@@ -140,7 +141,7 @@ impl Default for Metrics {
         );
         r.register(
             "natter_notifications_received",
-            "Notifications from other instances received (PostgreSQL)",
+            "Notifications from other instances received (PostgreSQL NOTIFY or NATS)",
             m.notifications.clone(),
         );
         r.register(
@@ -170,7 +171,7 @@ impl Default for Metrics {
         );
         r.register(
             "natter_bus_up",
-            "Whether NATS carries live updates between instances (1) or the poll does (0)",
+            "Whether a bus carries live updates between instances (1) or only the poll does (0)",
             m.bus_up.clone(),
         );
         r.register(
@@ -245,12 +246,15 @@ impl Metrics {
         self.hub_catch_ups.inc();
     }
 
-    /// NATS came (back) or went away; counts a fallback when it went.
+    /// Whether the bus carries news between instances now.
     pub fn bus_up(&self, up: bool) {
         self.bus_up.set(i64::from(up));
-        if !up {
-            self.bus_fallbacks.inc();
-        }
+    }
+
+    /// NATS went away: counts a fallback to the poll.
+    pub fn bus_fell_back(&self) {
+        self.bus_up(false);
+        self.bus_fallbacks.inc();
     }
 
     /// Counts a reconnect of the notification listener.
@@ -427,7 +431,7 @@ mod tests {
         m.listener_reconnected();
         m.bus_sent();
         m.bus_received();
-        m.bus_up(false);
+        m.bus_fell_back();
         m.hub_caught_up();
         m.http_response(101);
         m.http_response(303);
@@ -457,7 +461,7 @@ natter_resyncs_total 1
 # HELP natter_gap_fills_total Message gaps filled from the store.
 # TYPE natter_gap_fills_total counter
 natter_gap_fills_total 1
-# HELP natter_notifications_received_total Notifications from other instances received (PostgreSQL).
+# HELP natter_notifications_received_total Notifications from other instances received (PostgreSQL NOTIFY or NATS).
 # TYPE natter_notifications_received_total counter
 natter_notifications_received_total 1
 # HELP natter_listener_reconnects_total Times the notification listener reconnected after losing its connection.
@@ -475,7 +479,7 @@ natter_bus_fallbacks_total 1
 # HELP natter_hub_catch_ups_total Times a hub read events from the store that it was not handed.
 # TYPE natter_hub_catch_ups_total counter
 natter_hub_catch_ups_total 1
-# HELP natter_bus_up Whether NATS carries live updates between instances (1) or the poll does (0).
+# HELP natter_bus_up Whether a bus carries live updates between instances (1) or only the poll does (0).
 # TYPE natter_bus_up gauge
 natter_bus_up 0
 # HELP natter_http_responses_total HTTP responses by status code.

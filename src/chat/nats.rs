@@ -425,7 +425,7 @@ async fn on_event(
         }
         Event::Disconnected => {
             up.store(false, Ordering::Relaxed);
-            metrics.bus_up(false);
+            metrics.bus_fell_back();
             tracing::warn!(
                 "NATS connection lost; live updates between instances fall back to the database poll until it is back"
             );

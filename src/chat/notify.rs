@@ -38,6 +38,7 @@ pub struct Notify {
 
 impl Notify {
     pub fn new(store: Store, instance: String, metrics: Arc<Metrics>) -> Self {
+        metrics.bus_up(true);
         Self {
             store,
             instance,
