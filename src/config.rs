@@ -331,6 +331,43 @@ pub struct Config {
     pub refuse_websockets: bool,
     /// Attachments.
     pub files: FilesConfig,
+    /// `NATTER_BUS`: NATS servers (`nats://host:4222`, several for a cluster) that carry news
+    /// between instances; `None`: PostgreSQL NOTIFY (or nothing, on SQLite).
+    pub bus: Option<Vec<Url>>,
+}
+
+/// Reads `NATTER_BUS`: blank or `postgres` for PostgreSQL NOTIFY, else one or more
+/// `nats://host:port` (or `tls://`) addresses; PostgreSQL only (one SQLite instance has no
+/// other to talk to).
+fn parse_bus(text: &str, database_url: &DatabaseUrl) -> Result<Option<Vec<Url>>, String> {
+    let text = text.trim();
+    if text.is_empty() || text == "postgres" {
+        return Ok(None);
+    }
+    let bad = |what: String| {
+        format!(
+            "NATTER_BUS must be postgres or nats://host:port (commas between the servers of a cluster): {what}"
+        )
+    };
+    let mut servers = Vec::new();
+    for server in text.split(',').map(str::trim) {
+        let url = Url::parse(server).map_err(|_| bad(format!("{server:?} is not a URL")))?;
+        if !matches!(url.scheme(), "nats" | "tls") {
+            return Err(bad(format!(
+                "{server:?} is not a nats:// or tls:// address"
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) || url.port().is_none() {
+            return Err(bad(format!("{server:?} needs a host and a port")));
+        }
+        servers.push(url);
+    }
+    if database_url.is_sqlite() {
+        return Err(
+            "NATTER_BUS=nats://… needs PostgreSQL: with SQLite natter is one instance".into(),
+        );
+    }
+    Ok(Some(servers))
 }
 
 /// Why `Config::from_env_and_args` gave no configuration.
@@ -600,6 +637,11 @@ struct Args {
         default_value = DEFAULT_HUB_CAPACITY
     )]
     hub_capacity: String,
+
+    /// How instances tell each other what happened: postgres (NOTIFY, the default) or
+    /// nats://host:4222 (commas between the servers of a cluster)
+    #[arg(long, env = "NATTER_BUS", value_name = "postgres|nats://HOST:PORT")]
+    bus: Option<String>,
 
     /// Database connections for requests, 2 to 1000 (by default 16 on PostgreSQL; 2 per core,
     /// at most 8, on SQLite)
@@ -877,6 +919,8 @@ impl Args {
             ),
         };
 
+        let bus = parse_bus(self.bus.as_deref().unwrap_or(""), &database_url)?;
+
         let drain = parse_duration(or_default(&self.drain, DEFAULT_DRAIN))
             // The drain and finishing requests share the 10 s a restart may take.
             .filter(|d| *d <= Duration::from_secs(5))
@@ -933,6 +977,7 @@ impl Args {
             db_pool,
             drain,
             refuse_websockets,
+            bus,
         })
     }
 }
@@ -1477,6 +1522,25 @@ mod tests {
     }
 
     #[test]
+    fn the_bus_is_nats_only_on_postgresql() {
+        let pg = ("NATTER_DATABASE_URL", "postgres://u@127.0.0.1/natter");
+        assert!(config(&[pg], &[]).unwrap().bus.is_none());
+        assert!(
+            config(&[pg, ("NATTER_BUS", "postgres")], &[])
+                .unwrap()
+                .bus
+                .is_none()
+        );
+        let c = config(&[pg, ("NATTER_BUS", "nats://a:4222, nats://b:4223")], &[]).unwrap();
+        let servers: Vec<String> = c.bus.unwrap().iter().map(|u| u.to_string()).collect();
+        assert_eq!(servers, ["nats://a:4222", "nats://b:4223"]);
+        assert_eq!(
+            config(&[("NATTER_BUS", "nats://127.0.0.1:4222")], &[]).unwrap_err(),
+            "NATTER_BUS=nats://… needs PostgreSQL: with SQLite natter is one instance"
+        );
+    }
+
+    #[test]
     fn flag_mistakes_are_sentences() {
         assert_eq!(
             config(&[], &["--frobnicate", "1"]).unwrap_err(),
@@ -1543,6 +1607,16 @@ mod tests {
                 "NATTER_SESSION_DAYS",
                 "0",
                 "NATTER_SESSION_DAYS must be a whole number of days from 1 to 3650",
+            ),
+            (
+                "NATTER_BUS",
+                "http://127.0.0.1:4222",
+                "NATTER_BUS must be postgres or nats://host:port (commas between the servers of a cluster): \"http://127.0.0.1:4222\" is not a nats:// or tls:// address",
+            ),
+            (
+                "NATTER_BUS",
+                "nats://127.0.0.1",
+                "NATTER_BUS must be postgres or nats://host:port (commas between the servers of a cluster): \"nats://127.0.0.1\" needs a host and a port",
             ),
             (
                 "NATTER_HUB_CAPACITY",

@@ -203,10 +203,11 @@ pub async fn build(config: Config) -> Result<State, String> {
         store.clone(),
         commits,
         config.hub_capacity,
+        config.bus.as_deref(),
         metrics.clone(),
         background.clone(),
     )
-    .await;
+    .await?;
     Ok(Arc::new(AppState {
         config,
         store,

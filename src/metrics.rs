@@ -56,11 +56,24 @@ pub struct Metrics {
     /// from the store.
     gap_fills: Counter,
     /// `natter_notifications_received_total`: notifications from other instances received by
-    /// this one's listener (PostgreSQL).
+    /// this one (PostgreSQL NOTIFY or NATS).
     notifications: Counter,
     /// `natter_listener_reconnects_total`: times the listener lost its connection and listened
     /// again (each followed by a full resync: what was notified meanwhile is gone).
     listener_reconnects: Counter,
+    /// `natter_bus_messages_sent_total`: messages this instance sent to the others (either bus).
+    bus_sent: Counter,
+    /// `natter_bus_messages_received_total`: messages from the others (either bus).
+    bus_received: Counter,
+    /// `natter_bus_fallbacks_total`: times NATS went away and this instance fell back to the
+    /// database poll until it came back.
+    bus_fallbacks: Counter,
+    /// `natter_hub_catch_ups_total`: times a hub read from the store events it was not handed
+    /// (other instances' posts under NOTIFY, gaps, the poll): database reads per post.
+    hub_catch_ups: Counter,
+    /// `natter_bus_up`: 1 while a bus carries news between instances (NOTIFY: always; NATS:
+    /// while connected), 0 while NATS is away (and on SQLite, which has no bus).
+    bus_up: Gauge,
     /// `natter_http_responses_total{status}`
     http: HttpResponses,
     /// `natter_delivery_latency_seconds`, and `natter_deliveries_total` (its count).
@@ -80,6 +93,11 @@ impl Default for Metrics {
             gap_fills: Counter::default(),
             notifications: Counter::default(),
             listener_reconnects: Counter::default(),
+            bus_sent: Counter::default(),
+            bus_received: Counter::default(),
+            bus_fallbacks: Counter::default(),
+            hub_catch_ups: Counter::default(),
+            bus_up: Gauge::default(),
             http: HttpResponses::default(),
             latency: Latency::default(),
             registry: Registry::default(),
@@ -123,13 +141,38 @@ impl Default for Metrics {
         );
         r.register(
             "natter_notifications_received",
-            "Notifications from other instances received (PostgreSQL)",
+            "Notifications from other instances received (PostgreSQL NOTIFY or NATS)",
             m.notifications.clone(),
         );
         r.register(
             "natter_listener_reconnects",
             "Times the notification listener reconnected after losing its connection",
             m.listener_reconnects.clone(),
+        );
+        r.register(
+            "natter_bus_messages_sent",
+            "Messages sent to other instances (PostgreSQL NOTIFY or NATS)",
+            m.bus_sent.clone(),
+        );
+        r.register(
+            "natter_bus_messages_received",
+            "Messages received from other instances (PostgreSQL NOTIFY or NATS)",
+            m.bus_received.clone(),
+        );
+        r.register(
+            "natter_bus_fallbacks",
+            "Times NATS went away and live updates between instances fell back to the database poll",
+            m.bus_fallbacks.clone(),
+        );
+        r.register(
+            "natter_hub_catch_ups",
+            "Times a hub read events from the store that it was not handed",
+            m.hub_catch_ups.clone(),
+        );
+        r.register(
+            "natter_bus_up",
+            "Whether a bus carries live updates between instances (1) or only the poll does (0)",
+            m.bus_up.clone(),
         );
         r.register(
             "natter_http_responses",
@@ -186,6 +229,32 @@ impl Metrics {
     /// Counts a notification from another instance.
     pub fn notified(&self) {
         self.notifications.inc();
+    }
+
+    /// Counts a message sent to the other instances.
+    pub fn bus_sent(&self) {
+        self.bus_sent.inc();
+    }
+
+    /// Counts a message received from the other instances.
+    pub fn bus_received(&self) {
+        self.bus_received.inc();
+    }
+
+    /// Counts a hub's read of events it was not handed.
+    pub fn hub_caught_up(&self) {
+        self.hub_catch_ups.inc();
+    }
+
+    /// Whether the bus carries news between instances now.
+    pub fn bus_up(&self, up: bool) {
+        self.bus_up.set(i64::from(up));
+    }
+
+    /// NATS went away: counts a fallback to the poll.
+    pub fn bus_fell_back(&self) {
+        self.bus_up(false);
+        self.bus_fallbacks.inc();
     }
 
     /// Counts a reconnect of the notification listener.
@@ -360,6 +429,10 @@ mod tests {
         m.gap_filled();
         m.notified();
         m.listener_reconnected();
+        m.bus_sent();
+        m.bus_received();
+        m.bus_fell_back();
+        m.hub_caught_up();
         m.http_response(101);
         m.http_response(303);
         m.http_response(600);
@@ -388,12 +461,27 @@ natter_resyncs_total 1
 # HELP natter_gap_fills_total Message gaps filled from the store.
 # TYPE natter_gap_fills_total counter
 natter_gap_fills_total 1
-# HELP natter_notifications_received_total Notifications from other instances received (PostgreSQL).
+# HELP natter_notifications_received_total Notifications from other instances received (PostgreSQL NOTIFY or NATS).
 # TYPE natter_notifications_received_total counter
 natter_notifications_received_total 1
 # HELP natter_listener_reconnects_total Times the notification listener reconnected after losing its connection.
 # TYPE natter_listener_reconnects_total counter
 natter_listener_reconnects_total 1
+# HELP natter_bus_messages_sent_total Messages sent to other instances (PostgreSQL NOTIFY or NATS).
+# TYPE natter_bus_messages_sent_total counter
+natter_bus_messages_sent_total 1
+# HELP natter_bus_messages_received_total Messages received from other instances (PostgreSQL NOTIFY or NATS).
+# TYPE natter_bus_messages_received_total counter
+natter_bus_messages_received_total 1
+# HELP natter_bus_fallbacks_total Times NATS went away and live updates between instances fell back to the database poll.
+# TYPE natter_bus_fallbacks_total counter
+natter_bus_fallbacks_total 1
+# HELP natter_hub_catch_ups_total Times a hub read events from the store that it was not handed.
+# TYPE natter_hub_catch_ups_total counter
+natter_hub_catch_ups_total 1
+# HELP natter_bus_up Whether a bus carries live updates between instances (1) or only the poll does (0).
+# TYPE natter_bus_up gauge
+natter_bus_up 0
 # HELP natter_http_responses_total HTTP responses by status code.
 # TYPE natter_http_responses_total counter
 natter_http_responses_total{status="101"} 1

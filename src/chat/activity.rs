@@ -31,7 +31,10 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::Chat;
+use super::{
+    Chat,
+    bus::{Bus, Watching},
+};
 use crate::{
     store::{Message, UNREAD_CAP},
     views::unread::{Run, activity_frame},
@@ -64,6 +67,9 @@ struct Followers {
     rooms: HashMap<i64, RoomFollowers>,
     /// Browsers with activity waiting for the next flush.
     dirty: HashSet<SessionKey>,
+    /// The bus, to hear of followed rooms' messages from other instances (NATS routes a
+    /// room's news only to instances that subscribed to it).
+    bus: Option<Bus>,
 }
 
 /// One browser's follow.
@@ -83,13 +89,19 @@ struct RoomFollowers {
     sessions: HashSet<SessionKey>,
     /// The newest seq announced (`None`: not known yet); older ones are not announced again.
     announced: Option<i64>,
+    /// Keeps this instance subscribed to the room's news while someone here follows it.
+    _watching: Option<Watching>,
 }
 
 impl Followers {
     /// `session` follows `room_id`, whose newest seq is `seq` if known: announcing starts
     /// after it, unless another browser here follows the room already.
     fn add_room(&mut self, session: &SessionKey, room_id: i64, seq: Option<i64>) {
-        let room = self.rooms.entry(room_id).or_default();
+        let bus = &self.bus;
+        let room = self.rooms.entry(room_id).or_insert_with(|| RoomFollowers {
+            _watching: bus.as_ref().map(|bus| bus.watch(room_id).0),
+            ..Default::default()
+        });
         room.sessions.insert(session.clone());
         room.announced = room.announced.or(seq);
     }
@@ -105,6 +117,16 @@ impl Followers {
 }
 
 impl Activity {
+    /// Who follows what, with the bus to subscribe to followed rooms through.
+    pub(super) fn new(bus: Option<Bus>) -> Self {
+        Self {
+            state: Mutex::new(Followers {
+                bus,
+                ..Default::default()
+            }),
+        }
+    }
+
     /// Socket `conn` of a browser whose follow exists here joins it; `None` when the browser
     /// has no socket here yet (`follow` then, with its rooms).
     pub(super) fn attach(&self, conn: u64, session: &[u8]) -> Option<mpsc::Receiver<Utf8Bytes>> {
@@ -215,6 +237,7 @@ impl Activity {
             sessions,
             rooms,
             dirty,
+            ..
         } = &mut *state;
         let Some(room) = rooms.get_mut(&room_id) else {
             return;

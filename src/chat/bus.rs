@@ -1,334 +1,205 @@
-//! Several instances on one PostgreSQL database talk through one notification channel,
-//! `natter`. Every payload starts with the sending instance's id (instances ignore their own)
-//! and a kind:
+//! How instances on one PostgreSQL database tell each other what happened: one interface, two
+//! carriers, chosen at start (`NATTER_BUS`).
 //!
-//! | payload | meaning |
-//! |---|---|
-//! | `{id} m {room}:{seq},…` | messages up to `seq` are committed in `room` |
-//! | `{id} p {room} {user}` | `user`'s presence in `room` changed |
-//! | `{id} j {room} {user}` | `user` joined `room` |
-//! | `{id} l {room} {user}` | `user` left `room` (close their sockets: 4404) |
-//! | `{id} r {room} {user}` | `user` was removed from `room` (close their sockets: 4404 `removed`) |
-//! | `{id} s {hex},…` | these sessions ended (close their sockets: 4401) |
-//! | `{id} t {room} {user}` | `user` is typing in `room` (shown for a few seconds) |
+//! - PostgreSQL NOTIFY (`notify.rs`, the default): every instance hears every room's news and
+//!   reads new messages back from the store. Nothing else to run, but database reads grow as
+//!   instances × posts and NOTIFY is one cluster-wide queue.
+//! - NATS (`nats.rs`): each instance subscribes only to the rooms it serves, and a post carries
+//!   its messages and rendered frames, so receivers read nothing back.
 //!
-//! Notifications only say *where to look*: receivers read the store by cursor, so a lost or
-//! repeated notification costs a little work, never a lost or doubled message. A periodic poll of
-//! active rooms and a full resync after the listener reconnects are the safety net.
+//! Either way the store stays the truth: what the bus says is a shortcut, and a lost or
+//! repeated word costs a little work, never a lost or doubled message (gap-fill, the resync
+//! after a reconnect and the periodic poll repair it; DESIGN.md §6, §7).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
-use super::Job;
-use crate::{metrics::Metrics, store::Store};
+use super::{Job, nats::Nats, notify::Notify};
+use crate::{
+    metrics::Metrics,
+    store::{Message, Store},
+};
 
-/// NOTIFY payloads must stay under 8000 bytes.
-const MAX_PAYLOAD: usize = 7000;
-
-/// Sends this instance's news to the others.
+/// This instance's way to the others.
 #[derive(Clone)]
-pub struct Bus {
-    store: Store,
-    pub instance: String,
+pub enum Bus {
+    /// PostgreSQL NOTIFY on the channel `natter`.
+    Notify(Notify),
+    /// NATS, subject per room.
+    Nats(Nats),
+}
+
+/// One room's committed events as this instance published them.
+#[derive(Debug)]
+pub struct Posted {
+    /// The room.
+    pub room_id: i64,
+    /// Its events, ascending: the last one's `event` is the room's newest seq.
+    pub events: Vec<Message>,
+    /// The frames this instance's hub rendered for them, if it had a hub for the room.
+    pub rendered: Option<Rendered>,
+}
+
+/// Frames rendered for a run of events: one per event, valid for a hub whose last appended
+/// message is `after` (a message groups under the one before it) and that has published
+/// everything before the first event.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The seq of the message the first frame was rendered after, if any.
+    pub after: Option<i64>,
+    /// One frame per event.
+    pub frames: Vec<Utf8Bytes>,
+}
+
+/// Keeps this instance subscribed to a room while it lives (NATS; nothing with NOTIFY, which
+/// hears every room anyway).
+pub struct Watching {
+    /// Held for its `Drop` (which unsubscribes).
+    _watch: Option<super::nats::Watch>,
 }
 
 impl Bus {
-    pub fn new(store: Store) -> Self {
+    /// Connects the bus `servers` name (NATS) or PostgreSQL NOTIFY, and starts listening:
+    /// what others say becomes `jobs`. `listening` hears once the bus first listens. Fails
+    /// only on addresses NATS cannot use: an unreachable server is retried in the background.
+    pub async fn start(
+        servers: Option<&[Url]>,
+        store: &Store,
+        jobs: mpsc::Sender<Job>,
+        metrics: Arc<Metrics>,
+        listening: oneshot::Sender<()>,
+        stop: CancellationToken,
+    ) -> Result<Bus, String> {
         let instance = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-        Self { store, instance }
+        match servers {
+            Some(servers) => Ok(Bus::Nats(
+                Nats::start(servers, instance, jobs, metrics, listening).await?,
+            )),
+            None => {
+                tokio::spawn(super::notify::listen(
+                    store.clone(),
+                    instance.clone(),
+                    jobs,
+                    metrics.clone(),
+                    listening,
+                    stop,
+                ));
+                Ok(Bus::Notify(Notify::new(store.clone(), instance, metrics)))
+            }
+        }
     }
 
-    async fn send(&self, payload: String) {
-        if let Err(e) = self.store.notify(&payload).await {
-            // Others catch up through their poll; nothing is lost, only later.
-            tracing::warn!(error = %e, "could not notify other instances");
+    /// This instance's id (its heartbeat and presence rows).
+    pub fn instance(&self) -> &str {
+        match self {
+            Bus::Notify(bus) => bus.instance(),
+            Bus::Nats(bus) => bus.instance(),
         }
     }
 
-    /// Messages up to these seqs are committed (room, seq), after the commit.
-    pub async fn committed(&self, rooms: &[(i64, i64)]) {
-        let mut payload = String::new();
-        for (room, seq) in rooms {
-            if payload.len() > MAX_PAYLOAD {
-                self.send(std::mem::take(&mut payload)).await;
-            }
-            if payload.is_empty() {
-                payload = format!("{} m ", self.instance);
-            } else {
-                payload.push(',');
-            }
-            payload.push_str(&format!("{room}:{seq}"));
-        }
-        if !payload.is_empty() {
-            self.send(payload).await;
+    /// Which bus, for the log.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Bus::Notify(_) => "PostgreSQL NOTIFY",
+            Bus::Nats(_) => "NATS",
         }
     }
 
-    pub async fn presence(&self, room_id: i64, user_id: i64) {
-        self.send(format!("{} p {room_id} {user_id}", self.instance))
-            .await;
+    /// Whether posts should carry their events (NATS), so `Posted::events` is worth filling.
+    pub fn carries_events(&self) -> bool {
+        matches!(self, Bus::Nats(_))
     }
 
-    pub async fn joined(&self, room_id: i64, user_id: i64) {
-        self.send(format!("{} j {room_id} {user_id}", self.instance))
-            .await;
-    }
-
-    pub async fn typing(&self, room_id: i64, user_id: i64) {
-        self.send(format!("{} t {room_id} {user_id}", self.instance))
-            .await;
-    }
-
-    pub async fn left(&self, room_id: i64, user_id: i64) {
-        self.send(format!("{} l {room_id} {user_id}", self.instance))
-            .await;
-    }
-
-    pub async fn removed(&self, room_id: i64, user_id: i64) {
-        self.send(format!("{} r {room_id} {user_id}", self.instance))
-            .await;
-    }
-
-    pub async fn sessions_ended(&self, sessions: &[Vec<u8>]) {
-        let mut payload = String::new();
-        for hash in sessions {
-            if payload.len() > MAX_PAYLOAD {
-                self.send(std::mem::take(&mut payload)).await;
-            }
-            if payload.is_empty() {
-                payload = format!("{} s ", self.instance);
-            } else {
-                payload.push(',');
-            }
-            payload.push_str(&hex(hash));
-        }
-        if !payload.is_empty() {
-            self.send(payload).await;
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Turns another instance's payload into publisher jobs (none for our own or garbage).
-pub fn parse(payload: &str, own: &str) -> Vec<Job> {
-    let mut parts = payload.splitn(3, ' ');
-    let (Some(sender), Some(kind), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
-        return Vec::new();
-    };
-    if sender == own {
-        return Vec::new();
-    }
-    let pair = |rest: &str| -> Option<(i64, i64)> {
-        let (a, b) = rest.split_once(' ')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
-    };
-    match kind {
-        "m" => rest
-            .split(',')
-            .filter_map(|item| {
-                let (room, seq) = item.split_once(':')?;
-                Some(Job::Upto {
-                    room_id: room.parse().ok()?,
-                    seq: seq.parse().ok()?,
-                })
-            })
-            .collect(),
-        "p" => pair(rest)
-            .map(|(room_id, user_id)| Job::Presence { room_id, user_id })
-            .into_iter()
-            .collect(),
-        "j" => pair(rest)
-            .map(|(room_id, user_id)| Job::Joined { room_id, user_id })
-            .into_iter()
-            .collect(),
-        "l" => pair(rest)
-            .map(|(room_id, user_id)| Job::Left { room_id, user_id })
-            .into_iter()
-            .collect(),
-        "r" => pair(rest)
-            .map(|(room_id, user_id)| Job::Removed { room_id, user_id })
-            .into_iter()
-            .collect(),
-        "t" => pair(rest)
-            .map(|(room_id, user_id)| Job::Typing { room_id, user_id })
-            .into_iter()
-            .collect(),
-        "s" => vec![Job::SessionsEnded(
-            rest.split(',').filter_map(unhex).collect(),
-        )],
-        _ => Vec::new(),
-    }
-}
-
-/// Listens on the channel until `stop`, reconnecting after a lost connection. Every LISTEN,
-/// the first included, is followed by a full resync (`Job::Listening`): what was notified
-/// before it is gone. `listening` hears of the first LISTEN.
-///
-/// The listener has a connection of its own, outside the pool: a `PgListener` made from the
-/// pool would hold one of the pool's connections for as long as it lives, leaving requests
-/// one fewer than `NATTER_DB_POOL`. So an instance opens at most the pool plus one.
-pub async fn listen(
-    store: Store,
-    own: String,
-    jobs: mpsc::Sender<Job>,
-    metrics: Arc<Metrics>,
-    listening: oneshot::Sender<()>,
-    stop: CancellationToken,
-) {
-    let mut listening = Some(listening);
-    let Some(pool) = store.postgres_pool() else {
-        return;
-    };
-    let options = (*pool.connect_options())
-        .clone()
-        .application_name("natter listener");
-    let connection = PgPoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
-    loop {
-        let mut listener = match PgListener::connect_with(&connection).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::warn!(error = %e, "notification listener cannot connect; retrying");
-                if sleep_or_stop(&stop, Duration::from_secs(1)).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen("natter").await {
-            tracing::warn!(error = %e, "LISTEN failed; retrying");
-            drop(listener);
-            if sleep_or_stop(&stop, Duration::from_secs(1)).await {
-                break;
-            }
-            continue;
-        }
-        if jobs.send(Job::Listening).await.is_err() {
-            break;
-        }
-        match listening.take() {
-            Some(first) => {
-                let _ = first.send(());
-            }
-            None => reconnected(&metrics),
-        }
-        loop {
-            let received = tokio::select! {
-                _ = stop.cancelled() => {
-                    drop(listener);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), connection.close()).await;
-                    return;
-                }
-                received = listener.try_recv() => received,
-            };
-            match received {
-                Ok(Some(notification)) => {
-                    let news = parse(notification.payload(), &own);
-                    if !news.is_empty() {
-                        metrics.notified();
-                    }
-                    for job in news {
-                        if jobs.send(job).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                // The connection was lost and sqlx has already listened again on a new one.
-                Ok(None) => {
-                    tracing::warn!("notification listener lost its connection");
-                    reconnected(&metrics);
-                    if jobs.send(Job::Listening).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "notification listener failed");
-                    break;
-                }
+    /// Subscribes to a room's news while the returned guard lives, and a receiver that hears
+    /// once the subscription is in place (NATS only: NOTIFY hears everything).
+    pub fn watch(&self, room_id: i64) -> (Watching, Option<oneshot::Receiver<()>>) {
+        match self {
+            Bus::Notify(_) => (Watching { _watch: None }, None),
+            Bus::Nats(bus) => {
+                let (watch, ready) = bus.watch(room_id);
+                (
+                    Watching {
+                        _watch: Some(watch),
+                    },
+                    ready,
+                )
             }
         }
-        drop(listener);
-        if sleep_or_stop(&stop, Duration::from_millis(200)).await {
-            break;
+    }
+
+    /// Why the bus cannot carry news right now, if it cannot (for `/readyz`).
+    pub fn trouble(&self) -> Option<&'static str> {
+        match self {
+            Bus::Notify(_) => None,
+            Bus::Nats(bus) => (!bus.is_up()).then_some(
+                "NATS unreachable: live updates between instances fall back to the database poll (every 3 s)",
+            ),
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), connection.close()).await;
-}
 
-/// Counts a reconnect.
-fn reconnected(metrics: &Metrics) {
-    tracing::info!(
-        "notification listener reconnected; resyncing active rooms, members and sessions"
-    );
-    metrics.listener_reconnected();
-}
-
-/// Sleeps; true if `stop` came first.
-async fn sleep_or_stop(stop: &CancellationToken, pause: Duration) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => true,
-        _ = tokio::time::sleep(pause) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_round_trip_and_own_ones_are_ignored() {
-        let jobs = parse("abc m 1:5,2:7", "me");
-        assert_eq!(jobs.len(), 2);
-        assert!(matches!(jobs[1], Job::Upto { room_id: 2, seq: 7 }));
-        assert!(parse("me m 1:5", "me").is_empty());
-        assert!(matches!(
-            parse("x l 3 4", "me")[0],
-            Job::Left {
-                room_id: 3,
-                user_id: 4
-            }
-        ));
-        let Job::SessionsEnded(hashes) =
-            &parse(&format!("x s {},{}", hex(&[1, 255]), hex(&[0])), "me")[0]
-        else {
-            panic!()
-        };
-        assert_eq!(hashes, &vec![vec![1, 255], vec![0]]);
-        assert!(matches!(
-            parse("x t 5 6", "me")[0],
-            Job::Typing {
-                room_id: 5,
-                user_id: 6
-            }
-        ));
-        for garbage in ["", "x", "x m", "x m nope", "x p 1", "x q 1 2", "x s zz"] {
-            assert!(
-                parse(garbage, "me")
+    /// Messages are committed (after the commit).
+    pub async fn committed(&self, posts: Vec<Posted>) {
+        match self {
+            Bus::Notify(bus) => {
+                let newest: Vec<(i64, i64)> = posts
                     .iter()
-                    .all(|j| matches!(j, Job::SessionsEnded(h) if h.is_empty())),
-                "{garbage}"
-            );
+                    .filter_map(|p| Some((p.room_id, p.events.last()?.event)))
+                    .collect();
+                bus.committed(&newest).await;
+            }
+            Bus::Nats(bus) => bus.committed(posts).await,
+        }
+    }
+
+    /// `user_id`'s presence in `room_id` changed.
+    pub async fn presence(&self, room_id: i64, user_id: i64) {
+        match self {
+            Bus::Notify(bus) => bus.presence(room_id, user_id).await,
+            Bus::Nats(bus) => bus.room(room_id, "p", user_id).await,
+        }
+    }
+
+    /// `user_id` joined `room_id`.
+    pub async fn joined(&self, room_id: i64, user_id: i64) {
+        match self {
+            Bus::Notify(bus) => bus.joined(room_id, user_id).await,
+            Bus::Nats(bus) => bus.member(room_id, "j", user_id).await,
+        }
+    }
+
+    /// `user_id` is typing in `room_id`.
+    pub async fn typing(&self, room_id: i64, user_id: i64) {
+        match self {
+            Bus::Notify(bus) => bus.typing(room_id, user_id).await,
+            Bus::Nats(bus) => bus.room(room_id, "t", user_id).await,
+        }
+    }
+
+    /// `user_id` left `room_id`.
+    pub async fn left(&self, room_id: i64, user_id: i64) {
+        match self {
+            Bus::Notify(bus) => bus.left(room_id, user_id).await,
+            Bus::Nats(bus) => bus.member(room_id, "l", user_id).await,
+        }
+    }
+
+    /// `user_id` was removed from `room_id`.
+    pub async fn removed(&self, room_id: i64, user_id: i64) {
+        match self {
+            Bus::Notify(bus) => bus.removed(room_id, user_id).await,
+            Bus::Nats(bus) => bus.member(room_id, "r", user_id).await,
+        }
+    }
+
+    /// These sessions ended (by token hash).
+    pub async fn sessions_ended(&self, sessions: &[Vec<u8>]) {
+        match self {
+            Bus::Notify(bus) => bus.sessions_ended(sessions).await,
+            Bus::Nats(bus) => bus.sessions_ended(sessions).await,
         }
     }
 }

@@ -11,7 +11,10 @@ use async_broadcast::{InactiveReceiver, Receiver, Sender};
 use parking_lot::{Mutex, MutexGuard};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::Event;
+use super::{
+    Event,
+    bus::{Rendered, Watching},
+};
 use crate::{
     store::{Action, Member, Message, Room},
     views::{
@@ -54,6 +57,9 @@ pub struct Hub {
     _keep_open: InactiveReceiver<Event>,
     /// A std mutex: held for bookkeeping only, never across an `.await`.
     state: Mutex<HubState>,
+    /// Keeps this instance subscribed to the room's news from other instances (NATS) for as
+    /// long as the hub lives.
+    _watching: Option<Watching>,
 }
 
 struct HubState {
@@ -139,6 +145,7 @@ impl Hub {
         members: Vec<Member>,
         last: Option<Message>,
         capacity: usize,
+        watching: Option<Watching>,
     ) -> Self {
         let (mut tx, rx) = async_broadcast::broadcast(capacity);
         // Never wait for slow receivers: drop their oldest event and let them resync.
@@ -163,6 +170,7 @@ impl Hub {
                 typing: HashMap::new(),
                 typing_timer: false,
             }),
+            _watching: watching,
         }
     }
 
@@ -204,28 +212,71 @@ impl Hub {
     ///
     /// Only the publisher task calls this, so rendering can happen outside the lock; the
     /// broadcast and the new `published` happen together under it (see `subscribe`).
-    pub(super) fn publish(&self, events: &[Message], upto: i64, committed: Instant) {
+    ///
+    /// Returns the frames when every event was new here (what another instance's hub in the
+    /// same place can broadcast as they are: `publish_rendered`).
+    pub(super) fn publish(
+        &self,
+        events: &[Message],
+        upto: i64,
+        committed: Instant,
+    ) -> Option<Rendered> {
+        self.publish_rendered(events, upto, committed, None)
+    }
+
+    /// As `publish`, broadcasting `rendered` (another instance's frames for `events`) instead
+    /// of rendering when this hub is where that instance's was: everything before the first
+    /// event published, and the same message last appended (the next one groups under it).
+    pub(super) fn publish_rendered(
+        &self,
+        events: &[Message],
+        upto: i64,
+        committed: Instant,
+        rendered: Option<&Rendered>,
+    ) -> Option<Rendered> {
         let (published, last, code) = {
             let state = self.state();
             (state.published, state.last.clone(), state.room.code.clone())
         };
+        let after = last.as_ref().map(|m| m.seq);
+        let ready = rendered.filter(|r| {
+            r.frames.len() == events.len()
+                && r.after == after
+                && events.first().is_some_and(|m| m.event == published + 1)
+        });
         let code = code.as_str();
         let mut previous = last.as_ref();
         let mut frames = Vec::new();
-        for m in events.iter().filter(|m| m.event > published) {
+        for (i, m) in events
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.event > published)
+        {
             let frame = if m.is_change() {
                 // The message the next one may group under may be the one that changed.
                 if previous.is_some_and(|p| p.seq == m.seq) {
                     previous = Some(m);
                 }
-                message_changed(code, m)
+                match ready {
+                    Some(r) => r.frames[i].clone(),
+                    None => Utf8Bytes::from(message_changed(code, m).into_string()),
+                }
             } else {
                 let prev = previous.filter(|p| p.seq < m.seq);
                 previous = Some(m);
-                messages_append(code, prev, std::slice::from_ref(m))
+                match ready {
+                    Some(r) => r.frames[i].clone(),
+                    None => Utf8Bytes::from(
+                        messages_append(code, prev, std::slice::from_ref(m)).into_string(),
+                    ),
+                }
             };
-            frames.push((m.event, m.is_change(), Utf8Bytes::from(frame.into_string())));
+            frames.push((m.event, m.is_change(), frame));
         }
+        let out = (!frames.is_empty() && frames.len() == events.len()).then(|| Rendered {
+            after,
+            frames: frames.iter().map(|(_, _, f)| f.clone()).collect(),
+        });
         let newest = frames.last().map_or(upto, |(event, ..)| (*event).max(upto));
         let last = previous.cloned();
         let mut state = self.state();
@@ -269,6 +320,7 @@ impl Hub {
                 self.send_typing(&state);
             }
         }
+        out
     }
 
     /// `user_id` is typing: a signal from their page, here or (through the bus) on another
@@ -565,7 +617,7 @@ mod tests {
                 joined_at: 0,
             })
             .collect();
-        Arc::new(Hub::new(&room, members, None, 64))
+        Arc::new(Hub::new(&room, members, None, 64, None))
     }
 
     fn online(hub: &Arc<Hub>, people: i64) {

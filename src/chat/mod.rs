@@ -17,6 +17,8 @@ mod activity;
 mod bus;
 mod hub;
 mod kicks;
+mod nats;
+mod notify;
 mod presence;
 mod publisher;
 
@@ -123,7 +125,7 @@ struct Inner {
     /// end and registered just after its kick (see `Chat::listen`).
     ended: Mutex<HashMap<Vec<u8>, Instant>>,
     next_conn: AtomicU64,
-    /// With PostgreSQL: how this instance talks to the others.
+    /// With PostgreSQL: how this instance talks to the others (NOTIFY or NATS).
     bus: Option<bus::Bus>,
     /// Presence changes this instance decides itself (its own sockets) go through the publisher
     /// like everyone else's, so a hub's presence is only ever changed from one task.
@@ -133,19 +135,34 @@ struct Inner {
 }
 
 impl Chat {
-    /// Starts the publisher and its poll (and, with PostgreSQL, the listener and heartbeat),
-    /// which run until `stop` is cancelled: after the server has finished its last request,
-    /// not when draining begins (posts taken while draining must still be published and
-    /// notified).
+    /// Starts the publisher and its poll (and, with PostgreSQL, the bus (`bus_servers`: NATS,
+    /// else NOTIFY) and heartbeat), which run until `stop` is cancelled: after the server has
+    /// finished its last request, not when draining begins (posts taken while draining must
+    /// still be published and notified). Fails only on a NATS address the client refuses.
     pub async fn start(
         store: Store,
         commits: mpsc::Receiver<Committed>,
         hub_capacity: usize,
+        bus_servers: Option<&[url::Url]>,
         metrics: Arc<Metrics>,
         stop: CancellationToken,
-    ) -> Self {
-        let bus = store.postgres_pool().map(|_| bus::Bus::new(store.clone()));
+    ) -> Result<Self, String> {
         let (jobs, job_rx) = mpsc::channel(4096);
+        let (listening, first_listen) = oneshot::channel();
+        let bus = match store.postgres_pool() {
+            Some(_) => Some(
+                bus::Bus::start(
+                    bus_servers,
+                    &store,
+                    jobs.clone(),
+                    metrics.clone(),
+                    listening,
+                    stop.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let chat = Chat {
             inner: Arc::new(Inner {
                 store: store.clone(),
@@ -157,23 +174,14 @@ impl Chat {
                 next_conn: AtomicU64::new(1),
                 bus: bus.clone(),
                 jobs: jobs.clone(),
-                activity: Default::default(),
+                activity: activity::Activity::new(bus.clone()),
             }),
         };
         if let Some(bus) = &bus {
-            if let Err(e) = store.heartbeat(&bus.instance, now_ms()).await {
+            if let Err(e) = store.heartbeat(bus.instance(), now_ms()).await {
                 tracing::warn!(error = %e, "could not register this instance");
             }
-            tracing::info!(instance = %bus.instance, "sharing live updates with other instances through PostgreSQL");
-            let (listening, first_listen) = oneshot::channel();
-            tokio::spawn(bus::listen(
-                store.clone(),
-                bus.instance.clone(),
-                jobs,
-                chat.inner.metrics.clone(),
-                listening,
-                stop.clone(),
-            ));
+            tracing::info!(instance = %bus.instance(), bus = bus.describe(), "sharing live updates with other instances");
             // Serve once we hear the others, so nothing they say meanwhile waits for the poll.
             // A listener that cannot connect yet does not keep the instance down: its first
             // LISTEN resyncs everything, whenever it comes.
@@ -189,7 +197,12 @@ impl Chat {
         }
         tokio::spawn(chat.clone().activity_flusher(stop.clone()));
         tokio::spawn(chat.clone().publisher(commits, job_rx, stop));
-        chat
+        Ok(chat)
+    }
+
+    /// What is wrong with the bus between instances, if anything (for `/readyz`).
+    pub fn bus_trouble(&self) -> Option<&'static str> {
+        self.inner.bus.as_ref().and_then(bus::Bus::trouble)
     }
 
     /// The counters `/metrics` shows.
@@ -261,7 +274,26 @@ impl Chat {
             Ok(page) => page.messages.into_iter().last(),
             Err(_) => None,
         };
-        let hub = Arc::new(Hub::new(room, members, last, self.inner.hub_capacity));
+        // Hear of the room from other instances before reading anything more of it: what
+        // they say from now on reaches the hub, what they said before is in the store.
+        let (watching, subscribed) = match &self.inner.bus {
+            Some(bus) => {
+                let (watching, subscribed) = bus.watch(room.id);
+                (Some(watching), subscribed)
+            }
+            None => (None, None),
+        };
+        if let Some(subscribed) = subscribed {
+            // NATS away: the poll brings the room's news meanwhile.
+            let _ = tokio::time::timeout(Duration::from_secs(1), subscribed).await;
+        }
+        let hub = Arc::new(Hub::new(
+            room,
+            members,
+            last,
+            self.inner.hub_capacity,
+            watching,
+        ));
         {
             let mut hubs = self.inner.hubs.lock();
             hubs.by_id.insert(room.id, Arc::downgrade(&hub));

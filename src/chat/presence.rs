@@ -39,7 +39,7 @@ impl Chat {
         if first_here && let Some(bus) = &self.inner.bus {
             if let Err(e) = self
                 .store()
-                .set_present(&bus.instance, hub.room.id, member.user_id, true)
+                .set_present(bus.instance(), hub.room.id, member.user_id, true)
                 .await
             {
                 tracing::warn!(error = %e, "could not record presence");
@@ -56,7 +56,7 @@ impl Chat {
         if last_here && let Some(bus) = &self.inner.bus {
             if let Err(e) = self
                 .store()
-                .set_present(&bus.instance, hub.room.id, member.user_id, false)
+                .set_present(bus.instance(), hub.room.id, member.user_id, false)
                 .await
             {
                 tracing::warn!(error = %e, "could not clear presence");
@@ -100,10 +100,10 @@ impl Chat {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            match self.store().heartbeat(&bus.instance, now_ms()).await {
+            match self.store().heartbeat(bus.instance(), now_ms()).await {
                 // Our row was gone: after an outage of ours, another instance swept it and
                 // our presence rows with it. Our people are still here.
-                Ok(true) => self.register_presence(&bus.instance).await,
+                Ok(true) => self.register_presence(bus.instance()).await,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "instance heartbeat failed"),
             }
@@ -157,7 +157,7 @@ impl Chat {
     /// once its sockets are closed).
     pub async fn retire(&self) {
         if let Some(bus) = &self.inner.bus
-            && let Err(e) = self.store().retire_instance(&bus.instance).await
+            && let Err(e) = self.store().retire_instance(bus.instance()).await
         {
             tracing::warn!(error = %e, "could not retire this instance");
         }

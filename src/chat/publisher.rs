@@ -10,12 +10,25 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Chat, Hub};
-use crate::store::{Committed, Message, now_ms};
+use super::{
+    Chat, Hub,
+    bus::{Posted, Rendered},
+};
+use crate::store::{Committed, Message, UNREAD_CAP, now_ms};
 
 /// Work for the publisher: news from other instances (and resync requests).
 #[derive(Debug)]
 pub enum Job {
+    /// Events committed on another instance, as it published them (NATS): no need to read
+    /// them back unless this hub has a gap before them.
+    Posted {
+        /// The room.
+        room_id: i64,
+        /// The events, ascending.
+        events: Vec<Message>,
+        /// The frames the other instance rendered for them, if it had a hub for the room.
+        rendered: Option<Rendered>,
+    },
     /// Messages up to `seq` are committed in the room.
     Upto {
         /// The room.
@@ -122,34 +135,93 @@ impl Chat {
     async fn publish_committed(&self, batch: Committed) {
         let posted = batch.messages.len() as u64;
         self.inner.metrics.posted(posted);
-        let mut newest: Vec<(i64, i64)> = Vec::new();
+        let carry = self.inner.bus.as_ref().is_some_and(|b| b.carries_events());
+        let mut posts: Vec<Posted> = Vec::new();
         for run in batch.messages.chunk_by(|a, b| a.room_id == b.room_id) {
             let room_id = run[0].room_id;
-            if let Some(hub) = self.hub(room_id) {
-                self.deliver(&hub, run, batch.at).await;
-            }
+            let rendered = match self.hub(room_id) {
+                Some(hub) => self.deliver(&hub, run, batch.at).await,
+                None => None,
+            };
             // After `deliver`, which announces what it read to close a gap first.
             self.inner.activity.publish(room_id, run);
-            newest.retain(|(r, _)| *r != room_id);
-            newest.push((room_id, run[run.len() - 1].event));
+            match posts.iter_mut().find(|p| p.room_id == room_id) {
+                // A room twice in one batch (runs are by room, in commit order): the frames
+                // of the first run no longer line up with all the events.
+                Some(post) => {
+                    post.rendered = None;
+                    match carry {
+                        true => post.events.extend_from_slice(run),
+                        false => post.events = vec![run[run.len() - 1].clone()],
+                    }
+                }
+                None => posts.push(Posted {
+                    room_id,
+                    events: match carry {
+                        true => run.to_vec(),
+                        // NOTIFY carries the newest seq only.
+                        false => vec![run[run.len() - 1].clone()],
+                    },
+                    rendered: rendered.filter(|_| carry),
+                }),
+            }
         }
-        if let Some(bus) = self.inner.bus.clone() {
-            // Off the publishing path: other instances learn a moment later, this one is done.
-            tokio::spawn(async move { bus.committed(&newest).await });
+        match self.inner.bus.clone() {
+            // NATS: queued in commit order (never waits), so receivers see no gap.
+            Some(bus) if carry => bus.committed(posts).await,
+            // NOTIFY: off the publishing path, other instances learn a moment later.
+            Some(bus) => {
+                tokio::spawn(async move { bus.committed(posts).await });
+            }
+            None => {}
         }
     }
 
     /// Broadcasts `events` (one room's committed posts and changes, ascending seq) on `hub`,
     /// first reading from the store whatever the hub is missing before them.
-    async fn deliver(&self, hub: &Hub, events: &[Message], committed: Instant) {
+    /// Returns the frames broadcast, for other instances (`Hub::publish`).
+    async fn deliver(&self, hub: &Hub, events: &[Message], committed: Instant) -> Option<Rendered> {
+        self.deliver_rendered(hub, events, committed, None).await
+    }
+
+    /// As `deliver`, with another instance's frames for `events` (used if they fit here).
+    async fn deliver_rendered(
+        &self,
+        hub: &Hub,
+        events: &[Message],
+        committed: Instant,
+        rendered: Option<&Rendered>,
+    ) -> Option<Rendered> {
         let published = hub.published();
-        let Some(first) = events.iter().find(|m| m.event > published) else {
-            return;
-        };
+        let first = events.iter().find(|m| m.event > published)?;
         if first.event > published + 1 {
             self.catch_up_hub(hub, first.event - 1).await;
         }
-        hub.publish(events, 0, committed);
+        hub.publish_rendered(events, 0, committed, rendered)
+    }
+
+    /// Events another instance committed and published (NATS): straight to the hub, or to
+    /// the pages here that follow the room's activity.
+    async fn posted_remote(&self, room_id: i64, events: Vec<Message>, rendered: Option<Rendered>) {
+        let Some(newest) = events.last().map(|m| m.event) else {
+            return;
+        };
+        if let Some(hub) = self.hub(room_id) {
+            let committed = dated(events[0].created_at);
+            self.deliver_rendered(&hub, &events, committed, rendered.as_ref())
+                .await;
+            self.inner.activity.publish(room_id, &events);
+            return;
+        }
+        // No hub here: a page follows the room's activity. What it lacks before these
+        // events (or a start from an unknown seq) is read as before.
+        match self.inner.activity.announced(room_id) {
+            None => {}
+            Some(Some(after)) if events[0].event <= after + 1 && newest - after <= UNREAD_CAP => {
+                self.inner.activity.publish(room_id, &events)
+            }
+            Some(_) => self.announce_remote(room_id, newest).await,
+        }
     }
 
     /// Reads and broadcasts the hub's missing events up to `upto`.
@@ -160,15 +232,11 @@ impl Chat {
         }
         match self.store().events_between(hub.room.id, from, upto).await {
             Ok(missing) => {
-                let now = Instant::now();
-                let ms = now_ms();
+                self.inner.metrics.hub_caught_up();
                 // Dated by their creation: they come from another instance or a lost hint.
                 let committed = missing
                     .first()
-                    .and_then(|m| {
-                        now.checked_sub(Duration::from_millis((ms - m.created_at).max(0) as u64))
-                    })
-                    .unwrap_or(now);
+                    .map_or_else(Instant::now, |m| dated(m.created_at));
                 hub.publish(&missing, upto, committed);
                 self.inner.activity.publish(hub.room.id, &missing);
             }
@@ -180,6 +248,11 @@ impl Chat {
 
     async fn handle(&self, job: Job) {
         match job {
+            Job::Posted {
+                room_id,
+                events,
+                rendered,
+            } => self.posted_remote(room_id, events, rendered).await,
             Job::Upto { room_id, seq } => match self.hub(room_id) {
                 Some(hub) if seq > hub.published() => self.catch_up_hub(&hub, seq).await,
                 Some(_) => {}
@@ -282,4 +355,12 @@ impl Chat {
             }
         }
     }
+}
+
+/// The instant a message created at `created_at` (Unix ms, another instance's clock) was
+/// committed, as near as this instance can tell: for the latency histogram.
+fn dated(created_at: i64) -> Instant {
+    let now = Instant::now();
+    now.checked_sub(Duration::from_millis((now_ms() - created_at).max(0) as u64))
+        .unwrap_or(now)
 }

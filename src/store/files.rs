@@ -13,7 +13,7 @@ use sqlx::FromRow;
 use super::{Result, Store, on_read};
 
 /// One file of a message, as readers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attachment {
     /// Its address: `/files/{token}/{name}`. Random; never the storage key.
     pub token: String,
@@ -29,7 +29,7 @@ pub struct Attachment {
 }
 
 /// The sizes of an image attachment, in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageSize {
     /// The full image.
     pub width: i64,
@@ -42,7 +42,7 @@ pub struct ImageSize {
 }
 
 /// The files of one message, in the order they were attached.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attachments(pub Vec<Attachment>);
 
 /// Separates one attachment's fields in `attachments_column!` (no field holds a control

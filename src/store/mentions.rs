@@ -15,7 +15,7 @@ use super::{Result, Store, on_read, on_write};
 use crate::domain::{mention::mentioned_names, notify::Notify};
 
 /// Who a message mentions: (user id, username) of each, by user id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mentions(pub Vec<(i64, String)>);
 
 impl Mentions {

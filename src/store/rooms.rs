@@ -73,8 +73,8 @@ pub struct Member {
 }
 
 /// A message as shown: the same struct feeds the page, the older-messages fragment and the
-/// live WebSocket fragment.
-#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+/// live WebSocket fragment. Serialisable: the NATS bus carries it to other instances.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// The room.
     pub room_id: i64,

@@ -19,14 +19,19 @@ pub fn healthz(state: AppData<'_>) -> Response {
         .body("ok\n")
 }
 
-/// `GET /readyz`: the database answers; 503 otherwise.
+/// `GET /readyz`: the database answers; 503 otherwise. A second line says when NATS is away
+/// (still ready: live updates between instances then come by the poll).
 #[handler]
 pub async fn readyz(state: AppData<'_>) -> Response {
     let check = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
     match check {
+        // Still ready without the bus: live updates between instances come by the poll.
         Ok(Ok(())) => Response::builder()
             .content_type("text/plain; charset=utf-8")
-            .body("ready\n"),
+            .body(match state.chat.bus_trouble() {
+                Some(trouble) => format!("ready\nbus: {trouble}\n"),
+                None => "ready\n".to_string(),
+            }),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             not_ready()

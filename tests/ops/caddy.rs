@@ -6,11 +6,18 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common::metric;
 use crate::common::{Browser, Closed, Next, Socket, assert_exactly, extract_attr, seqs_in};
-use crate::multi::{WAIT, pg};
+use crate::multi::{TestBus, WAIT, on_both_buses, pg};
 use crate::procs::{Caddy, Natter};
 
-/// Two natter processes on one PostgreSQL database behind Caddy.
-async fn two_upstreams() -> Option<(Caddy, Natter, Natter, std::sync::Arc<crate::common::TestDb>)> {
+on_both_buses!(
+    pages_posting_and_sockets_work_through_caddy_with_two_upstreams,
+    an_upstream_stopped_mid_conversation_loses_nothing,
+);
+
+/// Two natter processes on one PostgreSQL database behind Caddy, talking over `bus`.
+async fn two_upstreams(
+    bus: &TestBus,
+) -> Option<(Caddy, Natter, Natter, std::sync::Arc<crate::common::TestDb>)> {
     if !Caddy::available() {
         return None;
     }
@@ -23,15 +30,14 @@ async fn two_upstreams() -> Option<(Caddy, Natter, Natter, std::sync::Arc<crate:
         // Long enough for Caddy's 1 s health check to move traffic away on SIGTERM.
         ("NATTER_DRAIN", "2s"),
     ];
-    let one = Natter::start(&db.url(), &public, &settings).await;
-    let two = Natter::start(&db.url(), &public, &settings).await;
+    let one = Natter::start(&db.url(), &public, &bus.with(&settings)).await;
+    let two = Natter::start(&db.url(), &public, &bus.with(&settings)).await;
     let caddy = Caddy::start_on(caddy_port, &[one.addr(), two.addr()], false, false).await;
     Some((caddy, one, two, db))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_posting_and_sockets_work_through_caddy_with_two_upstreams() {
-    let Some((caddy, _one, _two, _db)) = two_upstreams().await else {
+async fn pages_posting_and_sockets_work_through_caddy_with_two_upstreams(bus: TestBus) {
+    let Some((caddy, _one, _two, _db)) = two_upstreams(&bus).await else {
         return;
     };
     let base = caddy.url();
@@ -75,9 +81,8 @@ async fn pages_posting_and_sockets_work_through_caddy_with_two_upstreams() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_stopped_mid_conversation_loses_nothing() {
-    let Some((caddy, mut one, _two, _db)) = two_upstreams().await else {
+async fn an_upstream_stopped_mid_conversation_loses_nothing(bus: TestBus) {
+    let Some((caddy, mut one, _two, _db)) = two_upstreams(&bus).await else {
         return;
     };
     let base = caddy.url();

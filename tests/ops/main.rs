@@ -7,6 +7,7 @@ mod common;
 
 mod caddy;
 mod multi;
+mod nats;
 mod observe;
 mod procs;
 mod resilience;

@@ -9,6 +9,7 @@ use crate::common::metric;
 use crate::common::{
     Backend, Browser, Closed, SocketRefused, TestApp, TestDb, assert_exactly, eventually,
 };
+use crate::procs::NatsServer;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -18,6 +19,69 @@ pub async fn pg() -> Option<Arc<TestDb>> {
 }
 
 pub const FAST: &[(&str, &str)] = &[("NATTER_LIMIT_POSTS", "100000/1s")];
+
+/// Which bus a multi-instance test's instances talk over: PostgreSQL NOTIFY, or NATS through
+/// a `nats-server` of the test's own.
+pub enum TestBus {
+    Notify,
+    Nats(NatsServer),
+}
+
+impl TestBus {
+    /// NATS, or `None` (skipped, or failed when required) without `nats-server`.
+    pub async fn nats() -> Option<TestBus> {
+        NatsServer::start().await.map(TestBus::Nats)
+    }
+
+    /// `settings` and the one that chooses this bus.
+    pub fn with<'a>(&'a self, settings: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = settings.to_vec();
+        if let TestBus::Nats(server) = self {
+            all.push(("NATTER_BUS", &server.url));
+        }
+        all
+    }
+
+    /// The test's NATS server, if it runs on NATS.
+    pub fn server(&mut self) -> Option<&mut NatsServer> {
+        match self {
+            TestBus::Nats(server) => Some(server),
+            TestBus::Notify => None,
+        }
+    }
+}
+
+/// Runs each named `async fn name(bus: TestBus)` twice: `name::notify` and `name::nats`.
+macro_rules! on_both_buses {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn notify() {
+                super::$name(super::TestBus::Notify).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats() {
+                if let Some(bus) = super::TestBus::nats().await {
+                    super::$name(bus).await
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_buses;
+
+on_both_buses!(
+    messages_posted_on_either_instance_reach_every_client_once_in_order,
+    presence_joins_and_leaves_cross_instances,
+    signing_out_on_one_instance_closes_sockets_on_the_other,
+    a_username_chosen_on_one_instance_counts_at_once_on_the_other,
+    posts_into_two_rooms_from_two_instances_never_deadlock,
+    edits_and_deletes_made_on_one_instance_reach_the_other,
+    activity_in_another_room_crosses_instances,
+    typing_on_one_instance_shows_on_the_other,
+    room_settings_changed_on_one_instance_reach_the_other,
+);
 
 /// Notifications instance `base` has received from the others so far.
 pub async fn notifications(base: &str) -> f64 {
@@ -41,10 +105,15 @@ pub struct TwoInstances {
 }
 
 impl TwoInstances {
-    /// `a_settings` configure instance A (B runs with the defaults).
-    pub async fn start(db: &Arc<TestDb>, room: &str, a_settings: &[(&str, &str)]) -> Self {
-        let a = TestApp::start_on(db.clone(), None, a_settings).await;
-        let b = TestApp::start_on(db.clone(), None, &[]).await;
+    /// `a_settings` configure instance A (B runs with the defaults); both talk over `bus`.
+    pub async fn start(
+        db: &Arc<TestDb>,
+        bus: &TestBus,
+        room: &str,
+        a_settings: &[(&str, &str)],
+    ) -> Self {
+        let a = TestApp::start_on(db.clone(), None, &bus.with(a_settings)).await;
+        let b = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
         let ada = a.signed_in("ada@example.org", "ada").await;
         let code = ada.create_room(room).await;
         let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
@@ -60,7 +129,7 @@ impl TwoInstances {
 }
 
 /// Posts `n` messages with small random pauses, so two sides interleave.
-async fn post_side(who: &Browser, code: &str, tag: &str, n: usize) {
+pub async fn post_side(who: &Browser, code: &str, tag: &str, n: usize) {
     for i in 0..n {
         who.say(code, &format!("{tag} {i}")).await;
         if rand::random::<u8>() < 64 {
@@ -73,11 +142,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_posted_on_either_instance_reach_every_client_once_in_order() {
+async fn messages_posted_on_either_instance_reach_every_client_once_in_order(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let a = TestApp::start_on(db.clone(), None, FAST).await;
-    let b = TestApp::start_on(db.clone(), None, FAST).await;
+    let a = TestApp::start_on(db.clone(), None, &bus.with(FAST)).await;
+    let b = TestApp::start_on(db.clone(), None, &bus.with(FAST)).await;
     let ada = a.signed_in("ada@example.org", "ada").await;
     let code = ada.create_room("Across").await;
     let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
@@ -116,6 +184,12 @@ async fn messages_posted_on_either_instance_reach_every_client_once_in_order() {
     }
 
     // Cross-instance latency: posted through A, received by a socket held by B.
+    let catch_ups = || async {
+        metric(&b.base, "natter_hub_catch_ups_total")
+            .await
+            .unwrap_or(0.0)
+    };
+    let read_back = catch_ups().await;
     let mut latencies = Vec::new();
     for i in 0..200 {
         let started = Instant::now();
@@ -127,17 +201,27 @@ async fn messages_posted_on_either_instance_reach_every_client_once_in_order() {
         );
         latencies.push(started.elapsed());
     }
+    // NOTIFY says where to look, and B reads each post back; NATS hands B the post and its
+    // frame (a poll landing between a commit and its message may read one).
+    let read_back = catch_ups().await - read_back;
+    match bus {
+        TestBus::Notify => assert!(read_back >= 100.0, "B read posts back: {read_back}"),
+        TestBus::Nats(_) => assert!(read_back <= 2.0, "B read {read_back} posts back"),
+    }
     latencies.sort();
     eprintln!(
-        "cross-instance post→delivery over {} messages (debug build, HTTP post included): p50 {:?}, p99 {:?}",
+        "cross-instance post→delivery over {} messages on {} (debug build, HTTP post included): p50 {:?}, p99 {:?}",
         latencies.len(),
+        match bus {
+            TestBus::Notify => "NOTIFY",
+            TestBus::Nats(_) => "NATS",
+        },
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_joins_and_leaves_cross_instances() {
+async fn presence_joins_and_leaves_cross_instances(bus: TestBus) {
     let Some(db) = pg().await else { return };
     let TwoInstances {
         a,
@@ -145,7 +229,7 @@ async fn presence_joins_and_leaves_cross_instances() {
         ada,
         bob,
         code,
-    } = TwoInstances::start(&db, "Presence", &[]).await;
+    } = TwoInstances::start(&db, &bus, "Presence", &[]).await;
     let mut ada_socket = ada.socket(&code, Some(0)).await.unwrap();
     assert!(ada_socket.wait_for("1 online · 2 members", WAIT).await);
 
@@ -206,11 +290,10 @@ async fn presence_joins_and_leaves_cross_instances() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signing_out_on_one_instance_closes_sockets_on_the_other() {
+async fn signing_out_on_one_instance_closes_sockets_on_the_other(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let a = TestApp::start_on(db.clone(), None, &[]).await;
-    let b = TestApp::start_on(db.clone(), None, &[]).await;
+    let a = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
+    let b = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
     let ada = a.signed_in("ada@example.org", "ada").await;
     let code = ada.create_room("Out").await;
     // The same session (cookie) used on B.
@@ -296,11 +379,10 @@ async fn messages_still_arrive_after_the_listener_connection_is_killed() {
     admin.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_username_chosen_on_one_instance_counts_at_once_on_the_other() {
+async fn a_username_chosen_on_one_instance_counts_at_once_on_the_other(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let a = TestApp::start_on(db.clone(), None, &[]).await;
-    let b = TestApp::start_on(db.clone(), None, &[]).await;
+    let a = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
+    let b = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
     let on_a = Browser::new(&a.base);
     on_a.dev_sign_in("ada@example.org").await;
     let on_b = on_a.same_session_on(&b.base);
@@ -430,11 +512,10 @@ async fn post_burst(who: &Browser, code: &str, tag: &str, n: usize) -> Vec<u16> 
     statuses
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn posts_into_two_rooms_from_two_instances_never_deadlock() {
+async fn posts_into_two_rooms_from_two_instances_never_deadlock(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let a = TestApp::start_on(db.clone(), None, FAST).await;
-    let b = TestApp::start_on(db.clone(), None, FAST).await;
+    let a = TestApp::start_on(db.clone(), None, &bus.with(FAST)).await;
+    let b = TestApp::start_on(db.clone(), None, &bus.with(FAST)).await;
     let ada = a.signed_in("ada@example.org", "ada").await;
     let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;
     let rooms = [ada.create_room("One").await, ada.create_room("Two").await];
@@ -467,10 +548,9 @@ async fn posts_into_two_rooms_from_two_instances_never_deadlock() {
 /// An edit or delete made on one instance reaches sockets held by the other, in place, by
 /// notification (the change takes the room's next seq like a post, and the other instance
 /// reads it by cursor).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edits_and_deletes_made_on_one_instance_reach_the_other() {
+async fn edits_and_deletes_made_on_one_instance_reach_the_other(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let two = TwoInstances::start(&db, "Changes across", FAST).await;
+    let two = TwoInstances::start(&db, &bus, "Changes across", FAST).await;
     let TwoInstances { ada, bob, code, .. } = &two;
     let seq = ada.say(code, "made on A").await;
     let mut on_b = bob.socket(code, Some(seq)).await.unwrap();
@@ -506,10 +586,9 @@ async fn edits_and_deletes_made_on_one_instance_reach_the_other() {
 /// A message posted on instance A in a room nobody has open on B reaches, as activity, a page
 /// on B that shows another of the person's rooms (B has no hub for the room: it reads the new
 /// message on the notification).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn activity_in_another_room_crosses_instances() {
+async fn activity_in_another_room_crosses_instances(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let two = TwoInstances::start(&db, "Open on B", &[]).await;
+    let two = TwoInstances::start(&db, &bus, "Open on B", &[]).await;
     let elsewhere = two.ada.create_room("Elsewhere").await;
     two.bob.join(&elsewhere).await;
     let mut socket = two
@@ -526,8 +605,7 @@ async fn activity_in_another_room_crosses_instances() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn typing_on_one_instance_shows_on_the_other() {
+async fn typing_on_one_instance_shows_on_the_other(bus: TestBus) {
     let Some(db) = pg().await else { return };
     let TwoInstances {
         a: _a,
@@ -535,7 +613,7 @@ async fn typing_on_one_instance_shows_on_the_other() {
         ada,
         bob,
         code,
-    } = TwoInstances::start(&db, "Typing", &[]).await;
+    } = TwoInstances::start(&db, &bus, "Typing", &[]).await;
     let mut ada_socket = ada.socket(&code, Some(0)).await.unwrap();
     let mut bob_socket = bob.socket(&code, Some(0)).await.unwrap();
     // Bob is online for A's hub (presence crosses first): a typer must be a known member.
@@ -548,10 +626,9 @@ async fn typing_on_one_instance_shows_on_the_other() {
     assert!(ada_socket.frames.last().unwrap().contains(">bob</bdi>"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn room_settings_changed_on_one_instance_reach_the_other() {
+async fn room_settings_changed_on_one_instance_reach_the_other(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let two = TwoInstances::start(&db, "Settings across", FAST).await;
+    let two = TwoInstances::start(&db, &bus, "Settings across", FAST).await;
     let TwoInstances { ada, bob, code, .. } = &two;
     let mut on_b = bob.socket(code, Some(0)).await.unwrap();
     assert!(on_b.wait_for("id=\"members\"", WAIT).await);

@@ -394,3 +394,102 @@ impl Drop for DbProxy {
         self.task.abort();
     }
 }
+
+/// A `nats-server` of the test's own (random port, loopback only), so it can be killed and
+/// started again on the same port mid-test. Its monitoring port answers `/subsz` and `/connz`.
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub monitor: u16,
+    /// What `NATTER_BUS` says to reach it.
+    pub url: String,
+}
+
+impl NatsServer {
+    /// The Debian package's binary.
+    const BINARY: &str = "/usr/sbin/nats-server";
+
+    /// Whether `nats-server` is installed; otherwise skips (or fails when `NATTER_TEST_REQUIRE`
+    /// names `nats`).
+    pub fn available() -> bool {
+        let found = Command::new(Self::BINARY)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            crate::common::skip_or_fail(
+                "nats",
+                "nats-server is not installed (apt-get install nats-server)",
+            );
+        }
+        found
+    }
+
+    /// Starts a server; `None` (skipped) when `nats-server` is missing.
+    pub async fn start() -> Option<NatsServer> {
+        if !Self::available() {
+            return None;
+        }
+        let port = free_port();
+        let mut server = NatsServer {
+            child: None,
+            port,
+            monitor: free_port(),
+            url: format!("nats://127.0.0.1:{port}"),
+        };
+        server.restart().await;
+        Some(server)
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to its clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same ports and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = Command::new(Self::BINARY)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-m", &self.monitor.to_string()])
+            .stdout(Stdio::null())
+            .stderr(if std::env::var("NATTER_TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        assert!(
+            wait_ready(
+                &format!("http://127.0.0.1:{}/healthz", self.monitor),
+                Duration::from_secs(20)
+            )
+            .await,
+            "nats-server did not come up on {}",
+            self.port
+        );
+    }
+
+    /// The server's monitoring JSON at `path` (e.g. `/subsz?subs=1`).
+    pub async fn monitor(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("http://127.0.0.1:{}{path}", self.monitor))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

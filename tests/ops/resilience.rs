@@ -6,8 +6,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::metric;
 use crate::common::{Browser, Closed, TestApp, TestDb, assert_exactly, eventually};
-use crate::multi::{FAST, TwoInstances, WAIT, notifications, notified_beyond, pg};
+use crate::multi::{
+    FAST, TestBus, TwoInstances, WAIT, notifications, notified_beyond, on_both_buses, pg,
+};
 use crate::procs::{DbProxy, Natter};
+
+on_both_buses!(
+    a_crashed_instances_people_go_offline_once_its_heartbeat_is_stale,
+    a_swept_instance_records_its_people_again_when_it_beats_again,
+    posts_taken_while_draining_reach_other_instances_by_notification,
+    the_database_going_away_is_survived_without_losing_or_doubling_anything,
+);
 
 /// A POST whose headers and first half of its body are sent, the rest held back: a request in
 /// flight for as long as the test likes.
@@ -119,15 +128,14 @@ async fn sigterm_closes_sockets_with_1012_finishes_requests_in_flight_and_exits_
     assert_exactly(&socket.seqs_until(2, WAIT).await, 1, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_instances_people_go_offline_once_its_heartbeat_is_stale() {
+async fn a_crashed_instances_people_go_offline_once_its_heartbeat_is_stale(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let a = TestApp::start_on(db.clone(), None, &[]).await;
+    let a = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
     let ada = a.signed_in("ada@example.org", "ada").await;
     let code = ada.create_room("Crash").await;
     let port = crate::procs::free_port();
     let b_base = format!("http://127.0.0.1:{port}");
-    let mut b = Natter::start_on(port, &db.url(), &b_base, &[]).await;
+    let mut b = Natter::start_on(port, &db.url(), &b_base, &bus.with(&[])).await;
     let bob = Browser::signed_in(&b_base, "bob@example.org", "bob").await;
     bob.join(&code).await;
     let mut ada_socket = ada.socket(&code, Some(0)).await.unwrap();
@@ -181,8 +189,7 @@ async fn presence_counts_while_an_instances_heartbeat_is_younger_than_a_minute()
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_swept_instance_records_its_people_again_when_it_beats_again() {
+async fn a_swept_instance_records_its_people_again_when_it_beats_again(bus: TestBus) {
     let Some(db) = pg().await else { return };
     let TwoInstances {
         a,
@@ -190,7 +197,7 @@ async fn a_swept_instance_records_its_people_again_when_it_beats_again() {
         bob,
         code,
         ..
-    } = TwoInstances::start(&db, "Swept", &[]).await;
+    } = TwoInstances::start(&db, &bus, "Swept", &[]).await;
     let mut bob_socket = bob.socket(&code, Some(0)).await.unwrap();
     assert!(bob_socket.wait_for("1 online · 2 members", WAIT).await);
     let room = a
@@ -294,8 +301,7 @@ async fn leaves_and_sign_outs_missed_while_the_listener_was_cut_off_close_socket
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn posts_taken_while_draining_reach_other_instances_by_notification() {
+async fn posts_taken_while_draining_reach_other_instances_by_notification(bus: TestBus) {
     let Some(db) = pg().await else { return };
     let TwoInstances {
         a,
@@ -303,7 +309,7 @@ async fn posts_taken_while_draining_reach_other_instances_by_notification() {
         ada,
         bob,
         code,
-    } = TwoInstances::start(&db, "Draining", &[("NATTER_DRAIN", "5s")]).await;
+    } = TwoInstances::start(&db, &bus, "Draining", &[("NATTER_DRAIN", "5s")]).await;
     let mut socket = bob.socket(&code, Some(0)).await.unwrap();
     ada.say(&code, "before").await;
     assert_exactly(&socket.seqs_until(1, WAIT).await, 1, 1);
@@ -338,10 +344,9 @@ async fn posts_taken_while_draining_reach_other_instances_by_notification() {
     assert_eq!(stopping.await.unwrap(), Ok(()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_database_going_away_is_survived_without_losing_or_doubling_anything() {
+async fn the_database_going_away_is_survived_without_losing_or_doubling_anything(bus: TestBus) {
     let Some(db) = pg().await else { return };
-    let (a, b, proxy) = one_behind_a_proxy(&db, FAST).await;
+    let (a, b, proxy) = one_behind_a_proxy(&db, &bus.with(FAST)).await;
     let ada = a.signed_in("ada@example.org", "ada").await;
     let code = ada.create_room("Outage").await;
     let bob = Browser::signed_in(&b.base, "bob@example.org", "bob").await;

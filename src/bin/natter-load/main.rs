@@ -45,6 +45,10 @@ pub struct Options {
     /// Whether durable posts mention a member of their room (`@name`), the post path that
     /// also stores a mention.
     pub mention: bool,
+    /// How many instances the cross-instance scenario starts (2).
+    pub instances: Option<usize>,
+    /// What the cross-instance scenario's instances talk over: `notify` or `nats`.
+    pub bus: String,
 }
 
 const HELP: &str = "natter-load <scenario> [options]
@@ -75,8 +79,9 @@ scenarios, with the knobs each reads and their defaults:
   uploads      attachments: one 10 MiB upload's speed, server memory while N people upload
                10 MiB each at once, a 12-megapixel photo's post (its thumbnail)
                  --concurrency 20
-  cross        two instances on PostgreSQL: post on A, receive on B, one post at a time
-                 --posts 3000
+  cross        K instances on PostgreSQL: post on the first, receive on each other one, one
+               post at a time: p50/p99, database reads per post
+                 --posts 3000 --instances 2 --bus notify|nats (nats starts a nats-server)
   search       search pages for a member of 50 rooms: messages seeded by bulk SQL, then
                200 searches per kind (common word, rare word, prefix, phrase, from:), p50/p99
                  --rooms 1000 --posts 1000000 (messages seeded)
@@ -119,6 +124,8 @@ fn parse_args() -> Result<Option<Options>, String> {
         rates: None,
         pin: true,
         mention: false,
+        instances: None,
+        bus: "notify".into(),
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -145,8 +152,13 @@ fn parse_args() -> Result<Option<Options>, String> {
             }
             "--no-pin" => o.pin = false,
             "--mention" => o.mention = true,
+            "--instances" => o.instances = Some(count(&flag, &value()?)?),
+            "--bus" => o.bus = value()?,
             other => return Err(format!("unknown option {other}\n\n{HELP}")),
         }
+    }
+    if o.bus != "notify" && o.bus != "nats" {
+        return Err("--bus is notify or nats".into());
     }
     if o.db != "sqlite" && o.db != "postgres" {
         return Err("--db is sqlite or postgres".into());

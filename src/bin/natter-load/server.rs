@@ -48,6 +48,11 @@ pub const BENCH_ENV: &[(&str, &str)] = &[
 impl Server {
     /// Starts natter (release binary beside this one) on a free port, pinned to CPU 0.
     pub async fn start(o: &Options) -> Result<Server, String> {
+        Self::start_with(o, &[]).await
+    }
+
+    /// As `start`, with more settings.
+    pub async fn start_with(o: &Options, extra: &[(&str, &str)]) -> Result<Server, String> {
         if let Some(target) = &o.target {
             return Ok(Server {
                 base: target.trim_end_matches('/').to_string(),
@@ -82,12 +87,13 @@ impl Server {
             files: files_dir()?,
             database_url: database_url.clone(),
         };
-        server.spawn_on(&database_url, o.pin, &[]).await?;
+        server.spawn_on(&database_url, o.pin, extra).await?;
         Ok(server)
     }
 
-    /// A second natter process on the same database (several instances need PostgreSQL).
-    pub async fn another(&self, pin: bool) -> Result<Server, String> {
+    /// Another natter process on the same database (several instances need PostgreSQL), with
+    /// more settings.
+    pub async fn another_with(&self, pin: bool, extra: &[(&str, &str)]) -> Result<Server, String> {
         let mut other = Server {
             base: String::new(),
             pid: None,
@@ -97,7 +103,7 @@ impl Server {
             files: self.files.clone(),
             database_url: self.database_url.clone(),
         };
-        other.spawn_on(&self.database_url, pin, &[]).await?;
+        other.spawn_on(&self.database_url, pin, extra).await?;
         Ok(other)
     }
 

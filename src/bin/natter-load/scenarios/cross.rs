@@ -1,12 +1,18 @@
-//! Cross-instance: two natter instances on one PostgreSQL database. `--posts` messages
-//! (3,000) are posted on A (HTTP form post, committed on PostgreSQL) one at a time, each
-//! waited for on a socket on B, and the post→delivery p50 and p99 are reported with each
-//! server's CPU (PostgreSQL's own CPU is in neither).
+//! Cross-instance: `--instances` (2) natter instances on one PostgreSQL database, talking over
+//! `--bus` (`notify`, PostgreSQL NOTIFY, the default; or `nats`, a `nats-server` natter-load
+//! starts on a free port). `--posts` messages (3,000) are posted on the first instance (HTTP
+//! form post, committed on PostgreSQL) one at a time, each waited for on a socket on every
+//! other instance, and the post→delivery p50 and p99 (the slowest instance's) are reported
+//! with each server's CPU (PostgreSQL's and NATS's own CPU are in none) and the database reads
+//! the receiving instances made per post (`natter_hub_catch_ups_total`).
 //!
-//! There is no target. A message that does not arrive on B within 10 s ends the run with an
-//! error.
+//! There is no target. A message that does not arrive everywhere within 10 s ends the run with
+//! an error.
 
-use std::time::{Duration, Instant};
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use futures_util::StreamExt;
 
@@ -17,21 +23,93 @@ use crate::{
     server::{Meter, Server},
 };
 
+/// A `nats-server` of the run's own, killed with it.
+struct NatsServer(Child, String);
+
+impl NatsServer {
+    async fn start() -> Result<NatsServer, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("--bus nats needs nats-server (apt-get install nats-server): {e}")
+            })?;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(NatsServer(child, format!("nats://127.0.0.1:{port}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err("nats-server did not come up".into())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A counter from an instance's `/metrics` (0 when absent).
+async fn counter(http: &reqwest::Client, base: &str, series: &str) -> f64 {
+    let Ok(response) = http.get(format!("{base}/metrics")).send().await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub(super) async fn cross(o: &Options) -> Result<Report, String> {
     let mut options = o.clone();
     options.db = "postgres".into();
-    let a = Server::start(&options).await?;
-    let b = a.another(o.pin).await?;
+    let k = o.instances.unwrap_or(2).max(2);
+    let nats = match o.bus.as_str() {
+        "nats" => Some(NatsServer::start().await?),
+        _ => None,
+    };
+    let bus: Vec<(&str, &str)> = match &nats {
+        Some(server) => vec![("NATTER_BUS", server.1.as_str())],
+        None => Vec::new(),
+    };
+    let a = Server::start_with(&options, &bus).await?;
+    let mut others = Vec::new();
+    for _ in 1..k {
+        others.push(a.another_with(o.pin, &bus).await?);
+    }
     let mut report = Report::new("cross", "postgres");
     let http = client::http();
     let poster = client::sign_up(&http, &a.base, "poster@bench.example", "poster").await?;
     let code = poster.create_room(&http, &a.base, "Cross").await?;
-    let reader = client::sign_up(&http, &b.base, "reader@bench.example", "reader").await?;
-    reader.join(&http, &b.base, &code).await?;
-    let mut ws = client::connect(&b.base, &reader, &code, 0).await?;
+    let mut sockets = Vec::new();
+    for (i, other) in others.iter().enumerate() {
+        let email = format!("reader{i}@bench.example");
+        let reader = client::sign_up(&http, &other.base, &email, &format!("reader{i}")).await?;
+        reader.join(&http, &other.base, &code).await?;
+        sockets.push(client::connect(&other.base, &reader, &code, 0).await?);
+    }
     let n = o.posts.unwrap_or(3000);
     let mut lat: Vec<u32> = Vec::with_capacity(n);
-    let (meter_a, meter_b) = (Meter::start(&a), Meter::start(&b));
+    let reads_before = {
+        let mut sum = 0.0;
+        for other in &others {
+            sum += counter(&http, &other.base, "natter_hub_catch_ups_total").await;
+        }
+        sum
+    };
+    let meter_a = Meter::start(&a);
+    let meters: Vec<Meter> = others.iter().map(Meter::start).collect();
     for i in 0..n {
         let sent = Instant::now();
         poster
@@ -42,20 +120,27 @@ pub(super) async fn cross(o: &Options) -> Result<Report, String> {
                 &format!("{STAMP}{} #{i}", client::now_us()),
             )
             .await?;
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))))
-                    if t.contains(&format!("#{i}<")) =>
-                {
-                    break;
+        for (s, ws) in sockets.iter_mut().enumerate() {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                    Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))))
+                        if t.contains(&format!("#{i}<")) =>
+                    {
+                        break;
+                    }
+                    Ok(Some(Ok(_))) => continue,
+                    _ => return Err(format!("message {i} did not arrive on instance {}", s + 2)),
                 }
-                Ok(Some(Ok(_))) => continue,
-                _ => return Err(format!("message {i} did not arrive on B")),
             }
         }
         lat.push(sent.elapsed().as_micros() as u32);
     }
-    let (on_a, on_b) = (meter_a.read(), meter_b.read());
+    let on_a = meter_a.read();
+    let on_others: Vec<Cpu> = meters.iter().map(Meter::read).collect();
+    let mut reads = -reads_before;
+    for other in &others {
+        reads += counter(&http, &other.base, "natter_hub_catch_ups_total").await;
+    }
     lat.sort_unstable();
     report.figure(
         "cross-instance post→delivery p50",
@@ -67,14 +152,32 @@ pub(super) async fn cross(o: &Options) -> Result<Report, String> {
         percentile(&lat, 0.99) / 1000.0,
         "ms",
     );
-    // Server A takes the posts, server B delivers them; the generator's CPU is read once.
-    report.cpu("posting on A", &on_a, Some((n as u64, "message")));
-    let on_b = Cpu {
-        generator: None,
-        ..on_b
-    };
-    report.cpu("delivering on B", &on_b, Some((n as u64, "message")));
-    report.note(format!("{n} messages posted on A (HTTP form post, committed on PostgreSQL), received by a socket on B, one at a time"));
-    report.note("PostgreSQL's own CPU is in neither server's figure");
+    report.figure(
+        "database reads by receiving instances per post",
+        reads / n as f64,
+        "reads",
+    );
+    // The first instance takes the posts, the others deliver them; the generator's CPU is
+    // read once.
+    report.cpu("posting on instance 1", &on_a, Some((n as u64, "message")));
+    for (i, cpu) in on_others.into_iter().enumerate() {
+        let cpu = Cpu {
+            generator: None,
+            ..cpu
+        };
+        report.cpu(
+            &format!("delivering on instance {}", i + 2),
+            &cpu,
+            Some((n as u64, "message")),
+        );
+    }
+    report.note(format!(
+        "{n} messages posted on instance 1 of {k} (HTTP form post, committed on PostgreSQL), received by a socket on each other instance, one at a time, over {}",
+        match nats {
+            Some(_) => "NATS",
+            None => "PostgreSQL NOTIFY",
+        }
+    ));
+    report.note("PostgreSQL's (and nats-server's) own CPU is in no server's figure");
     Ok(report)
 }
