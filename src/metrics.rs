@@ -63,6 +63,10 @@ pub struct Metrics {
     listener_reconnects: Counter,
     /// `natter_http_responses_total{status}`
     http: HttpResponses,
+    /// `natter_pushes_sent_total`, `natter_pushes_failed_total`, `natter_pushes_dropped_total`:
+    /// Web Push requests a push service accepted, those it refused or that did not reach it,
+    /// and messages not pushed because the push queue was full.
+    pushes: [Counter; 3],
     /// `natter_delivery_latency_seconds`, and `natter_deliveries_total` (its count).
     latency: Latency,
     /// What `render` encodes: a second handle on each of the above.
@@ -81,6 +85,7 @@ impl Default for Metrics {
             notifications: Counter::default(),
             listener_reconnects: Counter::default(),
             http: HttpResponses::default(),
+            pushes: Default::default(),
             latency: Latency::default(),
             registry: Registry::default(),
         };
@@ -137,6 +142,21 @@ impl Default for Metrics {
             m.http.clone(),
         );
         r.register(
+            "natter_pushes_sent",
+            "Web Push messages accepted by a push service",
+            m.pushes[0].clone(),
+        );
+        r.register(
+            "natter_pushes_failed",
+            "Web Push messages a push service refused or that did not reach it",
+            m.pushes[1].clone(),
+        );
+        r.register(
+            "natter_pushes_dropped",
+            "Messages not pushed because the push queue was full",
+            m.pushes[2].clone(),
+        );
+        r.register(
             "natter_delivery_latency_seconds",
             "Time from a post's commit to its frame being written to a socket",
             m.latency.clone(),
@@ -191,6 +211,21 @@ impl Metrics {
     /// Counts a reconnect of the notification listener.
     pub fn listener_reconnected(&self) {
         self.listener_reconnects.inc();
+    }
+
+    /// Counts a push a push service accepted.
+    pub fn push_sent(&self) {
+        self.pushes[0].inc();
+    }
+
+    /// Counts a push that failed (refused, or no answer).
+    pub fn push_failed(&self) {
+        self.pushes[1].inc();
+    }
+
+    /// Counts a message not pushed because the push queue was full.
+    pub fn push_dropped(&self) {
+        self.pushes[2].inc();
     }
 
     /// Counts a response by its status code.

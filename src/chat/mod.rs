@@ -130,7 +130,13 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     /// Which browsers here follow which rooms' activity (`activity.rs`).
     activity: activity::Activity,
+    /// Told of every batch this instance commits, after the commit (Web Push's queue): set
+    /// once at start.
+    after_commit: std::sync::OnceLock<AfterCommit>,
 }
+
+/// What `Chat::after_commit` takes: called on the publisher task, so it must not wait.
+pub type AfterCommit = Box<dyn Fn(&[crate::store::Message]) + Send + Sync>;
 
 impl Chat {
     /// Starts the publisher and its poll (and, with PostgreSQL, the listener and heartbeat),
@@ -158,6 +164,7 @@ impl Chat {
                 bus: bus.clone(),
                 jobs: jobs.clone(),
                 activity: Default::default(),
+                after_commit: Default::default(),
             }),
         };
         if let Some(bus) = &bus {
@@ -190,6 +197,12 @@ impl Chat {
         tokio::spawn(chat.clone().activity_flusher(stop.clone()));
         tokio::spawn(chat.clone().publisher(commits, job_rx, stop));
         chat
+    }
+
+    /// Has `hook` told of every batch of messages this instance commits, after its commit and
+    /// its broadcast (only the first hook set is kept).
+    pub fn after_commit(&self, hook: AfterCommit) {
+        let _ = self.inner.after_commit.set(hook);
     }
 
     /// The counters `/metrics` shows.

@@ -133,6 +133,9 @@ impl Chat {
             newest.retain(|(r, _)| *r != room_id);
             newest.push((room_id, run[run.len() - 1].event));
         }
+        if let Some(hook) = self.inner.after_commit.get() {
+            hook(&batch.messages);
+        }
         if let Some(bus) = self.inner.bus.clone() {
             // Off the publishing path: other instances learn a moment later, this one is done.
             tokio::spawn(async move { bus.committed(&newest).await });
