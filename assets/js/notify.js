@@ -192,13 +192,17 @@ async function post(path, sub) {
   if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error ?? `HTTP ${r.status}`);
 }
 
+/** `promise`, or a rejection after `ms`: a browser without a push service may never answer. */
+const within = (promise, ms) =>
+  Promise.race([promise, new Promise((_, no) => setTimeout(() => no(new Error("no answer")), ms))]);
+
 async function subscribe() {
   if (!("serviceWorker" in navigator) || !("PushManager" in window)) return "no-push";
-  const reg = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
-  await navigator.serviceWorker.ready;
   try {
+    const reg = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    await within(navigator.serviceWorker.ready, 8000);
     const sub = (await reg.pushManager.getSubscription())
-      ?? (await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(controls.dataset.vapidKey) }));
+      ?? (await within(reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(controls.dataset.vapidKey) }), 8000));
     await post("/push/subscriptions", sub);
     store?.setItem(PUSH_KEY, "on");
     return "push";
