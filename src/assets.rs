@@ -52,6 +52,9 @@ const FILES: &[Asset] = &[
     asset!("js/mentions.js", JS),
     asset!("js/unread.js", JS),
     asset!("js/typing.js", JS),
+    asset!("js/notify.js", JS),
+    // The service worker (Web Push), served as `/sw.js` for its scope (`web::push`).
+    asset!("sw.js", JS),
 ];
 
 /// Each file's short content hash and versioned URL, computed once: every page links a

@@ -334,6 +334,19 @@ pub struct Config {
     /// `NATTER_BUS`: NATS servers (`nats://host:4222`, several for a cluster) that carry news
     /// between instances; `None`: PostgreSQL NOTIFY (or nothing, on SQLite).
     pub bus: Option<Vec<Url>>,
+    /// Web Push.
+    pub push: PushConfig,
+}
+
+/// Web Push settings (README: Notifications).
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// The operator's VAPID private key; `None`: the one natter keeps in the database.
+    pub vapid_private_key: Option<Secret>,
+    /// The VAPID `sub` claim: how a push service reaches whoever runs natter.
+    pub vapid_subject: String,
+    /// Whether `http://127.0.0.1` endpoints are accepted (tests, development).
+    pub allow_loopback: bool,
 }
 
 /// Reads `NATTER_BUS`: blank or `postgres` for PostgreSQL NOTIFY, else one or more
@@ -745,6 +758,45 @@ struct Args {
         hide_env_values = true
     )]
     s3_secret: Option<String>,
+
+    /// The server's VAPID private key for Web Push: a P-256 scalar, base64url (43 characters)
+    /// [default: made at first start and kept in the database]
+    #[arg(
+        long,
+        env = "NATTER_VAPID_PRIVATE_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    vapid_private_key: Option<String>,
+
+    /// Who push services may contact about natter's pushes: a mailto: or https: URL
+    /// [default: the public URL]
+    #[arg(long, env = "NATTER_VAPID_SUBJECT", value_name = "URL")]
+    vapid_subject: Option<String>,
+
+    /// Accept push endpoints on http://127.0.0.1 (a local push service, for tests and
+    /// development); otherwise only https:// endpoints are accepted
+    #[arg(
+        long,
+        env = "NATTER_PUSH_ALLOW_LOOPBACK",
+        value_name = "BOOL",
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    push_allow_loopback: String,
+}
+
+/// Whether `key` is a P-256 private key as base64url (no padding): 32 bytes, a valid scalar.
+fn check_vapid_key(key: &str) -> Result<(), ()> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key)
+        .map_err(|_| ())?;
+    web_push_native::p256::SecretKey::from_slice(&bytes)
+        .map(|_| ())
+        .map_err(|_| ())
 }
 
 /// A setting as given: trimmed, `None` when blank (a blank variable counts as unset).
@@ -960,7 +1012,37 @@ impl Args {
             },
         };
 
+        let push = PushConfig {
+            vapid_private_key: self
+                .vapid_private_key
+                .as_deref()
+                .and_then(given)
+                .map(|key| {
+                    check_vapid_key(key)
+                        .map(|()| Secret::new(key))
+                        .map_err(|_| {
+                            "NATTER_VAPID_PRIVATE_KEY must be a P-256 private key as 43 base64url \
+                             characters (leave it unset and natter makes one)"
+                        })
+                })
+                .transpose()?,
+            vapid_subject: match self.vapid_subject.as_deref().and_then(given) {
+                None => public_url.as_str().trim_end_matches('/').to_string(),
+                Some(s) if s.starts_with("mailto:") || s.starts_with("https://") => s.to_string(),
+                Some(_) => {
+                    return Err(
+                        "NATTER_VAPID_SUBJECT must be a mailto: or https:// URL".to_string()
+                    );
+                }
+            },
+            allow_loopback: parse_bool(
+                "NATTER_PUSH_ALLOW_LOOPBACK",
+                or_default(&self.push_allow_loopback, "false"),
+            )?,
+        };
+
         Ok(Config {
+            push,
             files,
             bind,
             public_url,

@@ -27,6 +27,8 @@
 //!   (`publisher`), presence (`presence`), closing sockets on sign-out or leave (`kicks`),
 //!   and with PostgreSQL the notifications between instances (`bus`). Calls `store` and
 //!   `views`, never `web`.
+//! - **`push`**: Web Push: the VAPID key, and the bounded queue and worker that push committed
+//!   messages to the browsers of people who are away (`chat` hands it each batch).
 //! - **`auth`**: sessions behind a random cookie, CSRF tokens, OIDC sign-in, client
 //!   addresses, and the extractors `Session` and `CurrentUser`.
 //! - **`actions`**: what people do, whichever way they ask (create, join, post, leave), with
@@ -81,6 +83,7 @@ pub mod error;
 pub mod files;
 pub mod limits;
 pub mod metrics;
+pub mod push;
 pub mod refusal;
 pub mod server;
 pub mod store;
@@ -120,6 +123,8 @@ pub struct AppState {
     pub limits: Limiters,
     /// The counters `/metrics` shows.
     pub metrics: Arc<metrics::Metrics>,
+    /// Web Push: the VAPID key and the queue of messages to push.
+    pub push: push::Push,
     /// Cancelled when the server begins shutting down (draining): sockets close with 1012,
     /// `/healthz` fails and no new socket is accepted, while requests are still served.
     pub shutdown: CancellationToken,
@@ -208,7 +213,16 @@ pub async fn build(config: Config) -> Result<State, String> {
         background.clone(),
     )
     .await?;
+    let push = push::Push::start(
+        store.clone(),
+        chat.clone(),
+        &config.push,
+        metrics.clone(),
+        background.clone(),
+    )
+    .await?;
     Ok(Arc::new(AppState {
+        push,
         config,
         store,
         provider,

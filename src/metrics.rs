@@ -76,6 +76,10 @@ pub struct Metrics {
     bus_up: Gauge,
     /// `natter_http_responses_total{status}`
     http: HttpResponses,
+    /// `natter_pushes_sent_total`, `natter_pushes_failed_total`, `natter_pushes_dropped_total`:
+    /// Web Push requests a push service accepted, those it refused or that did not reach it,
+    /// and messages not pushed because the push queue was full.
+    pushes: [Counter; 3],
     /// `natter_delivery_latency_seconds`, and `natter_deliveries_total` (its count).
     latency: Latency,
     /// What `render` encodes: a second handle on each of the above.
@@ -99,6 +103,7 @@ impl Default for Metrics {
             hub_catch_ups: Counter::default(),
             bus_up: Gauge::default(),
             http: HttpResponses::default(),
+            pushes: Default::default(),
             latency: Latency::default(),
             registry: Registry::default(),
         };
@@ -178,6 +183,21 @@ impl Default for Metrics {
             "natter_http_responses",
             "HTTP responses by status code",
             m.http.clone(),
+        );
+        r.register(
+            "natter_pushes_sent",
+            "Web Push messages accepted by a push service",
+            m.pushes[0].clone(),
+        );
+        r.register(
+            "natter_pushes_failed",
+            "Web Push messages a push service refused or that did not reach it",
+            m.pushes[1].clone(),
+        );
+        r.register(
+            "natter_pushes_dropped",
+            "Messages not pushed because the push queue was full",
+            m.pushes[2].clone(),
         );
         r.register(
             "natter_delivery_latency_seconds",
@@ -260,6 +280,21 @@ impl Metrics {
     /// Counts a reconnect of the notification listener.
     pub fn listener_reconnected(&self) {
         self.listener_reconnects.inc();
+    }
+
+    /// Counts a push a push service accepted.
+    pub fn push_sent(&self) {
+        self.pushes[0].inc();
+    }
+
+    /// Counts a push that failed (refused, or no answer).
+    pub fn push_failed(&self) {
+        self.pushes[1].inc();
+    }
+
+    /// Counts a message not pushed because the push queue was full.
+    pub fn push_dropped(&self) {
+        self.pushes[2].inc();
     }
 
     /// Counts a response by its status code.

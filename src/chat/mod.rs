@@ -132,7 +132,13 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     /// Which browsers here follow which rooms' activity (`activity.rs`).
     activity: activity::Activity,
+    /// Told of every batch this instance commits, after the commit (Web Push's queue): set
+    /// once at start.
+    after_commit: std::sync::OnceLock<AfterCommit>,
 }
+
+/// What `Chat::after_commit` takes: called on the publisher task, so it must not wait.
+pub type AfterCommit = Box<dyn Fn(&[crate::store::Message]) + Send + Sync>;
 
 impl Chat {
     /// Starts the publisher and its poll (and, with PostgreSQL, the bus (`bus_servers`: NATS,
@@ -175,6 +181,7 @@ impl Chat {
                 bus: bus.clone(),
                 jobs: jobs.clone(),
                 activity: activity::Activity::new(bus.clone()),
+                after_commit: Default::default(),
             }),
         };
         if let Some(bus) = &bus {
@@ -203,6 +210,12 @@ impl Chat {
     /// What is wrong with the bus between instances, if anything (for `/readyz`).
     pub fn bus_trouble(&self) -> Option<&'static str> {
         self.inner.bus.as_ref().and_then(bus::Bus::trouble)
+    }
+
+    /// Has `hook` told of every batch of messages this instance commits, after its commit and
+    /// its broadcast (only the first hook set is kept).
+    pub fn after_commit(&self, hook: AfterCommit) {
+        let _ = self.inner.after_commit.set(hook);
     }
 
     /// The counters `/metrics` shows.

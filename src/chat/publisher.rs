@@ -166,6 +166,9 @@ impl Chat {
                 }),
             }
         }
+        if let Some(hook) = self.inner.after_commit.get() {
+            hook(&batch.messages);
+        }
         match self.inner.bus.clone() {
             // NATS: queued in commit order (never waits), so receivers see no gap.
             Some(bus) if carry => bus.committed(posts).await,

@@ -15,6 +15,7 @@ mod direct;
 mod files;
 mod mentions;
 mod presence;
+mod push;
 mod rooms;
 mod search;
 mod settings;
@@ -41,6 +42,7 @@ pub(crate) use files::attachments_column;
 pub use files::{Attachment, Attachments, ImageSize, NewAttachment, StoredFile};
 pub use mentions::{MENTION_COUNT_CAP, Mentions, NotifyColumn, RoomMentions, RoomNotify};
 pub use presence::INSTANCE_TTL_MS;
+pub use push::{PushRecipient, PushSubscription};
 pub use rooms::{
     JoinOutcome, Marks, Member, Message, MessagePage, Room, RoomLink, RoomOverview, RoomSummary,
     UNREAD_CAP,

@@ -172,6 +172,8 @@ pub struct Profile<'a> {
     pub panel: TokenPanel<'a>,
     /// What they want to hear about by default, and why a choice was refused, if it was.
     pub notify: (Notify, Option<&'a str>),
+    /// This browser's notifications and "do not disturb".
+    pub push: super::push::PushPanel<'a>,
 }
 
 /// `/profile`: who you are here, sessions, API tokens.
@@ -215,6 +217,7 @@ pub fn profile(nav: Nav, csrf: &str, p: &Profile) -> Markup {
             }
         }
         (notify_default_form(csrf, p.notify.0, p.notify.1))
+        (super::push::panel(csrf, &p.push))
         (token_panel(p.tokens, csrf, &p.panel))
     };
     Page {

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod members;
 pub mod messages;
 pub mod page_cache;
+pub mod push;
 pub mod room;
 pub mod search;
 pub mod settings;

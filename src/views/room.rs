@@ -107,7 +107,9 @@ pub fn posted() -> Markup {
 pub fn notify_form(code: &str, csrf: &str, notify: RoomNotify, error: Option<&str>) -> Markup {
     let own = notify.own.map_or("default", Notify::as_str);
     html! {
-        form #notify-form.notify-form method="post" action={ "/rooms/" (code) "/notify" } {
+        // `data-notify`: what applies, for `js/notify.js`'s desktop notifications.
+        form #notify-form.notify-form method="post" action={ "/rooms/" (code) "/notify" }
+            data-notify=(notify.effective().as_str()) {
             (csrf_field(csrf))
             label for="notify" { "Notify me about" }
             select #notify name="notify"

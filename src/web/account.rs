@@ -526,17 +526,26 @@ pub(super) async fn profile_page(
     user: &CurrentUser,
     panel: TokenPanel<'_>,
 ) -> Result<maud::Markup, AppError> {
-    profile_page_with(state, user, panel, None).await
+    profile_page_with(state, user, panel, None, None).await
 }
 
-/// The profile page, with why a notification choice was refused, if one was.
-async fn profile_page_with(
+/// The profile page, with why a notification (or "do not disturb") choice was refused, if one
+/// was.
+pub(super) async fn profile_page_with(
     state: &State,
     user: &CurrentUser,
     panel: TokenPanel<'_>,
     notify_error: Option<&str>,
+    dnd_error: Option<&str>,
 ) -> Result<maud::Markup, AppError> {
     let notify = state.store.notify_default(user.id).await?;
+    let now = now_ms();
+    let dnd_until = state.store.dnd_until(user.id).await?.filter(|t| *t > now);
+    let subscribed = !state
+        .store
+        .push_subscriptions_of_session(&user.session.token_hash)
+        .await?
+        .is_empty();
     let sessions = state.store.session_count(user.id, now_ms()).await?;
     let rooms = state.store.my_rooms(user.id).await?;
     let tokens = state.store.api_tokens(user.id).await?;
@@ -549,6 +558,12 @@ async fn profile_page_with(
         tokens: &tokens,
         panel,
         notify: (notify, notify_error),
+        push: crate::views::push::PushPanel {
+            vapid_key: state.push.public_key(),
+            subscribed,
+            dnd_until,
+            error: dnd_error,
+        },
     };
     Ok(view::profile(member_nav(user, &csrf), &csrf, &shown))
 }
@@ -579,7 +594,8 @@ pub async fn set_notify_default(
     match crate::actions::set_notify_default(&state, user.actor(), form.value()).await {
         Ok(_) => Ok(see_other("/profile#notify-title", htmx)),
         Err(refusal @ Refusal::Invalid(why)) => {
-            let page = profile_page_with(&state, &user, TokenPanel::default(), Some(why)).await?;
+            let page =
+                profile_page_with(&state, &user, TokenPanel::default(), Some(why), None).await?;
             Ok(refused(&refusal, page))
         }
         Err(refusal) => Err(AppError::from(refusal).into()),

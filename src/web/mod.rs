@@ -12,6 +12,7 @@ pub mod home;
 pub mod live;
 pub mod middleware;
 pub mod ops;
+pub mod push;
 pub mod room;
 pub mod search;
 pub mod settings;
@@ -45,6 +46,10 @@ pub fn routes() -> Route {
         )
         .at("/profile", get(account::profile))
         .at("/profile/notify", post(account::set_notify_default))
+        .at("/profile/dnd", get(push::dnd_state).post(push::set_dnd))
+        .at("/push/subscriptions", post(push::subscribe))
+        .at("/push/subscriptions/delete", post(push::unsubscribe))
+        .at("/sw.js", get(push::service_worker))
         .at("/profile/tokens", post(tokens::create))
         .at("/profile/tokens/:id/revoke", post(tokens::revoke))
         .at("/profile/sessions", get(account_care::sessions))

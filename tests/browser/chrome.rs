@@ -465,7 +465,7 @@ impl Chrome {
     }
 
     /// A DevTools-protocol command; its result.
-    async fn cdp(&self, cmd: &'static str, params: Value) -> Result<Value, String> {
+    pub async fn cdp(&self, cmd: &'static str, params: Value) -> Result<Value, String> {
         self.client
             .issue_cmd(Cdp { cmd, params })
             .await

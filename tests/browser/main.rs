@@ -22,6 +22,7 @@ mod mentions;
 mod no_js;
 mod pages;
 mod permalinks;
+mod push;
 mod reconnect;
 mod search;
 mod settings;

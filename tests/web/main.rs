@@ -12,6 +12,7 @@ mod files;
 mod live;
 mod mentions;
 mod permalinks;
+mod push;
 mod rooms;
 mod search;
 mod security;
