@@ -521,6 +521,15 @@ natter_bus_up 0
 # TYPE natter_http_responses_total counter
 natter_http_responses_total{status="101"} 1
 natter_http_responses_total{status="303"} 1
+# HELP natter_pushes_sent_total Web Push messages accepted by a push service.
+# TYPE natter_pushes_sent_total counter
+natter_pushes_sent_total 0
+# HELP natter_pushes_failed_total Web Push messages a push service refused or that did not reach it.
+# TYPE natter_pushes_failed_total counter
+natter_pushes_failed_total 0
+# HELP natter_pushes_dropped_total Messages not pushed because the push queue was full.
+# TYPE natter_pushes_dropped_total counter
+natter_pushes_dropped_total 0
 # HELP natter_delivery_latency_seconds Time from a post's commit to its frame being written to a socket.
 # TYPE natter_delivery_latency_seconds histogram
 natter_delivery_latency_seconds_bucket{le="0.0005"} 1
