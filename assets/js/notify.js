@@ -83,7 +83,8 @@ showIcon();
 
 // ---------- Desktop notifications ----------
 
-const wanted = () => supported && Notification.permission === "granted" && store?.getItem(ON_KEY) === "on";
+const wanted = () =>
+  supported && Notification.permission === "granted" && store?.getItem(ON_KEY) === "on";
 
 let dnd = { until: 0, checked: 0 };
 /** Whether "do not disturb" is on (asked of the server at most once a minute). */
@@ -118,7 +119,10 @@ async function show(title, body, url, tag) {
 // This room: each new message, as the reader's setting for it says.
 const room = document.querySelector(".room[data-room]");
 const me = room?.dataset.me;
-let seen = Math.max(0, ...[...document.querySelectorAll("#messages article[data-seq]")].map((a) => +a.dataset.seq));
+let seen = Math.max(
+  0,
+  ...[...document.querySelectorAll("#messages article[data-seq]")].map((a) => +a.dataset.seq),
+);
 
 function arrived() {
   const fresh = [...document.querySelectorAll("#messages article.message[data-seq]")]
@@ -139,7 +143,8 @@ function arrived() {
     const name = document.querySelector("h1")?.textContent?.trim() || "natter";
     const title = direct ? author : name;
     const url = a.querySelector("a.permalink")?.getAttribute("href") ?? location.pathname;
-    show(title, direct ? text : `${author}: ${text}`, url, `natter-room-${room.dataset.roomId ?? room.dataset.room}`);
+    const tag = `natter-room-${room.dataset.roomId ?? room.dataset.room}`;
+    show(title, direct ? text : `${author}: ${text}`, url, tag);
   }
   queueIcon();
 }
@@ -148,13 +153,17 @@ document.addEventListener("htmx:sseMessage", arrived);
 
 // Other rooms (the rail's live activity), when no push subscription covers them.
 const railSeq = new Map();
-for (const a of document.querySelectorAll(".rooms-rail a[data-room-id]")) railSeq.set(a.dataset.roomId, +a.dataset.seq);
+for (const a of document.querySelectorAll(".rooms-rail a[data-room-id]")) {
+  railSeq.set(a.dataset.roomId, +a.dataset.seq);
+}
 
 function activity(e) {
   const text = e.detail.message ?? e.detail.data;
   if (typeof text !== "string" || !text.startsWith("<template data-activity")) return;
-  if (document.visibilityState !== "hidden" || !wanted() || store?.getItem(PUSH_KEY) === "on") return;
-  const runs = new DOMParser().parseFromString(text, "text/html").querySelector("template")?.dataset.activity ?? "";
+  if (document.visibilityState !== "hidden" || !wanted()) return;
+  if (store?.getItem(PUSH_KEY) === "on") return;
+  const frame = new DOMParser().parseFromString(text, "text/html");
+  const runs = frame.querySelector("template")?.dataset.activity ?? "";
   for (const run of runs.split(" ").filter(Boolean)) {
     const [id, count, , last, mentions] = run.split(":");
     const link = document.querySelector(`.rooms-rail a[data-room-id="${CSS.escape(id)}"]`);
@@ -164,7 +173,9 @@ function activity(e) {
     const named = +mentions || 0;
     if (setting === "nothing" || (setting === "mentions" && !named)) continue;
     const name = link.querySelector(".rail-name")?.textContent?.trim() ?? "natter";
-    const body = named ? `${named === 1 ? "A message mentions" : `${named} messages mention`} you` : `${count} new message${+count === 1 ? "" : "s"}`;
+    const body = named
+      ? `${named === 1 ? "A message mentions" : `${named} messages mention`} you`
+      : `${count} new message${+count === 1 ? "" : "s"}`;
     show(name, body, `${link.pathname}/messages/${last}`, `natter-room-${id}`);
   }
 }
@@ -187,7 +198,11 @@ async function post(path, sub) {
   const r = await fetch(path, {
     method: "POST",
     headers: { "X-CSRF-Token": csrf() },
-    body: new URLSearchParams({ endpoint: sub.endpoint, p256dh: keys.p256dh ?? "", auth: keys.auth ?? "" }),
+    body: new URLSearchParams({
+      endpoint: sub.endpoint,
+      p256dh: keys.p256dh ?? "",
+      auth: keys.auth ?? "",
+    }),
   });
   if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error ?? `HTTP ${r.status}`);
 }
@@ -202,7 +217,13 @@ async function subscribe() {
     const reg = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
     await within(navigator.serviceWorker.ready, 8000);
     const sub = (await reg.pushManager.getSubscription())
-      ?? (await within(reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(controls.dataset.vapidKey) }), 8000));
+      ?? (await within(
+        reg.pushManager.subscribe({
+          userVisibleOnly: true,
+          applicationServerKey: keyBytes(controls.dataset.vapidKey),
+        }),
+        8000,
+      ));
     await post("/push/subscriptions", sub);
     store?.setItem(PUSH_KEY, "on");
     return "push";
@@ -230,7 +251,9 @@ function render(state, note = "") {
     denied: "Notifications are blocked for natter in this browser's settings.",
     off: "Notifications are off on this browser.",
     on: "Notifications are on: natter tells you when its tab is hidden, and when it is closed.",
-    tab: "Notifications are on while a natter tab is open; this browser cannot receive them when natter is closed.",
+    tab:
+      "Notifications are on while a natter tab is open; " +
+      "this browser cannot receive them when natter is closed.",
   }[state];
   status.textContent = note ? `${say} ${note}` : say;
   if (state === "unsupported" || state === "denied") return;
