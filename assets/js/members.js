@@ -14,3 +14,28 @@ document.addEventListener("htmx:oobBeforeSwap", (e) => {
     else if (list.hasAttribute("data-capped") && li.dataset.online !== "true") li.remove();
   }
 });
+
+// A member changed their username: the system line saying so (live, replayed on a resume, or
+// in the page) carries `data-renamed` and their new name, and their earlier messages here take
+// it, as a fresh page load would show them.
+function renamed(line) {
+  const name = line.querySelector(".author")?.textContent;
+  if (!name) return;
+  const theirs = `#messages article[data-author="${CSS.escape(line.dataset.author)}"]`;
+  for (const article of document.querySelectorAll(theirs)) {
+    const author = article.querySelector(".author");
+    if (author) author.textContent = name;
+    const dm = article.querySelector("a.dm-link");
+    if (dm) {
+      dm.href = "/dm/" + encodeURIComponent(name);
+      const hidden = dm.querySelector(".visually-hidden");
+      if (hidden) hidden.textContent = " with " + name;
+    }
+  }
+}
+
+document.addEventListener("htmx:load", (e) => {
+  const elt = e.detail.elt;
+  if (elt.matches?.("article[data-renamed]")) renamed(elt);
+  for (const line of elt.querySelectorAll?.("article[data-renamed]") ?? []) renamed(line);
+});

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     domain::{RoomName, RoomTopic},
-    store::{Heading, Member, Message, Room},
+    store::{Action, Heading, Member, Message, Room, What},
 };
 
 impl Heading {
@@ -48,9 +48,13 @@ pub fn heading(h: &Heading, oob: bool) -> Markup {
 /// A system line: who changed what, small and centered, never grouped with messages, never
 /// editable. Its words are the line's stored sentence (plain text, escaped like any text; no
 /// links, no mentions).
+///
+/// A username change is marked `data-renamed`: `js/members.js` then shows the new name (the
+/// line's author) on that person's earlier messages in the page, as a fresh load would.
 pub fn system_line(m: &Message) -> Markup {
+    let renamed = Action::of(m).is_some_and(|a| a.what == What::Username);
     html! {
-        article.system-line id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) {
+        article.system-line id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) data-renamed[renamed] {
             p {
                 span.author { (m.author) }
                 " "

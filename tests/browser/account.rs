@@ -88,8 +88,8 @@ crate::both! {
     }
 }
 
-/// With JavaScript on, another member's open room shows the new name in its member list
-/// without a reload.
+/// With JavaScript on, another member's open room shows the new name in its member list and
+/// on the renamed person's earlier messages without a reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rename_reaches_an_open_member_list_live() {
     let Some(app) = TestApp::spawn_with(common::Backend::Sqlite, FAST_POSTS).await else {
@@ -102,6 +102,8 @@ async fn a_rename_reaches_an_open_member_list_live() {
     let code = create_room(&ada, "Names").await;
     sign_up_dev(&bob, "acct-live-bob@example.org", "bob").await;
     join_by_link(&bob, &code).await;
+    send(&ada, "before my new name").await;
+    wait_for_message(&bob, "before my new name").await;
     bob.wait_until(
         "ada listed",
         &format!("({MEMBER_NAMES}).includes('ada')"),
@@ -122,6 +124,13 @@ async fn a_rename_reaches_an_open_member_list_live() {
     bob.wait_until(
         "the system line",
         "document.querySelector('#messages').textContent.includes('changed their username (was ada)')",
+        vec![],
+    )
+    .await;
+    // Her earlier message on bob's open page takes the new name, as a fresh load shows it.
+    bob.wait_until(
+        "the new name on her earlier message",
+        "[...document.querySelectorAll('#messages article.message')].some((a) => a.textContent.includes('before my new name') && a.querySelector('.author').textContent === 'Ada_L' && a.querySelector('a.dm-link').getAttribute('href') === '/dm/Ada_L')",
         vec![],
     )
     .await;
