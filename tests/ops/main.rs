@@ -6,6 +6,7 @@
 mod common;
 
 mod caddy;
+mod export;
 mod multi;
 mod nats;
 mod observe;
