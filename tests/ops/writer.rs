@@ -32,6 +32,14 @@ both! {
     async fn a_post_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
         let code = ada.create_room("Batch").await;
+        // The operator's trigger goes in while natter is stopped. (On SQLite, since migration
+        // 0009, a trigger added by another connection while natter runs makes natter's writer
+        // answer "no such table: messages": a bug found on 2026-12-03, not yet explained, and
+        // not what this test is about.)
+        let db = app.db.clone();
+        app.stop().await.expect("natter stops");
+        poison(&db.url()).await;
+        let app = crate::common::TestApp::start_on(db, None, &[]).await;
         let store = &app.state.store;
         let room = store
             .room_by_code(natter::domain::RoomCode::parse(&code).unwrap())
@@ -39,7 +47,6 @@ both! {
             .unwrap()
             .unwrap();
         let user_id = store.members(room.id).await.unwrap()[0].user_id;
-        poison(&app.db.url()).await;
         let post = |body: &str| natter::store::NewPost {
             room_id: room.id,
             user_id,
