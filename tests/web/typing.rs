@@ -22,6 +22,16 @@ async fn typing_line(socket: &mut Socket, within: Duration) -> Option<String> {
     }
 }
 
+/// Waits for a new socket's first frame, its member list, which is sent once the socket
+/// listens on the room's hub: a signal sent before that could pass the socket by (on a loaded
+/// machine the upgrade's answer can reach the client first).
+async fn joined(socket: &mut Socket) {
+    socket
+        .next_text(Duration::from_secs(15))
+        .await
+        .expect("the socket's member list");
+}
+
 /// The id of the room's member `username`.
 async fn id_of(app: &TestApp, code: &str, username: &str) -> i64 {
     let code = natter::domain::RoomCode::parse(code).unwrap();
@@ -47,6 +57,8 @@ both! {
         let ada_id = id_of(&app, &code, "ada").await;
         let mut ada_socket = ada.socket(&code, None).await.expect("socket");
         let mut bob_socket = bob.socket(&code, None).await.expect("socket");
+        joined(&mut ada_socket).await;
+        joined(&mut bob_socket).await;
 
         ada_socket.send_text(SIGNAL).await;
         let line = typing_line(&mut bob_socket, Duration::from_secs(5)).await.expect("a typing line");
@@ -74,6 +86,8 @@ both! {
         let ada_id = id_of(&app, &code, "ada").await;
         let mut ada_socket = ada.socket(&code, None).await.expect("socket");
         let mut bob_socket = bob.socket(&code, None).await.expect("socket");
+        joined(&mut ada_socket).await;
+        joined(&mut bob_socket).await;
         ada_socket.send_text(SIGNAL).await;
         assert!(typing_line(&mut bob_socket, Duration::from_secs(5)).await.is_some_and(|l| names(&l, ada_id)));
 
@@ -95,6 +109,8 @@ both! {
         bob.join(&code).await;
         let mut ada_socket = ada.socket(&code, None).await.expect("socket");
         let mut bob_socket = bob.socket(&code, None).await.expect("socket");
+        joined(&mut ada_socket).await;
+        joined(&mut bob_socket).await;
         // Not a signal: nothing shows, and the socket stays open and live.
         for junk in ["typing", "{}", "[\"typing\"]", "{\"typing\"", "{\"HEADERS\":{}}", &"x".repeat(3000)] {
             ada_socket.send_text(junk).await;
