@@ -298,6 +298,24 @@ fn posted(post: &NewPost, seq: i64, now: i64, mentions: Mentions) -> PostOutcome
 const EARLIER_POST: &str =
     "SELECT seq FROM messages WHERE room_id = $1 AND user_id = $2 AND client_id = $3";
 
+/// Run first in each SQLite batch: brings the writer's copy of the schema up to date before
+/// anything is prepared. Running a statement checks the schema's version and reads the schema
+/// again if another connection changed it (an operator's trigger, say); from here on the batch
+/// holds the write lock, so nobody changes it again before the commit.
+///
+/// Works around an SQLite bug (3.40.1 and the bundled 3.51.3 both have it): with the schema
+/// changed by another connection, *preparing* an INSERT into a table with two AFTER INSERT
+/// triggers, one of them writing to an FTS5 table not yet opened on this connection (the first
+/// post since natter started, or since migrations that ALTER a table), fails with "no such
+/// table" (here `messages`): opening the FTS5 table runs FTS5's own statements, which find the
+/// schema changed and discard it under the INSERT being prepared. Reproduced without natter:
+/// `CREATE TABLE t(x); CREATE TABLE g(y); CREATE TRIGGER t1 AFTER INSERT ON t BEGIN UPDATE g
+/// SET y = 1; END; CREATE VIRTUAL TABLE f USING fts5(body); CREATE TRIGGER ti AFTER INSERT ON
+/// t BEGIN INSERT INTO f(body) VALUES (new.x); END;`, then a new connection A, a trigger on `t`
+/// created by connection B, and `INSERT INTO t VALUES (1)` prepared on A. Once a statement has
+/// run on A after B's change, it prepares.
+const SCHEMA_CURRENT: &str = "SELECT 1 FROM sqlite_schema LIMIT 1";
+
 /// SQLite: `BEGIN IMMEDIATE` takes the write lock up front (a deferred transaction that reads
 /// first could meet `SQLITE_BUSY` when it upgrades), then each post runs under its own
 /// savepoint: a post that fails is rolled back alone and answered with its error, the rest
@@ -306,6 +324,7 @@ const EARLIER_POST: &str =
 async fn commit_sqlite(pool: &sqlx::SqlitePool, jobs: &[Job], now: i64) -> Vec<Result<Outcome>> {
     let run = async {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(SCHEMA_CURRENT).execute(&mut *tx).await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             sqlx::query("SAVEPOINT post").execute(&mut *tx).await?;
