@@ -1,7 +1,8 @@
 //! Full-text search of the messages of a person's rooms.
 //!
 //! Each backend indexes words its own way, kept current by the very statements that store,
-//! edit and delete messages (SQLite: FTS5 and triggers, `migrations/sqlite/0006_search.sql`;
+//! edit and delete messages (SQLite: FTS5, `migrations/sqlite/0008_search.sql`, with triggers
+//! for edits and deletes and, for posts, one statement per writer batch, `writer::INDEX_POSTS`;
 //! PostgreSQL: a generated `tsvector` column with a GIN index, `0007_search.sql`). The query
 //! given to the engine is built from the parsed words only (`domain::search::Query`), never
 //! from what was typed.

@@ -309,6 +309,14 @@ async fn seed(url: &str, reader: &str, rooms: usize, total: usize) -> Result<(),
         pool.execute("ANALYZE").await.map_err(e)?;
     }
     if let Some(pool) = &sqlite_pool {
+        // natter's writer indexes what it posts; rows put in here are indexed here.
+        pool.execute(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO messages_fts (rowid, body) \
+             SELECT (room_id << 32) | seq, body FROM messages \
+              WHERE room_id >= {first_room} AND kind = 'text' AND deleted_at IS NULL AND body <> ''"
+        )))
+        .await
+        .map_err(e)?;
         pool.execute("ANALYZE").await.map_err(e)?;
     }
     Ok(())
