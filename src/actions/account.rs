@@ -79,10 +79,11 @@ pub async fn change_username(
             state.chat.member_joined(room.id, &member).await;
         }
     }
-    // Rooms they left keep their messages under the new name, with no event to say so.
-    state
-        .pages
-        .forget(&state.store.rooms_with_messages_of(actor.id).await?);
+    // Rooms they left keep their messages under the new name, with no event to say so; and
+    // other instances hold their session (with the old name) for a few seconds: every instance
+    // forgets both.
+    let shown_in = state.store.rooms_with_messages_of(actor.id).await?;
+    state.chat.names_changed(actor.id, &shown_in).await;
     Ok(Renamed::Done)
 }
 
@@ -163,7 +164,9 @@ pub async fn delete_account(
         }
     }
     state.store.delete_account(actor.id, actor.username).await?;
-    state.pages.forget(&shown_in);
+    // Pages cached meanwhile on any instance may show their name on messages that are now the
+    // placeholder's, with no event of the room to say so.
+    state.chat.names_changed(actor.id, &shown_in).await;
     tracing::info!(
         user_id = actor.id,
         sessions = ended.len(),

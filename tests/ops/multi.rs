@@ -81,6 +81,7 @@ on_both_buses!(
     activity_in_another_room_crosses_instances,
     typing_on_one_instance_shows_on_the_other,
     room_settings_changed_on_one_instance_reach_the_other,
+    a_rename_or_a_deletion_on_one_instance_shows_on_the_others_next_page,
 );
 
 /// Notifications instance `base` has received from the others so far.
@@ -667,3 +668,85 @@ async fn room_settings_changed_on_one_instance_reach_the_other(bus: TestBus) {
         Some(SocketRefused(404))
     );
 }
+
+/// Polls `path` on `who` until its body contains `wanted`, for at most `within` (less than the
+/// session cache's 5 s: what passes is the news, not the cache's expiry).
+async fn shows_soon(who: &Browser, path: &str, wanted: &str, within: Duration) -> bool {
+    eventually(within, || async {
+        who.get(path).await.body.contains(wanted)
+    })
+    .await
+}
+
+async fn a_rename_or_a_deletion_on_one_instance_shows_on_the_others_next_page(bus: TestBus) {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
+    let b = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
+    let ada = a.signed_in("care-multi-ada@example.org", "care_ada").await;
+    let ada_on_b = ada.same_session_on(&b.base);
+    let bob = Browser::signed_in(&b.base, "care-multi-bob@example.org", "care_bob").await;
+    // A room she spoke in and left: a rename writes no line there, so its cached page on B
+    // would keep her old name until its next event.
+    let code = bob.create_room("Left behind").await;
+    ada.join(&code).await;
+    ada.say(&code, "words she left behind").await;
+    let left = ada
+        .post_form(
+            &format!("/rooms/{code}"),
+            &format!("/rooms/{code}/leave"),
+            &[],
+        )
+        .await;
+    assert_eq!(left.status, 303, "{}", left.body);
+    let room = format!("/rooms/{code}");
+    assert!(
+        bob.get(&room).await.body.contains("care_ada"),
+        "B caches the page with her name"
+    );
+    assert!(
+        ada_on_b.get("/profile").await.body.contains("care_ada"),
+        "B caches her session"
+    );
+
+    let renamed = ada
+        .post_form(
+            "/profile/username",
+            "/profile/username",
+            &[("username", "Care_Ada_2")],
+        )
+        .await;
+    assert_eq!(renamed.status, 303, "{}", renamed.body);
+    let soon = Duration::from_secs(2);
+    assert!(
+        shows_soon(&bob, &room, "Care_Ada_2", soon).await,
+        "B's cached page took the new name"
+    );
+    assert!(!bob.get(&room).await.body.contains(">care_ada<"));
+    assert!(
+        shows_soon(&ada_on_b, "/profile", "Care_Ada_2", soon).await,
+        "B's cached session took it"
+    );
+
+    let deleted = ada
+        .post_form(
+            "/profile/delete",
+            "/profile/delete",
+            &[("messages", "keep"), ("confirm", "Care_Ada_2")],
+        )
+        .await;
+    assert_eq!(
+        (deleted.status, deleted.location()),
+        (303, "/".to_string()),
+        "{}",
+        deleted.body
+    );
+    assert!(
+        shows_soon(&bob, &room, "deleted user", soon).await,
+        "B's cached page says deleted user"
+    );
+    assert!(
+        !bob.get(&room).await.body.contains("Care_Ada_2"),
+        "and names her nowhere"
+    );
+}
+
