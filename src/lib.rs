@@ -118,7 +118,7 @@ pub struct AppState {
     pub files: files::Files,
     /// The newest page of each room read lately, rendered (room pages are read far more often
     /// than rooms change).
-    pub pages: views::NewestPages,
+    pub pages: Arc<views::NewestPages>,
     /// The rate limiters, one per budget.
     pub limits: Limiters,
     /// The counters `/metrics` shows.
@@ -222,13 +222,13 @@ pub async fn build(config: Config) -> Result<State, String> {
     )
     .await?;
     Ok(Arc::new(AppState {
+        pages: chat.pages(),
         push,
         config,
         store,
         provider,
         chat,
         files,
-        pages: Default::default(),
         limits,
         metrics,
         shutdown: CancellationToken::new(),

@@ -55,8 +55,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const TTL: Duration = Duration::from_secs(12 * 60 * 60);
 /// A message's text in a push is cut to about this many characters.
 pub const TEXT_CHARS: usize = 120;
-/// How often "does anybody have a subscription?" is asked again (another instance may have
-/// taken the first one).
+/// How often "does anybody have a subscription?" is asked again while somebody has (so that
+/// once nobody has, messages cost one query per run instead of one each).
 const ANY_EVERY: Duration = Duration::from_secs(30);
 /// The longest endpoint URL accepted (push services' are around 200–500 characters).
 pub const MAX_ENDPOINT: usize = 1024;
@@ -105,8 +105,10 @@ struct Inner {
     public_key: String,
     subject: String,
     allow_loopback: bool,
-    /// Whether anybody has a subscription (re-read every `ANY_EVERY`, set at once when someone
-    /// here subscribes): while nobody does, committed messages are not even queued.
+    /// Whether anybody had a subscription when last asked (re-read every `ANY_EVERY`, set at
+    /// once when someone here subscribes). While false, the worker asks the database again for
+    /// each run of messages it takes, after taking them: a subscription made on any instance
+    /// before a message committed is seen, and nobody subscribed costs one cheap query per run.
     any: AtomicBool,
     queue: mpsc::Sender<Pending>,
     client: reqwest::Client,
@@ -185,9 +187,6 @@ impl Push {
     /// A batch of posts committed (called by the publisher, after the commit): queue its new
     /// messages, never waiting. System lines, edits and deletes are not pushed.
     fn committed(&self, messages: &[Message]) {
-        if !self.inner.any.load(Ordering::Relaxed) {
-            return;
-        }
         for m in messages {
             if m.is_system() || m.is_change() || m.is_deleted() {
                 continue;
@@ -200,7 +199,9 @@ impl Push {
                 body: m.body.clone(),
                 files: m.attachments.0.len(),
             };
-            if self.inner.queue.try_send(pending).is_err() {
+            // While nobody had a subscription a full queue loses no push worth counting.
+            if self.inner.queue.try_send(pending).is_err() && self.inner.any.load(Ordering::Relaxed)
+            {
                 self.inner.metrics.push_dropped();
             }
         }
@@ -214,8 +215,24 @@ impl Push {
             tokio::select! {
                 next = pending.recv() => {
                     let Some(next) = next else { return };
-                    if let Err(e) = self.fan_out(next, &slots).await {
-                        tracing::warn!(error = %e, "could not read whom to push to");
+                    // Everything committed so far, then the question: each message taken was
+                    // committed before it is asked.
+                    let mut run = vec![next];
+                    while let Ok(more) = pending.try_recv() {
+                        run.push(more);
+                    }
+                    if !self.inner.any.load(Ordering::Relaxed) {
+                        // A database that does not answer: try to push, as on start.
+                        let any = self.inner.store.any_push_subscription().await.unwrap_or(true);
+                        self.inner.any.store(any, Ordering::Relaxed);
+                        if !any {
+                            continue;
+                        }
+                    }
+                    for m in run {
+                        if let Err(e) = self.fan_out(m, &slots).await {
+                            tracing::warn!(error = %e, "could not read whom to push to");
+                        }
                     }
                 }
                 _ = any_tick.tick() => {

@@ -15,14 +15,18 @@ document.addEventListener("htmx:oobBeforeSwap", (e) => {
   }
 });
 
+// The messages (and system lines) of the member a line is by, in the page.
+function theirs(line) {
+  return document.querySelectorAll(`#messages article[data-author="${CSS.escape(line.dataset.author)}"]`);
+}
+
 // A member changed their username: the system line saying so (live, replayed on a resume, or
 // in the page) carries `data-renamed` and their new name, and their earlier messages here take
 // it, as a fresh page load would show them.
 function renamed(line) {
   const name = line.querySelector(".author")?.textContent;
   if (!name) return;
-  const theirs = `#messages article[data-author="${CSS.escape(line.dataset.author)}"]`;
-  for (const article of document.querySelectorAll(theirs)) {
+  for (const article of theirs(line)) {
     const author = article.querySelector(".author");
     if (author) author.textContent = name;
     const dm = article.querySelector("a.dm-link");
@@ -34,8 +38,21 @@ function renamed(line) {
   }
 }
 
+// A member deleted their account: the line saying so carries `data-gone` ("deleted user", the
+// name their messages have from now on). Their messages here, and the line itself, take it and
+// lose the "Message privately" link (nobody to write to), as a fresh page load shows them.
+function gone(line) {
+  for (const article of theirs(line)) {
+    const author = article.querySelector(".author");
+    if (author) author.textContent = line.dataset.gone;
+    article.querySelector("a.dm-link")?.remove();
+  }
+}
+
 document.addEventListener("htmx:load", (e) => {
   const elt = e.detail.elt;
   if (elt.matches?.("article[data-renamed]")) renamed(elt);
   for (const line of elt.querySelectorAll?.("article[data-renamed]") ?? []) renamed(line);
+  if (elt.matches?.("article[data-gone]")) gone(elt);
+  for (const line of elt.querySelectorAll?.("article[data-gone]") ?? []) gone(line);
 });

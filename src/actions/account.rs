@@ -3,13 +3,12 @@
 
 use futures_util::future::join_all;
 
-use super::settings;
 use crate::{
     State,
     auth::Actor,
     domain::Username,
     refusal::Refusal,
-    store::{ChangeOutcome, MessageChange, Rename, RoomChange, RoomEdit, now_ms},
+    store::{ChangeOutcome, EditOutcome, MessageChange, Rename, RoomChange, RoomEdit, now_ms},
 };
 
 /// Why a name someone else holds was refused (422).
@@ -80,10 +79,11 @@ pub async fn change_username(
             state.chat.member_joined(room.id, &member).await;
         }
     }
-    // Rooms they left keep their messages under the new name, with no event to say so.
-    state
-        .pages
-        .forget(&state.store.rooms_with_messages_of(actor.id).await?);
+    // Rooms they left keep their messages under the new name, with no event to say so; and
+    // other instances hold their session (with the old name) for a few seconds: every instance
+    // forgets both.
+    let shown_in = state.store.rooms_with_messages_of(actor.id).await?;
+    state.chat.names_changed(actor.id, &shown_in).await;
     Ok(Renamed::Done)
 }
 
@@ -110,8 +110,9 @@ impl Messages {
 /// Deletes the actor's account. In this order, so that nothing acts for them while it runs:
 /// their sessions end (sockets close 4401 everywhere) and their API tokens stop working;
 /// their messages are deleted if they asked (each an event in its room, through the writer,
-/// in batches); they leave every room (owned rooms pass to their longest-standing member with
-/// a system line; member lists drop them live); then one transaction makes every remaining
+/// in batches); they leave every room, each with a system line saying their account is gone
+/// (owned rooms pass to their longest-standing member with one more; member lists drop them
+/// live); then one transaction makes every remaining
 /// row stop naming them and deletes their user row (`Store::delete_account`). Signing in
 /// again with the same identity starts a new account.
 pub async fn delete_account(
@@ -151,17 +152,21 @@ pub async fn delete_account(
         }
     }
     for room in state.store.rooms_of(actor.id).await? {
-        let left = if room.owned_by(actor.id) {
-            settings::owner_leaves(state, actor, &room).await?
-        } else {
-            state.store.leave_room(room.id, actor.id).await?
+        // Each room gets a line "deleted their account" (`What::Gone`, marked `data-gone`):
+        // open pages turn their earlier messages into "deleted user" live (`js/members.js`).
+        let edit = RoomEdit {
+            room_id: room.id,
+            user_id: actor.id,
+            change: RoomChange::Gone,
         };
-        if left {
+        if let EditOutcome::Changed(_) = state.store.edit_room(edit).await? {
             state.chat.member_left(room.id, actor.id).await;
         }
     }
     state.store.delete_account(actor.id, actor.username).await?;
-    state.pages.forget(&shown_in);
+    // Pages cached meanwhile on any instance may show their name on messages that are now the
+    // placeholder's, with no event of the room to say so.
+    state.chat.names_changed(actor.id, &shown_in).await;
     tracing::info!(
         user_id = actor.id,
         sessions = ended.len(),

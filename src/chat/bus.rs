@@ -195,6 +195,15 @@ impl Bus {
         }
     }
 
+    /// What shows `user_id`'s name changed: the cached pages of these rooms and their cached
+    /// sessions are out of date.
+    pub async fn names_changed(&self, user_id: i64, room_ids: &[i64]) {
+        match self {
+            Bus::Notify(bus) => bus.names_changed(user_id, room_ids).await,
+            Bus::Nats(bus) => bus.names_changed(user_id, room_ids).await,
+        }
+    }
+
     /// These sessions ended (by token hash).
     pub async fn sessions_ended(&self, sessions: &[Vec<u8>]) {
         match self {

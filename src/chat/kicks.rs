@@ -83,6 +83,22 @@ impl Chat {
         }
     }
 
+    /// What shows `user_id`'s name changed without an event in these rooms to say so (they
+    /// changed their username, or their account is gone): every instance drops their cached
+    /// sessions (which carry the name) and its cached pages of these rooms.
+    pub async fn names_changed(&self, user_id: i64, room_ids: &[i64]) {
+        self.names_changed_here(user_id, room_ids);
+        if let Some(bus) = &self.inner.bus {
+            bus.names_changed(user_id, room_ids).await;
+        }
+    }
+
+    /// `names_changed` on this instance.
+    pub(super) fn names_changed_here(&self, user_id: i64, room_ids: &[i64]) {
+        self.store().forget_sessions_of(user_id);
+        self.inner.pages.forget(room_ids);
+    }
+
     /// Someone was removed from the room by its owner: as `member_left`, with the reason
     /// `removed` on their sockets' close, on every instance.
     pub async fn member_removed(&self, room_id: i64, user_id: i64) {

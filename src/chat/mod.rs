@@ -135,6 +135,9 @@ struct Inner {
     /// Told of every batch this instance commits, after the commit (Web Push's queue): set
     /// once at start.
     after_commit: std::sync::OnceLock<AfterCommit>,
+    /// The newest page of each room, rendered (`AppState::pages` is this one): held here so
+    /// that news from other instances that a person's name changed drops their pages too.
+    pages: Arc<crate::views::NewestPages>,
 }
 
 /// What `Chat::after_commit` takes: called on the publisher task, so it must not wait.
@@ -182,6 +185,7 @@ impl Chat {
                 jobs: jobs.clone(),
                 activity: activity::Activity::new(bus.clone()),
                 after_commit: Default::default(),
+                pages: Default::default(),
             }),
         };
         if let Some(bus) = &bus {
@@ -216,6 +220,11 @@ impl Chat {
     /// its broadcast (only the first hook set is kept).
     pub fn after_commit(&self, hook: AfterCommit) {
         let _ = self.inner.after_commit.set(hook);
+    }
+
+    /// The newest page of each room read lately, rendered: one cache per instance.
+    pub fn pages(&self) -> Arc<crate::views::NewestPages> {
+        self.inner.pages.clone()
     }
 
     /// The counters `/metrics` shows.

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `natter.room.{id}` | `m` committed events *with their rendered frames*; `u` the newest seq only (events too big to carry); `p` presence; `t` typing | instances where the room is active (a hub) or followed (a page's unread counts) |
 //! | `natter.members` | `j`, `l`, `r`: joined, left, removed | every instance: a person's pages anywhere follow their rooms |
-//! | `natter.sessions` | `s`: sessions ended (token hashes, hex) | every instance |
+//! | `natter.sessions` | `s`: sessions ended (token hashes, hex); `n`: a person's name changed (drop their cached sessions and the cached pages of the rooms listed) | every instance |
 //!
 //! An instance subscribes to a room's subject when the room's hub is created (and waits until
 //! the subscription is written to the server before the hub reads the room from the store, so
@@ -92,6 +92,8 @@ enum Wire<'a> {
     Removed { room: i64, user: i64 },
     #[serde(rename = "s")]
     Sessions { sessions: Vec<String> },
+    #[serde(rename = "n")]
+    Names { user: i64, rooms: Vec<i64> },
 }
 
 fn room_subject(room_id: i64) -> String {
@@ -153,6 +155,10 @@ fn parse(payload: &[u8]) -> Vec<Job> {
         Wire::Sessions { sessions } => {
             Job::SessionsEnded(sessions.iter().filter_map(|s| unhex(s)).collect())
         }
+        Wire::Names { user, rooms } => Job::NamesChanged {
+            user_id: user,
+            room_ids: rooms,
+        },
     };
     vec![job]
 }
@@ -395,6 +401,23 @@ impl Nats {
             self.send(SESSIONS.to_string(), &wire);
         }
     }
+
+    /// A person's name changed: every instance hears.
+    pub async fn names_changed(&self, user_id: i64, room_ids: &[i64]) {
+        // Room ids are at most 20 characters each: 10,000 rooms stay far below MAX_CARRIED.
+        let empty: &[i64] = &[];
+        let mut chunks: Vec<&[i64]> = room_ids.chunks(10_000).collect();
+        if chunks.is_empty() {
+            chunks.push(empty);
+        }
+        for chunk in chunks {
+            let wire = Wire::Names {
+                user: user_id,
+                rooms: chunk.to_vec(),
+            };
+            self.send(SESSIONS.to_string(), &wire);
+        }
+    }
 }
 
 /// Keeps `up`, `/metrics` and the log current, and asks for a full resync whenever the
@@ -506,6 +529,16 @@ mod tests {
             panic!()
         };
         assert_eq!(hashes, &vec![vec![1, 255]]);
+        let wire = Wire::Names {
+            user: 4,
+            rooms: vec![8, 9],
+        };
+        let Job::NamesChanged { user_id, room_ids } =
+            &parse(&serde_json::to_vec(&wire).unwrap())[0]
+        else {
+            panic!()
+        };
+        assert_eq!((*user_id, room_ids.as_slice()), (4, &[8, 9][..]));
         // A post whose events are of another room, or none, says nothing.
         let wire = Wire::Posted {
             room: 1,

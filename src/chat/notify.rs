@@ -11,6 +11,7 @@
 //! | `{id} r {room} {user}` | `user` was removed from `room` (close their sockets: 4404 `removed`) |
 //! | `{id} s {hex},…` | these sessions ended (close their sockets: 4401) |
 //! | `{id} t {room} {user}` | `user` is typing in `room` (shown for a few seconds) |
+//! | `{id} n {user} {room},…` | `user`'s name changed (drop their cached sessions, and the cached pages of these rooms) |
 //!
 //! Notifications only say *where to look*: receivers read the store by cursor, so a lost or
 //! repeated notification costs a little work, never a lost or doubled message. A periodic poll of
@@ -123,6 +124,24 @@ impl Notify {
     }
 }
 
+impl Notify {
+    pub async fn names_changed(&self, user_id: i64, room_ids: &[i64]) {
+        // At least one payload, for the sessions, however few rooms.
+        let start = format!("{} n {user_id} ", self.instance);
+        let mut payload = start.clone();
+        for (i, room) in room_ids.iter().enumerate() {
+            if payload.len() > MAX_PAYLOAD {
+                self.send(std::mem::replace(&mut payload, start.clone()))
+                    .await;
+            } else if i > 0 {
+                payload.push(',');
+            }
+            payload.push_str(&room.to_string());
+        }
+        self.send(payload).await;
+    }
+}
+
 pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -181,6 +200,14 @@ pub fn parse(payload: &str, own: &str) -> Vec<Job> {
             .map(|(room_id, user_id)| Job::Typing { room_id, user_id })
             .into_iter()
             .collect(),
+        "n" => {
+            let (user, rooms) = rest.split_once(' ').unwrap_or((rest, ""));
+            let Ok(user_id) = user.parse() else {
+                return Vec::new();
+            };
+            let room_ids = rooms.split(',').filter_map(|r| r.parse().ok()).collect();
+            vec![Job::NamesChanged { user_id, room_ids }]
+        }
         "s" => vec![Job::SessionsEnded(
             rest.split(',').filter_map(unhex).collect(),
         )],
@@ -328,6 +355,15 @@ mod tests {
             panic!()
         };
         assert_eq!(hashes, &vec![vec![1, 255], vec![0]]);
+        let Job::NamesChanged { user_id, room_ids } = &parse("x n 7 1,2,zz,3", "me")[0] else {
+            panic!()
+        };
+        assert_eq!((*user_id, room_ids.as_slice()), (7, &[1, 2, 3][..]));
+        assert!(matches!(
+            &parse("x n 7 ", "me")[0],
+            Job::NamesChanged { user_id: 7, room_ids } if room_ids.is_empty()
+        ));
+        assert!(parse("x n nobody 1", "me").is_empty());
         assert!(matches!(
             parse("x t 5 6", "me")[0],
             Job::Typing {

@@ -73,6 +73,14 @@ pub enum Job {
     },
     /// These sessions ended (by their token hashes): close their sockets here.
     SessionsEnded(Vec<Vec<u8>>),
+    /// What shows this person's name changed (a new username, a deleted account): drop their
+    /// cached sessions and the cached pages of these rooms here.
+    NamesChanged {
+        /// Whose name.
+        user_id: i64,
+        /// The rooms whose cached pages may show the old one.
+        room_ids: Vec<i64>,
+    },
     /// The listener listens (first or again): notifications sent before are gone, so
     /// everything they could have said is read again (`Scope::Everything`), sessions included.
     /// The first time matters too: sockets open as soon as the server serves, which may be
@@ -282,6 +290,9 @@ impl Chat {
             Job::SessionsEnded(sessions) => {
                 self.store().forget_sessions(&sessions);
                 self.sessions_ended_here(&sessions);
+            }
+            Job::NamesChanged { user_id, room_ids } => {
+                self.names_changed_here(user_id, &room_ids);
             }
             Job::Listening => {
                 self.resync(Scope::Everything).await;

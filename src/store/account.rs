@@ -164,7 +164,8 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         if done == 1 {
-            // Cached sessions carry the name; other instances' copies live 5 s at most.
+            // Cached sessions carry the name; other instances forget theirs when
+            // `Chat::names_changed` tells them.
             self.sessions.forget(|r| r.user.id == user_id);
             return Ok(Rename::Done { was });
         }

@@ -28,6 +28,9 @@ pub enum What {
     /// The line's author changed their username (`who`: the name they had before; none once
     /// their account is deleted).
     Username,
+    /// The line's author deleted their account and so left the room: their messages here are
+    /// shown as by "deleted user" (or were deleted) from now on.
+    Gone,
 }
 
 /// The room's heading (name, topic, code) as a change left it: every system line carries it,
@@ -92,6 +95,7 @@ impl Action {
                 Some(was) => format!("changed their username (was {was})"),
                 None => "changed their username".into(),
             },
+            What::Gone => "deleted their account".into(),
         }
     }
 }
@@ -127,6 +131,9 @@ pub enum RoomChange {
     Leave,
     /// The asker changed their username from this one (any member; direct conversations too).
     Username(String),
+    /// The asker's account is being deleted: they leave like `Leave`, and a line says so even
+    /// where they owned nothing, so open pages learn it in the room's event sequence.
+    Gone,
 }
 
 /// What became of a room change.
@@ -171,6 +178,7 @@ macro_rules! edit_room {
             && !matches!(
                 edit.change,
                 $crate::store::settings::RoomChange::Leave
+                    | $crate::store::settings::RoomChange::Gone
                     | $crate::store::settings::RoomChange::Username(_)
             )
         {
@@ -247,12 +255,16 @@ macro_rules! edit_room {
             $crate::store::settings::RoomChange::Username(_) => {
                 lines.push(($crate::store::settings::What::Username, None));
             }
-            $crate::store::settings::RoomChange::Leave => {
+            $crate::store::settings::RoomChange::Leave
+            | $crate::store::settings::RoomChange::Gone => {
                 sqlx::query("DELETE FROM members WHERE room_id = $1 AND user_id = $2")
                     .bind(edit.room_id)
                     .bind(edit.user_id)
                     .execute(&mut **tx)
                     .await?;
+                if matches!(edit.change, $crate::store::settings::RoomChange::Gone) {
+                    lines.push(($crate::store::settings::What::Gone, None));
+                }
                 if owns {
                     let heir: Option<i64> = sqlx::query_scalar(
                         "SELECT user_id FROM members WHERE room_id = $1 \
@@ -446,6 +458,10 @@ mod tests {
             action(What::Rotated, None, "", "")
                 .sentence()
                 .contains("old code")
+        );
+        assert_eq!(
+            action(What::Gone, None, "", "").sentence(),
+            "deleted their account"
         );
     }
 

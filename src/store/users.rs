@@ -171,6 +171,11 @@ impl Store {
             .forget(|r| token_hashes.contains(&r.token_hash));
     }
 
+    /// Drops the cached sessions of a person (they carry the username, which changed).
+    pub fn forget_sessions_of(&self, user_id: i64) {
+        self.sessions.forget(|r| r.user.id == user_id);
+    }
+
     /// Drops every cached session: after notifications were lost, any of them may have ended.
     pub fn forget_all_sessions(&self) {
         self.sessions.forget(|_| true);

@@ -8,7 +8,7 @@ use super::{
     times::time,
     unread,
 };
-use crate::store::DirectSummary;
+use crate::store::{DirectSummary, GONE_NAME};
 
 /// The address of the direct conversation with `name`: at its first unread message when there
 /// is one (the page's divider has `id="unread"`), like a room's link.
@@ -23,10 +23,10 @@ pub fn href(name: &str, unread: i64) -> String {
 /// "Message privately" beside a person's name (a message's author, a member). A link, so it
 /// works without JavaScript and needs no per-viewer token in markup rendered once for everyone:
 /// `GET /dm/{name}` shows the conversation, or a button that opens it. `data-user` lets
-/// `/me.css` hide it beside one's own name.
+/// `/me.css` hide it beside one's own name. "deleted user" is nobody to write to: no link.
 pub fn message_privately(user_id: i64, name: &str) -> Markup {
     html! {
-        @if !name.is_empty() {
+        @if !name.is_empty() && name != GONE_NAME {
             a.dm-link href={ "/dm/" (name) } data-user=(user_id) {
                 "Message privately" span.visually-hidden { " with " (name) }
             }

@@ -111,7 +111,7 @@ impl NewestPages {
 impl NewestPages {
     /// Drops the cached pages of these rooms: something they show changed without an event
     /// of theirs (an author's name, when the author's account was deleted or renamed in a
-    /// room they had left). Other instances' copies last until the room's next event.
+    /// room they had left). `Chat::names_changed` calls it on every instance.
     pub fn forget(&self, room_ids: &[i64]) {
         let mut pages = self.pages.lock();
         for id in room_ids {

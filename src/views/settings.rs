@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     domain::{RoomName, RoomTopic},
-    store::{Action, Heading, Member, Message, Room, What},
+    store::{Action, GONE_NAME, Heading, Member, Message, Room, What},
 };
 
 impl Heading {
@@ -50,11 +50,15 @@ pub fn heading(h: &Heading, oob: bool) -> Markup {
 /// links, no mentions).
 ///
 /// A username change is marked `data-renamed`: `js/members.js` then shows the new name (the
-/// line's author) on that person's earlier messages in the page, as a fresh load would.
+/// line's author) on that person's earlier messages in the page, as a fresh load would. A
+/// deleted account's line is marked `data-gone` with the name its messages take ("deleted
+/// user"), and `js/members.js` shows that, without the "Message privately" link.
 pub fn system_line(m: &Message) -> Markup {
-    let renamed = Action::of(m).is_some_and(|a| a.what == What::Username);
+    let what = Action::of(m).map(|a| a.what);
+    let renamed = what == Some(What::Username);
+    let gone = (what == Some(What::Gone)).then_some(GONE_NAME);
     html! {
-        article.system-line id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) data-renamed[renamed] {
+        article.system-line id={ "msg-" (m.seq) } data-seq=(m.seq) data-author=(m.user_id) data-renamed[renamed] data-gone=[gone] {
             p {
                 span.author { (m.author) }
                 " "

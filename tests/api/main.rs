@@ -13,6 +13,7 @@ mod notifications;
 mod robustness;
 mod rooms;
 mod search;
+mod sessions;
 mod settings;
 mod spec;
 mod tokens;

@@ -258,10 +258,22 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
             .insert(reply.status);
     };
     let join = json!({ "code": code });
+    let sessions = ada.get("/me/sessions").await;
+    let session = sessions.json[0]["id"]
+        .as_str()
+        .expect("her browser's session");
+    record(
+        "DELETE",
+        "/me/sessions/{id}",
+        ada.delete(&format!("/me/sessions/{session}")).await,
+    );
 
     let room_notify = format!("{room}/notifications");
+    let not_hers = format!("/me/sessions/{:032x}", 7);
     for api in [&ada, &anon] {
         record("GET", "/me", api.get("/me").await);
+        record("GET", "/me/sessions", api.get("/me/sessions").await);
+        record("DELETE", "/me/sessions/{id}", api.delete(&not_hers).await);
         record(
             "GET",
             "/me/notifications",
@@ -599,6 +611,12 @@ async fn provoke_every_status(app: &TestApp) -> Statuses {
         ivy.get(&format!("/files/{image_token}/thumbnail")).await,
     );
     record("GET", "/me", ada.get("/me").await);
+    record("GET", "/me/sessions", ada.get("/me/sessions").await);
+    record(
+        "DELETE",
+        "/me/sessions/{id}",
+        ada.delete(&format!("/me/sessions/{:032x}", 8)).await,
+    );
     record("GET", "/search", gil.get("/search?q=hello").await);
     record(
         "GET",
@@ -879,7 +897,7 @@ both! {
         let schemes = &spec.components.as_ref().unwrap().security_schemes;
         assert_eq!(schemes.len(), 1);
         let expected: BTreeSet<(String, String)> = [
-            ("GET", "/me"), ("GET", "/rooms"), ("POST", "/rooms"), ("POST", "/rooms/join"),
+            ("GET", "/me"), ("GET", "/me/sessions"), ("DELETE", "/me/sessions/{id}"), ("GET", "/rooms"), ("POST", "/rooms"), ("POST", "/rooms/join"),
             ("GET", "/rooms/{code}"), ("GET", "/rooms/{code}/members"),
             ("GET", "/rooms/{code}/messages"), ("POST", "/rooms/{code}/messages"),
             ("POST", "/rooms/{code}/leave"), ("POST", "/rooms/{code}/read"),

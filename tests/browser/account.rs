@@ -137,3 +137,55 @@ async fn a_rename_reaches_an_open_member_list_live() {
     bob.assert_console_clean("room after a member's rename")
         .await;
 }
+
+/// Whether bob's page shows the message whose text has `text` as by "deleted user", with no
+/// "Message privately" link, and no message or line at all under `name`.
+const GONE_ON_PAGE: &str = "[...document.querySelectorAll('#messages article')].some((a) => a.textContent.includes(arguments[0]) && a.querySelector('.author').textContent === 'deleted user' && !a.querySelector('a.dm-link')) \
+     && ![...document.querySelectorAll('#messages article')].some((a) => a.querySelector('.author')?.textContent === arguments[1])";
+
+// With JavaScript on, another member's open room shows "deleted user" on the earlier messages
+// of someone who deleted their account (keeping their messages) without a reload, as a fresh
+// load shows them: the line saying so (`data-gone`) renames them in `js/members.js`. The
+// earlier message is a hostile one, shown as text before and after.
+crate::both! {
+    async fn a_deletion_reaches_an_open_room_live(app: TestApp) {
+        let Some((ada, bob)) = Chrome::pair(&app.base, Js::On).await else {
+            return;
+        };
+        sign_up_dev(&ada, "care-gone@example.org", "care_gone").await;
+        let code = create_room(&ada, "Farewells").await;
+        sign_up_dev(&bob, "care-gone-bob@example.org", "care_bob").await;
+        join_by_link(&bob, &code).await;
+        let hostile = "<b>bold</b> \"><img src=x onerror=alert(1)> before I go";
+        send_raw(&ada, hostile).await;
+        wait_for_message(&bob, hostile).await;
+        ada.goto("/profile/delete").await;
+        ada.replace_text("#confirm", "care_gone").await;
+        ada.click("form[action='/profile/delete'] button[type=submit]")
+            .await;
+        ada.wait_until_path_is("/").await;
+        bob.wait_until(
+            "the line that her account is gone",
+            "document.querySelector('#messages').textContent.includes('deleted their account')",
+            vec![],
+        )
+        .await;
+        bob.wait_until(
+            "her message on the open page by deleted user",
+            GONE_ON_PAGE,
+            vec![json!(hostile), json!("care_gone")],
+        )
+        .await;
+        bob.assert_console_clean("room after a member deleted their account")
+            .await;
+        // A fresh load agrees.
+        bob.goto(&format!("/rooms/{code}")).await;
+        wait_for_message(&bob, hostile).await;
+        let fresh = bob
+            .js(GONE_ON_PAGE, vec![json!(hostile), json!("care_gone")])
+            .await;
+        assert_eq!(fresh, json!(true), "the same after a reload");
+        ada.quit().await;
+        bob.quit().await;
+    }
+}

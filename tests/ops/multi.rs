@@ -1,7 +1,10 @@
 //! Two natter instances on one PostgreSQL database.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -81,6 +84,8 @@ on_both_buses!(
     activity_in_another_room_crosses_instances,
     typing_on_one_instance_shows_on_the_other,
     room_settings_changed_on_one_instance_reach_the_other,
+    a_rename_or_a_deletion_on_one_instance_shows_on_the_others_next_page,
+    a_first_push_subscription_on_one_instance_counts_at_once_on_the_other,
 );
 
 /// Notifications instance `base` has received from the others so far.
@@ -666,4 +671,190 @@ async fn room_settings_changed_on_one_instance_reach_the_other(bus: TestBus) {
         bob.socket(code, Some(0)).await.err(),
         Some(SocketRefused(404))
     );
+}
+
+/// Polls `path` on `who` until its body contains `wanted`, for at most `within` (less than the
+/// session cache's 5 s: what passes is the news, not the cache's expiry).
+async fn shows_soon(who: &Browser, path: &str, wanted: &str, within: Duration) -> bool {
+    eventually(within, || async {
+        who.get(path).await.body.contains(wanted)
+    })
+    .await
+}
+
+async fn a_rename_or_a_deletion_on_one_instance_shows_on_the_others_next_page(bus: TestBus) {
+    let Some(db) = pg().await else { return };
+    let a = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
+    let b = TestApp::start_on(db.clone(), None, &bus.with(&[])).await;
+    let ada = a.signed_in("care-multi-ada@example.org", "care_ada").await;
+    let ada_on_b = ada.same_session_on(&b.base);
+    let bob = Browser::signed_in(&b.base, "care-multi-bob@example.org", "care_bob").await;
+    // A room she spoke in and left: a rename writes no line there, so its cached page on B
+    // would keep her old name until its next event.
+    let code = bob.create_room("Left behind").await;
+    ada.join(&code).await;
+    ada.say(&code, "words she left behind").await;
+    let left = ada
+        .post_form(
+            &format!("/rooms/{code}"),
+            &format!("/rooms/{code}/leave"),
+            &[],
+        )
+        .await;
+    assert_eq!(left.status, 303, "{}", left.body);
+    let room = format!("/rooms/{code}");
+    assert!(
+        bob.get(&room).await.body.contains("care_ada"),
+        "B caches the page with her name"
+    );
+    assert!(
+        ada_on_b.get("/profile").await.body.contains("care_ada"),
+        "B caches her session"
+    );
+
+    let renamed = ada
+        .post_form(
+            "/profile/username",
+            "/profile/username",
+            &[("username", "Care_Ada_2")],
+        )
+        .await;
+    assert_eq!(renamed.status, 303, "{}", renamed.body);
+    let soon = Duration::from_secs(2);
+    assert!(
+        shows_soon(&bob, &room, "Care_Ada_2", soon).await,
+        "B's cached page took the new name"
+    );
+    assert!(!bob.get(&room).await.body.contains(">care_ada<"));
+    assert!(
+        shows_soon(&ada_on_b, "/profile", "Care_Ada_2", soon).await,
+        "B's cached session took it"
+    );
+
+    let deleted = ada
+        .post_form(
+            "/profile/delete",
+            "/profile/delete",
+            &[("messages", "keep"), ("confirm", "Care_Ada_2")],
+        )
+        .await;
+    assert_eq!(
+        (deleted.status, deleted.location()),
+        (303, "/".to_string()),
+        "{}",
+        deleted.body
+    );
+    assert!(
+        shows_soon(&bob, &room, "deleted user", soon).await,
+        "B's cached page says deleted user"
+    );
+    assert!(
+        !bob.get(&room).await.body.contains("Care_Ada_2"),
+        "and names her nowhere"
+    );
+}
+
+/// A push service on 127.0.0.1 that answers 201 and counts the pushes it receives (what they
+/// say is checked, decrypted, in tests/web/push.rs), with the keys a browser would subscribe
+/// with: (endpoint, p256dh, auth, count).
+async fn counting_push_service() -> (String, String, String, Arc<AtomicUsize>) {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use web_push_native::p256;
+    let secret = loop {
+        if let Ok(key) = p256::SecretKey::from_slice(&rand::random::<[u8; 32]>()) {
+            break key;
+        }
+    };
+    let public =
+        p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&secret.public_key(), false);
+    let p256dh = URL_SAFE_NO_PAD.encode(public.as_bytes());
+    let auth = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!(
+        "http://127.0.0.1:{}/push/{:016x}",
+        listener.local_addr().unwrap().port(),
+        rand::random::<u64>()
+    );
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                // The head, then as many body bytes as it says.
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                let end = loop {
+                    let Ok(n) = conn.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while seen.len() < end + length {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if head.starts_with("post ") {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (endpoint, p256dh, auth, count)
+}
+
+async fn a_first_push_subscription_on_one_instance_counts_at_once_on_the_other(bus: TestBus) {
+    let Some(db) = pg().await else { return };
+    let settings = [("NATTER_PUSH_ALLOW_LOOPBACK", "true")];
+    let a = TestApp::start_on(db.clone(), None, &bus.with(&settings)).await;
+    let b = TestApp::start_on(db.clone(), None, &bus.with(&settings)).await;
+    let ada = b.signed_in("care-push-ada@example.org", "care_pada").await;
+    let bob = a.signed_in("care-push-bob@example.org", "care_pbob").await;
+    let code = ada.create_room("Pushed across").await;
+    bob.join(&code).await;
+    // Both instances started with nobody subscribed.
+    ada.say(&code, "@care_pbob before anyone subscribed").await;
+
+    let (endpoint, p256dh, auth, pushes) = counting_push_service().await;
+    let csrf = bob.csrf_from("/profile").await;
+    let subscribed = bob
+        .post_with(
+            "/push/subscriptions",
+            &[
+                ("endpoint", &endpoint),
+                ("p256dh", &p256dh),
+                ("auth", &auth),
+            ],
+            &[("origin", &bob.base), ("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(subscribed.status, 204, "{}", subscribed.body);
+    // At once, on the instance that did not see the subscription made.
+    ada.say(&code, "@care_pbob right after").await;
+    assert!(
+        eventually(WAIT, || async { pushes.load(Ordering::SeqCst) >= 1 }).await,
+        "B pushed the first message after the subscription"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pushes.load(Ordering::SeqCst), 1, "only that one");
 }

@@ -393,7 +393,7 @@ async fn doomed(app: &TestApp) -> (Browser, Browser, i64, String, String, String
     let dm_page = ada.get("/dm/bob").await;
     let dm = extract_attr(&dm_page.body, "data-room=\"").expect("the conversation");
     ada.say_on("/dm/bob", &dm, "hers to bob directly").await;
-    // A room where she is a plain member: leaving it writes no line there.
+    // A room where she is a plain member: only the line that her account is gone is written there.
     let cleos = cleo.create_room("Cleo's").await;
     ada.join(&cleos).await;
     bob.join(&cleos).await;
@@ -475,7 +475,12 @@ both! {
         let mut hers_socket = ada.socket(&hers, None).await.expect("her own socket");
 
         // Bob's view of Cleo's room is cached with her name on it.
-        assert!(bob.get(&format!("/rooms/{cleos}")).await.body.contains("Zelda_X"));
+        let before = bob.get(&format!("/rooms/{cleos}")).await;
+        assert!(before.body.contains("Zelda_X"));
+        let cursor: i64 = extract_attr(&before.body, "ws-connect=\"/rooms/")
+            .and_then(|u| u.rsplit("after=").next().and_then(|s| s.parse().ok()))
+            .expect("the page's cursor");
+        let mut in_cleos = bob.socket(&cleos, None).await.expect("bob's socket in Cleo's room");
         let page = ada.get("/profile/delete").await;
         assert_eq!(page.status, 200);
         for says in ["signed out", "API tokens stop working", "You leave your 4 rooms", "The 2 rooms you own pass", "deleted user", "new, empty account"] {
@@ -494,6 +499,21 @@ both! {
 
         // Bob's open room: she leaves the list, and the room passes to him (the longest-standing).
         assert!(watching.wait_for_new("owns it now", WAIT).await);
+        // Each of her rooms, owned or not, says her account is gone, in a line by her marked
+        // for js/members.js, which gives her messages on open pages the name "deleted user".
+        let marker = format!("data-author=\"{ada_id}\" data-gone=\"deleted user\"");
+        let live = watching.frames.join("\n");
+        assert!(live.contains(&marker) && live.contains("deleted their account"), "{live}");
+        assert!(in_cleos.wait_for_new("deleted their account", WAIT).await);
+        assert!(in_cleos.frames.join("\n").contains(&marker), "{:?}", in_cleos.frames);
+        // A socket resumed from before gets the line too (by the placeholder now), and so does
+        // a fresh page, where her messages are "deleted user" with no "Message privately".
+        let mut resumed = bob.socket(&cleos, Some(cursor)).await.expect("resumes");
+        assert!(resumed.wait_for("deleted their account", WAIT).await);
+        assert!(resumed.frames.join("\n").contains("data-gone=\"deleted user\""), "{:?}", resumed.frames);
+        let fresh = bob.get(&format!("/rooms/{cleos}")).await;
+        assert!(fresh.body.contains("data-gone=\"deleted user\"") && fresh.body.contains("deleted their account"), "{}", fresh.body);
+        assert!(!fresh.body.contains("/dm/deleted user"), "nobody to write to: {}", fresh.body);
         let page = bob.get(&format!("/rooms/{hers}")).await;
         assert!(!page.body.contains(&format!("id=\"member-{ada_id}\"")), "she is not a member");
         assert!(page.body.contains("first words of hers"), "her messages stay");
