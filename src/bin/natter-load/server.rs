@@ -382,7 +382,7 @@ fn callgrind_newest(pid: u32) -> Option<u64> {
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())?;
     let text = std::fs::read_to_string(newest.path()).ok()?;
-    let line = text.lines().find(|l| l.starts_with("summary:"))?;
+    let line = text.lines().find(|l| l.starts_with("totals:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
