@@ -12,7 +12,7 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
-    Event,
+    Event, Frame,
     bus::{Rendered, Watching},
 };
 use crate::{
@@ -75,7 +75,7 @@ struct HubState {
     /// The same members' ids, for membership checks.
     member_ids: HashSet<i64>,
     /// The rendered member list for (re)connecting sockets, until the next change.
-    list_frame: Option<Utf8Bytes>,
+    list_frame: Option<Frame>,
     /// Members whose entry changed since the last member-list frame, and how.
     pending: HashMap<i64, Change>,
     /// Whether a task will send `pending` when the window is over.
@@ -279,6 +279,11 @@ impl Hub {
         });
         let newest = frames.last().map_or(upto, |(event, ..)| (*event).max(upto));
         let last = previous.cloned();
+        // Encoded for the sockets before the lock, once for all of them.
+        let frames: Vec<_> = frames
+            .into_iter()
+            .map(|(seq, change, frame)| (seq, change, Frame::shared(frame)))
+            .collect();
         let mut state = self.state();
         for (seq, change, frame) in frames {
             if seq > state.published {
@@ -396,7 +401,7 @@ impl Hub {
         typers.sort_unstable_by(|a, b| a.1.cmp(b.1));
         let frame = typing_line(&typers).into_string();
         self.broadcast(Event::Typing {
-            frame: Utf8Bytes::from(frame),
+            frame: Frame::shared(Utf8Bytes::from(frame)),
         });
     }
 
@@ -406,7 +411,7 @@ impl Hub {
     }
 
     /// The member list (and status line) for a (re)connecting socket, rendered once per change.
-    pub(super) fn list_frame(&self) -> Utf8Bytes {
+    pub(super) fn list_frame(&self) -> Frame {
         let mut state = self.state();
         if let Some(frame) = &state.list_frame {
             return frame.clone();
@@ -416,7 +421,7 @@ impl Hub {
             |id| state.online.contains(&id),
             state.counts(),
         );
-        let frame = Utf8Bytes::from(markup.into_string());
+        let frame = Frame::shared(Utf8Bytes::from(markup.into_string()));
         state.list_frame = Some(frame.clone());
         frame
     }
@@ -485,7 +490,7 @@ impl Hub {
             });
         let markup = members::changes_frame(entries, state.counts());
         self.broadcast(Event::Members {
-            frame: Utf8Bytes::from(markup.into_string()),
+            frame: Frame::shared(Utf8Bytes::from(markup.into_string())),
         });
     }
 
@@ -630,7 +635,7 @@ mod tests {
     fn lines(rx: &mut Receiver<Event>) -> Vec<String> {
         std::iter::from_fn(|| rx.try_recv().ok())
             .filter_map(|event| match event {
-                Event::Typing { frame } => Some(frame.to_string()),
+                Event::Typing { frame } => Some(frame.html().to_string()),
                 _ => None,
             })
             .collect()

@@ -15,6 +15,7 @@
 
 mod activity;
 mod bus;
+mod frame;
 mod hub;
 mod kicks;
 mod nats;
@@ -37,6 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
+pub use frame::{Frame, MAX_FRAGMENT};
 use hub::Hub;
 pub use publisher::Job;
 
@@ -55,7 +57,7 @@ pub enum Event {
         /// The message's number in its room.
         seq: i64,
         /// The rendered frame, shared by every socket.
-        frame: Utf8Bytes,
+        frame: Frame,
         /// When the message was committed (or, for one read back from the store, created).
         committed: Instant,
         /// An edit or delete of an earlier message (replaced in place), not a new message.
@@ -64,12 +66,12 @@ pub enum Event {
     /// A member-list change (presence, a join, a leave).
     Members {
         /// The rendered frame, shared by every socket.
-        frame: Utf8Bytes,
+        frame: Frame,
     },
     /// Who is typing changed (`hub::Hub::typing`): the line under the conversation.
     Typing {
         /// The rendered frame, shared by every socket.
-        frame: Utf8Bytes,
+        frame: Frame,
     },
 }
 
@@ -445,7 +447,7 @@ pub struct Listener {
 
 impl Listener {
     /// The member list (and status line) for a (re)connecting socket.
-    pub fn list_frame(&self) -> Utf8Bytes {
+    pub fn list_frame(&self) -> Frame {
         self.hub.list_frame()
     }
 

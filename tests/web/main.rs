@@ -9,6 +9,7 @@ mod accounts;
 mod changes;
 mod direct;
 mod files;
+mod frames;
 mod live;
 mod mentions;
 mod permalinks;

@@ -169,13 +169,24 @@ impl Server {
                 exe.display()
             ));
         }
-        let mut cmd = if pin && which("taskset") {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
+        let callgrind = callgrind_dir();
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if pin && which("taskset") {
+            args.extend(["taskset".into(), "-c".into(), "0".into()]);
+        }
+        if let Some(dir) = &callgrind {
+            // Counted only while a phase is measured (`Meter`): starting, signing in and
+            // opening sockets run uninstrumented.
+            args.extend([
+                "valgrind".into(),
+                "--tool=callgrind".into(),
+                "--instr-atstart=no".into(),
+                format!("--callgrind-out-file={}/natter.%p.out", dir.display()).into(),
+            ]);
+        }
+        args.push(exe.clone().into());
+        let mut cmd = Command::new(&args[0]);
+        cmd.args(&args[1..]);
         cmd.env("NATTER_BIND", format!("127.0.0.1:{port}"))
             .env("NATTER_PUBLIC_URL", &base)
             .env("NATTER_DATABASE_URL", database_url)
@@ -190,7 +201,9 @@ impl Server {
             .map_err(|e| format!("cannot start natter: {e}"))?;
         let pid = child.id();
         let client = reqwest::Client::new();
-        for _ in 0..300 {
+        // Under valgrind natter starts (and answers) many times slower.
+        let tries = if callgrind.is_some() { 3000 } else { 300 };
+        for _ in 0..tries {
             if client
                 .get(format!("{base}/healthz"))
                 .send()
@@ -343,8 +356,43 @@ pub struct Meter {
     started: Instant,
 }
 
+/// `NATTER_LOAD_CALLGRIND=DIR`: natter runs under valgrind's callgrind, which counts the
+/// instructions it executes (in user space) during each measured phase and writes its
+/// profiles to `DIR`. The figure does not depend on what else the machine runs, unlike CPU
+/// time; the speeds measured meanwhile mean nothing (valgrind runs natter many times slower).
+fn callgrind_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("NATTER_LOAD_CALLGRIND").map(std::path::PathBuf::from)
+}
+
+/// Asks the callgrind counting `pid` to do `what` (`callgrind_control`).
+fn callgrind(pid: u32, what: &str) {
+    let _ = Command::new("callgrind_control")
+        .args([what, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
+/// The instructions counted in the newest profile callgrind wrote for `pid`.
+fn callgrind_newest(pid: u32) -> Option<u64> {
+    let dir = callgrind_dir()?;
+    let prefix = format!("natter.{pid}.out");
+    let newest = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())?;
+    let text = std::fs::read_to_string(newest.path()).ok()?;
+    let line = text.lines().find(|l| l.starts_with("totals:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 impl Meter {
     pub fn start(server: &Server) -> Self {
+        if let (Some(pid), Some(_)) = (server.pid, callgrind_dir()) {
+            // What ran before the phase is dumped (and so zeroed), then counting starts.
+            callgrind(pid, "--dump=before");
+            callgrind(pid, "--instr=on");
+        }
         Self {
             pid: server.pid,
             server: server.cpu(),
@@ -355,6 +403,16 @@ impl Meter {
 
     /// What each side used since the start.
     pub fn read(&self) -> Cpu {
+        if let (Some(pid), Some(_)) = (self.pid, callgrind_dir()) {
+            callgrind(pid, "--instr=off");
+            callgrind(pid, "--dump=phase");
+            match callgrind_newest(pid) {
+                Some(n) => {
+                    eprintln!("callgrind: {n} instructions in natter (user space) this phase")
+                }
+                None => eprintln!("callgrind: no profile read"),
+            }
+        }
         let since =
             |now: Option<Duration>, then: Option<Duration>| Some(now?.saturating_sub(then?));
         Cpu {

@@ -3,13 +3,8 @@
 
 use std::time::Instant;
 
+use crate::chat::{Event, Frame, MAX_FRAGMENT};
 use async_broadcast::RecvError;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-
-use crate::chat::Event;
-
-/// The largest WebSocket frame sent; longer messages go out in fragments of this size.
-pub(super) const MAX_FRAGMENT: usize = 4096;
 
 /// The most messages sent in one frame.
 pub(super) const BATCH_MAX: usize = 16;
@@ -17,9 +12,10 @@ pub(super) const BATCH_MAX: usize = 16;
 /// Messages that go out together: the one just received and those already waiting right
 /// behind it (a socket that fell behind, a burst in the room). One frame and one write for
 /// all of them instead of one each; the write is most of a delivery's cost. A lone message
-/// (the usual case) is sent as the shared frame itself, without a copy.
+/// (the usual case) is sent as the shared frame itself, without a copy, and over a WebSocket
+/// as the shared wire bytes encoded once for every socket.
 pub(super) struct Batch {
-    first: Utf8Bytes,
+    first: Frame,
     joined: Option<String>,
     /// The newest seq in the batch.
     pub(super) last_seq: i64,
@@ -28,7 +24,7 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    pub(super) fn new(frame: Utf8Bytes, seq: i64, committed: Instant) -> Self {
+    pub(super) fn new(frame: Frame, seq: i64, committed: Instant) -> Self {
         let mut batch = Batch {
             first: frame,
             joined: None,
@@ -41,7 +37,9 @@ impl Batch {
     }
 
     fn size(&self) -> usize {
-        self.joined.as_ref().map_or(self.first.len(), String::len)
+        self.joined
+            .as_ref()
+            .map_or(self.first.html().len(), String::len)
     }
 
     /// Takes the new messages waiting in `rx` that directly follow the batch, while the whole
@@ -66,13 +64,15 @@ impl Batch {
                     frame,
                     committed,
                     change: false,
-                } if seq == self.last_seq + 1 && self.size() + frame.len() <= MAX_FRAGMENT => {
+                } if seq == self.last_seq + 1
+                    && self.size() + frame.html().len() <= MAX_FRAGMENT =>
+                {
                     let joined = self.joined.get_or_insert_with(|| {
                         let mut joined = String::with_capacity(MAX_FRAGMENT);
-                        joined.push_str(self.first.as_str());
+                        joined.push_str(self.first.html().as_str());
                         joined
                     });
-                    joined.push_str(frame.as_str());
+                    joined.push_str(frame.html().as_str());
                     self.last_seq = seq;
                     self.committed[self.len] = Some(committed);
                     self.len += 1;
@@ -83,9 +83,9 @@ impl Batch {
         None
     }
 
-    pub(super) fn frame(&mut self) -> Utf8Bytes {
+    pub(super) fn frame(&mut self) -> Frame {
         match self.joined.take() {
-            Some(joined) => Utf8Bytes::from(joined),
+            Some(joined) => Frame::from(joined),
             None => self.first.clone(),
         }
     }
@@ -97,12 +97,14 @@ impl Batch {
 
 #[cfg(test)]
 mod tests {
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
     use super::*;
 
     fn message(seq: i64, text: &str) -> Event {
         Event::Message {
             seq,
-            frame: Utf8Bytes::from(format!("<{seq}:{text}>")),
+            frame: Frame::shared(Utf8Bytes::from(format!("<{seq}:{text}>"))),
             committed: Instant::now(),
             change: false,
         }
@@ -129,7 +131,7 @@ mod tests {
         let (_tx, mut rx) = channel();
         let mut batch = batch_of(1, "a");
         assert!(batch.gather(&mut rx).is_none());
-        assert_eq!(batch.frame().as_str(), "<1:a>");
+        assert_eq!(batch.frame().html().as_str(), "<1:a>");
         assert_eq!((batch.last_seq, batch.committed().count()), (1, 1));
     }
 
@@ -147,7 +149,7 @@ mod tests {
         let expected: String = std::iter::once("<1:a>".to_string())
             .chain((2..=BATCH_MAX).map(|s| format!("<{s}:m>")))
             .collect();
-        assert_eq!(batch.frame().as_str(), expected);
+        assert_eq!(batch.frame().html().as_str(), expected);
         // The rest stay queued for the next round.
         assert!(matches!(rx.try_recv(), Ok(Event::Message { seq: 17, .. })));
     }
@@ -158,7 +160,7 @@ mod tests {
         let (tx, mut rx) = channel();
         tx.try_broadcast(message(2, "m")).unwrap();
         tx.try_broadcast(Event::Members {
-            frame: Utf8Bytes::from_static("<members>"),
+            frame: Frame::shared(Utf8Bytes::from_static("<members>")),
         })
         .unwrap();
         let mut batch = batch_of(1, "a");
@@ -166,7 +168,7 @@ mod tests {
             batch.gather(&mut rx),
             Some(Ok(Event::Members { .. }))
         ));
-        assert_eq!(batch.frame().as_str(), "<1:a><2:m>");
+        assert_eq!(batch.frame().html().as_str(), "<1:a><2:m>");
 
         // A gap: filled from the store before that message is sent.
         let (tx, mut rx) = channel();
@@ -187,7 +189,7 @@ mod tests {
             batch.gather(&mut rx),
             Some(Ok(Event::Message { seq: 2, .. }))
         ));
-        assert_eq!(batch.frame().as_str(), "<1:a>");
+        assert_eq!(batch.frame().html().as_str(), "<1:a>");
 
         // The queue overflowed: the caller resyncs.
         let (mut tx, mut rx) = async_broadcast::broadcast(2);

@@ -17,7 +17,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::batch::Batch;
 use crate::{
     State,
-    chat::{Event, Listener, close},
+    chat::{Event, Frame, Listener, close},
     store::Room,
     views::{messages::events_frame, status::away_notice},
 };
@@ -55,7 +55,7 @@ pub(super) trait Transport: Send {
     const KEEP_ALIVE: std::time::Duration;
 
     /// Sends one frame of fragments; `seq` is the newest room event it brings (0: none).
-    fn send(&mut self, frame: Utf8Bytes, seq: i64) -> impl Future<Output = Result<(), End>> + Send;
+    fn send(&mut self, frame: Frame, seq: i64) -> impl Future<Output = Result<(), End>> + Send;
 
     /// Completes when the client said something (it is alive, and maybe typing) or went
     /// away.
@@ -159,9 +159,7 @@ impl<T: Transport> Feed<T> {
         };
         if latest - from > MAX_REPLAY {
             let notice = away_notice(&self.room.code);
-            self.out
-                .send(Utf8Bytes::from(notice.into_string()), 0)
-                .await?;
+            self.out.send(Frame::from(notice.into_string()), 0).await?;
             return Err(End::Close(close::TOO_FAR_BEHIND, "too far behind"));
         }
         self.last_sent = from;
@@ -205,7 +203,7 @@ impl<T: Transport> Feed<T> {
                 Next::Hub(Ok(Event::Members { .. } | Event::Typing { .. })) => Ok(()),
                 Next::Hub(Err(RecvError::Overflowed(missed))) => self.on_overflow(missed).await,
                 Next::Hub(Err(RecvError::Closed)) => Err(End::Close(close::RESTART, "closing")),
-                Next::Activity(frame) if T::PRESENCE => self.out.send(frame, 0).await,
+                Next::Activity(frame) if T::PRESENCE => self.out.send(Frame::from(frame), 0).await,
                 Next::Heard(Heard::Typing) => {
                     self.listener.typing();
                     Ok(())
@@ -253,7 +251,7 @@ impl<T: Transport> Feed<T> {
     async fn on_message(
         &mut self,
         seq: i64,
-        frame: Utf8Bytes,
+        frame: Frame,
         at: Instant,
         change: bool,
     ) -> Result<(), End> {
@@ -322,7 +320,7 @@ impl<T: Transport> Feed<T> {
             }
             if !events.is_empty() {
                 let frame = events_frame(&self.room.code, &events);
-                self.out.send(Utf8Bytes::from(frame), to).await?;
+                self.out.send(Frame::from(frame), to).await?;
             }
             self.last_sent = to;
         }

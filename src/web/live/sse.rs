@@ -17,7 +17,6 @@ use poem::{
     Body, Request, Response, handler,
     http::{HeaderValue, StatusCode, header},
 };
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument;
 
 use super::{
@@ -29,7 +28,7 @@ use super::{
 };
 use crate::{
     auth::AppData,
-    chat::{self, close},
+    chat::{self, Frame, close},
 };
 
 /// A comment this often keeps proxies from closing an idle stream.
@@ -182,8 +181,8 @@ impl Transport for Events {
     const PRESENCE: bool = true;
     const KEEP_ALIVE: Duration = HEARTBEAT;
 
-    async fn send(&mut self, frame: Utf8Bytes, seq: i64) -> Result<(), End> {
-        self.pipe.write(event(&frame, seq)).await
+    async fn send(&mut self, frame: Frame, seq: i64) -> Result<(), End> {
+        self.pipe.write(event(frame.html(), seq)).await
     }
 
     async fn heard(&mut self) -> Result<Heard, End> {

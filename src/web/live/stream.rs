@@ -15,7 +15,6 @@ use poem::{
     FromRequest, Request, Response, handler,
     http::{HeaderValue, StatusCode, header},
 };
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument;
 
 use super::{
@@ -26,7 +25,7 @@ use super::{
 use crate::{
     actions::LiveRoom,
     auth::AppData,
-    chat::{self, close},
+    chat::{self, Frame, close},
     error::AppError,
     refusal::Refusal,
     views::{
@@ -254,8 +253,8 @@ impl Transport for StreamOut {
     const PRESENCE: bool = false;
     const KEEP_ALIVE: Duration = HEARTBEAT;
 
-    async fn send(&mut self, frame: Utf8Bytes, seq: i64) -> Result<(), End> {
-        self.pipe.write(Bytes::from(frame)).await?;
+    async fn send(&mut self, frame: Frame, seq: i64) -> Result<(), End> {
+        self.pipe.write(Bytes::from(frame.html().clone())).await?;
         if seq - self.first >= MAX_EVENTS {
             return Err(End::Reload);
         }

@@ -1,28 +1,23 @@
 //! The WebSocket transport of a live feed: frames as text messages (fragmented when large),
 //! pings every 30 s, and a close frame with natter's code at the end.
 
-use std::time::{Duration, Instant};
+use std::{
+    pin::pin,
+    time::{Duration, Instant},
+};
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
-        Message as WsMessage, Utf8Bytes,
-        protocol::{
-            CloseFrame,
-            frame::{
-                Frame,
-                coding::{CloseCode, Data, OpCode},
-            },
-        },
+        Message as WsMessage,
+        protocol::{CloseFrame, frame::coding::CloseCode},
     },
 };
 
-use super::{
-    batch::MAX_FRAGMENT,
-    feed::{End, Heard, Transport},
-};
+use super::feed::{End, Heard, Transport};
+use crate::chat::Frame;
 
 /// A client that cannot take a frame for this long is closed (it reconnects and resumes).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +32,9 @@ pub(super) struct Socket {
     ws: Ws,
     /// When the client was last heard from.
     heard: Instant,
+    /// Whether tungstenite may hold a frame of its own not yet written (a pong or a close
+    /// answered while reading): flushed before a frame is written around it.
+    control_pending: bool,
 }
 
 impl Socket {
@@ -44,6 +42,7 @@ impl Socket {
         Socket {
             ws,
             heard: Instant::now(),
+            control_pending: false,
         }
     }
 
@@ -51,12 +50,14 @@ impl Socket {
         match tokio::time::timeout(WRITE_TIMEOUT, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
-            Err(_) => {
-                tracing::debug!("socket could not take a frame for 10 s; closing");
-                Err(End::Gone)
-            }
+            Err(_) => Err(timed_out()),
         }
     }
+}
+
+fn timed_out() -> End {
+    tracing::debug!("socket could not take a frame for 10 s; closing");
+    End::Gone
 }
 
 impl Transport for Socket {
@@ -64,34 +65,43 @@ impl Transport for Socket {
     const PRESENCE: bool = true;
     const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
-    /// Sends one HTML frame: whole when small, otherwise as a fragmented message (same bytes,
-    /// shared, cut into `MAX_FRAGMENT` pieces). tungstenite's write buffer keeps the capacity
-    /// of the largest frame it ever wrote for the socket's lifetime; a 200-member list or a
-    /// replay of a hundred messages would otherwise pin tens of KiB to every idle socket.
-    async fn send(&mut self, frame: Utf8Bytes, _seq: i64) -> Result<(), End> {
-        if frame.len() <= MAX_FRAGMENT {
-            return self.send_message(WsMessage::Text(frame)).await;
+    /// Sends one HTML frame: its wire bytes (one text frame, or fragments of `MAX_FRAGMENT`),
+    /// encoded once for every socket when the hub made the frame, written as they are to the
+    /// connection, in one write when the kernel takes them. tungstenite keeps reading,
+    /// pinging, answering pings and closing; what it may still hold of its own (a pong it
+    /// could not write while reading) goes out first, so frames never interleave. A write that
+    /// completes at once (the usual case) arms no timer.
+    async fn send(&mut self, frame: Frame, _seq: i64) -> Result<(), End> {
+        if self.control_pending {
+            match tokio::time::timeout(WRITE_TIMEOUT, self.ws.flush()).await {
+                Ok(Ok(())) => self.control_pending = false,
+                Ok(Err(_)) => return Err(End::Gone),
+                Err(_) => return Err(timed_out()),
+            }
         }
-        let bytes = Bytes::from(frame);
-        let mut start = 0;
-        while start < bytes.len() {
-            let end = (start + MAX_FRAGMENT).min(bytes.len());
-            let opcode = if start == 0 {
-                OpCode::Data(Data::Text)
-            } else {
-                OpCode::Data(Data::Continue)
-            };
-            let part = Frame::message(bytes.slice(start..end), opcode, end == bytes.len());
-            self.send_message(WsMessage::Frame(part)).await?;
-            start = end;
-        }
-        Ok(())
+        let wire = frame.wire();
+        let stream = self.ws.get_mut();
+        let mut write = pin!(async move {
+            stream.write_all(&wire).await?;
+            stream.flush().await
+        });
+        let written = match write.as_mut().now_or_never() {
+            Some(written) => written,
+            None => match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(written) => written,
+                Err(_) => return Err(timed_out()),
+            },
+        };
+        written.map_err(|_| End::Gone)
     }
 
     async fn heard(&mut self) -> Result<Heard, End> {
         match self.ws.next().await {
             Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => Err(End::Gone),
             Some(Ok(message)) => {
+                // tungstenite answers a ping when it reads one (and hands it over): it may be
+                // left holding the pong if the connection did not take it at once.
+                self.control_pending = true;
                 self.heard = Instant::now();
                 Ok(match message {
                     WsMessage::Text(text) if is_typing(&text) => Heard::Typing,
