@@ -17,7 +17,8 @@ document.addEventListener("htmx:oobBeforeSwap", (e) => {
 
 // The messages (and system lines) of the member a line is by, in the page.
 function theirs(line) {
-  return document.querySelectorAll(`#messages article[data-author="${CSS.escape(line.dataset.author)}"]`);
+  const author = CSS.escape(line.dataset.author);
+  return document.querySelectorAll(`#messages article[data-author="${author}"]`);
 }
 
 // A member changed their username: the system line saying so (live, replayed on a resume, or

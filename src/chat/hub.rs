@@ -74,6 +74,9 @@ struct HubState {
     members: Vec<Member>,
     /// The same members' ids, for membership checks.
     member_ids: HashSet<i64>,
+    /// How many joins and leaves reached this hub: a member list read from the store before
+    /// one of them may be stale (`reconcile`).
+    membership_changes: u64,
     /// The rendered member list for (re)connecting sockets, until the next change.
     list_frame: Option<Frame>,
     /// Members whose entry changed since the last member-list frame, and how.
@@ -160,6 +163,7 @@ impl Hub {
                 local: HashMap::new(),
                 online: HashSet::new(),
                 member_ids: members.iter().map(|m| m.user_id).collect(),
+                membership_changes: 0,
                 members,
                 list_frame: None,
                 pending: HashMap::new(),
@@ -562,15 +566,31 @@ impl Hub {
             state.members.insert(at, member.clone());
             state.member_ids.insert(member.user_id);
         }
+        state.membership_changes += 1;
         self.changed(state, member.user_id, Change::Membership);
+    }
+
+    /// What `reconcile` is given with a member list read from the store: taken before the read.
+    pub(super) fn membership_version(&self) -> u64 {
+        self.state().membership_changes
     }
 
     /// Compares the member list with `members` (read from the store after this hub was
     /// registered): a join or leave that happened while the hub was being created reached no
     /// hub. Adds the newcomers; returns who is gone, for the caller to treat as leaving.
-    pub(super) fn reconcile(self: &Arc<Self>, members: &[Member]) -> Vec<i64> {
+    /// `None` when a join or leave reached the hub since `version` (`membership_version`,
+    /// taken before the read): the list may predate it, and would bring back someone who
+    /// just left or turn away someone who just joined; the caller reads again.
+    pub(super) fn reconcile(
+        self: &Arc<Self>,
+        members: &[Member],
+        version: u64,
+    ) -> Option<Vec<i64>> {
         let (gone, new): (Vec<i64>, Vec<Member>) = {
             let state = self.state();
+            if state.membership_changes != version {
+                return None;
+            }
             let now: HashSet<i64> = members.iter().map(|m| m.user_id).collect();
             (
                 state.member_ids.difference(&now).copied().collect(),
@@ -584,7 +604,7 @@ impl Hub {
         for member in &new {
             self.member_joined(member);
         }
-        gone
+        Some(gone)
     }
 
     /// A member left: their entry disappears from every open list (replaced by a hidden one).
@@ -592,6 +612,7 @@ impl Hub {
         let mut state = self.state();
         state.members.retain(|m| m.user_id != user_id);
         state.member_ids.remove(&user_id);
+        state.membership_changes += 1;
         // Their sockets are being closed; each still unregisters itself (and its shared
         // presence row) on the way out.
         state.online.remove(&user_id);
@@ -663,5 +684,45 @@ mod tests {
         online(&hub, TYPING_MAX_ONLINE as i64 + 1);
         assert!(!hub.typing(2), "a hundred and one: dropped");
         assert_eq!(lines(&mut rx).len(), 1);
+    }
+
+    fn member(id: i64) -> Member {
+        Member {
+            user_id: id,
+            username: format!("p{id:03}"),
+            joined_at: 0,
+        }
+    }
+
+    /// The race seen under load: the catch-up of a new hub read the members, the person left
+    /// (live, on this hub), then the stale read came back with them.
+    #[tokio::test]
+    async fn a_member_list_read_before_a_leave_does_not_bring_them_back() {
+        let hub = hub_of(2);
+        let version = hub.membership_version();
+        let read = [member(1), member(2)];
+        hub.member_left(2);
+        assert_eq!(hub.reconcile(&read, version), None, "stale: read again");
+        assert!(!hub.state().member_ids.contains(&2));
+        let version = hub.membership_version();
+        assert_eq!(hub.reconcile(&[member(1)], version), Some(vec![]));
+        assert!(!hub.state().member_ids.contains(&2));
+    }
+
+    #[tokio::test]
+    async fn a_member_list_read_before_a_join_does_not_turn_them_away() {
+        let hub = hub_of(1);
+        let version = hub.membership_version();
+        let read = [member(1)];
+        hub.member_joined(&member(2));
+        assert_eq!(hub.reconcile(&read, version), None, "stale: read again");
+        let version = hub.membership_version();
+        // A read that is current: someone who left while the hub was made is gone, someone
+        // who joined meanwhile is added.
+        assert_eq!(
+            hub.reconcile(&[member(2), member(3)], version),
+            Some(vec![1])
+        );
+        assert!(hub.state().member_ids.contains(&3));
     }
 }

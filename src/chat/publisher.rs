@@ -327,11 +327,20 @@ impl Chat {
         if scope != Scope::Active {
             // A new hub: joins and leaves between its members read and its registration
             // reached no hub. After a reconnect: their notifications may be lost.
+            // A join or leave that reaches the hub during a read makes the read stale: read
+            // again (a few times; a room that churns that fast is told of every change live).
             for hub in &hubs {
-                if let Ok(members) = self.store().members(hub.room.id).await {
-                    for user_id in hub.reconcile(&members) {
-                        // Also closes a socket that opened just before its owner left.
-                        self.left_here(hub.room.id, user_id);
+                for _ in 0..3 {
+                    let version = hub.membership_version();
+                    let Ok(members) = self.store().members(hub.room.id).await else {
+                        break;
+                    };
+                    if let Some(gone) = hub.reconcile(&members, version) {
+                        for user_id in gone {
+                            // Also closes a socket that opened just before its owner left.
+                            self.left_here(hub.room.id, user_id);
+                        }
+                        break;
                     }
                 }
             }
