@@ -340,12 +340,18 @@ both! {
         ada.say(&code, "hey @bob").await;
         service.expect_exactly(2, "hey @bob", &["hey @bob"]).await;
 
-        // The room's own setting wins: nothing, even for a mention; then all again.
+        // The room's own setting wins: nothing, even for a mention; then all again. The setting
+        // is read when the worker takes the message, so the test waits for a mention in another
+        // room (taken after it, in commit order) before it changes the setting back.
+        let other = app.create_room(&ada, "Shed").await;
+        bob.join(&other).await;
         set_notify(&bob, Some(&code), "nothing").await;
         ada.say(&code, "@bob are you there").await;
+        ada.say(&other, "@bob over here").await;
+        service.expect_exactly(3, "@bob over here", &["@bob over here"]).await;
         set_notify(&bob, Some(&code), "all").await;
         ada.say(&code, "three").await;
-        service.expect_exactly(3, "three", &["three"]).await;
+        service.expect_exactly(4, "three", &["three"]).await;
 
         // Do not disturb: nothing until it is turned off.
         let r = bob.post_form("/profile", "/profile/dnd", &[("dnd", "1h")]).await;
@@ -355,11 +361,20 @@ both! {
         let dnd = bob.get("/profile/dnd").await;
         assert!(dnd.body.contains("\"until\":1"), "{}", dnd.body);
         ada.say(&code, "during dnd @bob").await;
+        // Do-not-disturb too is read when the message is taken: a push to someone else, taken
+        // after it, says it was.
+        let cyd = app.signed_in("push-cyd2@example.org", "cyd").await;
+        cyd.join(&other).await;
+        // An endpoint is one browser's: Cyd's own (the same service behind it).
+        let cyds = format!("{}-cyd", service.endpoint);
+        assert_eq!(service.post_subscription(&cyd, &cyds).await.status, 204);
+        ada.say(&other, "for cyd").await;
+        service.expect_exactly(5, "for cyd", &["for cyd"]).await;
         let r = bob.post_form("/profile", "/profile/dnd", &[("dnd", "off")]).await;
         assert_eq!(r.status, 303, "{}", r.body);
         assert_eq!(bob.get("/profile/dnd").await.body, "{\"until\":null}");
         ada.say(&code, "after dnd").await;
-        service.expect_exactly(4, "after dnd", &["after dnd"]).await;
+        service.expect_exactly(6, "after dnd", &["after dnd"]).await;
 
         // A direct message counts as a mention under "mentions".
         set_notify(&bob, None, "mentions").await;
@@ -369,7 +384,7 @@ both! {
         let dm_code = ada.get(&dm).await.body;
         let dm_code = extract_attr(&dm_code, "data-room=\"").expect("the conversation's code");
         ada.say_on(&dm, &dm_code, "psst").await;
-        service.expect_exactly(5, "psst", &["psst"]).await;
+        service.expect_exactly(7, "psst", &["psst"]).await;
         let last = service.received.lock().unwrap().last().unwrap().payload.clone();
         assert_eq!(last["title"], "ada", "a direct message is titled by its author");
     }
