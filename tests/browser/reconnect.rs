@@ -200,14 +200,7 @@ async fn pages_signed_out_or_out_of_the_room_while_away_stop_knocking_and_say_so
     assert_eq!(r.status, 303);
     let bob_elsewhere = Browser::new(&elsewhere.base);
     bob_elsewhere.dev_sign_in("bob@example.org").await;
-    let r = bob_elsewhere
-        .post_form(
-            &format!("/rooms/{code}"),
-            &format!("/rooms/{code}/leave"),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 303);
+    bob_elsewhere.leave(&code).await;
     elsewhere.stop().await.expect("the other natter stops");
 
     // Back on their port, the upgrades are refused (401, 404), which a page only sees as

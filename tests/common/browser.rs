@@ -194,6 +194,24 @@ impl Browser {
         assert_eq!(r.status, 303, "join {code}: {}", r.body);
     }
 
+    /// Leaves room `code` from its page, as its Leave button does.
+    pub async fn leave(&self, code: &str) {
+        let r = self
+            .post_form(
+                &format!("/rooms/{code}"),
+                &format!("/rooms/{code}/leave"),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 303, "leave {code}: {}", r.body);
+    }
+
+    /// Signs out from the home page.
+    pub async fn sign_out(&self) {
+        let r = self.post_form("/home", "/auth/logout", &[]).await;
+        assert_eq!(r.status, 303, "sign out: {}", r.body);
+    }
+
     /// Posts a message without JS from the room's page (opening it reads the room); returns
     /// its seq.
     pub async fn say(&self, code: &str, body: &str) -> i64 {

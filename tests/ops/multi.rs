@@ -271,14 +271,7 @@ async fn presence_joins_and_leaves_cross_instances(bus: TestBus) {
     bob_on_a.dev_sign_in("bob@example.org").await;
     let mut bob_socket = bob_on_a.socket(&code, Some(0)).await.unwrap();
     assert!(bob_socket.wait_for("id=\"members\"", WAIT).await);
-    let left = bob
-        .post_form(
-            &format!("/rooms/{code}"),
-            &format!("/rooms/{code}/leave"),
-            &[],
-        )
-        .await;
-    assert_eq!(left.status, 303);
+    bob.leave(&code).await;
     assert_eq!(bob_socket.closed(WAIT).await, Closed::Code(4404));
     // A checks reconnecting sockets against its hub for the room (ada's socket keeps it
     // active): once bob's socket was closed, the hub no longer counts him a member.
@@ -694,14 +687,7 @@ async fn a_rename_or_a_deletion_on_one_instance_shows_on_the_others_next_page(bu
     let code = bob.create_room("Left behind").await;
     ada.join(&code).await;
     ada.say(&code, "words she left behind").await;
-    let left = ada
-        .post_form(
-            &format!("/rooms/{code}"),
-            &format!("/rooms/{code}/leave"),
-            &[],
-        )
-        .await;
-    assert_eq!(left.status, 303, "{}", left.body);
+    ada.leave(&code).await;
     let room = format!("/rooms/{code}");
     assert!(
         bob.get(&room).await.body.contains("care_ada"),

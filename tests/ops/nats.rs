@@ -261,16 +261,8 @@ async fn leaves_and_sign_outs_made_while_nats_was_down_close_sockets_when_it_is_
         })
         .await
     );
-    let left = bob
-        .post_form(
-            &format!("/rooms/{code}"),
-            &format!("/rooms/{code}/leave"),
-            &[],
-        )
-        .await;
-    assert_eq!(left.status, 303);
-    let out = cyd.post_form("/home", "/auth/logout", &[]).await;
-    assert_eq!(out.status, 303);
+    bob.leave(&code).await;
+    cyd.sign_out().await;
     server.restart().await;
     assert_eq!(
         bob_socket.closed(WAIT).await,

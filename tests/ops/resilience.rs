@@ -274,16 +274,8 @@ async fn leaves_and_sign_outs_missed_while_the_listener_was_cut_off_close_socket
 
     // B's listener is cut off: the notifications of what happens now never reach it.
     proxy.down();
-    let left = bob
-        .post_form(
-            &format!("/rooms/{code}"),
-            &format!("/rooms/{code}/leave"),
-            &[],
-        )
-        .await;
-    assert_eq!(left.status, 303);
-    let out = cyd.post_form("/home", "/auth/logout", &[]).await;
-    assert_eq!(out.status, 303);
+    bob.leave(&code).await;
+    cyd.sign_out().await;
     proxy.up();
     assert_eq!(
         bob_socket.closed(WAIT).await,

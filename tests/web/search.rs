@@ -39,17 +39,6 @@ fn older_link(page: &Answer) -> Option<String> {
     crate::common::extract_attr(&page.body[i..], "href=\"").map(|h| h.replace("&amp;", "&"))
 }
 
-async fn leave(who: &Browser, code: &str) {
-    let r = who
-        .post_form(
-            &format!("/rooms/{code}"),
-            &format!("/rooms/{code}/leave"),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 303, "leave: {}", r.body);
-}
-
 both! {
     async fn a_search_finds_only_the_rooms_i_am_in_and_not_once_i_left(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
@@ -66,7 +55,7 @@ both! {
 
         bob.join(&secret).await;
         assert_eq!(found(&search(&bob, "pineapple").await), vec![(secret.clone(), seq)]);
-        leave(&bob, &secret).await;
+        bob.leave(&secret).await;
         assert!(seqs(&search(&bob, "pineapple").await).is_empty(), "left: nothing");
         assert!(seqs(&search(&bob, &format!("in:{secret}")).await).is_empty());
     }

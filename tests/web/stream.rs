@@ -192,8 +192,7 @@ both! {
 
         let mut stream = Stream::open(&bob, &format!("/rooms/{code}/live")).await;
         stream.until("the page", |t| t.contains("role=\"log\"")).await;
-        let left = bob.post_form(&format!("/rooms/{code}"), &format!("/rooms/{code}/leave"), &[]).await;
-        assert_eq!(left.status, 303);
+        bob.leave(&code).await;
         stream.read_to_end().await;
         assert!(stream.text.contains("You are no longer in this room."), "{}", stream.text);
         let reloaded = bob.get(&format!("/rooms/{code}/live")).await;
