@@ -11,11 +11,12 @@
 //!
 //! natter allows development sign-in (which the generator signs people in with) only on a
 //! loopback address, so the pair carries loopback addresses, which Linux routes over a device
-//! other than `lo` when that device's `route_localnet` is on: natter listens on 127.18.0.1
+//! other than `lo` when that device's `route_localnet` is on: natter listens on 127.N.0.1
 //! inside the namespace (whose own `lo` stays down), the generator's side holds
-//! 127.18.1.1–64, one source per connection in turn (`client::tcp_connect`, for the same
-//! reason as on loopback), and on this side a route in the `local` table sends 127.18.0.0/16
-//! to the pair rather than to `lo` (more specific than `lo`'s 127.0.0.0/8). Everything
+//! 127.N.1.1–64, one source per connection in turn (`client::tcp_connect`, for the same
+//! reason as on loopback), and on this side a route in the `local` table sends 127.N.0.0/16
+//! to the pair rather than to `lo` (more specific than `lo`'s 127.0.0.0/8). N is 18 or the
+//! next free one, so that natter-loads can run side by side. Everything
 //! is removed when natter-load ends, on Ctrl-C too, and namespaces left by a natter-load that
 //! was killed are removed by the next one.
 
@@ -32,12 +33,11 @@ pub struct Veth {
     /// The pair's end in the namespace (`nln<pid>`) and outside it (`nlh<pid>`).
     inner: String,
     outer: String,
+    /// The N of 127.N.0.0/16.
+    net: u8,
 }
 
 static VETH: OnceLock<Veth> = OnceLock::new();
-
-/// What natter listens on inside the namespace.
-pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(127, 18, 0, 1);
 
 /// How many addresses the generator's side holds.
 const SOURCES: u8 = 64;
@@ -52,8 +52,9 @@ pub fn veth() -> Option<&'static Veth> {
 /// The source address for the `n`th connection to `target`, when the target is natter in
 /// the namespace.
 pub fn source_for(target: Ipv4Addr, n: u64) -> Option<Ipv4Addr> {
-    (veth().is_some() && target == SERVER_IP)
-        .then(|| Ipv4Addr::new(127, 18, 1, 1 + (n % u64::from(SOURCES)) as u8))
+    let veth = veth()?;
+    (target == veth.server_ip())
+        .then(|| Ipv4Addr::new(127, veth.net, 1, 1 + (n % u64::from(SOURCES)) as u8))
 }
 
 /// Sets up the namespace and the pair (needs root and `ip`). With `pin`, receive work is
@@ -65,7 +66,9 @@ pub fn set_up(pin: bool) -> Result<&'static Veth, String> {
         ns: format!("{PREFIX}{pid}"),
         inner: format!("nln{pid}"),
         outer: format!("nlh{pid}"),
+        net: free_net()?,
     };
+    let (net, server) = (veth.net, veth.server_ip());
     // Registered first, so that a failure half-way is cleaned up too.
     let veth = VETH.get_or_init(|| veth);
     let (ns, inner, outer) = (&veth.ns, &veth.inner, &veth.outer);
@@ -83,15 +86,15 @@ pub fn set_up(pin: bool) -> Result<&'static Veth, String> {
         &format!("echo 1 > /proc/sys/net/ipv4/conf/{inner}/route_localnet"),
     )?;
     let mut batch: String = (1..=SOURCES)
-        .map(|i| format!("addr add 127.18.1.{i}/16 dev {outer}\n"))
+        .map(|i| format!("addr add 127.{net}.1.{i}/16 dev {outer}\n"))
         .collect();
     batch.push_str(&format!(
-        "link set {outer} up\nroute add 127.18.0.0/16 dev {outer} table local\n"
+        "link set {outer} up\nroute add 127.{net}.0.0/16 dev {outer} table local\n"
     ));
     ip_batch(None, &batch)?;
     ip_batch(
         Some(ns),
-        &format!("addr add {SERVER_IP}/16 dev {inner}\nlink set {inner} up\n"),
+        &format!("addr add {server}/16 dev {inner}\nlink set {inner} up\n"),
     )?;
     // A namespace starts with the kernel's defaults; the server's listening and buffer
     // settings follow the machine's, as natter's own would.
@@ -115,6 +118,25 @@ pub fn set_up(pin: bool) -> Result<&'static Veth, String> {
             .map_err(|e| format!("RPS on {outer}: {e}"))?;
     }
     Ok(veth)
+}
+
+impl Veth {
+    /// What natter listens on inside the namespace.
+    pub fn server_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.net, 0, 1)
+    }
+}
+
+/// The first N from 18 that no address or route of this machine uses as 127.N.
+fn free_net() -> Result<u8, String> {
+    let out = Command::new("ip")
+        .args(["-o", "route", "show", "table", "all"])
+        .output()
+        .map_err(|e| format!("ip route: {e}"))?;
+    let routes = String::from_utf8_lossy(&out.stdout);
+    (18..=250)
+        .find(|n| !routes.contains(&format!("127.{n}.")))
+        .ok_or_else(|| "no free 127.N.0.0/16".to_string())
 }
 
 /// Removes the namespace (and with it the pair), if one was set up.

@@ -157,10 +157,10 @@ impl Server {
         let veth = crate::net::veth();
         let (ip, port) = match veth {
             // The namespace holds nothing else: any port is free there.
-            Some(_) => {
+            Some(veth) => {
                 static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(8080);
                 let port = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                (crate::net::SERVER_IP.to_string(), port)
+                (veth.server_ip().to_string(), port)
             }
             None => {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")
