@@ -110,3 +110,63 @@ async fn json_logs_carry_the_request_id_on_every_line_a_request_writes() {
         read()
     );
 }
+
+/// `natter-load --net veth` (README: Benchmarks, a remote client) runs natter in a network
+/// namespace of its own, reached over a veth pair, and removes both when it ends. Needs root
+/// and `ip`; skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natter_load_reaches_natter_over_a_veth_pair_and_cleans_up() {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    let has_ip = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !root || !has_ip {
+        return;
+    }
+    let run = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_natter-load"))
+            .args([
+                "bigroom",
+                "--net",
+                "veth",
+                "--members",
+                "20",
+                "--posts",
+                "2",
+            ])
+            .args(["--no-pin"])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("natter-load runs");
+    let output = String::from_utf8_lossy(&run.stdout) + String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{output}");
+    // Every post reached all 20 members over the pair (the run fails otherwise).
+    let ns = output
+        .split_whitespace()
+        .find(|w| w.starts_with("natter-load-"))
+        .unwrap_or_else(|| panic!("no namespace named: {output}"))
+        .to_string();
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip");
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains(&ns),
+        "{ns} removed"
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip");
+    let pid = ns.trim_start_matches("natter-load-");
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains(&format!("nlh{pid}")),
+        "the pair removed"
+    );
+}

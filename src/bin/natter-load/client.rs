@@ -221,6 +221,7 @@ pub async fn connect(base: &str, person: &Person, code: &str, after: i64) -> Res
 /// addresses in turn: with thousands of connections to one address and port, Linux's search
 /// for a free local port in `connect` scans the ephemeral range each time (it was half of
 /// the generator's CPU at 19,000 sockets), and each source address has a port range of its own.
+/// To natter in a namespace (`--net veth`) they leave from the veth's 64 addresses likewise.
 pub async fn tcp_connect(addr: &str) -> Result<TcpStream, String> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let target: std::net::SocketAddr = match addr.parse() {
@@ -230,11 +231,14 @@ pub async fn tcp_connect(addr: &str) -> Result<TcpStream, String> {
     let std::net::SocketAddr::V4(v4) = target else {
         return TcpStream::connect(target).await.map_err(|e| e.to_string());
     };
-    if !v4.ip().is_loopback() {
+    let n = NEXT.fetch_add(1, Relaxed);
+    let source = if let Some(source) = crate::net::source_for(*v4.ip(), n) {
+        source
+    } else if v4.ip().is_loopback() {
+        std::net::Ipv4Addr::new(127, 0, 1, 1 + (n % 64) as u8)
+    } else {
         return TcpStream::connect(target).await.map_err(|e| e.to_string());
-    }
-    let n = NEXT.fetch_add(1, Relaxed) % 64;
-    let source = std::net::Ipv4Addr::new(127, 0, 1, 1 + n as u8);
+    };
     let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket
         .bind((source, 0).into())

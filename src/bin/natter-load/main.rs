@@ -10,6 +10,7 @@
 //! side's CPU, prints a table and writes JSON (`--json FILE`).
 
 mod client;
+mod net;
 mod report;
 mod scenarios;
 mod server;
@@ -49,6 +50,9 @@ pub struct Options {
     pub instances: Option<usize>,
     /// What the cross-instance scenario's instances talk over: `notify` or `nats`.
     pub bus: String,
+    /// How the generator reaches natter: `loopback` (default) or `veth` (natter in a network
+    /// namespace of its own, `net.rs`).
+    pub net: String,
 }
 
 const HELP: &str = "natter-load <scenario> [options]
@@ -96,6 +100,10 @@ options:
   --duration SECONDS       measured phase length
   --concurrency N          socket handshakes in flight while opening sockets (default 64)
   --no-pin                 do not pin server and generator to CPUs 0 and 1
+  --net loopback|veth      veth: natter runs in a network namespace of its own, reached
+                           over a veth pair with each side's receive work on its reader's
+                           core (RPS), as a remote client would see it (needs root and
+                           `ip`; SQLite, one instance; default loopback)
 
 Every scenario reports both sides' CPU. A failed correctness check (an acknowledged post
 not stored, a post that missed a member, a client without its history, a crashed server,
@@ -126,6 +134,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         mention: false,
         instances: None,
         bus: "notify".into(),
+        net: "loopback".into(),
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -154,6 +163,7 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--mention" => o.mention = true,
             "--instances" => o.instances = Some(count(&flag, &value()?)?),
             "--bus" => o.bus = value()?,
+            "--net" => o.net = value()?,
             other => return Err(format!("unknown option {other}\n\n{HELP}")),
         }
     }
@@ -162,6 +172,16 @@ fn parse_args() -> Result<Option<Options>, String> {
     }
     if o.db != "sqlite" && o.db != "postgres" {
         return Err("--db is sqlite or postgres".into());
+    }
+    if o.net != "loopback" && o.net != "veth" {
+        return Err("--net is loopback or veth".into());
+    }
+    if o.net == "veth" && (o.db != "sqlite" || o.target.is_some() || o.scenario == "cross") {
+        // natter in the namespace reaches no database or NATS on the machine's loopback.
+        return Err(
+            "--net veth starts one natter on SQLite: not with --db postgres, --target or cross"
+                .into(),
+        );
     }
     Ok(Some(o))
 }
@@ -207,7 +227,24 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
-    match runtime.block_on(scenarios::run(options)) {
+    if options.net == "veth" {
+        if let Err(e) = net::set_up(options.pin) {
+            net::tear_down();
+            eprintln!("natter-load: --net veth: {e}");
+            return ExitCode::FAILURE;
+        }
+        runtime.spawn(async {
+            // natter gets the terminal's SIGINT too; the namespace is ours to remove.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                net::tear_down();
+                std::process::exit(130);
+            }
+        });
+    }
+    let result = runtime.block_on(scenarios::run(options));
+    // The servers are stopped (dropped) by now: the namespace is empty.
+    net::tear_down();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("natter-load: {e}");

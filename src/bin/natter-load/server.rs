@@ -154,12 +154,24 @@ impl Server {
         pin: bool,
         extra: &[(&str, &str)],
     ) -> Result<(), String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| e.to_string())?
-            .local_addr()
-            .map_err(|e| e.to_string())?
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
+        let veth = crate::net::veth();
+        let (ip, port) = match veth {
+            // The namespace holds nothing else: any port is free there.
+            Some(veth) => {
+                static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(8080);
+                let port = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (veth.server_ip().to_string(), port)
+            }
+            None => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .map_err(|e| e.to_string())?
+                    .local_addr()
+                    .map_err(|e| e.to_string())?
+                    .port();
+                ("127.0.0.1".to_string(), port)
+            }
+        };
+        let base = format!("http://{ip}:{port}");
         let exe = std::env::current_exe()
             .map_err(|e| e.to_string())?
             .with_file_name("natter");
@@ -171,6 +183,11 @@ impl Server {
         }
         let callgrind = callgrind_dir();
         let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(veth) = veth {
+            // `ip netns exec`, `taskset` and `valgrind` each exec the next: the child's pid is
+            // natter's (or valgrind's, which is natter), and its /proc readings are natter's.
+            args.extend(crate::net::exec_prefix(veth).map(Into::into));
+        }
         if pin && which("taskset") {
             args.extend(["taskset".into(), "-c".into(), "0".into()]);
         }
@@ -187,7 +204,7 @@ impl Server {
         args.push(exe.clone().into());
         let mut cmd = Command::new(&args[0]);
         cmd.args(&args[1..]);
-        cmd.env("NATTER_BIND", format!("127.0.0.1:{port}"))
+        cmd.env("NATTER_BIND", format!("{ip}:{port}"))
             .env("NATTER_PUBLIC_URL", &base)
             .env("NATTER_DATABASE_URL", database_url)
             .env("NATTER_FILES", self.files.path())
@@ -354,6 +371,38 @@ pub struct Meter {
     server: Option<Duration>,
     generator: Option<Duration>,
     started: Instant,
+    /// `perf record` of the server's core over the phase (`NATTER_LOAD_PERF`).
+    perf: std::sync::Mutex<Option<Child>>,
+}
+
+/// `NATTER_LOAD_PERF=DIR`: each measured phase runs under `perf record -g` of CPU 0 (the
+/// server's core: natter and the kernel's work there, softirqs included), written to
+/// `DIR/perf.<n>.data`, phases numbered from 0 in the order they run.
+fn perf_start() -> Option<Child> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::path::PathBuf::from(std::env::var_os("NATTER_LOAD_PERF")?);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = dir.join(format!("perf.{n}.data"));
+    let child = Command::new("perf")
+        .args(["record", "-g", "-C", "0", "-q", "-o"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| eprintln!("perf: {e}"))
+        .ok()?;
+    eprintln!("perf: recording CPU 0 to {}", out.display());
+    // Until it has opened its events.
+    std::thread::sleep(Duration::from_millis(300));
+    Some(child)
+}
+
+/// Stops a `perf record` as Ctrl-C would (it then writes its file).
+fn perf_stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
 }
 
 /// `NATTER_LOAD_CALLGRIND=DIR`: natter runs under valgrind's callgrind, which counts the
@@ -393,11 +442,13 @@ impl Meter {
             callgrind(pid, "--dump=before");
             callgrind(pid, "--instr=on");
         }
+        let perf = std::sync::Mutex::new(perf_start());
         Self {
             pid: server.pid,
             server: server.cpu(),
             generator: own_cpu(),
             started: Instant::now(),
+            perf,
         }
     }
 
@@ -415,11 +466,17 @@ impl Meter {
         }
         let since =
             |now: Option<Duration>, then: Option<Duration>| Some(now?.saturating_sub(then?));
-        Cpu {
+        let cpu = Cpu {
             server: since(self.pid.and_then(cpu_of), self.server),
             generator: since(own_cpu(), self.generator),
             wall: self.started.elapsed(),
+        };
+        // After the readings: perf's own CPU is not the generator's.
+        let perf = self.perf.lock().ok().and_then(|mut p| p.take());
+        if let Some(perf) = perf {
+            perf_stop(perf);
         }
+        cpu
     }
 }
 

@@ -39,7 +39,7 @@ use crate::{
 
 pub async fn run(o: Options) -> Result<(), String> {
     client::epoch();
-    let report = match o.scenario.as_str() {
+    let mut report = match o.scenario.as_str() {
         "idle" => idle::idle(&o).await?,
         "handshakes" => handshakes::handshakes(&o).await?,
         "fanout" => fanout::fanout(&o).await?,
@@ -53,6 +53,17 @@ pub async fn run(o: Options) -> Result<(), String> {
         "search" => search::search(&o).await?,
         other => return Err(format!("unknown scenario {other} (try --help)")),
     };
+    if let Some(veth) = crate::net::veth() {
+        report.note(format!(
+            "--net veth: natter in network namespace {} over a veth pair{}",
+            veth.ns,
+            if o.pin {
+                ", receive work steered to the reader's core (RPS: server CPU 0, generator CPU 1)"
+            } else {
+                ""
+            }
+        ));
+    }
     report.print();
     if let Some(path) = &o.json {
         report.write_json(path)?;
