@@ -125,6 +125,7 @@ async fn natter_load_reaches_natter_over_a_veth_pair_and_cleans_up() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !root || !has_ip {
+        eprintln!("skipping: a network namespace needs root and `ip` (iproute2)");
         return;
     }
     let run = tokio::task::spawn_blocking(|| {
