@@ -152,7 +152,7 @@ pub(super) async fn fanout(o: &Options) -> Result<Report, String> {
         "sustained deliveries/s (≥95% delivered, p99 < 1 s)",
         capacity,
         "/s",
-        Some(80_000.0),
+        Some(100_000.0),
     );
     report.at_least(
         "strictly sustained (all delivered, p99 ≤ 10 ms)",

@@ -29,7 +29,7 @@ pub(super) async fn handshakes(o: &Options) -> Result<Report, String> {
         "signed-in socket upgrades per second",
         rate,
         "/s",
-        (o.db == "sqlite").then_some(5_000.0),
+        (o.db == "sqlite").then_some(6_000.0),
     );
     report.cpu("upgrades", &cpu, Some((sockets.len() as u64, "upgrade")));
     report.note(format!(
