@@ -75,7 +75,10 @@ impl Outcome {
     /// So far past sustaining that higher rates would only pile up a backlog (or a
     /// correctness failure ended the run's meaning).
     fn beyond(&self) -> bool {
-        self.missing > 0 || self.acknowledged < 0.8 * self.offered || !(self.p99_ms < 1000.0)
+        self.missing > 0
+            || self.acknowledged < 0.8 * self.offered
+            || self.p99_ms.is_nan()
+            || self.p99_ms >= 1000.0
     }
 }
 
