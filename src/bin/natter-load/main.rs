@@ -40,7 +40,8 @@ pub struct Options {
     pub concurrency: Option<usize>,
     /// How many posts the big-room and cross-instance scenarios send.
     pub posts: Option<usize>,
-    /// Offered delivery rates (per second) for the fan-out sweep.
+    /// Offered rates (per second) for the fan-out sweep (deliveries) and the cross-instance
+    /// sweep (posts).
     pub rates: Option<Vec<f64>>,
     pub pin: bool,
     /// Whether durable posts mention a member of their room (`@name`), the post path that
@@ -86,6 +87,10 @@ scenarios, with the knobs each reads and their defaults:
   cross        K instances on PostgreSQL: post on the first, receive on each other one, one
                post at a time: p50/p99, database reads per post
                  --posts 3000 --instances 2 --bus notify|nats (nats starts a nats-server)
+               with --rates: post on every instance at each offered rate (posts/s) in turn,
+               without waiting, receive on every other one: the highest rate sustained
+               with p99 < 100 ms, reads and CPU (instances, PostgreSQL) per post
+                 --rates 50,100,200,400 --duration 10 (per rate) --rooms 12
   search       search pages for a member of 50 rooms: messages seeded by bulk SQL, then
                200 searches per kind (common word, rare word, prefix, phrase, from:), p50/p99
                  --rooms 1000 --posts 1000000 (messages seeded)

@@ -8,6 +8,9 @@
 //!
 //! There is no target. A message that does not arrive everywhere within 10 s ends the run with
 //! an error.
+//!
+//! With `--rates` the run is a sweep instead (`cross_sweep`): posts on every instance at each
+//! offered rate in turn, without waiting, and the highest rate the cluster sustains.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -24,7 +27,7 @@ use crate::{
 };
 
 /// A `nats-server` of the run's own, killed with it.
-struct NatsServer(Child, String);
+pub(super) struct NatsServer(Child, String);
 
 impl NatsServer {
     async fn start() -> Result<NatsServer, String> {
@@ -53,6 +56,13 @@ impl NatsServer {
     }
 }
 
+impl NatsServer {
+    /// Its CPU time so far (user + system).
+    pub(super) fn cpu(&self) -> Option<Duration> {
+        crate::server::cpu_of(self.0.id())
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -61,7 +71,7 @@ impl Drop for NatsServer {
 }
 
 /// A counter from an instance's `/metrics` (0 when absent).
-async fn counter(http: &reqwest::Client, base: &str, series: &str) -> f64 {
+pub(super) async fn counter(http: &reqwest::Client, base: &str, series: &str) -> f64 {
     let Ok(response) = http.get(format!("{base}/metrics")).send().await else {
         return 0.0;
     };
@@ -71,23 +81,63 @@ async fn counter(http: &reqwest::Client, base: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-pub(super) async fn cross(o: &Options) -> Result<Report, String> {
-    let mut options = o.clone();
-    options.db = "postgres".into();
-    let k = o.instances.unwrap_or(2).max(2);
-    let nats = match o.bus.as_str() {
-        "nats" => Some(NatsServer::start().await?),
-        _ => None,
-    };
-    let bus: Vec<(&str, &str)> = match &nats {
-        Some(server) => vec![("NATTER_BUS", server.1.as_str())],
-        None => Vec::new(),
-    };
-    let a = Server::start_with(&options, &bus).await?;
-    let mut others = Vec::new();
-    for _ in 1..k {
-        others.push(a.another_with(o.pin, &bus).await?);
+/// K natter instances on one fresh PostgreSQL database, over the bus the options ask for.
+pub(super) struct Cluster {
+    /// The first one owns the database (dropped with it), so it goes last.
+    pub instances: Vec<Server>,
+    /// Stopped after every instance.
+    pub nats: Option<NatsServer>,
+}
+
+impl Cluster {
+    pub async fn start(o: &Options, k: usize) -> Result<Cluster, String> {
+        let mut options = o.clone();
+        options.db = "postgres".into();
+        let nats = match o.bus.as_str() {
+            "nats" => Some(NatsServer::start().await?),
+            _ => None,
+        };
+        let bus: Vec<(&str, &str)> = match &nats {
+            Some(server) => vec![("NATTER_BUS", server.1.as_str())],
+            None => Vec::new(),
+        };
+        let first = Server::start_with(&options, &bus).await?;
+        let mut instances = vec![first];
+        for _ in 1..k {
+            let another = instances[0].another_with(o.pin, &bus).await?;
+            instances.push(another);
+        }
+        Ok(Cluster { instances, nats })
     }
+
+    /// What the instances talk over, for notes.
+    pub fn bus(&self) -> &'static str {
+        match self.nats {
+            Some(_) => "NATS",
+            None => "PostgreSQL NOTIFY",
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The others stop before the first drops the database under them.
+        while let Some(server) = self.instances.pop() {
+            drop(server);
+        }
+    }
+}
+
+pub(super) async fn cross(o: &Options) -> Result<Report, String> {
+    if o.rates.is_some() {
+        return super::cross_sweep::sweep(o).await;
+    }
+    let k = o.instances.unwrap_or(2).max(2);
+    let cluster = Cluster::start(o, k).await?;
+    let (a, others) = cluster
+        .instances
+        .split_first()
+        .ok_or("no instance started")?;
     let mut report = Report::new("cross", "postgres");
     let http = client::http();
     let poster = client::sign_up(&http, &a.base, "poster@bench.example", "poster").await?;
@@ -103,12 +153,12 @@ pub(super) async fn cross(o: &Options) -> Result<Report, String> {
     let mut lat: Vec<u32> = Vec::with_capacity(n);
     let reads_before = {
         let mut sum = 0.0;
-        for other in &others {
+        for other in others {
             sum += counter(&http, &other.base, "natter_hub_catch_ups_total").await;
         }
         sum
     };
-    let meter_a = Meter::start(&a);
+    let meter_a = Meter::start(a);
     let meters: Vec<Meter> = others.iter().map(Meter::start).collect();
     for i in 0..n {
         let sent = Instant::now();
@@ -138,7 +188,7 @@ pub(super) async fn cross(o: &Options) -> Result<Report, String> {
     let on_a = meter_a.read();
     let on_others: Vec<Cpu> = meters.iter().map(Meter::read).collect();
     let mut reads = -reads_before;
-    for other in &others {
+    for other in others {
         reads += counter(&http, &other.base, "natter_hub_catch_ups_total").await;
     }
     lat.sort_unstable();
@@ -173,10 +223,7 @@ pub(super) async fn cross(o: &Options) -> Result<Report, String> {
     }
     report.note(format!(
         "{n} messages posted on instance 1 of {k} (HTTP form post, committed on PostgreSQL), received by a socket on each other instance, one at a time, over {}",
-        match nats {
-            Some(_) => "NATS",
-            None => "PostgreSQL NOTIFY",
-        }
+        cluster.bus()
     ));
     report.note("PostgreSQL's (and nats-server's) own CPU is in no server's figure");
     Ok(report)

@@ -9,6 +9,7 @@
 
 mod bigroom;
 mod cross;
+mod cross_sweep;
 mod durable;
 mod fanout;
 mod handshakes;
