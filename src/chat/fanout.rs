@@ -5,7 +5,7 @@
 //! gaps and batches. Waking every one of them for every message (and each re-registering its
 //! listener on the hub's channel) was a third of the server's CPU in a big room. So a socket
 //! with nothing to catch up hands itself to its hub's writer and drops its receiver
-//! (`Listener::to_fanout`): the writer takes every event from its own receiver and, for each
+//! (`Listener::hand_to_writer`): the writer takes every event from its own receiver and, for each
 //! such socket, makes one non-blocking write of the frame's shared wire bytes. A socket the
 //! writer cannot serve at once (the kernel took only part of the frame or none of it, a gap, its
 //! task busy writing a ping) is handed back: the writer keeps the unwritten bytes for the task,
@@ -300,11 +300,8 @@ fn send(
         hand_back(socket, &mut state, rx, None, Some(event.clone()));
         return Sent::HandedBack;
     }
-    let written = match socket.stream.try_write(wire) {
-        Ok(n) => n,
-        // The task's write fails the same way and ends the socket.
-        Err(_) => 0,
-    };
+    // On an error the task's write fails the same way and ends the socket.
+    let written = socket.stream.try_write(wire).unwrap_or_default();
     if let Some(seq) = seq {
         state.last_sent = seq;
     }

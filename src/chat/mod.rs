@@ -435,7 +435,7 @@ pub struct Listener {
     chat: Chat,
     hub: Arc<Hub>,
     /// The hub's broadcast, subscribed before anything was read from the store. `None`
-    /// while the room's writer sends to the socket (`to_fanout`).
+    /// while the room's writer sends to the socket (`hand_to_writer`).
     pub events: Option<Receiver<Event>>,
     /// The socket's slot with the room's writer, once it was handed to it.
     fanout_slot: Option<usize>,
@@ -473,7 +473,7 @@ impl Listener {
     /// Hands a caught-up socket (`last_sent`) to the room's writer (`fanout`), unless an
     /// event already waits for it: then that event is returned, and the task keeps the socket.
     /// The check and the hand-over happen between two broadcasts, under the socket's lock.
-    pub fn to_fanout(
+    pub fn hand_to_writer(
         &mut self,
         socket: &Arc<FastSocket>,
         last_sent: i64,

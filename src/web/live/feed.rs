@@ -215,7 +215,7 @@ impl<T: Transport> Feed<T> {
     /// up to do, the room's writer's while it is caught up.
     async fn forward(&mut self) -> End {
         loop {
-            self.to_fanout();
+            self.hand_to_writer();
             let next = self.next_event().await;
             // Anything the feed writes itself (or lets tungstenite write) while the writer
             // has the socket, it writes between two of the writer's frames.
@@ -269,12 +269,12 @@ impl<T: Transport> Feed<T> {
 
     /// Hands the socket to the room's writer if it is caught up: nothing held, nothing
     /// waiting in its receiver (else that is handled next).
-    fn to_fanout(&mut self) {
+    fn hand_to_writer(&mut self) {
         if let Some(fast) = &self.fast
             && self.held.is_none()
             && self.listener.events.is_some()
         {
-            self.held = self.listener.to_fanout(fast, self.last_sent);
+            self.held = self.listener.hand_to_writer(fast, self.last_sent);
         }
     }
 
