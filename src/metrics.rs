@@ -517,6 +517,12 @@ natter_deliveries_total 4
 # HELP natter_resyncs_total Sockets that overflowed their queue and resynced from the store.
 # TYPE natter_resyncs_total counter
 natter_resyncs_total 1
+# HELP natter_fanout_writes_total Frames a room's writer wrote to a socket without waking its task.
+# TYPE natter_fanout_writes_total counter
+natter_fanout_writes_total 0
+# HELP natter_fanout_handbacks_total Sockets a room's writer handed back to their task.
+# TYPE natter_fanout_handbacks_total counter
+natter_fanout_handbacks_total 0
 # HELP natter_gap_fills_total Message gaps filled from the store.
 # TYPE natter_gap_fills_total counter
 natter_gap_fills_total 1
