@@ -52,6 +52,12 @@ pub struct Metrics {
     messages_posted: Counter,
     /// `natter_resyncs_total`: sockets that fell behind their hub and caught up from the store.
     resyncs: Counter,
+    /// `natter_fanout_writes_total`: frames a room's writer wrote to a socket without waking
+    /// its task (`chat::fanout`).
+    fanout_writes: Counter,
+    /// `natter_fanout_handbacks_total`: sockets a room's writer handed back to their task (the
+    /// connection did not take a frame whole, a gap, the task was busy, the writer lagged).
+    fanout_handbacks: Counter,
     /// `natter_gap_fills_total`: a later message arrived before an earlier one, which was read
     /// from the store.
     gap_fills: Counter,
@@ -94,6 +100,8 @@ impl Default for Metrics {
             socket_upgrades: Counter::default(),
             messages_posted: Counter::default(),
             resyncs: Counter::default(),
+            fanout_writes: Counter::default(),
+            fanout_handbacks: Counter::default(),
             gap_fills: Counter::default(),
             notifications: Counter::default(),
             listener_reconnects: Counter::default(),
@@ -138,6 +146,16 @@ impl Default for Metrics {
             "natter_resyncs",
             "Sockets that overflowed their queue and resynced from the store",
             m.resyncs.clone(),
+        );
+        r.register(
+            "natter_fanout_writes",
+            "Frames a room's writer wrote to a socket without waking its task",
+            m.fanout_writes.clone(),
+        );
+        r.register(
+            "natter_fanout_handbacks",
+            "Sockets a room's writer handed back to their task",
+            m.fanout_handbacks.clone(),
         );
         r.register(
             "natter_gap_fills",
@@ -239,6 +257,12 @@ impl Metrics {
     /// Counts a socket that fell behind its hub and resynced from the store.
     pub fn resynced(&self) {
         self.resyncs.inc();
+    }
+
+    /// Counts frames a room's writer wrote, and sockets it handed back to their task.
+    pub fn fanned_out(&self, writes: u64, handbacks: u64) {
+        self.fanout_writes.inc_by(writes);
+        self.fanout_handbacks.inc_by(handbacks);
     }
 
     /// Counts a gap in a socket's messages filled from the store.
@@ -493,6 +517,12 @@ natter_deliveries_total 4
 # HELP natter_resyncs_total Sockets that overflowed their queue and resynced from the store.
 # TYPE natter_resyncs_total counter
 natter_resyncs_total 1
+# HELP natter_fanout_writes_total Frames a room's writer wrote to a socket without waking its task.
+# TYPE natter_fanout_writes_total counter
+natter_fanout_writes_total 0
+# HELP natter_fanout_handbacks_total Sockets a room's writer handed back to their task.
+# TYPE natter_fanout_handbacks_total counter
+natter_fanout_handbacks_total 0
 # HELP natter_gap_fills_total Message gaps filled from the store.
 # TYPE natter_gap_fills_total counter
 natter_gap_fills_total 1

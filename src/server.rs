@@ -110,7 +110,8 @@ async fn connection<E: Endpoint + 'static>(
     closing: CancellationToken,
 ) {
     let watch = Arc::new(Watch::new());
-    let io = TokioIo::new(Watched::new(stream, watch.clone(), WRITE_STALL));
+    let stream = Arc::new(stream);
+    let io = TokioIo::new(Watched::new(stream.clone(), watch.clone(), WRITE_STALL));
     let remote = RemoteAddr(peer.into());
     let local = LocalAddr(local.unwrap_or(peer).into());
     let service = hyper::service::service_fn({
@@ -118,8 +119,10 @@ async fn connection<E: Endpoint + 'static>(
         move |req: hyper::Request<Incoming>| {
             let busy = Busy::start(watch.clone());
             let (ep, local, remote) = (ep.clone(), local.clone(), remote.clone());
+            let raw = RawStream(stream.clone());
             async move {
-                let req = Request::from((req, local, remote, Scheme::HTTP));
+                let mut req = Request::from((req, local, remote, Scheme::HTTP));
+                req.extensions_mut().insert(raw);
                 // Boxed: hyper keeps the allocation of a connection's request future for the
                 // connection's whole life, and natter's is several KiB (every open stream and
                 // keep-alive connection held one). Boxed, that slot holds a pointer, and the
@@ -256,9 +259,15 @@ impl Drop for Busy {
     }
 }
 
-/// The TCP stream, telling its watch when bytes arrive.
+/// The connection's TCP stream, shared: a request's extension (a WebSocket's fast path,
+/// `chat::fanout`) may write to it without an `.await`, through `&TcpStream`.
+#[derive(Clone)]
+pub struct RawStream(pub Arc<TcpStream>);
+
+/// The TCP stream, telling its watch when bytes arrive. Read and written through `&TcpStream`
+/// (readiness, then `try_read`/`try_write`), so that a clone can be written to elsewhere.
 struct Watched {
-    io: TcpStream,
+    io: Arc<TcpStream>,
     watch: Arc<Watch>,
     /// How long a write may wait for the client to take bytes before it fails.
     stall: Duration,
@@ -273,7 +282,7 @@ struct Watched {
 const WRITE_STALL: Duration = Duration::from_secs(30);
 
 impl Watched {
-    fn new(io: TcpStream, watch: Arc<Watch>, stall: Duration) -> Self {
+    fn new(io: Arc<TcpStream>, watch: Arc<Watch>, stall: Duration) -> Self {
         Self {
             io,
             watch,
@@ -308,16 +317,25 @@ impl Watched {
 
 impl AsyncRead for Watched {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.watch.on_read();
+        loop {
+            std::task::ready!(self.io.poll_read_ready(cx))?;
+            match self.io.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    if n > 0 {
+                        self.watch.on_read();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale (and is cleared): wait again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        polled
     }
 }
 
@@ -327,7 +345,7 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        let polled = poll_write_with(&self.io, cx, |io| io.try_write(buf));
         self.unless_stalled(cx, polled)
     }
 
@@ -336,21 +354,38 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        let polled = poll_write_with(&self.io, cx, |io| io.try_write_vectored(bufs));
         self.unless_stalled(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        true
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let polled = Pin::new(&mut self.io).poll_flush(cx);
-        self.unless_stalled(cx, polled)
+    /// A TCP stream buffers nothing of its own.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    /// Nothing to do: the connection closes (with a FIN) when its last handle drops, which
+    /// hyper's is right after shutting down, unless an upgraded WebSocket still holds it.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A write through `&TcpStream`: waits for writability, and again whenever it was stale.
+fn poll_write_with(
+    io: &TcpStream,
+    cx: &mut Context<'_>,
+    mut write: impl FnMut(&TcpStream) -> std::io::Result<usize>,
+) -> Poll<std::io::Result<usize>> {
+    loop {
+        std::task::ready!(io.poll_write_ready(cx))?;
+        match write(io) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => return Poll::Ready(other),
+        }
     }
 }
 
@@ -419,7 +454,11 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let mut watched = Watched::new(server, Arc::new(Watch::new()), Duration::from_millis(200));
+        let mut watched = Watched::new(
+            Arc::new(server),
+            Arc::new(Watch::new()),
+            Duration::from_millis(200),
+        );
         // The client never reads: the socket buffers fill, then the write waits, then fails.
         let piece = vec![b'x'; 64 * 1024];
         let started = Instant::now();

@@ -3,19 +3,24 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use async_broadcast::{InactiveReceiver, Receiver, Sender};
+use async_broadcast::{Receiver, Sender};
 use parking_lot::{Mutex, MutexGuard};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
     Event, Frame,
     bus::{Rendered, Watching},
+    fanout::{self, Sockets},
 };
 use crate::{
+    metrics::Metrics,
     store::{Action, Member, Message, Room},
     views::{
         members::{self, Counts, Entry, MEMBER_LIST_CAP},
@@ -53,8 +58,12 @@ pub struct Hub {
     /// ask `published`; its name, topic and code may: `room_for` knows them as they are now).
     pub(super) room: Room,
     tx: Sender<Event>,
-    /// Keeps the channel open while no socket is subscribed for a moment.
-    _keep_open: InactiveReceiver<Event>,
+    /// How many events were broadcast: an event's number in the channel. Changed only under
+    /// `state`'s lock (every broadcast is), so read under it, it agrees with what receivers got.
+    pushed: AtomicU64,
+    /// The caught-up WebSockets the room's writer (`fanout::write`) sends every event to,
+    /// without waking their tasks. The writer's own receiver keeps the channel open.
+    pub(super) fanout: Arc<Sockets>,
     /// A std mutex: held for bookkeeping only, never across an `.await`.
     state: Mutex<HubState>,
     /// Keeps this instance subscribed to the room's news from other instances (NATS) for as
@@ -149,15 +158,19 @@ impl Hub {
         last: Option<Message>,
         capacity: usize,
         watching: Option<Watching>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
         let (mut tx, rx) = async_broadcast::broadcast(capacity);
         // Never wait for slow receivers: drop their oldest event and let them resync.
         tx.set_overflow(true);
         tx.set_await_active(false);
+        let sockets = Arc::new(Sockets::default());
+        tokio::spawn(fanout::write(rx, sockets.clone(), metrics));
         Self {
             room: room.clone(),
             tx,
-            _keep_open: rx.deactivate(),
+            pushed: AtomicU64::new(0),
+            fanout: sockets,
             state: Mutex::new(HubState {
                 room: room.clone(),
                 local: HashMap::new(),
@@ -182,9 +195,19 @@ impl Hub {
         self.state.lock()
     }
 
+    /// Broadcasts `event`; called under `state`'s lock only (see `pushed`).
     fn broadcast(&self, event: Event) {
-        // Overflow mode never reports Full; Inactive means nobody listens, which is fine.
-        let _ = self.tx.try_broadcast(event);
+        // Overflow mode never reports Full; the writer's receiver is always active.
+        if self.tx.try_broadcast(event).is_ok() {
+            self.pushed.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Runs `f` with the number of events broadcast so far, while no other can be: what a
+    /// receiver checked inside `f` has, or has not, got agrees with that number.
+    pub(super) fn between_broadcasts<R>(&self, f: impl FnOnce(u64) -> R) -> R {
+        let _state = self.state();
+        f(self.pushed.load(Ordering::Acquire))
     }
 
     /// A receiver, and the newest seq broadcast before it existed: everything after that seq
@@ -643,7 +666,7 @@ mod tests {
                 joined_at: 0,
             })
             .collect();
-        Arc::new(Hub::new(&room, members, None, 64, None))
+        Arc::new(Hub::new(&room, members, None, 64, None, None))
     }
 
     fn online(hub: &Arc<Hub>, people: i64) {

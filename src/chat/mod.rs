@@ -15,6 +15,7 @@
 
 mod activity;
 mod bus;
+mod fanout;
 mod frame;
 mod hub;
 mod kicks;
@@ -32,12 +33,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_broadcast::Receiver;
+use async_broadcast::{Receiver, RecvError, TryRecvError};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
+pub use fanout::{FastSocket, Handover};
 pub use frame::{Frame, MAX_FRAGMENT};
 use hub::Hub;
 pub use publisher::Job;
@@ -317,6 +319,7 @@ impl Chat {
             last,
             self.inner.hub_capacity,
             watching,
+            Some(self.inner.metrics.clone()),
         ));
         {
             let mut hubs = self.inner.hubs.lock();
@@ -386,7 +389,8 @@ impl Chat {
         Ok(Listener {
             chat: self.clone(),
             hub,
-            events,
+            events: Some(events),
+            fanout_slot: None,
             published,
             kicked,
             activity,
@@ -430,8 +434,11 @@ pub enum Refused {
 pub struct Listener {
     chat: Chat,
     hub: Arc<Hub>,
-    /// The hub's broadcast, subscribed before anything was read from the store.
-    pub events: Receiver<Event>,
+    /// The hub's broadcast, subscribed before anything was read from the store. `None`
+    /// while the room's writer sends to the socket (`hand_to_writer`).
+    pub events: Option<Receiver<Event>>,
+    /// The socket's slot with the room's writer, once it was handed to it.
+    fanout_slot: Option<usize>,
     /// The newest seq the hub had broadcast before subscribing: everything after it reaches
     /// `events`, everything up to it must come from the store.
     pub published: i64,
@@ -463,17 +470,53 @@ impl Listener {
         }
     }
 
+    /// Hands a caught-up socket (`last_sent`) to the room's writer (`fanout`), unless an
+    /// event already waits for it: then that event is returned, and the task keeps the socket.
+    /// The check and the hand-over happen between two broadcasts, under the socket's lock.
+    pub fn hand_to_writer(
+        &mut self,
+        socket: &Arc<FastSocket>,
+        last_sent: i64,
+    ) -> Option<Result<Event, RecvError>> {
+        if self.fanout_slot.is_none() {
+            self.fanout_slot = Some(self.hub.fanout.add(socket.clone()));
+        }
+        let events = self.events.as_mut()?;
+        let hub = &self.hub;
+        let waiting = hub.between_broadcasts(|pushed| {
+            socket.to_writer(
+                last_sent,
+                || pushed,
+                || match events.try_recv() {
+                    Ok(event) => Some(Ok(event)),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Overflowed(n)) => Some(Err(RecvError::Overflowed(n))),
+                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                },
+            )
+        });
+        if waiting.is_none() {
+            // The writer sends to the socket now; a receiver left would only fill up.
+            self.events = None;
+        }
+        waiting
+    }
+
     /// The socket closed: forget it, update presence, and drop the hub if it was the last.
     pub async fn close(self) {
         let Listener {
             chat,
             hub,
             events,
+            fanout_slot,
             member,
             session,
             id,
             ..
         } = self;
+        if let Some(slot) = fanout_slot {
+            hub.fanout.remove(slot);
+        }
         chat.inner.activity.unfollow(id, &session);
         chat.went_offline(&hub, &member, id).await;
         drop(events);

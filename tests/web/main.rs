@@ -8,6 +8,7 @@ mod account_care;
 mod accounts;
 mod changes;
 mod direct;
+mod fanout;
 mod files;
 mod frames;
 mod live;

@@ -7,9 +7,10 @@
 //! Shaped like mini-redis's connection handler: `run` is a loop over `next_event`, and each
 //! kind of event has a small method of its own.
 
-use std::{pin::Pin, time::Instant};
+use std::{pin::Pin, sync::Arc, time::Instant};
 
-use async_broadcast::RecvError;
+use async_broadcast::{Receiver, RecvError};
+use bytes::Bytes;
 use tokio::time::Interval;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -17,7 +18,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::batch::Batch;
 use crate::{
     State,
-    chat::{Event, Frame, Listener, close},
+    chat::{Event, FastSocket, Frame, Handover, Listener, close},
     store::Room,
     views::{messages::events_frame, status::away_notice},
 };
@@ -66,6 +67,25 @@ pub(super) trait Transport: Send {
 
     /// Ends the connection, telling the client why.
     fn close(self, end: End) -> impl Future<Output = ()> + Send;
+
+    /// The connection's place with its room's writer (`chat::fanout`), if it can have one (a
+    /// WebSocket on natter's own HTTP server): while caught up, the writer sends it the hub's
+    /// events without waking the feed.
+    fn fast(&self) -> Option<Arc<FastSocket>> {
+        None
+    }
+
+    /// Writes bytes already in wire form: the rest of a frame the writer could not write
+    /// whole.
+    fn send_wire(&mut self, wire: Bytes) -> impl Future<Output = Result<(), End>> + Send {
+        let _ = wire;
+        async { Ok(()) }
+    }
+
+    /// Writes what the transport itself may hold (a pong), before the writer writes again.
+    fn flush_control(&mut self) -> impl Future<Output = Result<(), End>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// What a client said.
@@ -87,6 +107,8 @@ enum Next {
     Heard(Heard),
     /// Time to ping, and to check that the client still answers.
     KeepAlive,
+    /// The room's writer handed the socket back (or a stale wake-up).
+    TakenBack,
     /// The feed must end.
     End(End),
 }
@@ -96,8 +118,11 @@ pub(super) struct Feed<T> {
     state: State,
     room: Room,
     out: T,
-    /// The feed's place in the room's hub (its events and its kick).
+    /// The feed's place in the room's hub (its events and its kick). Its `events` are `None`
+    /// while the room's writer sends them (`fast`).
     listener: Listener,
+    /// The socket's place with its room's writer, if it has one (`Transport::fast`).
+    fast: Option<Arc<FastSocket>>,
     /// The newest seq sent: older or repeated events are skipped, a newer one with a gap
     /// before it waits for the gap to be read from the store.
     last_sent: i64,
@@ -114,11 +139,13 @@ impl<T: Transport> Feed<T> {
     pub(super) fn new(state: State, room: Room, out: T, listener: Listener) -> Self {
         let restarting = Box::pin(state.shutdown.clone().cancelled_owned());
         let first = tokio::time::Instant::now() + T::KEEP_ALIVE;
+        let fast = out.fast();
         Feed {
             state,
             room,
             out,
             listener,
+            fast,
             last_sent: 0,
             keep_alive: tokio::time::interval_at(first, T::KEEP_ALIVE),
             restarting,
@@ -184,10 +211,19 @@ impl<T: Transport> Feed<T> {
         }
     }
 
-    /// Forwards the hub's events until the feed ends.
+    /// Forwards the hub's events until the feed ends: the feed's own while it has catching
+    /// up to do, the room's writer's while it is caught up.
     async fn forward(&mut self) -> End {
         loop {
+            self.hand_to_writer();
             let next = self.next_event().await;
+            // Anything the feed writes itself (or lets tungstenite write) while the writer
+            // has the socket, it writes between two of the writer's frames.
+            let own = self.listener.events.is_none()
+                && matches!(next, Next::Activity(_) | Next::KeepAlive | Next::Heard(_));
+            if own && let Err(end) = self.claim().await {
+                return end;
+            }
             let handled = match next {
                 Next::Hub(Ok(Event::Message {
                     seq,
@@ -204,17 +240,85 @@ impl<T: Transport> Feed<T> {
                 Next::Hub(Err(RecvError::Overflowed(missed))) => self.on_overflow(missed).await,
                 Next::Hub(Err(RecvError::Closed)) => Err(End::Close(close::RESTART, "closing")),
                 Next::Activity(frame) if T::PRESENCE => self.out.send(Frame::from(frame), 0).await,
-                Next::Heard(Heard::Typing) => {
-                    self.listener.typing();
-                    Ok(())
+                Next::Heard(heard) => {
+                    if heard == Heard::Typing {
+                        self.listener.typing();
+                    }
+                    match own {
+                        true => self.out.flush_control().await,
+                        false => Ok(()),
+                    }
                 }
-                Next::Activity(_) | Next::Heard(Heard::Alive) => Ok(()),
+                Next::Activity(_) => Ok(()),
                 Next::KeepAlive => self.out.keep_alive().await,
+                Next::TakenBack => match self.fast.as_ref().and_then(|f| f.taken_back()) {
+                    Some(handover) => self.take_back(handover).await,
+                    None => Ok(()),
+                },
                 Next::End(end) => Err(end),
+            };
+            let handled = match handled {
+                Ok(()) if own => self.release().await,
+                other => other,
             };
             if let Err(end) = handled {
                 return end;
             }
+        }
+    }
+
+    /// Hands the socket to the room's writer if it is caught up: nothing held, nothing
+    /// waiting in its receiver (else that is handled next).
+    fn hand_to_writer(&mut self) {
+        if let Some(fast) = &self.fast
+            && self.held.is_none()
+            && self.listener.events.is_some()
+        {
+            self.held = self.listener.hand_to_writer(fast, self.last_sent);
+        }
+    }
+
+    /// Stops the writer from writing while the feed writes on its own, or takes back what it
+    /// handed over meanwhile.
+    async fn claim(&mut self) -> Result<(), End> {
+        match self.fast.as_ref().and_then(|f| f.claim()) {
+            Some(handover) => self.take_back(handover).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The feed's own write is done: the writer goes on, or the feed takes back what it handed
+    /// over meanwhile.
+    async fn release(&mut self) -> Result<(), End> {
+        if self.listener.events.is_some() {
+            return Ok(());
+        }
+        match self.fast.as_ref().and_then(|f| f.release()) {
+            Some(handover) => self.take_back(handover).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The writer handed the socket back: the feed finishes the frame it left half written,
+    /// then handles what the writer did not send, then its own receiver.
+    async fn take_back(&mut self, handover: Handover) -> Result<(), End> {
+        let Handover {
+            events,
+            last_sent,
+            pending,
+            held,
+            overflowed,
+        } = handover;
+        self.listener.events = Some(events);
+        self.last_sent = last_sent;
+        self.held = match (held, overflowed) {
+            (Some(event), _) => Some(Ok(event)),
+            (None, true) => Some(Err(RecvError::Overflowed(0))),
+            (None, false) => None,
+        };
+        match pending {
+            Some(wire) => self.out.send_wire(wire).await,
+            None => Ok(()),
         }
     }
 
@@ -236,7 +340,7 @@ impl<T: Transport> Feed<T> {
                 Ok(code) => End::Close(code, ""),
                 Err(_) => End::Close(1011, ""),
             }),
-            event = self.listener.events.recv() => Next::Hub(event),
+            next = hub_or_writer(&mut self.listener.events, self.fast.as_deref()) => next,
             Some(frame) = self.listener.activity.recv() => Next::Activity(frame),
             heard = self.out.heard() => match heard {
                 Ok(heard) => Next::Heard(heard),
@@ -268,7 +372,9 @@ impl<T: Transport> Feed<T> {
             return Err(End::Reload);
         }
         let mut batch = Batch::new(frame, seq, at);
-        self.held = batch.gather(&mut self.listener.events);
+        if let Some(events) = self.listener.events.as_mut() {
+            self.held = batch.gather(events);
+        }
         self.out.send(batch.frame(), batch.last_seq).await?;
         for committed in batch.committed() {
             self.state.metrics.delivered(committed.elapsed());
@@ -325,5 +431,18 @@ impl<T: Transport> Feed<T> {
             self.last_sent = to;
         }
         Ok(())
+    }
+}
+
+/// The next event from the feed's receiver, or, while the room's writer has the socket, its
+/// wake-up when it hands the socket back.
+async fn hub_or_writer(events: &mut Option<Receiver<Event>>, fast: Option<&FastSocket>) -> Next {
+    match (events, fast) {
+        (Some(events), _) => Next::Hub(events.recv().await),
+        (None, Some(fast)) => {
+            fast.wake.notified().await;
+            Next::TakenBack
+        }
+        (None, None) => std::future::pending().await,
     }
 }

@@ -6,7 +6,10 @@
 //! changes nothing, and another site cannot read the answer), so the page can tell a refused
 //! socket from a network failure. Then the socket listens on its room's hub (`chat::Chat::listen`) and its task
 //! (`feed.rs` over `ws.rs`) sends the member list, replays what the page missed (`seq > after`) and
-//! forwards live events, each message exactly once and in order. The same feed reaches pages
+//! forwards live events, each message exactly once and in order. Once caught up, a socket's
+//! events come from its room's writer instead (`chat::fanout`: one write per socket per frame,
+//! no wake-up of the socket's task), which hands it back to its task whenever it cannot serve
+//! it at once; the task keeps reading, pinging, kicks and shutdown. The same feed reaches pages
 //! without JavaScript as a streamed document (`stream.rs`) and pages whose sockets never open
 //! as Server-Sent Events (`sse.rs`), behind the same checks.
 
@@ -39,9 +42,10 @@ use super::InRoom;
 use crate::{
     actions::LiveRoom,
     auth::{AppData, CurrentUser},
-    chat,
+    chat::{self, FastSocket},
     error::AppError,
     refusal::Refusal,
+    server::RawStream,
     store::{Member, Room},
 };
 
@@ -214,6 +218,11 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
     let session = user.session.token_hash;
     // The socket's log lines carry the upgrade request's id, and who and where.
     let span = tracing::info_span!("socket", room_id = room.id, user_id = member.user_id);
+    // The raw connection, for the room's writer (`chat::fanout`).
+    let fast = req
+        .extensions()
+        .get::<RawStream>()
+        .map(|raw| FastSocket::new(raw.0.clone()));
     let tasks = state.tasks.clone();
     tasks.spawn(
         async move {
@@ -231,7 +240,7 @@ pub async fn connect(state: AppData<'_>, req: &Request) -> poem::Result<Response
                 Ok(listener) => {
                     metrics.socket_upgraded();
                     let _open = metrics.socket_opened();
-                    Feed::new(state, room, ws::Socket::new(ws), listener)
+                    Feed::new(state, room, ws::Socket::new(ws, fast), listener)
                         .run(after)
                         .await;
                 }

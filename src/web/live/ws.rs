@@ -3,9 +3,11 @@
 
 use std::{
     pin::pin,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::{
@@ -17,7 +19,7 @@ use tokio_tungstenite::{
 };
 
 use super::feed::{End, Heard, Transport};
-use crate::chat::Frame;
+use crate::chat::{FastSocket, Frame};
 
 /// A client that cannot take a frame for this long is closed (it reconnects and resumes).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,15 +37,37 @@ pub(super) struct Socket {
     /// Whether tungstenite may hold a frame of its own not yet written (a pong or a close
     /// answered while reading): flushed before a frame is written around it.
     control_pending: bool,
+    /// The socket's place with its room's writer (`chat::fanout`), when natter's own server
+    /// accepted it (it hands each request its raw connection).
+    fast: Option<Arc<FastSocket>>,
 }
 
 impl Socket {
-    pub(super) fn new(ws: Ws) -> Self {
+    pub(super) fn new(ws: Ws, fast: Option<Arc<FastSocket>>) -> Self {
         Socket {
             ws,
             heard: Instant::now(),
             control_pending: false,
+            fast,
         }
+    }
+
+    /// Writes bytes in wire form as they are, in one write when the kernel takes them. A
+    /// write that completes at once (the usual case) arms no timer.
+    async fn write_wire(&mut self, wire: Bytes) -> Result<(), End> {
+        let stream = self.ws.get_mut();
+        let mut write = pin!(async move {
+            stream.write_all(&wire).await?;
+            stream.flush().await
+        });
+        let written = match write.as_mut().now_or_never() {
+            Some(written) => written,
+            None => match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(written) => written,
+                Err(_) => return Err(timed_out()),
+            },
+        };
+        written.map_err(|_| End::Gone)
     }
 
     async fn send_message(&mut self, message: WsMessage) -> Result<(), End> {
@@ -69,9 +93,21 @@ impl Transport for Socket {
     /// encoded once for every socket when the hub made the frame, written as they are to the
     /// connection, in one write when the kernel takes them. tungstenite keeps reading,
     /// pinging, answering pings and closing; what it may still hold of its own (a pong it
-    /// could not write while reading) goes out first, so frames never interleave. A write that
-    /// completes at once (the usual case) arms no timer.
+    /// could not write while reading) goes out first, so frames never interleave.
     async fn send(&mut self, frame: Frame, _seq: i64) -> Result<(), End> {
+        self.flush_control().await?;
+        self.write_wire(frame.wire()).await
+    }
+
+    fn fast(&self) -> Option<Arc<FastSocket>> {
+        self.fast.clone()
+    }
+
+    async fn send_wire(&mut self, wire: Bytes) -> Result<(), End> {
+        self.write_wire(wire).await
+    }
+
+    async fn flush_control(&mut self) -> Result<(), End> {
         if self.control_pending {
             match tokio::time::timeout(WRITE_TIMEOUT, self.ws.flush()).await {
                 Ok(Ok(())) => self.control_pending = false,
@@ -79,20 +115,7 @@ impl Transport for Socket {
                 Err(_) => return Err(timed_out()),
             }
         }
-        let wire = frame.wire();
-        let stream = self.ws.get_mut();
-        let mut write = pin!(async move {
-            stream.write_all(&wire).await?;
-            stream.flush().await
-        });
-        let written = match write.as_mut().now_or_never() {
-            Some(written) => written,
-            None => match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-                Ok(written) => written,
-                Err(_) => return Err(timed_out()),
-            },
-        };
-        written.map_err(|_| End::Gone)
+        Ok(())
     }
 
     async fn heard(&mut self) -> Result<Heard, End> {
@@ -120,6 +143,13 @@ impl Transport for Socket {
     }
 
     async fn close(mut self, end: End) {
+        // The writer stops; the rest of a frame it left goes out before the close frame.
+        let pending = self.fast.as_ref().and_then(|fast| fast.close());
+        if let Some(wire) = pending
+            && self.write_wire(wire).await.is_err()
+        {
+            return;
+        }
         if let End::Close(code, reason) = end {
             close(&mut self.ws, code, reason).await;
         }
