@@ -295,11 +295,19 @@ macro_rules! edit_room {
                 .bind(edit.room_id)
                 .fetch_one(&mut **tx)
                 .await?;
-        let author: String =
-            sqlx::query_scalar("SELECT COALESCE(username, '') FROM users WHERE id = $1")
-                .bind(edit.user_id)
-                .fetch_one(&mut **tx)
-                .await?;
+        // The lines of an account being deleted (its "deleted their account" and the room's
+        // hand-over) are by the placeholder, as every page shows them from now on: an open page
+        // may get the hand-over in a frame after the one `js/members.js` renames her messages
+        // on, and nothing would rename it there.
+        let author: String = match edit.change {
+            $crate::store::settings::RoomChange::Gone => $crate::store::GONE_NAME.to_string(),
+            _ => {
+                sqlx::query_scalar("SELECT COALESCE(username, '') FROM users WHERE id = $1")
+                    .bind(edit.user_id)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
         let mut written = Vec::with_capacity(lines.len());
         for (what, whom) in lines {
             let who = match (whom, &edit.change) {

@@ -504,6 +504,18 @@ both! {
         let marker = format!("data-author=\"{ada_id}\" data-gone=\"deleted user\"");
         let live = watching.frames.join("\n");
         assert!(live.contains(&marker) && live.contains("deleted their account"), "{live}");
+        // Both of her lines are by the placeholder already: the hand-over may reach a page in a
+        // frame after the one js/members.js renames her messages on.
+        let by_her = format!("data-author=\"{ada_id}\"");
+        let her_lines: Vec<&str> = live
+            .split("<article")
+            .filter_map(|a| a.split("</article>").next())
+            .filter(|a| a.contains(&by_her))
+            .collect();
+        assert!(her_lines.iter().any(|a| a.contains("owns it now")), "{live}");
+        for line in &her_lines {
+            assert!(line.contains("<span class=\"author\">deleted user</span>") && !line.contains("Zelda_X"), "{line}");
+        }
         assert!(in_cleos.wait_for_new("deleted their account", WAIT).await);
         assert!(in_cleos.frames.join("\n").contains(&marker), "{:?}", in_cleos.frames);
         // A socket resumed from before gets the line too (by the placeholder now), and so does
