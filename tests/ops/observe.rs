@@ -161,13 +161,23 @@ async fn natter_load_reaches_natter_over_a_veth_pair_and_cleans_up() {
         !String::from_utf8_lossy(&left.stdout).contains(&ns),
         "{ns} removed"
     );
-    let links = std::process::Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip");
-    let pid = ns.trim_start_matches("natter-load-");
-    assert!(
-        !String::from_utf8_lossy(&links.stdout).contains(&format!("nlh{pid}")),
-        "the pair removed"
-    );
+    // The kernel removes the outer end of the pair after the namespace, in the background.
+    let outer = format!("nlh{}", ns.trim_start_matches("natter-load-"));
+    let pair_left = || {
+        let links = std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip");
+        String::from_utf8_lossy(&links.stdout)
+            .split_whitespace()
+            .any(|w| {
+                w.strip_prefix(outer.as_str())
+                    .is_some_and(|rest| rest.starts_with(['@', ':']))
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pair_left() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!pair_left(), "the pair removed");
 }
