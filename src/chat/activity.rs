@@ -19,6 +19,12 @@
 //!
 //! What a session follows is read once, when its first socket opens here (the person's
 //! rooms), and kept while it has sockets here; joins and leaves on this instance update it.
+//!
+//! A browser whose sockets here are all in the room a message arrived in gets nothing for it:
+//! its pages show that room, which receive the message itself and ignore its activity
+//! (`unread.js`), and a tab of the browser on another instance hears of it there. In a room of
+//! 10,000, each member with a tab on it, a post had cost a second frame per member (rendered,
+//! queued, its socket task woken to write it): more than the post's own fan-out.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -78,10 +84,25 @@ struct Follow {
     user_id: i64,
     /// The rooms it follows: the person's rooms.
     rooms: HashSet<i64>,
-    /// Its sockets here (connection id, frames); the first gets the frames.
-    sockets: Vec<(u64, mpsc::Sender<Utf8Bytes>)>,
+    /// Its sockets here; the first gets the frames.
+    sockets: Vec<Socket>,
     /// New messages by others since the last frame, at most `UNREAD_CAP` per room.
     pending: Pending,
+}
+
+/// One socket of a browser here.
+struct Socket {
+    conn: u64,
+    /// The room its page shows.
+    room_id: i64,
+    frames: mpsc::Sender<Utf8Bytes>,
+}
+
+impl Follow {
+    /// Whether every page of the browser here shows `room_id` (its activity is for nobody).
+    fn only_in(&self, room_id: i64) -> bool {
+        self.sockets.iter().all(|s| s.room_id == room_id)
+    }
 }
 
 #[derive(Default)]
@@ -127,31 +148,46 @@ impl Activity {
         }
     }
 
-    /// Socket `conn` of a browser whose follow exists here joins it; `None` when the browser
-    /// has no socket here yet (`follow` then, with its rooms).
-    pub(super) fn attach(&self, conn: u64, session: &[u8]) -> Option<mpsc::Receiver<Utf8Bytes>> {
+    /// Socket `conn` (on `room_id`) of a browser whose follow exists here joins it; `None`
+    /// when the browser has no socket here yet (`follow` then, with its rooms).
+    pub(super) fn attach(
+        &self,
+        conn: u64,
+        room_id: i64,
+        session: &[u8],
+    ) -> Option<mpsc::Receiver<Utf8Bytes>> {
         let mut state = self.state.lock();
         let follow = state.sessions.get_mut(session)?;
-        let (tx, rx) = mpsc::channel(QUEUE);
-        follow.sockets.push((conn, tx));
+        let (frames, rx) = mpsc::channel(QUEUE);
+        follow.sockets.push(Socket {
+            conn,
+            room_id,
+            frames,
+        });
         Some(rx)
     }
 
-    /// Socket `conn`, the first of its browser here, follows `rooms` (the person's rooms, by
-    /// id, with their newest seq).
+    /// Socket `conn` (on `room_id`), the first of its browser here, follows `rooms` (the
+    /// person's rooms, by id, with their newest seq).
     pub(super) fn follow(
         &self,
         conn: u64,
+        room_id: i64,
         session: &[u8],
         user_id: i64,
         rooms: Vec<(i64, i64)>,
     ) -> mpsc::Receiver<Utf8Bytes> {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (frames, rx) = mpsc::channel(QUEUE);
+        let socket = Socket {
+            conn,
+            room_id,
+            frames,
+        };
         let mut state = self.state.lock();
         let key: SessionKey = session.into();
         if let Some(follow) = state.sessions.get_mut(session) {
             // Another socket of the browser got here first.
-            follow.sockets.push((conn, tx));
+            follow.sockets.push(socket);
             return rx;
         }
         for (room_id, seq) in &rooms {
@@ -162,7 +198,7 @@ impl Activity {
             Follow {
                 user_id,
                 rooms: rooms.into_iter().map(|(id, _)| id).collect(),
-                sockets: vec![(conn, tx)],
+                sockets: vec![socket],
                 pending: Pending::new(),
             },
         );
@@ -175,7 +211,7 @@ impl Activity {
         let Some(follow) = state.sessions.get_mut(session) else {
             return;
         };
-        follow.sockets.retain(|(c, _)| *c != conn);
+        follow.sockets.retain(|s| s.conn != conn);
         if !follow.sockets.is_empty() {
             return;
         }
@@ -245,19 +281,24 @@ impl Activity {
         let announced = room.announced.unwrap_or(0);
         // New messages only: an edit or a delete takes a seq of the room's but adds nothing
         // to read (and a message deleted before it was announced is not there to read).
-        let new = messages
-            .iter()
-            .filter(|m| m.seq > announced && !m.is_change() && !m.is_deleted());
-        let mut newest = None;
-        for m in new {
-            newest = Some(m.seq);
-            for key in &room.sessions {
-                let Some(follow) = sessions.get_mut(key) else {
-                    continue;
-                };
-                if follow.user_id == m.user_id {
-                    continue;
-                }
+        let new = || {
+            messages
+                .iter()
+                .filter(|m| m.seq > announced && !m.is_change() && !m.is_deleted())
+        };
+        let Some(newest) = new().next_back().map(|m| m.seq) else {
+            return;
+        };
+        room.announced = Some(newest);
+        for key in &room.sessions {
+            let Some(follow) = sessions.get_mut(key) else {
+                continue;
+            };
+            if follow.only_in(room_id) {
+                continue;
+            }
+            let mut gathered = false;
+            for m in new().filter(|m| m.user_id != follow.user_id) {
                 let run = follow.pending.entry(room_id).or_insert(Run {
                     count: 0,
                     first: m.seq,
@@ -269,13 +310,11 @@ impl Activity {
                 if m.mentions.0.iter().any(|(id, _)| *id == follow.user_id) {
                     run.mentions = (run.mentions + 1).min(UNREAD_CAP);
                 }
-                if !dirty.contains(key) {
-                    dirty.insert(key.clone());
-                }
+                gathered = true;
             }
-        }
-        if let Some(seq) = newest {
-            room.announced = Some(seq);
+            if gathered && !dirty.contains(key) {
+                dirty.insert(key.clone());
+            }
         }
     }
 
@@ -289,8 +328,8 @@ impl Activity {
                 .filter_map(|key| {
                     let follow = state.sessions.get_mut(&key)?;
                     let pending = std::mem::take(&mut follow.pending);
-                    let (_, leader) = follow.sockets.first()?;
-                    Some((leader.clone(), pending))
+                    let leader = follow.sockets.first()?;
+                    Some((leader.frames.clone(), pending))
                 })
                 .collect()
         };
@@ -315,15 +354,17 @@ impl Chat {
         }
     }
 
-    /// The activity receiver of socket `conn` of `user_id`'s browser `session`: joins the
-    /// browser's follow here, or starts it with the person's rooms (read from the store).
+    /// The activity receiver of socket `conn` (on `room_id`) of `user_id`'s browser `session`:
+    /// joins the browser's follow here, or starts it with the person's rooms (read from the
+    /// store).
     pub(super) async fn follow_activity(
         &self,
         conn: u64,
+        room_id: i64,
         session: &[u8],
         user_id: i64,
     ) -> mpsc::Receiver<Utf8Bytes> {
-        if let Some(rx) = self.inner.activity.attach(conn, session) {
+        if let Some(rx) = self.inner.activity.attach(conn, room_id, session) {
             return rx;
         }
         let rooms = match self.store().room_seqs_of(user_id).await {
@@ -334,7 +375,9 @@ impl Chat {
                 Vec::new()
             }
         };
-        self.inner.activity.follow(conn, session, user_id, rooms)
+        self.inner
+            .activity
+            .follow(conn, room_id, session, user_id, rooms)
     }
 
     /// Announces messages of `room_id` up to `seq` committed on another instance, when a page
@@ -390,11 +433,12 @@ mod tests {
     #[test]
     fn a_browser_gets_one_frame_per_flush_on_one_socket_without_its_own_messages() {
         let activity = Activity::default();
-        let mut leader = activity.follow(1, b"ada-laptop", 1, vec![(7, 0), (8, 0)]);
+        // Ada's two tabs show room 8, Bob's shows room 9.
+        let mut leader = activity.follow(1, 8, b"ada-laptop", 1, vec![(7, 0), (8, 0)]);
         let mut other_tab = activity
-            .attach(2, b"ada-laptop")
+            .attach(2, 8, b"ada-laptop")
             .expect("the browser follows");
-        let mut bob = activity.follow(3, b"bob", 2, vec![(7, 0)]);
+        let mut bob = activity.follow(3, 9, b"bob", 2, vec![(7, 0), (9, 0)]);
         activity.publish(7, &[message(1, 2), message(2, 1), message(3, 2)]);
         activity.publish(7, &[message(3, 2)]);
         activity.publish(9, &[message(1, 2)]);
@@ -408,8 +452,10 @@ mod tests {
         activity.flush();
         assert!(frame(&mut leader).is_none(), "nothing new, nothing sent");
 
-        // The leader closes: the other tab leads.
+        // The leader closes: the other tab leads. Room 8's activity now goes to a browser
+        // whose pages all show room 8: see the next test.
         activity.unfollow(1, b"ada-laptop");
+        let mut third_tab = activity.attach(4, 9, b"ada-laptop").unwrap();
         activity.publish(8, &[message(1, 2)]);
         activity.flush();
         assert!(
@@ -418,15 +464,50 @@ mod tests {
                 .contains(r#"data-activity="8:1:1:1:0""#)
         );
 
+        assert!(frame(&mut third_tab).is_none(), "the leader relays it");
+
         // Ada leaves room 8: nothing more from it.
         activity.membership(8, 1, false);
         activity.publish(8, &[message(2, 2)]);
         activity.flush();
         assert!(frame(&mut other_tab).is_none());
 
-        // Her last socket closes: nobody here follows room 8 any more.
+        // Her last sockets close: nobody here follows room 8 any more.
         activity.unfollow(2, b"ada-laptop");
+        activity.unfollow(4, b"ada-laptop");
         assert!(activity.announced(8).is_none());
         assert!(activity.state.lock().sessions.len() == 1);
+    }
+
+    #[test]
+    fn a_browser_whose_pages_all_show_the_room_gets_no_activity_for_it() {
+        let activity = Activity::default();
+        // Ada's only tab shows room 7, where Bob (user 2) writes; she also follows room 8.
+        let mut tab = activity.follow(1, 7, b"ada", 1, vec![(7, 0), (8, 0)]);
+        activity.publish(7, &[message(1, 2)]);
+        activity.publish(8, &[message(1, 2)]);
+        activity.flush();
+        let got = frame(&mut tab).expect("room 8's activity");
+        assert!(got.contains(r#"data-activity="8:1:1:1:0""#), "{got}");
+        assert!(
+            !got.contains("7:"),
+            "nothing for the room her page shows: {got}"
+        );
+
+        // A second tab, on room 8: room 7's next message is news to that page.
+        let mut second = activity.attach(2, 8, b"ada").unwrap();
+        activity.publish(7, &[message(2, 2)]);
+        activity.flush();
+        let got = frame(&mut tab).expect("the leader gets it, to relay");
+        assert!(got.contains(r#"data-activity="7:1:2:2:0""#), "{got}");
+        assert!(frame(&mut second).is_none());
+
+        // That tab closes again: nothing more for room 7.
+        activity.unfollow(2, b"ada");
+        activity.publish(7, &[message(3, 2)]);
+        activity.flush();
+        assert!(frame(&mut tab).is_none());
+        // Yet room 7's messages count as announced: a later page does not hear of them again.
+        assert_eq!(activity.announced(7), Some(Some(3)));
     }
 }

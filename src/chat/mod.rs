@@ -385,7 +385,9 @@ impl Chat {
             return Err(Refused::Closed(code));
         }
         self.came_online(&hub, &member, id).await;
-        let activity = self.follow_activity(id, &session, member.user_id).await;
+        let activity = self
+            .follow_activity(id, room.id, &session, member.user_id)
+            .await;
         Ok(Listener {
             chat: self.clone(),
             hub,

@@ -250,6 +250,37 @@ both! {
         assert_eq!(activity.matches(&format!("\"{there_id}:")).count(), 3, "only There's messages: {activity}");
     }
 
+    async fn a_page_hears_no_activity_for_its_own_room_unless_another_tab_shows_another_room(app: TestApp) {
+        let ada = app.signed_in("ada@example.org", "ada").await;
+        let bob = app.signed_in("bob@example.org", "bob").await;
+        let here = app.create_room(&ada, "Here").await;
+        let there = app.create_room(&ada, "There").await;
+        bob.join(&here).await;
+        bob.join(&there).await;
+        let page = bob.get(&format!("/rooms/{there}")).await;
+        let at = page.body.find(&format!("href=\"/rooms/{here}\"")).unwrap();
+        let here_id = extract_attr(&page.body[at..], "data-room-id=\"").expect("the rail names the room");
+        let mut tab = bob.socket(&here, None).await.expect("bob's tab on Here");
+        assert!(tab.wait_for("id=\"members\"", Duration::from_secs(5)).await);
+
+        // His only page shows Here: Here's message reaches it, and no activity for it.
+        let first = ada.say(&here, "in the room he looks at").await;
+        assert!(tab.wait_for(&format!("data-seq=\"{first}\""), Duration::from_secs(5)).await);
+        // Activity for There proves the flushes (every 250 ms) run; none names Here.
+        let elsewhere = ada.say(&there, "elsewhere").await;
+        assert!(tab.wait_for(&format!(":1:{elsewhere}:{elsewhere}:0\""), Duration::from_secs(5)).await, "{:?}", tab.frames);
+        let own = format!("{here_id}:1:{first}:{first}:0");
+        assert!(!tab.wait_for(&own, Duration::from_millis(800)).await, "activity for the room his page shows: {:?}", tab.frames);
+
+        // A second tab, on There: Here's next message is news to it, and the first tab (the
+        // browser's leader) gets it to pass on.
+        let mut second = bob.socket(&there, None).await.expect("bob's tab on There");
+        assert!(second.wait_for("id=\"members\"", Duration::from_secs(5)).await);
+        let next = ada.say(&here, "now another tab shows There").await;
+        let expected = format!("data-activity=\"{here_id}:1:{next}:{next}:0\"");
+        assert!(tab.wait_for(&expected, Duration::from_secs(5)).await, "{expected} in {:?}", tab.frames);
+    }
+
     async fn joining_starts_read_and_a_mention_makes_the_mark_stronger_as_the_setting_says(app: TestApp) {
         let ada = app.signed_in("ada@example.org", "ada").await;
         let bob = app.signed_in("bob@example.org", "bob").await;

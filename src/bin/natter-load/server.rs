@@ -382,6 +382,11 @@ fn perf_start() -> Option<Child> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::path::PathBuf::from(std::env::var_os("NATTER_LOAD_PERF")?);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // perf cannot write into a directory that is not there, and says so only on its stderr.
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("perf: {}: {e}", dir.display());
+        return None;
+    }
     let out = dir.join(format!("perf.{n}.data"));
     let child = Command::new("perf")
         .args(["record", "-g", "-C", "0", "-q", "-o"])

@@ -12,7 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{World, drain_all, grid, open_sockets, populate, settle};
+use super::{
+    World,
+    cross::{WRITES, counter},
+    drain_all, grid, open_sockets, populate, settle,
+};
 use crate::{
     Options,
     client::{self, STAMP, Tally},
@@ -39,6 +43,7 @@ pub(super) async fn bigroom(o: &Options) -> Result<Report, String> {
     let _drains = drain_all(sockets, &tally);
     settle().await;
     let http = client::http();
+    let written_before = counter(&http, &server.base, WRITES).await;
     let mut table = bigroom_table(members);
     let (mut all, mut p99s) = (Vec::new(), Vec::new());
     let mut total = Cpu {
@@ -76,6 +81,12 @@ pub(super) async fn bigroom(o: &Options) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     report.tables.push(table);
+    let written = counter(&http, &server.base, WRITES).await - written_before;
+    report.figure(
+        "deliveries written by the room's writer",
+        100.0 * written / all.len().max(1) as f64,
+        "%",
+    );
     report_pooled(&mut report, members, posts, all, p99s, &total);
     Ok(report)
 }

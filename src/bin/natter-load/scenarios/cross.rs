@@ -70,6 +70,9 @@ impl Drop for NatsServer {
     }
 }
 
+/// The frames rooms' writers wrote (the rest went through the sockets' own tasks).
+pub(super) const WRITES: &str = "natter_fanout_writes_total";
+
 /// A counter from an instance's `/metrics` (0 when absent).
 pub(super) async fn counter(http: &reqwest::Client, base: &str, series: &str) -> f64 {
     let Ok(response) = http.get(format!("{base}/metrics")).send().await else {

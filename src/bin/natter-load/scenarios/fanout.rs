@@ -17,8 +17,9 @@ use std::{
 };
 
 use super::{
-    Posted, World, check_stored, drain_all, grid, offer_limit, open_sockets, populate,
-    post_at_rate, receive_limit, settle,
+    Posted, World, check_stored,
+    cross::{WRITES, counter},
+    drain_all, grid, offer_limit, open_sockets, populate, post_at_rate, receive_limit, settle,
 };
 use crate::{
     Options,
@@ -46,6 +47,9 @@ struct Step {
     cpu: Cpu,
     /// Sockets that closed during the step (their deliveries never come).
     closed: u64,
+    /// Frames the rooms' writers wrote during the step (the rest went through the sockets' own
+    /// tasks: replays, catch-ups, batches).
+    by_writer: f64,
 }
 
 /// How long after the last answer deliveries still count for their step.
@@ -80,6 +84,8 @@ async fn fanout_step(
     tally.take_latencies();
     tally.recording.store(true, Relaxed);
     let (d0, closed0) = (tally.deliveries.load(Relaxed), tally.closes.load(Relaxed));
+    let http = crate::client::http();
+    let written = counter(&http, &server.base, WRITES).await;
     let (meter, t0) = (Meter::start(server), Instant::now());
     let posted = post_at_rate(&server.base, world, posts_per_s, duration, members).await?;
     // Deliveries still in flight belong to this step.
@@ -95,6 +101,7 @@ async fn fanout_step(
     }
     let cpu = meter.read();
     let delivered = tally.deliveries.load(Relaxed) - d0;
+    let by_writer = counter(&http, &server.base, WRITES).await - written;
     let mut lat = tally.take_latencies();
     lat.sort_unstable();
     Ok(Step {
@@ -109,6 +116,7 @@ async fn fanout_step(
         max_ms: percentile(&lat, 1.0) / 1000.0,
         cpu,
         closed: tally.closes.load(Relaxed) - closed0,
+        by_writer,
     })
 }
 
@@ -189,6 +197,7 @@ fn fanout_table() -> Table {
             "generator [µs/delivery]",
             "server busy [%]",
             "generator busy [%]",
+            "by writer [%]",
             "failed posts",
             "sustained",
             "strictly",
@@ -251,6 +260,7 @@ fn step_line(rate: f64, sent: f64, step: &Step) -> Vec<serde_json::Value> {
         step.cpu.generator_us_per(delivered).into(),
         step.cpu.server_busy_pct().into(),
         step.cpu.generator_busy_pct().into(),
+        (100.0 * step.by_writer / delivered.max(1) as f64).into(),
         step.posted.failed.into(),
         step.sustained().into(),
         step.sustained_strictly().into(),
