@@ -13,6 +13,11 @@
 //! wakes it. The task writes those bytes first (closing a socket that takes nothing for 10 s),
 //! and runs as before until it is caught up again.
 //!
+//! A writer that fell behind its channel (the core was busy) takes what waited together, up
+//! to 32 events and 64 KiB, and writes them to each socket end to end in one write: the kernel
+//! charges per write, not per byte, so a room catches up in one write per socket instead of
+//! one per event. A socket handed back mid-batch gets the events of the batch it was not sent.
+//!
 //! Exactly once and in order: every event has a number (its place in the hub's channel,
 //! `Hub::pushed`); a socket records the last one it was sent when it joins the writer, and the
 //! writer skips what is not newer, so a writer that lags the channel never repeats what the
@@ -75,8 +80,9 @@ pub struct Handover {
     pub last_sent: i64,
     /// The rest of a frame the connection did not take whole: written before anything else.
     pub pending: Option<Bytes>,
-    /// An event the writer did not send (a gap before it, or the task was busy).
-    pub held: Option<Event>,
+    /// Events the writer took but did not send (a gap before them, or the task was busy),
+    /// oldest first: handled before `events`.
+    pub held: Vec<Event>,
     /// The writer fell behind the channel: events were dropped, resync from the store.
     pub overflowed: bool,
 }
@@ -195,57 +201,172 @@ impl Sockets {
     }
 }
 
+/// Events a writer sends together at most, and their wire bytes at most: a writer that fell
+/// behind its channel (the core was busy) catches up in one write per socket instead of one per
+/// event, which is what the kernel charges for.
+const BATCH_EVENTS: usize = 32;
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Events the writer took from its channel together, and their frames' wire bytes end to end.
+struct Batch {
+    /// Each event with its number in the channel, oldest first. Messages' seqs are
+    /// consecutive (a gap ends a batch: the next one starts at it).
+    events: Vec<(u64, Event)>,
+    /// The events' wire bytes, concatenated (one event's own bytes when alone).
+    wire: Bytes,
+    /// Where each event's bytes start in `wire`.
+    starts: Vec<usize>,
+    /// An event taken after these that starts the next batch (its seq does not follow), or
+    /// none. The writer does not send it with this batch, but a socket handed back now gets
+    /// it (its receiver starts after it).
+    next: Option<Event>,
+    /// The channel dropped events after these (the writer fell behind): every socket goes
+    /// back to its task to resync, and one handed back now is told so.
+    missed: Option<u64>,
+}
+
+impl Batch {
+    fn new(events: Vec<(u64, Event)>, next: Option<Event>, missed: Option<u64>) -> Self {
+        let wires: Vec<Bytes> = events.iter().map(|(_, e)| frame_of(e).wire()).collect();
+        let mut starts = Vec::with_capacity(wires.len());
+        let wire = if let [one] = &wires[..] {
+            starts.push(0);
+            one.clone()
+        } else {
+            let mut all = bytes::BytesMut::with_capacity(wires.iter().map(Bytes::len).sum());
+            for w in &wires {
+                starts.push(all.len());
+                all.extend_from_slice(w);
+            }
+            all.freeze()
+        };
+        Batch {
+            events,
+            wire,
+            starts,
+            next,
+            missed,
+        }
+    }
+
+    /// What a socket handed back now has not had: the events from `from` on, and the next.
+    fn held(&self, from: usize) -> Vec<Event> {
+        let taken = self.events[from..].iter().map(|(_, e)| e.clone());
+        taken.chain(self.next.clone()).collect()
+    }
+
+    /// The bytes of events `i..j`.
+    fn bytes(&self, i: usize, j: usize) -> Bytes {
+        let end = self.starts.get(j).copied().unwrap_or(self.wire.len());
+        self.wire.slice(self.starts[i]..end)
+    }
+
+    fn last_number(&self) -> u64 {
+        self.events.last().map_or(0, |(n, _)| *n)
+    }
+}
+
+fn frame_of(event: &Event) -> &super::Frame {
+    match event {
+        Event::Message { frame, .. } | Event::Members { frame } | Event::Typing { frame } => frame,
+    }
+}
+
+fn seq_of(event: &Event) -> Option<i64> {
+    match event {
+        Event::Message { seq, .. } => Some(*seq),
+        _ => None,
+    }
+}
+
+/// Takes the events waiting behind `first` (up to the batch's limits) without waiting. A
+/// message whose seq does not follow the batch's last one ends it and starts the next; so
+/// does an overflow of the channel (events were dropped after these).
+fn gather(rx: &mut Receiver<Event>, taken: &mut u64, first: Event) -> Batch {
+    *taken += 1;
+    let mut bytes = frame_of(&first).wire().len();
+    let mut last_seq = seq_of(&first);
+    let mut events = vec![(*taken, first)];
+    while events.len() < BATCH_EVENTS && bytes < BATCH_BYTES {
+        let event = match rx.try_recv() {
+            Ok(event) => event,
+            Err(async_broadcast::TryRecvError::Overflowed(missed)) => {
+                return Batch::new(events, None, Some(missed));
+            }
+            Err(_) => break,
+        };
+        if let Some(seq) = seq_of(&event) {
+            if last_seq.is_some_and(|last| seq != last + 1) {
+                return Batch::new(events, Some(event), None);
+            }
+            last_seq = Some(seq);
+        }
+        *taken += 1;
+        bytes += frame_of(&event).wire().len();
+        events.push((*taken, event));
+    }
+    Batch::new(events, None, None)
+}
+
 /// The writer of one hub: takes every event the hub broadcasts, in order, and writes it to
-/// the sockets handed to it. Ends when the hub is gone (its channel closes).
+/// the sockets handed to it, each event that waited behind another in the same write.
+/// Ends when the hub is gone (its channel closes).
 pub(super) async fn write(
     mut rx: Receiver<Event>,
     sockets: Arc<Sockets>,
     metrics: Option<Arc<Metrics>>,
 ) {
     let mut taken: u64 = 0;
+    // An event taken that starts the next batch (its seq did not follow the last one's).
+    let mut next = None;
     loop {
-        let event = match rx.recv().await {
-            Ok(event) => event,
-            Err(RecvError::Overflowed(missed)) => {
-                taken += missed;
-                tracing::debug!(
-                    missed,
-                    "a room's writer fell behind its hub; handing its sockets back"
-                );
-                each(&sockets, |socket| hand_back_overflowed(socket, &rx)).await;
-                continue;
-            }
-            Err(RecvError::Closed) => return,
+        let first = match next.take() {
+            Some(event) => event,
+            None => match rx.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Overflowed(missed)) => {
+                    overflowed(&sockets, &rx, &mut taken, missed).await;
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
         };
-        taken += 1;
-        let (seq, frame, committed) = match &event {
-            Event::Message {
-                seq,
-                frame,
-                committed,
-                ..
-            } => (Some(*seq), frame, Some(*committed)),
-            Event::Members { frame } | Event::Typing { frame } => (None, frame, None),
-        };
-        let wire = frame.wire();
+        let mut batch = gather(&mut rx, &mut taken, first);
         let (mut writes, mut handbacks) = (0, 0);
-        each(&sockets, |socket| {
-            match send(socket, taken, seq, &wire, &event, &rx) {
-                Sent::Whole => {
-                    writes += 1;
-                    if let (Some(metrics), Some(at)) = (&metrics, committed) {
-                        metrics.delivered(at.elapsed());
+        each(&sockets, |socket| match send(socket, &batch, &rx) {
+            Sent::Whole(sent) => {
+                writes += sent.len() as u64;
+                if let Some(metrics) = &metrics {
+                    for i in sent {
+                        if let (_, Event::Message { committed, .. }) = &batch.events[i] {
+                            metrics.delivered(committed.elapsed());
+                        }
                     }
                 }
-                Sent::HandedBack => handbacks += 1,
-                Sent::Nothing => {}
             }
+            Sent::HandedBack => handbacks += 1,
+            Sent::Nothing => {}
         })
         .await;
         if let Some(metrics) = &metrics {
             metrics.fanned_out(writes, handbacks);
         }
+        next = batch.next.take();
+        if let Some(missed) = batch.missed {
+            overflowed(&sockets, &rx, &mut taken, missed).await;
+        }
     }
+}
+
+/// The writer fell behind its channel, which dropped `missed` events: every socket goes back
+/// to its task, to resync from the store.
+async fn overflowed(sockets: &Sockets, rx: &Receiver<Event>, taken: &mut u64, missed: u64) {
+    *taken += missed;
+    tracing::debug!(
+        missed,
+        "a room's writer fell behind its hub; handing its sockets back"
+    );
+    each(sockets, |socket| hand_back_overflowed(socket, rx)).await;
 }
 
 /// Runs `f` on every socket, a chunk at a time, yielding between chunks.
@@ -269,55 +390,94 @@ async fn each(sockets: &Sockets, mut f: impl FnMut(&FastSocket)) {
 
 /// What the writer did for one socket.
 enum Sent {
-    /// Wrote the frame whole.
-    Whole,
+    /// Wrote these events of the batch (by index), whole.
+    Whole(std::ops::Range<usize>),
     /// Handed the socket back to its task.
     HandedBack,
-    /// Nothing: the task has the socket, or already sent the event.
+    /// Nothing: the task has the socket, or already sent the events.
     Nothing,
 }
 
-/// Sends event number `n` (`seq`, if a message) to one socket, or hands the socket back to
-/// its task.
-fn send(
-    socket: &FastSocket,
-    n: u64,
-    seq: Option<i64>,
-    wire: &Bytes,
-    event: &Event,
-    rx: &Receiver<Event>,
-) -> Sent {
+/// Sends one socket the events of `batch` it has not had, in one write, or hands the socket
+/// back to its task with them.
+fn send(socket: &FastSocket, batch: &Batch, rx: &Receiver<Event>) -> Sent {
     let mut state = socket.state.lock();
-    if !matches!(state.owner, Owner::Writer | Owner::Claimed) || n <= state.last_event {
+    if !matches!(state.owner, Owner::Writer | Owner::Claimed) {
         return Sent::Nothing;
     }
-    state.last_event = n;
-    if seq.is_some_and(|seq| seq <= state.last_sent) {
+    // The events newer than the socket's last (it may have joined after the writer took some).
+    let Some(from) = batch.events.iter().position(|(n, _)| *n > state.last_event) else {
+        return Sent::Nothing;
+    };
+    state.last_event = batch.last_number();
+    // Messages it was sent already (its task read them from the store) lead the batch's
+    // messages; what follows them is sent. Presence and typing frames before them count too.
+    let skip = batch.events[from..]
+        .iter()
+        .take_while(|(_, e)| seq_of(e).is_some_and(|seq| seq <= state.last_sent))
+        .count();
+    let from = from + skip;
+    let later = &batch.events[from..];
+    if later.is_empty() {
         return Sent::Nothing;
     }
-    let gap = seq.is_some_and(|seq| seq > state.last_sent + 1);
-    if state.owner == Owner::Claimed || gap {
-        hand_back(socket, &mut state, rx, None, Some(event.clone()));
+    if later
+        .iter()
+        .any(|(_, e)| seq_of(e).is_some_and(|seq| seq <= state.last_sent))
+    {
+        // A message sent already behind one not sent yet: rare (a socket joining mid-batch);
+        // its task sorts it out, skipping by seq.
+        hand_back(socket, &mut state, rx, batch, None, batch.held(from));
         return Sent::HandedBack;
     }
+    // The first message must follow the last one sent; a gap is the task's to fill.
+    let first_seq = later.iter().find_map(|(_, e)| seq_of(e));
+    let gap = first_seq.is_some_and(|seq| seq > state.last_sent + 1);
+    if state.owner == Owner::Claimed || gap {
+        hand_back(socket, &mut state, rx, batch, None, batch.held(from));
+        return Sent::HandedBack;
+    }
+    let wire = batch.bytes(from, batch.events.len());
     // On an error the task's write fails the same way and ends the socket.
-    let written = socket.stream.try_write(wire).unwrap_or_default();
-    if let Some(seq) = seq {
+    let written = socket.stream.try_write(&wire).unwrap_or_default();
+    if let Some(seq) = later.iter().rev().find_map(|(_, e)| seq_of(e)) {
         state.last_sent = seq;
     }
     if written == wire.len() {
-        return Sent::Whole;
+        return Sent::Whole(from..batch.events.len());
     }
-    hand_back(socket, &mut state, rx, Some(wire.slice(written..)), None);
+    let rest = Some(wire.slice(written..));
+    hand_back(
+        socket,
+        &mut state,
+        rx,
+        batch,
+        rest,
+        batch.next.iter().cloned().collect(),
+    );
     Sent::HandedBack
 }
 
+/// Hands a socket back to its task, with what it has not had of `batch` (`held`; `pending`:
+/// the rest of a write the connection did not take whole).
 fn hand_back(
     socket: &FastSocket,
     state: &mut Owned,
     rx: &Receiver<Event>,
+    batch: &Batch,
     pending: Option<Bytes>,
-    held: Option<Event>,
+    held: Vec<Event>,
+) {
+    give_back(socket, state, rx, pending, held, batch.missed.is_some());
+}
+
+fn give_back(
+    socket: &FastSocket,
+    state: &mut Owned,
+    rx: &Receiver<Event>,
+    pending: Option<Bytes>,
+    held: Vec<Event>,
+    overflowed: bool,
 ) {
     state.owner = Owner::Task;
     state.handover = Some(Handover {
@@ -325,7 +485,7 @@ fn hand_back(
         last_sent: state.last_sent,
         pending,
         held,
-        overflowed: false,
+        overflowed,
     });
     socket.wake.notify_one();
 }
@@ -333,10 +493,7 @@ fn hand_back(
 fn hand_back_overflowed(socket: &FastSocket, rx: &Receiver<Event>) {
     let mut state = socket.state.lock();
     if matches!(state.owner, Owner::Writer | Owner::Claimed) {
-        hand_back(socket, &mut state, rx, None, None);
-        if let Some(handover) = &mut state.handover {
-            handover.overflowed = true;
-        }
+        give_back(socket, &mut state, rx, None, Vec::new(), true);
     }
 }
 
@@ -424,7 +581,7 @@ mod tests {
             .await
             .expect("woken");
         let handover = socket.release().expect("handed back");
-        assert!(matches!(handover.held, Some(Event::Message { seq: 1, .. })));
+        assert!(matches!(handover.held[..], [Event::Message { seq: 1, .. }]));
         assert!(handover.pending.is_none() && !handover.overflowed);
         // Its receiver has every later event, and nothing earlier.
         let mut events = handover.events;
@@ -447,7 +604,7 @@ mod tests {
             .await
             .expect("woken");
         let handover = socket.taken_back().expect("handed back");
-        assert!(matches!(handover.held, Some(Event::Message { seq: 4, .. })));
+        assert!(matches!(handover.held[..], [Event::Message { seq: 4, .. }]));
         assert_eq!(handover.last_sent, 2);
         assert!(received(&mut client).await.is_empty());
     }
@@ -477,12 +634,86 @@ mod tests {
             assert!(seq < 1000, "never handed back");
         };
         let pending = handover.pending.expect("the rest of the frame");
-        assert!(!pending.is_empty() && handover.held.is_none());
+        assert!(!pending.is_empty() && handover.held.is_empty());
         assert_eq!(
             handover.last_sent, seq,
             "counted as sent: the task finishes it"
         );
         // Closing, the socket gives the rest up once (the writer wrote nothing since).
         assert!(socket.close().is_none());
+    }
+
+    /// A socket on the writer, on a current-thread runtime where the writer runs only when the
+    /// test awaits: events broadcast meanwhile wait in its channel.
+    async fn room_on_writer() -> (async_broadcast::Sender<Event>, Arc<FastSocket>, TcpStream) {
+        let (tx, socket, client) = room().await;
+        assert!(socket.to_writer(0, || 0, || None::<()>).is_none());
+        (tx, socket, client)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_writer_behind_its_channel_sends_what_waited_in_one_write_and_stops_at_a_gap() {
+        let (tx, socket, mut client) = room_on_writer().await;
+        // 1-3 wait together; 5 does not follow 3: it goes alone, and with a gap before it
+        // the socket goes back to its task, holding 5.
+        for seq in [1, 2, 3, 5] {
+            tx.try_broadcast(message(seq)).unwrap();
+        }
+        let got = received(&mut client).await;
+        assert_eq!(got, [wire(1), wire(2), wire(3)].concat());
+        let handover = socket.taken_back().expect("handed back at the gap");
+        assert!(matches!(handover.held[..], [Event::Message { seq: 5, .. }]));
+        assert_eq!(handover.last_sent, 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_busy_task_gets_back_every_event_of_the_batch_in_order() {
+        let (tx, socket, mut client) = room_on_writer().await;
+        assert!(socket.claim().is_none());
+        for seq in [1, 2, 3] {
+            tx.try_broadcast(message(seq)).unwrap();
+        }
+        // A gap after them: taken with the batch, not sent with it, held too.
+        tx.try_broadcast(message(7)).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), socket.wake.notified())
+            .await
+            .expect("woken");
+        let handover = socket.release().expect("handed back");
+        let seqs: Vec<_> = handover.held.iter().filter_map(seq_of).collect();
+        assert_eq!(seqs, [1, 2, 3, 7]);
+        let mut events = handover.events;
+        assert!(events.try_recv().is_err(), "nothing twice");
+        assert!(received(&mut client).await.is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_the_events_waiting_with_consecutive_seqs_their_bytes_end_to_end() {
+        let (mut tx, mut rx) = async_broadcast::broadcast(64);
+        tx.set_overflow(true);
+        for seq in [1, 2, 3, 5, 6] {
+            tx.try_broadcast(message(seq)).unwrap();
+        }
+        let mut taken = 0;
+        let first = rx.try_recv().unwrap();
+        let batch = gather(&mut rx, &mut taken, first);
+        let seqs: Vec<_> = batch.events.iter().map(|(n, e)| (*n, seq_of(e))).collect();
+        assert_eq!(seqs, [(1, Some(1)), (2, Some(2)), (3, Some(3))]);
+        assert_eq!(batch.wire, [wire(1), wire(2), wire(3)].concat());
+        assert_eq!(batch.bytes(1, 3), [wire(2), wire(3)].concat());
+        assert!(matches!(batch.next, Some(Event::Message { seq: 5, .. })));
+        // The next batch starts at 5, numbered after 3.
+        let batch = gather(&mut rx, &mut taken, batch.next.unwrap());
+        let seqs: Vec<_> = batch.events.iter().map(|(n, e)| (*n, seq_of(e))).collect();
+        assert_eq!(seqs, [(4, Some(5)), (5, Some(6))]);
+        assert!(batch.next.is_none() && batch.missed.is_none());
+        // At most BATCH_EVENTS at once.
+        for seq in 7..7 + 2 * BATCH_EVENTS as i64 {
+            tx.try_broadcast(message(seq)).unwrap();
+        }
+        let first = rx.try_recv().unwrap();
+        assert_eq!(
+            gather(&mut rx, &mut taken, first).events.len(),
+            BATCH_EVENTS
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! Shaped like mini-redis's connection handler: `run` is a loop over `next_event`, and each
 //! kind of event has a small method of its own.
 
-use std::{pin::Pin, sync::Arc, time::Instant};
+use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Instant};
 
 use async_broadcast::{Receiver, RecvError};
 use bytes::Bytes;
@@ -130,9 +130,10 @@ pub(super) struct Feed<T> {
     /// Completes when the server starts shutting down. Registered once, not once per event:
     /// a busy room wakes the loop for every message.
     restarting: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// An event taken from the hub while gathering a batch that did not fit in it: handled
-    /// next, never lost.
-    held: Option<Result<Event, RecvError>>,
+    /// Events to handle before the receiver's, oldest first: one taken from the hub while
+    /// gathering a batch that did not fit in it, or those the room's writer took and handed
+    /// back unsent. Never lost.
+    held: VecDeque<Result<Event, RecvError>>,
 }
 
 impl<T: Transport> Feed<T> {
@@ -149,7 +150,7 @@ impl<T: Transport> Feed<T> {
             last_sent: 0,
             keep_alive: tokio::time::interval_at(first, T::KEEP_ALIVE),
             restarting,
-            held: None,
+            held: VecDeque::new(),
         }
     }
 
@@ -271,10 +272,11 @@ impl<T: Transport> Feed<T> {
     /// waiting in its receiver (else that is handled next).
     fn hand_to_writer(&mut self) {
         if let Some(fast) = &self.fast
-            && self.held.is_none()
+            && self.held.is_empty()
             && self.listener.events.is_some()
         {
-            self.held = self.listener.hand_to_writer(fast, self.last_sent);
+            self.held
+                .extend(self.listener.hand_to_writer(fast, self.last_sent));
         }
     }
 
@@ -311,11 +313,11 @@ impl<T: Transport> Feed<T> {
         } = handover;
         self.listener.events = Some(events);
         self.last_sent = last_sent;
-        self.held = match (held, overflowed) {
-            (Some(event), _) => Some(Ok(event)),
-            (None, true) => Some(Err(RecvError::Overflowed(0))),
-            (None, false) => None,
-        };
+        self.held = held.into_iter().map(Ok).collect();
+        if overflowed {
+            // Events were dropped after those: resync from the store once they are handled.
+            self.held.push_back(Err(RecvError::Overflowed(0)));
+        }
         match pending {
             Some(wire) => self.out.send_wire(wire).await,
             None => Ok(()),
@@ -327,7 +329,7 @@ impl<T: Transport> Feed<T> {
     /// messages keep coming the client is read only once they pause; it has nothing to say
     /// but pongs and a close, and a write to a client gone fails on its own.
     async fn next_event(&mut self) -> Next {
-        if let Some(event) = self.held.take() {
+        if let Some(event) = self.held.pop_front() {
             return Next::Hub(event);
         }
         tokio::select! {
@@ -372,8 +374,11 @@ impl<T: Transport> Feed<T> {
             return Err(End::Reload);
         }
         let mut batch = Batch::new(frame, seq, at);
-        if let Some(events) = self.listener.events.as_mut() {
-            self.held = batch.gather(events);
+        // Only from the receiver when nothing older is held (else it would jump the queue).
+        if self.held.is_empty()
+            && let Some(events) = self.listener.events.as_mut()
+        {
+            self.held.extend(batch.gather(events));
         }
         self.out.send(batch.frame(), batch.last_seq).await?;
         for committed in batch.committed() {
