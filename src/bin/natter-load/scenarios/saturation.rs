@@ -123,8 +123,13 @@ fn follow_all(
     targets: &Arc<Targets>,
 ) -> JoinSet<bool> {
     let mut followers = JoinSet::new();
+    // One client (one pool) for all: building a client is milliseconds of the generator's
+    // CPU, and 19,000 followers each building one when the load stopped kept its core busy
+    // for the whole 30 s they have to catch up.
+    let http = client::http();
     for ((p, _), (room, ws)) in pairs.iter().zip(sockets) {
         let follower = Follower {
+            http: http.clone(),
             base: server.base.clone(),
             person: world.people[*p].clone(),
             code: world.rooms[room].clone(),
@@ -231,6 +236,7 @@ impl Targets {
 
 /// A client that follows one room until it holds every message.
 struct Follower {
+    http: reqwest::Client,
     base: String,
     person: Person,
     code: String,
@@ -288,7 +294,7 @@ impl Follower {
 
     /// Reads missing seqs from the older-messages fragments (what scrolling back does).
     async fn fill_gaps(&self, held: &mut BTreeSet<i64>) {
-        let http = client::http();
+        let http = &self.http;
         let newest = held.last().copied().unwrap_or(0);
         let mut before = newest + 1;
         while before > 1 {
