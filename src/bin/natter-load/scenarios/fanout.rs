@@ -4,7 +4,7 @@
 //! post→receive, both sides' CPU, and whether the rate was sustained.
 //!
 //! Two capacities: *sustained* (lenient: ≥ 95% of the offered rate delivered within the step,
-//! no failed post, p99 < 1 s), which the 80,000/s target is read against, and *strictly
+//! no failed post, p99 < 1 s), which the 100,000/s target is read against, and *strictly
 //! sustained* (also every delivery within the step, p99 ≤ 10 ms), without a target. At
 //! 60,000/s the p50 ≤ 3 ms and p99 ≤ 10 ms targets apply. A missed target is a `MISSED` row;
 //! an acknowledged post missing from the database, or a post stored without an
