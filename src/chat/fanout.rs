@@ -226,8 +226,13 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(events: Vec<(u64, Event)>, next: Option<Event>, missed: Option<u64>) -> Self {
-        let wires: Vec<Bytes> = events.iter().map(|(_, e)| frame_of(e).wire()).collect();
+    /// `wires`: each event's wire bytes.
+    fn new(
+        events: Vec<(u64, Event)>,
+        wires: Vec<Bytes>,
+        next: Option<Event>,
+        missed: Option<u64>,
+    ) -> Self {
         let mut starts = Vec::with_capacity(wires.len());
         let wire = if let [one] = &wires[..] {
             starts.push(0);
@@ -256,9 +261,9 @@ impl Batch {
     }
 
     /// The bytes of events `i..j`.
-    fn bytes(&self, i: usize, j: usize) -> Bytes {
-        let end = self.starts.get(j).copied().unwrap_or(self.wire.len());
-        self.wire.slice(self.starts[i]..end)
+    /// The bytes of events `i..` (what a socket is sent).
+    fn tail(&self, i: usize) -> &[u8] {
+        &self.wire[self.starts[i]..]
     }
 
     fn last_number(&self) -> u64 {
@@ -284,28 +289,31 @@ fn seq_of(event: &Event) -> Option<i64> {
 /// does an overflow of the channel (events were dropped after these).
 fn gather(rx: &mut Receiver<Event>, taken: &mut u64, first: Event) -> Batch {
     *taken += 1;
-    let mut bytes = frame_of(&first).wire().len();
+    let mut wires = vec![frame_of(&first).wire()];
+    let mut bytes = wires[0].len();
     let mut last_seq = seq_of(&first);
     let mut events = vec![(*taken, first)];
     while events.len() < BATCH_EVENTS && bytes < BATCH_BYTES {
         let event = match rx.try_recv() {
             Ok(event) => event,
             Err(async_broadcast::TryRecvError::Overflowed(missed)) => {
-                return Batch::new(events, None, Some(missed));
+                return Batch::new(events, wires, None, Some(missed));
             }
             Err(_) => break,
         };
         if let Some(seq) = seq_of(&event) {
             if last_seq.is_some_and(|last| seq != last + 1) {
-                return Batch::new(events, Some(event), None);
+                return Batch::new(events, wires, Some(event), None);
             }
             last_seq = Some(seq);
         }
         *taken += 1;
-        bytes += frame_of(&event).wire().len();
+        let wire = frame_of(&event).wire();
+        bytes += wire.len();
+        wires.push(wire);
         events.push((*taken, event));
     }
-    Batch::new(events, None, None)
+    Batch::new(events, wires, None, None)
 }
 
 /// The writer of one hub: takes every event the hub broadcasts, in order, and writes it to
@@ -421,57 +429,37 @@ fn send(socket: &FastSocket, batch: &Batch, rx: &Receiver<Event>) -> Sent {
     if later.is_empty() {
         return Sent::Nothing;
     }
-    if later
+    // A message sent already behind one not sent yet is rare (a socket joining mid-batch); a
+    // gap before the first message is the task's to fill; a busy task writes on its own. In
+    // each case the task gets the rest, and skips by seq what it sent.
+    let sent_behind = later
         .iter()
-        .any(|(_, e)| seq_of(e).is_some_and(|seq| seq <= state.last_sent))
-    {
-        // A message sent already behind one not sent yet: rare (a socket joining mid-batch);
-        // its task sorts it out, skipping by seq.
-        hand_back(socket, &mut state, rx, batch, None, batch.held(from));
-        return Sent::HandedBack;
-    }
-    // The first message must follow the last one sent; a gap is the task's to fill.
+        .any(|(_, e)| seq_of(e).is_some_and(|seq| seq <= state.last_sent));
     let first_seq = later.iter().find_map(|(_, e)| seq_of(e));
     let gap = first_seq.is_some_and(|seq| seq > state.last_sent + 1);
-    if state.owner == Owner::Claimed || gap {
-        hand_back(socket, &mut state, rx, batch, None, batch.held(from));
+    if sent_behind || gap || state.owner == Owner::Claimed {
+        let (held, overflowed) = (batch.held(from), batch.missed.is_some());
+        hand_back(socket, &mut state, rx, None, held, overflowed);
         return Sent::HandedBack;
     }
-    let wire = batch.bytes(from, batch.events.len());
+    let wire = batch.tail(from);
     // On an error the task's write fails the same way and ends the socket.
-    let written = socket.stream.try_write(&wire).unwrap_or_default();
+    let written = socket.stream.try_write(wire).unwrap_or_default();
     if let Some(seq) = later.iter().rev().find_map(|(_, e)| seq_of(e)) {
         state.last_sent = seq;
     }
     if written == wire.len() {
         return Sent::Whole(from..batch.events.len());
     }
-    let rest = Some(wire.slice(written..));
-    hand_back(
-        socket,
-        &mut state,
-        rx,
-        batch,
-        rest,
-        batch.next.iter().cloned().collect(),
-    );
+    let rest = Some(batch.wire.slice(batch.starts[from] + written..));
+    let next = batch.next.iter().cloned().collect();
+    hand_back(socket, &mut state, rx, rest, next, batch.missed.is_some());
     Sent::HandedBack
 }
 
-/// Hands a socket back to its task, with what it has not had of `batch` (`held`; `pending`:
-/// the rest of a write the connection did not take whole).
+/// Hands a socket back to its task, with what it has not had (`held`; `pending`: the rest of a
+/// write the connection did not take whole). `overflowed`: events were dropped after those.
 fn hand_back(
-    socket: &FastSocket,
-    state: &mut Owned,
-    rx: &Receiver<Event>,
-    batch: &Batch,
-    pending: Option<Bytes>,
-    held: Vec<Event>,
-) {
-    give_back(socket, state, rx, pending, held, batch.missed.is_some());
-}
-
-fn give_back(
     socket: &FastSocket,
     state: &mut Owned,
     rx: &Receiver<Event>,
@@ -493,7 +481,7 @@ fn give_back(
 fn hand_back_overflowed(socket: &FastSocket, rx: &Receiver<Event>) {
     let mut state = socket.state.lock();
     if matches!(state.owner, Owner::Writer | Owner::Claimed) {
-        give_back(socket, &mut state, rx, None, Vec::new(), true);
+        hand_back(socket, &mut state, rx, None, Vec::new(), true);
     }
 }
 
@@ -699,7 +687,7 @@ mod tests {
         let seqs: Vec<_> = batch.events.iter().map(|(n, e)| (*n, seq_of(e))).collect();
         assert_eq!(seqs, [(1, Some(1)), (2, Some(2)), (3, Some(3))]);
         assert_eq!(batch.wire, [wire(1), wire(2), wire(3)].concat());
-        assert_eq!(batch.bytes(1, 3), [wire(2), wire(3)].concat());
+        assert_eq!(batch.tail(1), [wire(2), wire(3)].concat());
         assert!(matches!(batch.next, Some(Event::Message { seq: 5, .. })));
         // The next batch starts at 5, numbered after 3.
         let batch = gather(&mut rx, &mut taken, batch.next.unwrap());

@@ -33,6 +33,14 @@ fn badge(page: &str, code: &str) -> Option<String> {
         }))
 }
 
+/// The id the rail of `page` gives room `code` (what activity frames name it by).
+fn rail_id(page: &str, code: &str) -> String {
+    let at = page
+        .find(&format!("href=\"/rooms/{code}\""))
+        .expect("the rail links the room");
+    extract_attr(&page[at..], "data-room-id=\"").expect("the rail names the room")
+}
+
 /// The `href` of the link to room `code` (home row or rail).
 fn link(page: &str, code: &str) -> String {
     let at = page
@@ -221,9 +229,7 @@ both! {
         let apart = app.create_room(&ada, "Apart").await;
         bob.join(&here).await;
         bob.join(&there).await;
-        let page = bob.get(&format!("/rooms/{here}")).await;
-        let at = page.body.find(&format!("href=\"/rooms/{there}\"")).unwrap();
-        let there_id = extract_attr(&page.body[at..], "data-room-id=\"").expect("the rail names the room");
+        let there_id = rail_id(&bob.get(&format!("/rooms/{here}")).await.body, &there);
         let mut bob_socket = bob.socket(&here, None).await.expect("bob's socket");
         let mut ada_socket = ada.socket(&here, None).await.expect("ada's socket");
         // Opening sockets is not instantaneous: wait until bob's is following.
@@ -257,9 +263,7 @@ both! {
         let there = app.create_room(&ada, "There").await;
         bob.join(&here).await;
         bob.join(&there).await;
-        let page = bob.get(&format!("/rooms/{there}")).await;
-        let at = page.body.find(&format!("href=\"/rooms/{here}\"")).unwrap();
-        let here_id = extract_attr(&page.body[at..], "data-room-id=\"").expect("the rail names the room");
+        let here_id = rail_id(&bob.get(&format!("/rooms/{there}")).await.body, &here);
         let mut tab = bob.socket(&here, None).await.expect("bob's tab on Here");
         assert!(tab.wait_for("id=\"members\"", Duration::from_secs(5)).await);
 
