@@ -88,6 +88,8 @@ pub struct Metrics {
     pushes: [Counter; 3],
     /// `natter_delivery_latency_seconds`, and `natter_deliveries_total` (its count).
     latency: Latency,
+    /// `natter_store_commit_seconds`: how long each batch of posts took to commit.
+    commits: Latency,
     /// What `render` encodes: a second handle on each of the above.
     registry: Registry,
 }
@@ -113,6 +115,7 @@ impl Default for Metrics {
             http: HttpResponses::default(),
             pushes: Default::default(),
             latency: Latency::default(),
+            commits: Latency::default(),
             registry: Registry::default(),
         };
         // The crate adds each HELP text's final period.
@@ -222,6 +225,13 @@ impl Default for Metrics {
             "Time from a post's commit to its frame being written to a socket",
             m.latency.clone(),
         );
+        // A post reaches nobody before its commit, so this is the floor under the delivery
+        // latency: on SQLite (`synchronous=FULL`) it is mostly the disk's fsync.
+        r.register(
+            "natter_store_commit_seconds",
+            "Time the post writer took to commit a batch of posts, its fsync included",
+            m.commits.clone(),
+        );
         m
     }
 }
@@ -252,6 +262,12 @@ impl Metrics {
     /// Records the time from a post's commit to its frame leaving for one socket.
     pub fn delivered(&self, latency: Duration) {
         self.latency.observe(latency);
+    }
+
+    /// Records how long a batch of posts took to commit (its transaction, from the first
+    /// statement to the end of the commit).
+    pub fn committed(&self, took: Duration) {
+        self.commits.observe(took);
     }
 
     /// Counts a socket that fell behind its hub and resynced from the store.
@@ -454,6 +470,7 @@ mod tests {
         m.http_response(404);
         m.delivered(Duration::from_micros(700));
         m.delivered(Duration::from_secs(10));
+        m.committed(Duration::from_millis(3));
         let text = m.render().unwrap();
         assert!(
             text.contains("natter_http_responses_total{status=\"200\"} 2"),
@@ -463,6 +480,9 @@ mod tests {
         assert!(text.contains("natter_delivery_latency_seconds_bucket{le=\"0.001\"} 1"));
         assert!(text.contains("natter_delivery_latency_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("natter_deliveries_total 2"));
+        assert!(text.contains("natter_store_commit_seconds_bucket{le=\"0.002\"} 0"));
+        assert!(text.contains("natter_store_commit_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("natter_store_commit_seconds_count 1"));
     }
 
     #[test]
@@ -577,6 +597,23 @@ natter_delivery_latency_seconds_bucket{le="2.5"} 3
 natter_delivery_latency_seconds_bucket{le="+Inf"} 4
 natter_delivery_latency_seconds_sum 3.0073
 natter_delivery_latency_seconds_count 4
+# HELP natter_store_commit_seconds Time the post writer took to commit a batch of posts, its fsync included.
+# TYPE natter_store_commit_seconds histogram
+natter_store_commit_seconds_bucket{le="0.0005"} 0
+natter_store_commit_seconds_bucket{le="0.001"} 0
+natter_store_commit_seconds_bucket{le="0.002"} 0
+natter_store_commit_seconds_bucket{le="0.005"} 0
+natter_store_commit_seconds_bucket{le="0.01"} 0
+natter_store_commit_seconds_bucket{le="0.025"} 0
+natter_store_commit_seconds_bucket{le="0.05"} 0
+natter_store_commit_seconds_bucket{le="0.1"} 0
+natter_store_commit_seconds_bucket{le="0.25"} 0
+natter_store_commit_seconds_bucket{le="0.5"} 0
+natter_store_commit_seconds_bucket{le="1"} 0
+natter_store_commit_seconds_bucket{le="2.5"} 0
+natter_store_commit_seconds_bucket{le="+Inf"} 0
+natter_store_commit_seconds_sum 0.0
+natter_store_commit_seconds_count 0
 "#;
         assert_eq!(m.render().unwrap(), expected);
     }

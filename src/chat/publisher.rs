@@ -143,6 +143,7 @@ impl Chat {
     async fn publish_committed(&self, batch: Committed) {
         let posted = batch.messages.len() as u64;
         self.inner.metrics.posted(posted);
+        self.inner.metrics.committed(batch.took);
         let carry = self.inner.bus.as_ref().is_some_and(|b| b.carries_events());
         let mut posts: Vec<Posted> = Vec::new();
         for run in batch.messages.chunk_by(|a, b| a.room_id == b.room_id) {

@@ -138,6 +138,8 @@ impl Outcome {
 pub struct Committed {
     /// When the batch committed.
     pub at: std::time::Instant,
+    /// How long its transaction took, from its first statement to the end of the commit.
+    pub took: std::time::Duration,
     /// Its messages, in commit (and seq) order.
     pub messages: Vec<Message>,
 }
@@ -185,10 +187,13 @@ impl PostWriter {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let started = std::time::Instant::now();
                 let messages = commit_batch(&db, std::mem::take(&mut batch)).await;
                 // Published only after the commit: nobody sees a message that could vanish.
                 let at = std::time::Instant::now();
-                if !messages.is_empty() && committed.send(Committed { at, messages }).await.is_err()
+                let took = at - started;
+                if !messages.is_empty()
+                    && (committed.send(Committed { at, took, messages }).await).is_err()
                 {
                     tracing::debug!("nobody publishes committed posts any more");
                 }

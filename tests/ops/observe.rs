@@ -35,6 +35,9 @@ async fn metrics_count_sockets_posts_deliveries_latency_and_responses_by_status(
         );
     }
     assert!(m("natter_delivery_latency_seconds_sum").await > Some(0.0));
+    // Each post committed in a batch of its own (each was answered before the next).
+    assert_eq!(m("natter_store_commit_seconds_count").await, Some(3.0));
+    assert!(m("natter_store_commit_seconds_sum").await > Some(0.0));
     assert!(m("natter_resyncs_total").await.is_some());
     for (status, at_least) in [("101", 1.0), ("200", 1.0), ("303", 3.0), ("404", 1.0)] {
         let series = format!("natter_http_responses_total{{status=\"{status}\"}}");

@@ -84,6 +84,48 @@ pub(super) async fn counter(http: &reqwest::Client, base: &str, series: &str) ->
         .unwrap_or(0.0)
 }
 
+/// The post writer's commit times (`natter_store_commit_seconds`): a post reaches nobody
+/// before its commit, so on SQLite the disk's fsync is the floor under post→delivery.
+pub(super) const COMMITS: &str = "natter_store_commit_seconds";
+
+/// A histogram from an instance's `/metrics`: each bucket's upper bound (seconds) and its
+/// cumulative count, in the order exported (empty when absent).
+pub(super) async fn histogram(http: &reqwest::Client, base: &str, name: &str) -> Vec<(f64, f64)> {
+    let Ok(response) = http.get(format!("{base}/metrics")).send().await else {
+        return Vec::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|line| {
+            let (le, count) = line.strip_prefix(&prefix)?.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound (ms) of the bucket that holds quantile `q` of what `after` observed since
+/// `before` (two reads of one histogram), or NaN when it observed nothing.
+pub(super) fn quantile_since(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let since = |i: usize, n: f64| n - before.get(i).map_or(0.0, |b| b.1);
+    let total = after
+        .last()
+        .map_or(0.0, |&(_, n)| since(after.len() - 1, n));
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    after
+        .iter()
+        .enumerate()
+        .find(|&(i, &(_, n))| since(i, n) >= q * total)
+        .map_or(f64::NAN, |(_, &(le, _))| le * 1000.0)
+}
+
 /// K natter instances on one fresh PostgreSQL database, over the bus the options ask for.
 pub(super) struct Cluster {
     /// The first one owns the database (dropped with it), so it goes last.
@@ -230,4 +272,33 @@ pub(super) async fn cross(o: &Options) -> Result<Report, String> {
     ));
     report.note("PostgreSQL's (and nats-server's) own CPU is in no server's figure");
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile_since;
+
+    #[test]
+    fn a_quantile_of_a_histogram_is_read_from_what_it_observed_between_two_reads() {
+        let before = [
+            (0.001, 10.0),
+            (0.005, 10.0),
+            (0.01, 10.0),
+            (f64::INFINITY, 10.0),
+        ];
+        // Since: 90 within 1 ms, 9 within 5 ms, 1 within 10 ms.
+        let after = [
+            (0.001, 100.0),
+            (0.005, 109.0),
+            (0.01, 110.0),
+            (f64::INFINITY, 110.0),
+        ];
+        assert_eq!(quantile_since(&before, &after, 0.5), 1.0);
+        assert_eq!(quantile_since(&before, &after, 0.99), 5.0);
+        assert_eq!(quantile_since(&before, &after, 1.0), 10.0);
+        // The first read may find no histogram yet.
+        assert_eq!(quantile_since(&[], &after, 0.99), 5.0);
+        assert!(quantile_since(&after, &after, 0.99).is_nan());
+        assert!(quantile_since(&[], &[], 0.99).is_nan());
+    }
 }

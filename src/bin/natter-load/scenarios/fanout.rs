@@ -18,7 +18,7 @@ use std::{
 
 use super::{
     Posted, World, check_stored,
-    cross::{WRITES, counter},
+    cross::{COMMITS, WRITES, counter, histogram, quantile_since},
     drain_all, grid, offer_limit, open_sockets, populate, post_at_rate, receive_limit, settle,
 };
 use crate::{
@@ -50,6 +50,8 @@ struct Step {
     /// Frames the rooms' writers wrote during the step (the rest went through the sockets' own
     /// tasks: replays, catch-ups, batches).
     by_writer: f64,
+    /// The upper bound of the bucket that holds the p99 of the post writer's commits (ms).
+    commit_p99_ms: f64,
 }
 
 /// How long after the last answer deliveries still count for their step.
@@ -86,6 +88,7 @@ async fn fanout_step(
     let (d0, closed0) = (tally.deliveries.load(Relaxed), tally.closes.load(Relaxed));
     let http = crate::client::http();
     let written = counter(&http, &server.base, WRITES).await;
+    let commits = histogram(&http, &server.base, COMMITS).await;
     let (meter, t0) = (Meter::start(server), Instant::now());
     let posted = post_at_rate(&server.base, world, posts_per_s, duration, members).await?;
     // Deliveries still in flight belong to this step.
@@ -102,6 +105,7 @@ async fn fanout_step(
     let cpu = meter.read();
     let delivered = tally.deliveries.load(Relaxed) - d0;
     let by_writer = counter(&http, &server.base, WRITES).await - written;
+    let commits_after = histogram(&http, &server.base, COMMITS).await;
     let mut lat = tally.take_latencies();
     lat.sort_unstable();
     Ok(Step {
@@ -117,6 +121,7 @@ async fn fanout_step(
         cpu,
         closed: tally.closes.load(Relaxed) - closed0,
         by_writer,
+        commit_p99_ms: quantile_since(&commits, &commits_after, 0.99),
     })
 }
 
@@ -198,6 +203,7 @@ fn fanout_table() -> Table {
             "server busy [%]",
             "generator busy [%]",
             "by writer [%]",
+            "commit p99 ≤ [ms]",
             "failed posts",
             "sustained",
             "strictly",
@@ -261,6 +267,7 @@ fn step_line(rate: f64, sent: f64, step: &Step) -> Vec<serde_json::Value> {
         step.cpu.server_busy_pct().into(),
         step.cpu.generator_busy_pct().into(),
         (100.0 * step.by_writer / delivered.max(1) as f64).into(),
+        step.commit_p99_ms.into(),
         step.posted.failed.into(),
         step.sustained().into(),
         step.sustained_strictly().into(),
