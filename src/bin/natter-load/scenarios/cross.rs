@@ -73,13 +73,19 @@ impl Drop for NatsServer {
 /// The frames rooms' writers wrote (the rest went through the sockets' own tasks).
 pub(super) const WRITES: &str = "natter_fanout_writes_total";
 
+/// An instance's `/metrics` text (empty when it does not answer).
+async fn metrics(http: &reqwest::Client, base: &str) -> String {
+    match http.get(format!("{base}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 /// A counter from an instance's `/metrics` (0 when absent).
 pub(super) async fn counter(http: &reqwest::Client, base: &str, series: &str) -> f64 {
-    let Ok(response) = http.get(format!("{base}/metrics")).send().await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
+    metrics(http, base)
+        .await
+        .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
@@ -91,12 +97,10 @@ pub(super) const COMMITS: &str = "natter_store_commit_seconds";
 /// A histogram from an instance's `/metrics`: each bucket's upper bound (seconds) and its
 /// cumulative count, in the order exported (empty when absent).
 pub(super) async fn histogram(http: &reqwest::Client, base: &str, name: &str) -> Vec<(f64, f64)> {
-    let Ok(response) = http.get(format!("{base}/metrics")).send().await else {
-        return Vec::new();
-    };
-    let text = response.text().await.unwrap_or_default();
     let prefix = format!("{name}_bucket{{le=\"");
-    text.lines()
+    metrics(http, base)
+        .await
+        .lines()
         .filter_map(|line| {
             let (le, count) = line.strip_prefix(&prefix)?.split_once("\"} ")?;
             let le = if le == "+Inf" {
