@@ -28,7 +28,7 @@ use prometheus_client::{
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// Upper bounds (seconds) of the post→delivery latency histogram buckets.
+/// Upper bounds (seconds) of the latency histograms' buckets (post→delivery, commits).
 const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -226,7 +226,7 @@ impl Default for Metrics {
             m.latency.clone(),
         );
         // A post reaches nobody before its commit, so this is the floor under the delivery
-        // latency: on SQLite (`synchronous=FULL`) it is mostly the disk's fsync.
+        // latency; on SQLite (`synchronous=FULL`) it includes the disk's fsync.
         r.register(
             "natter_store_commit_seconds",
             "Time the post writer took to commit a batch of posts, its fsync included",
@@ -359,7 +359,7 @@ impl Drop for OpenSocket<'_> {
     }
 }
 
-/// The post→delivery latency histogram: one relaxed add to a bucket and one to the sum per
+/// A latency histogram (post→delivery; the post writer's commits): one relaxed add to a bucket and one to the sum per
 /// observation, where the crate's `Histogram` would lock a mutex.
 #[derive(Clone, Debug, Default)]
 struct Latency(Arc<LatencyCounts>);
