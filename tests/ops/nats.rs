@@ -332,3 +332,41 @@ async fn natter_load_cross_runs_across_three_instances_on_both_buses() {
         );
     }
 }
+
+/// `natter-load bus` (nats-server's own ceiling, README: Benchmarks) runs small: at a rate far
+/// below any ceiling every message reaches every other client, and the step says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natter_load_bus_delivers_every_message_to_every_other_client() {
+    if !crate::procs::NatsServer::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bus.json");
+    let args = ["bus", "--instances", "3", "--rooms", "6", "--rates", "200"];
+    let run = {
+        let json = json.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_natter-load"))
+                .args(args)
+                .args(["--duration", "1", "--no-pin", "--json"])
+                .arg(json)
+                .env(
+                    "PATH",
+                    std::env::var("PATH").unwrap_or_default() + ":/usr/sbin",
+                )
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("natter-load runs")
+    };
+    let output = String::from_utf8_lossy(&run.stdout) + String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{output}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let step = &report["tables"][0]["lines"][0];
+    let owed = step["deliveries owed"].as_u64().unwrap();
+    // 200 posts/s for a second, each owed to the two other clients.
+    assert!((300..=500).contains(&owed), "{step}");
+    assert_eq!(step["missing"], 0, "{step}");
+    assert_eq!(step["sustained"], true, "{step}");
+}

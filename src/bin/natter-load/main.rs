@@ -54,6 +54,8 @@ pub struct Options {
     /// How the generator reaches natter: `loopback` (default) or `veth` (natter in a network
     /// namespace of its own, `net.rs`).
     pub net: String,
+    /// The size of one bus message (`bus`).
+    pub bytes: Option<usize>,
 }
 
 const HELP: &str = "natter-load <scenario> [options]
@@ -94,6 +96,12 @@ scenarios, with the knobs each reads and their defaults:
   search       search pages for a member of 50 rooms: messages seeded by bulk SQL, then
                200 searches per kind (common word, rare word, prefix, phrase, from:), p50/p99
                  --rooms 1000 --posts 1000000 (messages seeded)
+  bus          one nats-server's ceiling for natter's cross-instance messages (no natter,
+               no database): K clients as instances, each subscribed to every room and
+               publishing into its share, at each offered rate (posts/s) in turn: the
+               highest rate with every delivery and p99 < 100 ms, nats-server CPU per post
+                 --instances 4 --rooms 100 --bytes 1200 (one post's message)
+                 --rates 5000,10000,20000,40000,80000 --duration 10 (per rate)
 
 options:
   --db sqlite|postgres     database for the server natter-load starts (default sqlite)
@@ -140,6 +148,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         instances: None,
         bus: "notify".into(),
         net: "loopback".into(),
+        bytes: None,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -169,6 +178,7 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--instances" => o.instances = Some(count(&flag, &value()?)?),
             "--bus" => o.bus = value()?,
             "--net" => o.net = value()?,
+            "--bytes" => o.bytes = Some(count(&flag, &value()?)?),
             other => return Err(format!("unknown option {other}\n\n{HELP}")),
         }
     }
@@ -181,10 +191,14 @@ fn parse_args() -> Result<Option<Options>, String> {
     if o.net != "loopback" && o.net != "veth" {
         return Err("--net is loopback or veth".into());
     }
-    if o.net == "veth" && (o.db != "sqlite" || o.target.is_some() || o.scenario == "cross") {
+    if o.net == "veth"
+        && (o.db != "sqlite"
+            || o.target.is_some()
+            || ["cross", "bus"].contains(&o.scenario.as_str()))
+    {
         // natter in the namespace reaches no database or NATS on the machine's loopback.
         return Err(
-            "--net veth starts one natter on SQLite: not with --db postgres, --target or cross"
+            "--net veth starts one natter on SQLite: not with --db postgres, --target, cross or bus"
                 .into(),
         );
     }

@@ -306,7 +306,8 @@ impl Drop for Server {
     }
 }
 
-fn which(cmd: &str) -> bool {
+/// Whether `cmd` is on the PATH.
+pub fn which(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
         .stdout(Stdio::null())

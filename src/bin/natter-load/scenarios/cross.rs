@@ -30,12 +30,21 @@ use crate::{
 pub(super) struct NatsServer(Child, String);
 
 impl NatsServer {
-    async fn start() -> Result<NatsServer, String> {
+    /// On a free port; on CPU 0 when `pin` (and `taskset` is there), where natter runs
+    /// elsewhere: `taskset` execs it, so the child's pid is nats-server's.
+    pub(super) async fn start(pin: bool) -> Result<NatsServer, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let child = Command::new("nats-server")
+        let mut command = if pin && crate::server::which("taskset") {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", "0", "nats-server"]);
+            taskset
+        } else {
+            Command::new("nats-server")
+        };
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -57,6 +66,10 @@ impl NatsServer {
 }
 
 impl NatsServer {
+    pub(super) fn url(&self) -> &str {
+        &self.1
+    }
+
     /// Its CPU time so far (user + system).
     pub(super) fn cpu(&self) -> Option<Duration> {
         crate::server::cpu_of(self.0.id())
@@ -143,7 +156,7 @@ impl Cluster {
         let mut options = o.clone();
         options.db = "postgres".into();
         let nats = match o.bus.as_str() {
-            "nats" => Some(NatsServer::start().await?),
+            "nats" => Some(NatsServer::start(false).await?),
             _ => None,
         };
         let bus: Vec<(&str, &str)> = match &nats {

@@ -49,23 +49,23 @@ const POSTERS_PER_INSTANCE: usize = 8;
 
 /// What decides a step: its offered and acknowledged rates, failures and latency.
 #[derive(Clone, Copy, Debug)]
-struct Outcome {
+pub(super) struct Outcome {
     /// Posts/s asked for, over the whole cluster.
-    offered: f64,
-    /// Posts/s acknowledged (303) over the posting window.
-    acknowledged: f64,
+    pub offered: f64,
+    /// Posts/s acknowledged (303) over the posting window (`bus`: published).
+    pub acknowledged: f64,
     /// Posts answered otherwise, or not at all.
-    failed: u64,
+    pub failed: u64,
     /// Deliveries the acknowledged posts owe the other instances that never came.
-    missing: u64,
+    pub missing: u64,
     /// The slowest receiving instance's post→delivery p99 (NaN when nothing arrived).
-    p99_ms: f64,
+    pub p99_ms: f64,
 }
 
 impl Outcome {
     /// Every post acknowledged at (nearly) the offered rate, every delivery arrived, and the
     /// slowest receiving instance's p99 under 100 ms.
-    fn sustained(&self) -> bool {
+    pub(super) fn sustained(&self) -> bool {
         self.failed == 0
             && self.missing == 0
             && self.acknowledged >= 0.95 * self.offered
@@ -74,7 +74,7 @@ impl Outcome {
 
     /// So far past sustaining that higher rates would only pile up a backlog (or a
     /// correctness failure ended the run's meaning).
-    fn beyond(&self) -> bool {
+    pub(super) fn beyond(&self) -> bool {
         self.missing > 0
             || self.acknowledged < 0.8 * self.offered
             || self.p99_ms.is_nan()
@@ -84,7 +84,7 @@ impl Outcome {
 
 /// The highest offered rate among sustained steps (not necessarily the last one: a noisy
 /// machine can fail a step below one that held).
-fn sustained_rate(steps: &[Outcome]) -> Option<f64> {
+pub(super) fn sustained_rate(steps: &[Outcome]) -> Option<f64> {
     steps
         .iter()
         .filter(|s| s.sustained())

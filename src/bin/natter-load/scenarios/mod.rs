@@ -8,6 +8,7 @@
 //! natter-load exit with status 1.
 
 mod bigroom;
+mod bus;
 mod cross;
 mod cross_sweep;
 mod durable;
@@ -52,6 +53,7 @@ pub async fn run(o: Options) -> Result<(), String> {
         "streams" => streams::streams(&o).await?,
         "uploads" => uploads::uploads(&o).await?,
         "search" => search::search(&o).await?,
+        "bus" => bus::bus(&o).await?,
         other => return Err(format!("unknown scenario {other} (try --help)")),
     };
     if let Some(veth) = crate::net::veth() {
