@@ -101,7 +101,7 @@ scenarios, with the knobs each reads and their defaults:
                publishing into its share, at each offered rate (posts/s) in turn: the
                highest rate with every delivery and p99 < 100 ms, nats-server CPU per post
                  --instances 4 --rooms 100 --bytes 1200 (one post's message)
-                 --rates 5000,10000,20000,40000,80000 --duration 10 (per rate)
+                 --rates 10000,20000,40000,80000,120000,160000 --duration 10 (per rate)
 
 options:
   --db sqlite|postgres     database for the server natter-load starts (default sqlite)

@@ -57,7 +57,7 @@ pub(super) async fn bus(o: &Options) -> Result<Report, String> {
     let rates = o
         .rates
         .clone()
-        .unwrap_or_else(|| vec![5000.0, 10000.0, 20000.0, 40000.0, 80000.0]);
+        .unwrap_or_else(|| vec![10000.0, 20000.0, 40000.0, 80000.0, 120000.0, 160000.0]);
     let duration = o.duration.unwrap_or(Duration::from_secs(10));
     let nats = NatsServer::start(o.pin).await?;
     let mut clients = Vec::new();
