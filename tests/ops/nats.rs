@@ -310,22 +310,20 @@ async fn natter_load_cross_runs_across_three_instances_on_both_buses() {
     }
     let admin = std::env::var("NATTER_TEST_POSTGRES_URL").expect("pg() found it");
     for bus in ["notify", "nats"] {
-        let admin = admin.clone();
-        let run = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_natter-load"))
-                .args(["cross", "--instances", "3", "--posts", "20", "--no-pin"])
-                .args(["--bus", bus, "--postgres-url", &admin])
-                .env(
-                    "PATH",
-                    std::env::var("PATH").unwrap_or_default() + ":/usr/sbin",
-                )
-                .output()
-        })
+        let output = natter_load(&[
+            "cross",
+            "--instances",
+            "3",
+            "--posts",
+            "20",
+            "--no-pin",
+            "--bus",
+            bus,
+            "--postgres-url",
+            &admin,
+        ])
         .await
-        .unwrap()
-        .expect("natter-load runs");
-        let output = String::from_utf8_lossy(&run.stdout) + String::from_utf8_lossy(&run.stderr);
-        assert!(run.status.success(), "{bus}: {output}");
+        .unwrap_or_else(|output| panic!("{bus}: {output}"));
         assert!(
             output.contains("database reads by receiving instances per post"),
             "{bus}: {output}"
@@ -342,26 +340,22 @@ async fn natter_load_bus_delivers_every_message_to_every_other_client() {
     }
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bus.json");
-    let args = ["bus", "--instances", "3", "--rooms", "6", "--rates", "200"];
-    let run = {
-        let json = json.clone();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_natter-load"))
-                .args(args)
-                .args(["--duration", "1", "--no-pin", "--json"])
-                .arg(json)
-                .env(
-                    "PATH",
-                    std::env::var("PATH").unwrap_or_default() + ":/usr/sbin",
-                )
-                .output()
-        })
-        .await
-        .unwrap()
-        .expect("natter-load runs")
-    };
-    let output = String::from_utf8_lossy(&run.stdout) + String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{output}");
+    natter_load(&[
+        "bus",
+        "--instances",
+        "3",
+        "--rooms",
+        "6",
+        "--rates",
+        "200",
+        "--duration",
+        "1",
+        "--no-pin",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await
+    .unwrap_or_else(|output| panic!("{output}"));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let step = &report["tables"][0]["lines"][0];
     let owed = step["deliveries owed"].as_u64().unwrap();
@@ -369,4 +363,27 @@ async fn natter_load_bus_delivers_every_message_to_every_other_client() {
     assert!((300..=500).contains(&owed), "{step}");
     assert_eq!(step["missing"], 0, "{step}");
     assert_eq!(step["sustained"], true, "{step}");
+}
+
+/// Runs this build's natter-load with `args` (nats-server found also where Debian puts it):
+/// its output, stdout then stderr, as `Ok` when it exited 0 and `Err` otherwise.
+async fn natter_load(args: &[&str]) -> Result<String, String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_natter-load"))
+            .args(args)
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_default() + ":/usr/sbin",
+            )
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("natter-load runs");
+    let output = String::from_utf8_lossy(&run.stdout) + String::from_utf8_lossy(&run.stderr);
+    match run.status.success() {
+        true => Ok(output.into_owned()),
+        false => Err(output.into_owned()),
+    }
 }

@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use super::{
     cross::NatsServer,
-    cross_sweep::{Outcome, sustained_rate},
+    cross_sweep::{Outcome, stop_after, sweep_end},
 };
 use crate::{
     Options,
@@ -202,21 +202,11 @@ pub(super) async fn bus(o: &Options) -> Result<Report, String> {
             at_rate.push((rate, us));
         }
         outcomes.push(outcome);
-        if outcome.beyond() {
-            report.note(format!(
-                "offered {rate:.0} posts/s was far past sustaining: higher rates not run"
-            ));
+        if stop_after(&mut report, &outcomes).await {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    report.tables.push(table);
-    let best = sustained_rate(&outcomes);
-    report.figure(
-        "sustained posts/s (all delivered, p99 < 100 ms)",
-        best.unwrap_or(0.0),
-        "/s",
-    );
+    let best = sweep_end(&mut report, table, &outcomes, "all delivered, p99 < 100 ms");
     if let Some((_, us)) = at_rate.iter().find(|(r, _)| Some(*r) == best) {
         report.figure("at it: nats-server CPU per post", *us, "µs");
     }

@@ -82,9 +82,41 @@ impl Outcome {
     }
 }
 
+/// After a step of a sweep (the last of `outcomes`): whether it was so far past sustaining
+/// that the sweep stops (noted in the report); if not, the machine settles for the next rate.
+pub(super) async fn stop_after(report: &mut Report, outcomes: &[Outcome]) -> bool {
+    if let Some(last) = outcomes.last().filter(|o| o.beyond()) {
+        report.note(format!(
+            "offered {:.0} posts/s was far past sustaining: higher rates not run",
+            last.offered
+        ));
+        return true;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    false
+}
+
+/// Closes a sweep: its table into the report and the highest sustained rate as its figure,
+/// `what` saying what sustained meant.
+pub(super) fn sweep_end(
+    report: &mut Report,
+    table: Table,
+    outcomes: &[Outcome],
+    what: &str,
+) -> Option<f64> {
+    report.tables.push(table);
+    let best = sustained_rate(outcomes);
+    report.figure(
+        &format!("sustained posts/s ({what})"),
+        best.unwrap_or(0.0),
+        "/s",
+    );
+    best
+}
+
 /// The highest offered rate among sustained steps (not necessarily the last one: a noisy
 /// machine can fail a step below one that held).
-pub(super) fn sustained_rate(steps: &[Outcome]) -> Option<f64> {
+fn sustained_rate(steps: &[Outcome]) -> Option<f64> {
     steps
         .iter()
         .filter(|s| s.sustained())
@@ -352,22 +384,16 @@ pub(super) async fn sweep(o: &Options) -> Result<Report, String> {
         );
         record_step(&mut report, &mut table, &step);
         outcomes.push(step.outcome);
-        let beyond = step.outcome.beyond();
         steps.push(step);
-        if beyond {
-            report.note(format!(
-                "offered {rate:.0} posts/s was far past sustaining: higher rates not run"
-            ));
+        if stop_after(&mut report, &outcomes).await {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    report.tables.push(table);
-    let best = sustained_rate(&outcomes);
-    report.figure(
-        "sustained posts/s (all acknowledged and delivered, p99 < 100 ms)",
-        best.unwrap_or(0.0),
-        "/s",
+    let best = sweep_end(
+        &mut report,
+        table,
+        &outcomes,
+        "all acknowledged and delivered, p99 < 100 ms",
     );
     if let Some(step) = steps
         .iter()
