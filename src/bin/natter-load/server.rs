@@ -188,9 +188,7 @@ impl Server {
             // natter's (or valgrind's, which is natter), and its /proc readings are natter's.
             args.extend(crate::net::exec_prefix(veth).map(Into::into));
         }
-        if pin && which("taskset") {
-            args.extend(["taskset".into(), "-c".into(), "0".into()]);
-        }
+        args.extend(cpu0_prefix(pin).iter().map(Into::into));
         if let Some(dir) = &callgrind {
             // Counted only while a phase is measured (`Meter`): starting, signing in and
             // opening sockets run uninstrumented.
@@ -306,8 +304,18 @@ impl Drop for Server {
     }
 }
 
-/// Whether `cmd` is on the PATH.
-pub fn which(cmd: &str) -> bool {
+/// What to put in front of a command to run it on CPU 0, the server's core: `taskset -c 0`
+/// when `pin` and `taskset` is there. `taskset` execs the command, so the child's pid is the
+/// command's and its /proc readings are too.
+pub fn cpu0_prefix(pin: bool) -> &'static [&'static str] {
+    if pin && which("taskset") {
+        &["taskset", "-c", "0"]
+    } else {
+        &[]
+    }
+}
+
+fn which(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
         .stdout(Stdio::null())

@@ -70,7 +70,10 @@ pub(super) async fn bus(o: &Options) -> Result<Report, String> {
             .map_err(|e| format!("cannot connect to nats-server: {e}"))?;
         clients.push(client);
     }
-    let subjects: Vec<String> = (0..rooms).map(|r| format!("natter.room.{r}")).collect();
+    // A subject is shared bytes: each publish clones one without allocating.
+    let subjects: Vec<async_nats::Subject> = (0..rooms)
+        .map(|r| format!("natter.room.{r}").into())
+        .collect();
     let tally = Arc::new(Tally::default());
     let mut receivers = JoinSet::new();
     for client in &clients {
@@ -133,12 +136,8 @@ pub(super) async fn bus(o: &Options) -> Result<Report, String> {
         let d0 = tally.deliveries.load(Relaxed);
         let (server0, generator0, started) = (nats.cpu(), own_cpu(), Instant::now());
         let published: Vec<Published> = join_all(clients.iter().enumerate().map(|(i, c)| {
-            let mine: Vec<async_nats::Subject> = subjects
-                .iter()
-                .skip(i)
-                .step_by(k)
-                .map(|s| async_nats::Subject::from(s.as_str()))
-                .collect();
+            let mine: Vec<async_nats::Subject> =
+                subjects.iter().skip(i).step_by(k).cloned().collect();
             let share = rate * mine.len() as f64 / rooms as f64;
             publish(c, mine, share, bytes, duration)
         }))
@@ -173,13 +172,12 @@ pub(super) async fn bus(o: &Options) -> Result<Report, String> {
             missing: owed - delivered,
             p99_ms: percentile(&latencies, 0.99) / 1000.0,
         };
-        if cpu
+        if let Some(busy) = cpu
             .generator_busy_pct()
-            .is_some_and(|g| g >= GENERATOR_SATURATED_PCT)
+            .filter(|g| *g >= GENERATOR_SATURATED_PCT)
         {
             report.note(format!(
-                "offered {rate:.0} posts/s: the generator's core was full ({:.0}%), so this step measured it as much as nats-server",
-                cpu.generator_busy_pct().unwrap_or(0.0)
+                "offered {rate:.0} posts/s: the generator's core was full ({busy:.0}%), so this step measured it as much as nats-server"
             ));
         }
         table.line(vec![
@@ -238,7 +236,6 @@ async fn publish(
             let mut payload = BytesMut::with_capacity(bytes);
             payload.put_u64_le(now_us());
             payload.put_slice(&padding);
-            // A subject is shared bytes: cloning it allocates nothing.
             let subject = subjects[(done.sent + done.failed) as usize % subjects.len()].clone();
             match client.publish(subject, Bytes::from(payload)).await {
                 Ok(()) => done.sent += 1,

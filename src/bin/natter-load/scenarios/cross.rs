@@ -30,21 +30,17 @@ use crate::{
 pub(super) struct NatsServer(Child, String);
 
 impl NatsServer {
-    /// On a free port; on CPU 0 when `pin` (and `taskset` is there), where natter runs
-    /// elsewhere: `taskset` execs it, so the child's pid is nats-server's.
+    /// On a free port; on CPU 0 when `pin` (`server::cpu0_prefix`), where natter runs
+    /// elsewhere.
     pub(super) async fn start(pin: bool) -> Result<NatsServer, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let mut command = if pin && crate::server::which("taskset") {
-            let mut taskset = Command::new("taskset");
-            taskset.args(["-c", "0", "nats-server"]);
-            taskset
-        } else {
-            Command::new("nats-server")
-        };
-        let child = command
+        let mut argv = crate::server::cpu0_prefix(pin).to_vec();
+        argv.push("nats-server");
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
